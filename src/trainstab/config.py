@@ -1,0 +1,144 @@
+"""Typed configurations: one frozen dataclass per concern.
+
+Defaults follow the paper (Wortsman et al. 2023, see DESIGN.md section 1),
+scaled down to a model that trains in seconds on two CPU cores. Tiny variants
+are made with ``dataclasses.replace``; ``validate`` turns an inconsistent
+configuration into a :class:`TrainstabError` that names the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trainstab.errors import TrainstabError
+
+NormKind = Literal["layernorm", "rmsnorm"]
+NormPlacement = Literal["pre", "post"]
+AttentionScale = Literal["inv_sqrt_d_head", "inv_d_head"]
+InitScheme = Literal["paper", "gpt2"]
+Parameterization = Literal["standard", "mup_simple"]
+WeightDecayMode = Literal["independent", "coupled", "none"]
+
+#: The paper's learning-rate grid (peak of warm-up plus cosine).
+PAPER_LR_GRID: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape and architecture switches of the reference transformer."""
+
+    vocab_size: int = 512  # V; must cover every token id of the corpus
+    context_length: int = 64  # T, tokens per training sequence
+    width: int = 32  # d_model
+    depth: int = 2  # number of transformer blocks
+    heads: int = 2  # attention heads; width must divide by heads
+    mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * width (paper: 4)
+    qk_layernorm: bool = True  # LayerNorm per head on q and k (paper default: on)
+    norm: NormKind = "layernorm"  # LayerNorm (no bias) or RMSNorm
+    norm_placement: NormPlacement = "pre"  # pre-LN (paper) or post-LN (original transformer)
+    tie_embeddings: bool = False  # paper: untied
+    attention_scale: AttentionScale = "inv_sqrt_d_head"  # 1/sqrt(d_head) (paper) or 1/d_head
+    init: InitScheme = "paper"  # paper: emb N(0, 1/sqrt(d)), rest trunc-normal 1/sqrt(fan_in)
+    init_scale: float = 1.0  # multiplies the std of every non-embedding weight
+    parameterization: Parameterization = "standard"  # or µParam (simple)
+    mup_base_width: int = 32  # base width of µParam (simple): hidden LR *= base/width
+
+    @property
+    def head_dim(self) -> int:
+        """Per-head width d_head = width / heads."""
+        return self.width // self.heads
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer, schedule, loss and probing of one training run."""
+
+    steps: int = 200  # optimizer steps per run
+    batch_size: int = 16  # sequences per step (B)
+    warmup_fraction: float = 0.1  # linear warm-up over this share of the steps
+    lr_floor: float = 1e-5  # cosine decays to this absolute LR (paper: 1e-5)
+    beta1: float = 0.9  # AdamW beta1 (paper: 0.9)
+    beta2: float = 0.95  # AdamW beta2 (paper: 0.95)
+    eps: float = 1e-8  # AdamW epsilon (paper: 1e-8; 1e-15 fixes the epsilon stall)
+    grad_clip: float = 1.0  # clip the global grad norm to this; 0 disables clipping
+    weight_decay_mode: WeightDecayMode = "independent"  # paper: independent
+    weight_decay: float | None = None  # None: 1e-4 independent, 0.1 coupled, 0 none
+    z_loss: float = 1e-4  # coefficient c of c * (log Z)^2 (PaLM: 1e-4); 0 disables
+    probe_every: int = 10  # attention/output probes every this many steps (and the last)
+    final_loss_fraction: float = 0.1  # final loss = mean train loss over this last share
+    seed: int = 0  # seeds the init and the data order; printed with every result
+
+    @property
+    def resolved_weight_decay(self) -> float:
+        """The decay coefficient lambda actually used for the chosen mode."""
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return {"independent": 1e-4, "coupled": 0.1, "none": 0.0}[self.weight_decay_mode]
+
+    @property
+    def warmup_steps(self) -> int:
+        """Warm-up length in steps (at least one)."""
+        return max(1, round(self.warmup_fraction * self.steps))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What to sweep: the model, its training, the LR grid and the corpus."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lrs: tuple[float, ...] = PAPER_LR_GRID  # peak learning rates, one run each
+    corpus: str | None = None  # token file; None means the bundled corpus
+    workers: int | None = None  # processes to train in; None: one per available core
+
+
+def validate(config: SweepConfig) -> None:
+    """Raise :class:`TrainstabError` naming the first inconsistency in ``config``."""
+    m, t = config.model, config.train
+    positives = {
+        "vocab_size": m.vocab_size,
+        "context_length": m.context_length,
+        "width": m.width,
+        "depth": m.depth,
+        "heads": m.heads,
+        "mlp_ratio": m.mlp_ratio,
+        "mup_base_width": m.mup_base_width,
+        "steps": t.steps,
+        "batch_size": t.batch_size,
+        "probe_every": t.probe_every,
+    }
+    for name, value in positives.items():
+        if value <= 0:
+            raise TrainstabError(f"{name}={value} must be a positive integer; set it with --set {name}=N")
+    if m.width % m.heads:
+        raise TrainstabError(
+            f"width={m.width} is not divisible by heads={m.heads}; choose heads that divide the width "
+            f"(e.g. --set heads={_largest_divisor_at_most(m.width, m.heads)})"
+        )
+    if m.init_scale <= 0:
+        raise TrainstabError(f"init_scale={m.init_scale} must be > 0")
+    if not 0 <= t.warmup_fraction < 1:
+        raise TrainstabError(f"warmup_fraction={t.warmup_fraction} must be in [0, 1)")
+    if not 0 < t.final_loss_fraction <= 1:
+        raise TrainstabError(f"final_loss_fraction={t.final_loss_fraction} must be in (0, 1]")
+    for name, beta in (("beta1", t.beta1), ("beta2", t.beta2)):
+        if not 0 <= beta < 1:
+            raise TrainstabError(f"{name}={beta} must be in [0, 1)")
+    for name, value in (("eps", t.eps), ("lr_floor", t.lr_floor), ("grad_clip", t.grad_clip), ("z_loss", t.z_loss)):
+        if value < 0:
+            raise TrainstabError(f"{name}={value} must be >= 0")
+    if t.weight_decay is not None and t.weight_decay < 0:
+        raise TrainstabError(f"weight_decay={t.weight_decay} must be >= 0")
+    if not config.lrs:
+        raise TrainstabError("the LR grid is empty; pass e.g. --lrs 1e-3,1e-2,1e-1")
+    for lr in config.lrs:
+        if not lr > 0:
+            raise TrainstabError(f"learning rate {lr} must be > 0; pass positive values, e.g. --lrs 1e-3,1e-2")
+    if config.workers is not None and config.workers <= 0:
+        raise TrainstabError(f"workers={config.workers} must be a positive integer")
+
+
+def _largest_divisor_at_most(n: int, k: int) -> int:
+    """The largest divisor of ``n`` that is <= ``k`` (a suggestion for heads)."""
+    return max(d for d in range(1, max(1, k) + 1) if n % d == 0)

@@ -1,0 +1,209 @@
+"""Train M members of a stacked model at M learning rates, with the probes on.
+
+One call trains every member on the same batches, from the same init, each at
+its own peak LR. The steps of :func:`train_members`:
+
+1. Forward all live members at once; on probe steps, inside an attention
+   capture. Logits are (M, B, T, V).
+2. Per-member loss: mean cross-entropy plus z-loss c * mean (log Z)^2.
+3. Backward through the sum of the members' losses (members are independent,
+   so each gets exactly its own gradient).
+4. A member whose loss or gradient norm is not finite has diverged: it is
+   recorded and dropped from the stack, and the others go on.
+5. Clip and step AdamW per member; on probe steps record the metrics.
+
+Metrics are flat dicts with slash keys, computed in fp32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from trainstab.capture import AttentionRecord, capture_attention
+from trainstab.config import TrainConfig
+from trainstab.corpus import Corpus
+from trainstab.errors import TrainstabError
+from trainstab.losses import cross_entropy_with_log_z
+from trainstab.optim import StackedAdamW, StepMeasurements
+
+#: Called with the number of optimizer steps just completed (for progress bars).
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class MemberRun:
+    """Everything recorded while training one member (one learning rate)."""
+
+    lr: float  # peak learning rate
+    losses: list[float] = field(default_factory=list)  # training cross-entropy per step, until divergence
+    history: list[dict[str, float]] = field(default_factory=list)  # probe snapshots, each with "step"
+    diverged_at_step: int | None = None  # first step with a non-finite loss or gradient
+    eval_loss: float = math.nan  # held-out cross-entropy after training (NaN if diverged)
+
+
+def attention_metrics(records: list[AttentionRecord], members: int) -> list[dict[str, float]]:
+    """Per-member attention metrics from one forward's records.
+
+    Each record is (M*B, H) for a stacked forward; returns one dict per member
+    with max |logit| and entropy per layer (and per head), and the max over layers.
+    """
+    out: list[dict[str, float]] = [{} for _ in range(members)]
+    for layer, record in enumerate(records):
+        heads = record.max_abs_logit.shape[-1]
+        max_logit = record.max_abs_logit.view(members, -1, heads).amax(dim=1)  # (M, H)
+        entropy = record.entropy.view(members, -1, heads).mean(dim=1)  # (M, H)
+        for m, metrics in enumerate(out):
+            metrics[f"attn/max_logit/layer{layer}"] = float(max_logit[m].max())
+            metrics[f"attn/entropy/layer{layer}"] = float(entropy[m].mean())
+            for h in range(heads):
+                metrics[f"attn/max_logit/layer{layer}/head{h}"] = float(max_logit[m, h])
+    for metrics in out:
+        metrics["attn/max_logit"] = max(v for k, v in metrics.items() if k.count("/") == 2 and "max_logit" in k)
+    return out
+
+
+def _live_subset(model: nn.Module, optimizer: StackedAdamW, keep: torch.Tensor) -> None:
+    """Keep only the members at indices ``keep`` in the model and optimizer."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.data = p.data[keep]
+            if p.grad is not None:
+                p.grad = p.grad[keep]
+    optimizer.keep(keep)
+
+
+def train_members(
+    model: nn.Module,
+    lr_multipliers: dict[str, float],
+    lrs: list[float],
+    corpus: Corpus,
+    train: TrainConfig,
+    context_length: int,
+    progress: ProgressCallback | None = None,
+) -> list[MemberRun]:
+    """Train the M members of ``model`` (parameters (M, ...)) at peak LRs ``lrs``."""
+    runs = [MemberRun(lr=lr) for lr in lrs]
+    live = list(range(len(lrs)))  # indices into runs of the members still in the stack
+    params = dict(model.named_parameters())
+    optimizer = StackedAdamW(params, lr_multipliers, train)
+    peak = torch.tensor(lrs, dtype=torch.float32)
+    batches = corpus.batches(train.steps, train.batch_size, context_length, train.seed)  # (S, B, T+1)
+
+    for step in range(train.steps):
+        probe = step % train.probe_every == 0 or step == train.steps - 1
+        idx, targets = batches[step, :, :-1], batches[step, :, 1:]  # (B, T) each
+        m = len(live)
+        # 1-2. Forward and per-member losses.
+        with capture_attention() if probe else _no_capture() as records:
+            logits = model(idx)  # (M, B, T, V)
+        vocab = logits.shape[-1]
+        ce, log_z = cross_entropy_with_log_z(logits.reshape(-1, vocab), targets.reshape(-1).repeat(m))
+        ce, log_z = ce.view(m, -1), log_z.view(m, -1)  # (M, B*T)
+        loss = ce.mean(1) + train.z_loss * log_z.square().mean(1)  # (M,)
+        # 3. Backward: the sum's gradient w.r.t. member k's parameters is member k's own.
+        for p in params.values():
+            p.grad = None
+        loss.sum().backward()
+        grad_norm = optimizer.gradient_norm()
+        # 4. Divergence: one sync per step for the loss curve and the finiteness check.
+        ce_mean = ce.detach().mean(1)
+        finite = (torch.isfinite(ce_mean) & torch.isfinite(grad_norm)).tolist()
+        for slot, (run_index, ok, value) in enumerate(zip(live, finite, ce_mean.tolist(), strict=True)):
+            if ok:
+                runs[run_index].losses.append(value)
+            else:
+                runs[run_index].diverged_at_step = step
+        if not all(finite):
+            keep = torch.tensor([slot for slot, ok in enumerate(finite) if ok], dtype=torch.long)
+            _live_subset(model, optimizer, keep)
+            live = [live[slot] for slot in keep.tolist()]
+            peak, grad_norm, ce_mean = peak[keep], grad_norm[keep], ce_mean[keep]
+            logits, log_z = logits.detach()[keep], log_z.detach()[keep]
+            if probe:
+                records = [_select_members(r, keep, m) for r in records]
+            if not live:
+                break
+        # 5. Step, then record the probes.
+        measured = optimizer.step(step, peak, grad_norm, measure=probe)
+        if probe:
+            _record_probe(runs, live, step, records, logits.detach(), log_z.detach(), measured, ce_mean)
+        if progress is not None:
+            progress(1)
+    _evaluate(model, runs, live, corpus, train, context_length)
+    return runs
+
+
+def _no_capture() -> _NullCapture:
+    """A stand-in for capture_attention() on steps without probes."""
+    return _NullCapture()
+
+
+class _NullCapture:
+    def __enter__(self) -> list[AttentionRecord]:
+        return []
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _select_members(record: AttentionRecord, keep: torch.Tensor, members: int) -> AttentionRecord:
+    """The rows of a (M*B, H) record that belong to the members in ``keep``."""
+    heads = record.max_abs_logit.shape[-1]
+    pick = lambda t: t.view(members, -1, heads)[keep].reshape(-1, heads)  # noqa: E731
+    return AttentionRecord(pick(record.max_abs_logit), pick(record.entropy))
+
+
+def _record_probe(
+    runs: list[MemberRun],
+    live: list[int],
+    step: int,
+    records: list[AttentionRecord],
+    logits: torch.Tensor,
+    log_z: torch.Tensor,
+    measured: StepMeasurements,
+    ce_mean: torch.Tensor,
+) -> None:
+    """Append one probe snapshot to every live member's history."""
+    if not records:
+        raise TrainstabError(
+            "no attention logits were captured: the model does not call "
+            "torch.nn.functional.scaled_dot_product_attention; report hand-written attention logits "
+            "with trainstab.record_attention_logits(logits) in its forward"
+        )
+    m = len(live)
+    attention = attention_metrics(records, m)
+    flat_logits = logits.float().reshape(m, -1)
+    max_abs_logit = flat_logits.abs().amax(1)
+    assert measured.update_rms is not None and measured.param_rms is not None
+    for slot, run_index in enumerate(live):
+        snapshot = {"step": float(step), "loss": float(ce_mean[slot])}
+        snapshot.update(attention[slot])
+        snapshot["output/log_z/mean"] = float(log_z[slot].mean())
+        snapshot["output/log_z/min"] = float(log_z[slot].min())
+        snapshot["output/log_z/max"] = float(log_z[slot].max())
+        snapshot["output/max_abs_logit"] = float(max_abs_logit[slot])
+        snapshot["grads/norm"] = float(measured.grad_norm[slot])
+        snapshot["grads/rms"] = float(measured.grad_rms[slot])
+        snapshot["updates/rms"] = float(measured.update_rms[slot])
+        snapshot["params/rms"] = float(measured.param_rms[slot])
+        runs[run_index].history.append(snapshot)
+
+
+@torch.no_grad()
+def _evaluate(
+    model: nn.Module, runs: list[MemberRun], live: list[int], corpus: Corpus, train: TrainConfig, context_length: int
+) -> None:
+    """Held-out cross-entropy of every member still alive."""
+    if not live:
+        return
+    batch = corpus.evaluation_batch(train.batch_size, context_length, train.seed)  # (B, T+1)
+    logits = model(batch[:, :-1])  # (M, B, T, V)
+    vocab = logits.shape[-1]
+    ce, _ = cross_entropy_with_log_z(logits.reshape(-1, vocab), batch[:, 1:].reshape(-1).repeat(len(live)))
+    for slot, value in enumerate(ce.view(len(live), -1).mean(1).tolist()):
+        runs[live[slot]].eval_loss = value

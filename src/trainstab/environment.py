@@ -1,0 +1,44 @@
+"""The environment a result was measured in, recorded beside every result."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+
+def trainstab_version() -> str:
+    """The installed trainstab version ("unknown" when run from a bare source tree)."""
+    try:
+        return metadata.version("trainstab")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as the OS reports it."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment(seed: int, threads_per_stack: int, workers: int) -> dict[str, object]:
+    """Versions, CPU and parallelism of this process, and the seed of the run."""
+    return {
+        "trainstab": trainstab_version(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads_per_stack": threads_per_stack,
+        "workers": workers,
+        "seed": seed,
+    }

@@ -1,0 +1,213 @@
+"""The learning-rate sweep: stacks of members, trained in parallel processes.
+
+The grid is cut, in order, into stacks of at most ``stack_size`` learning
+rates. Each stack trains as one batched model on one thread, so a member's
+numbers depend only on its stack, never on how many processes or cores ran
+the sweep: the same command gives the same JSON on a laptop, in CI and under
+pytest-xdist. Stacks run in a pool of worker processes (one per core by
+default) and the results are summarised as the paper defines (DESIGN.md 1):
+
+    LR sensitivity = mean over the grid of ( min(l(eta), l0) - l* )
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from trainstab.config import SweepConfig, validate
+from trainstab.corpus import load_corpus
+from trainstab.engine import MemberRun, train_members
+from trainstab.environment import environment
+from trainstab.reference import ReferenceTransformer
+
+#: Learning rates trained together as one batched model (fixed, for reproducibility).
+STACK_SIZE = 4
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The summary of one learning rate of a sweep."""
+
+    lr: float  # peak learning rate
+    initial_loss: float  # l0: training loss at initialization (step 0)
+    final_loss: float  # mean training loss over the final share of steps; NaN if diverged
+    eval_loss: float  # held-out loss after training; NaN if diverged
+    max_attention_logit: float  # max over probes and layers of max |z|
+    log_z_mean: float  # mean log Z of the output logits at the last probe
+    diverged: bool  # loss or gradient went non-finite
+    diverged_at_step: int | None  # first non-finite step, if diverged
+    losses: tuple[float, ...]  # training loss per step (until divergence)
+    history: tuple[dict[str, float], ...]  # probe snapshots, flat slash-keyed metrics
+
+    def capped_loss(self) -> float:
+        """min(l(eta), l0), with a diverged or non-finite run counted as l0."""
+        if self.diverged or not math.isfinite(self.final_loss):
+            return self.initial_loss
+        return min(self.final_loss, self.initial_loss)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Every run of a sweep, the paper's summary numbers and where they came from."""
+
+    config: SweepConfig
+    runs: tuple[RunResult, ...]
+    lr_sensitivity: float  # mean over the grid of min(l, l0) - l*
+    best_lr: float  # the LR with the lowest capped final loss
+    environment: dict[str, object]  # versions, CPU, threads, seed
+    elapsed_seconds: float  # wall-clock time of the sweep
+
+
+def lr_sensitivity(runs: tuple[RunResult, ...] | list[RunResult]) -> tuple[float, float]:
+    """LR sensitivity and best LR of a grid of runs, as the paper defines them."""
+    capped = [run.capped_loss() for run in runs]
+    best = min(capped)
+    best_lr = runs[capped.index(best)].lr
+    return sum(c - best for c in capped) / len(capped), best_lr
+
+
+def summarize(run: MemberRun, initial_loss: float, final_fraction: float, total_steps: int) -> RunResult:
+    """Turn one member's record into its :class:`RunResult`."""
+    diverged = run.diverged_at_step is not None
+    window = max(1, math.ceil(final_fraction * total_steps))
+    final = math.nan if diverged else sum(run.losses[-window:]) / len(run.losses[-window:])
+    max_logits = [h["attn/max_logit"] for h in run.history if math.isfinite(h["attn/max_logit"])]
+    return RunResult(
+        lr=run.lr,
+        initial_loss=initial_loss,
+        final_loss=final,
+        eval_loss=run.eval_loss,
+        max_attention_logit=max(max_logits) if max_logits else math.nan,
+        log_z_mean=run.history[-1]["output/log_z/mean"] if run.history else math.nan,
+        diverged=diverged,
+        diverged_at_step=run.diverged_at_step,
+        losses=tuple(run.losses),
+        history=tuple(run.history),
+    )
+
+
+def stacks(lrs: tuple[float, ...], stack_size: int = STACK_SIZE) -> list[list[float]]:
+    """Cut the grid, in order, into stacks of at most ``stack_size`` LRs."""
+    return [list(lrs[i : i + stack_size]) for i in range(0, len(lrs), stack_size)]
+
+
+def available_cores() -> int:
+    """Cores this process may run on (respects affinity masks and cgroup-pinned CI)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def _single_thread() -> Iterator[None]:
+    """Train on exactly one intra-op thread, restoring the caller's setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_stack(config: SweepConfig, lrs: list[float], progress: Callable[[int], None] | None = None) -> list[MemberRun]:
+    """Train one stack of learning rates on one thread; used in and out of worker processes."""
+    corpus = load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
+    with _single_thread():
+        model = ReferenceTransformer(config.model, members=len(lrs), seed=config.train.seed)
+        return train_members(
+            model, model.lr_multipliers(), lrs, corpus, config.train, config.model.context_length, progress
+        )
+
+
+# The worker processes report progress through this shared counter of steps done.
+_STEPS_DONE: object = None
+
+
+def _init_worker(counter: object) -> None:
+    """Worker start-up: remember the shared step counter."""
+    global _STEPS_DONE
+    _STEPS_DONE = counter
+
+
+def _worker_progress(steps: int) -> None:
+    """Add ``steps`` to the shared counter (every step, so the bar moves smoothly)."""
+    counter = _STEPS_DONE
+    with counter.get_lock():  # type: ignore[attr-defined]
+        counter.value += steps  # type: ignore[attr-defined]
+
+
+def _train_stack_in_worker(config: SweepConfig, lrs: list[float]) -> list[MemberRun]:
+    """Entry point of a worker process."""
+    return train_stack(config, lrs, _worker_progress)
+
+
+def run_sweep(config: SweepConfig, progress: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Train one model per learning rate of ``config.lrs`` and summarise the sweep.
+
+    ``progress(done, total)`` is called as optimizer steps complete, counted
+    per stack (a stack of LRs takes one step at a time). Raises :class:`TrainstabError` on bad configuration or
+    corpus before any training starts.
+    """
+    validate(config)
+    load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)  # fail fast, in this process
+    started = time.perf_counter()
+    groups = stacks(config.lrs)
+    total = len(groups) * config.train.steps  # progress counts steps of stacks
+    workers = min(config.workers or available_cores(), len(groups))
+    if workers == 1:
+        done = 0
+
+        def local_progress(steps: int) -> None:
+            nonlocal done
+            done += steps
+            if progress is not None:
+                progress(done, total)
+
+        member_runs = [run for group in groups for run in train_stack(config, group, local_progress)]
+    else:
+        member_runs = _run_in_pool(config, groups, workers, total, progress)
+    initial = member_runs[0].losses[0] if member_runs[0].losses else math.nan
+    runs = tuple(summarize(run, initial, config.train.final_loss_fraction, config.train.steps) for run in member_runs)
+    sensitivity, best_lr = lr_sensitivity(runs)
+    return SweepResult(
+        config=config,
+        runs=runs,
+        lr_sensitivity=sensitivity,
+        best_lr=best_lr,
+        environment=environment(config.train.seed, threads_per_stack=1, workers=workers),
+        elapsed_seconds=time.perf_counter() - started,
+    )
+
+
+def _run_in_pool(
+    config: SweepConfig,
+    groups: list[list[float]],
+    workers: int,
+    total: int,
+    progress: Callable[[int, int], None] | None,
+) -> list[MemberRun]:
+    """Train the stacks in ``workers`` processes, reporting progress while waiting."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    counter = context.Value("q", 0)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
+        futures: list[Future[list[MemberRun]]] = [pool.submit(_train_stack_in_worker, config, g) for g in groups]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            if progress is not None:
+                progress(min(total, counter.value), total)
+        runs = [run for future in futures for run in future.result()]
+    if progress is not None:
+        progress(total, total)
+    return runs
