@@ -67,14 +67,22 @@ def attention_metrics(records: list[AttentionRecord], members: int) -> list[dict
     return out
 
 
-def _live_subset(model: nn.Module, optimizer: StackedAdamW, keep: torch.Tensor) -> None:
-    """Keep only the members at indices ``keep`` in the model and optimizer."""
+def _live_subset(model: nn.Module, optimizer: StackedAdamW, keep: torch.Tensor) -> dict[str, nn.Parameter]:
+    """Keep only the members at indices ``keep``; returns the new parameters.
+
+    The parameters are replaced by new leaves (resizing ``.data`` in place would
+    leave autograd's cached shapes stale).
+    """
     with torch.no_grad():
-        for p in model.parameters():
-            p.data = p.data[keep]
-            if p.grad is not None:
-                p.grad = p.grad[keep]
-    optimizer.keep(keep)
+        for module in model.modules():
+            for name, p in list(module._parameters.items()):
+                if p is not None:
+                    kept = nn.Parameter(p.detach()[keep])
+                    kept.grad = p.grad[keep] if p.grad is not None else None
+                    module._parameters[name] = kept
+    params = dict(model.named_parameters())
+    optimizer.keep(keep, params)
+    return params
 
 
 def train_members(
@@ -120,7 +128,7 @@ def train_members(
                 runs[run_index].diverged_at_step = step
         if not all(finite):
             keep = torch.tensor([slot for slot, ok in enumerate(finite) if ok], dtype=torch.long)
-            _live_subset(model, optimizer, keep)
+            params = _live_subset(model, optimizer, keep)
             live = [live[slot] for slot in keep.tolist()]
             peak, grad_norm, ce_mean = peak[keep], grad_norm[keep], ce_mean[keep]
             logits, log_z = logits.detach()[keep], log_z.detach()[keep]

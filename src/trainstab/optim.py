@@ -68,8 +68,9 @@ class StackedAdamW:
         self.exp_avg_sq = {name: torch.zeros_like(p) for name, p in params.items()}
         self.numel = sum(p[0].numel() for p in params.values())  # parameters per member
 
-    def keep(self, members: torch.Tensor) -> None:
-        """Drop every member not listed in ``members`` (indices) from the state."""
+    def keep(self, members: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+        """Keep only the members at indices ``members``; ``params`` are their new tensors."""
+        self.params = params
         for name in self.params:
             self.exp_avg[name] = self.exp_avg[name][members]
             self.exp_avg_sq[name] = self.exp_avg_sq[name][members]

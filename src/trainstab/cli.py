@@ -1,0 +1,114 @@
+"""The ``trainstab`` command line.
+
+    trainstab sweep [--model reference] [--set key=value ...] [--lrs 1e-3,1e-2]
+                    [--steps N] [--seed N] [--corpus FILE] [--json PATH]
+
+Exit status: 0 on success, 2 on bad input (a one-line message, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from trainstab.config import SweepConfig
+from trainstab.errors import TrainstabError
+from trainstab.overrides import apply_overrides
+
+EXIT_BAD_INPUT = 2
+MODELS = ("reference",)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"trainstab: error: {message} (see trainstab {self.prog.split()[-1]} --help)\n")
+
+
+def _lrs(text: str) -> tuple[float, ...]:
+    """Parse ``--lrs 1e-3,3e-3``."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lrs {text!r}: expected comma-separated numbers such as 1e-3,1e-2") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(prog="trainstab", description="Small-scale proxies for large-scale training instabilities.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sweep = commands.add_parser("sweep", help="train one tiny model per learning rate and report stability")
+    sweep.add_argument("--model", default="reference", help="model to sweep (default: reference)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a model or training option, e.g. --set qk_layernorm=false (repeatable)")
+    sweep.add_argument("--lrs", type=_lrs, help="comma-separated peak learning rates (default: the paper's grid)")
+    sweep.add_argument("--steps", type=int, help="optimizer steps per run (default: 200)")
+    sweep.add_argument("--seed", type=int, help="seed of the init and the data order (default: 0)")
+    sweep.add_argument("--corpus", help="token file (.npy or uint16 .bin) instead of the bundled corpus")
+    sweep.add_argument("--workers", type=int, help="worker processes (default: one per available core)")
+    sweep.add_argument("--json", type=Path, help="write every metric, the config and the environment here")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    return parser
+
+
+def sweep_config(args: argparse.Namespace) -> SweepConfig:
+    """The sweep configuration the command line asks for."""
+    if args.model not in MODELS:
+        raise TrainstabError(f"unknown model {args.model!r}; available: {', '.join(MODELS)}")
+    config = apply_overrides(SweepConfig(), args.overrides)
+    train_changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
+    return dataclasses.replace(
+        config,
+        train=dataclasses.replace(config.train, **train_changes),
+        lrs=args.lrs if args.lrs is not None else config.lrs,
+        corpus=args.corpus,
+        workers=args.workers,
+    )
+
+
+def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
+    """``trainstab sweep``: run, print the table, optionally write JSON."""
+    from trainstab.config import validate
+    from trainstab.report import check_writable, sweep_table, sweep_to_dict, write_json
+    from trainstab.sweep import run_sweep
+
+    config = sweep_config(args)
+    validate(config)
+    if args.json is not None:
+        check_writable(args.json)  # before minutes of training, not after
+    console.print(f"trainstab sweep: model={args.model} seed={config.train.seed} lrs={','.join(f'{x:g}' for x in config.lrs)}")
+    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
+        task = bar.add_task("sweep", total=None)
+        result = run_sweep(config, lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(sweep_table(result))
+    if args.json is not None:
+        write_json(args.json, sweep_to_dict(result))
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trainstab`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    console = Console()
+    errors = Console(stderr=True)
+    try:
+        if args.command == "sweep":
+            return run_sweep_command(args, console)
+    except TrainstabError as error:
+        errors.print(f"trainstab: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Presenting a sweep: strict JSON for machines, a rich table for people."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from trainstab.errors import TrainstabError
+from trainstab.sweep import SweepResult
+
+
+def _finite_or_none(value: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def sweep_to_dict(result: SweepResult) -> dict[str, Any]:
+    """Everything about a sweep as plain JSON-ready data (NaN becomes null)."""
+    return {
+        "runs": _finite_or_none([dataclasses.asdict(run) for run in result.runs]),
+        "lr_sensitivity": _finite_or_none(result.lr_sensitivity),
+        "best_lr": result.best_lr,
+        "config": _finite_or_none(dataclasses.asdict(result.config)),
+        "environment": result.environment,
+        "elapsed_seconds": result.elapsed_seconds,
+    }
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any training if ``path`` cannot be written."""
+    if path.is_dir():
+        raise TrainstabError(f"--json {path} is a directory; give a file name such as {path / 'sweep.json'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise TrainstabError(f"--json {path}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TrainstabError(f"--json {path} is not writable; choose a path you can write to")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically, so a crash never leaves half a file."""
+    check_writable(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        json.dump(data, out, indent=2, allow_nan=False)
+        out.write("\n")
+    os.replace(temporary, path)
+
+
+def _number(value: float, digits: int = 4) -> str:
+    """A compact number for a table cell ("-" for NaN)."""
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:.{digits}g}" if abs(value) >= 1e4 else f"{value:.{digits}f}"
+
+
+def sweep_table(result: SweepResult) -> Table:
+    """One row per learning rate: losses, max attention logit, log Z, divergence."""
+    table = Table(title="trainstab sweep", caption=_caption(result))
+    for column in ("LR", "final loss", "eval loss", "max attn logit", "log Z", "diverged"):
+        table.add_column(column, justify="right")
+    for run in result.runs:
+        diverged = f"yes (step {run.diverged_at_step})" if run.diverged else "no"
+        table.add_row(
+            f"{run.lr:g}",
+            _number(run.final_loss),
+            _number(run.eval_loss),
+            f"{run.max_attention_logit:.3g}",
+            _number(run.log_z_mean, 3),
+            diverged,
+            style="red" if run.diverged or run.max_attention_logit > 1e4 else None,
+        )
+    return table
+
+
+def _caption(result: SweepResult) -> str:
+    """The sweep's summary line under the table."""
+    return (
+        f"LR sensitivity {result.lr_sensitivity:.4f} · best LR {result.best_lr:g} · "
+        f"l0 {result.runs[0].initial_loss:.4f} · seed {result.config.train.seed} · {result.elapsed_seconds:.1f} s"
+    )

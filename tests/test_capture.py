@@ -1,0 +1,94 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainstab import capture_attention, is_capturing, record_attention_logits
+from trainstab.config import ModelConfig
+from trainstab.reference import ReferenceTransformer
+
+TIGHT = 1e-5  # fp32 agreement of two computations of the same logits
+
+
+def _qkv(b=2, h=3, t=5, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, t, d, generator=g) * 3 for _ in range(3)]
+
+
+def test_capture_does_not_change_the_attention_output():
+    q, k, v = _qkv()
+    plain = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    with capture_attention() as records:
+        captured = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.equal(plain, captured)
+    assert len(records) == 1
+
+
+def test_capture_does_not_change_the_reference_models_logits():
+    model = ReferenceTransformer(ModelConfig(qk_layernorm=False), members=2)
+    idx = torch.randint(0, 512, (2, 16), generator=torch.Generator().manual_seed(1))
+    plain = model(idx)
+    with capture_attention() as records:
+        captured = model(idx)
+    assert torch.equal(plain, captured)
+    assert len(records) == ModelConfig().depth  # one record per layer
+
+
+def test_causal_max_logit_ignores_masked_positions():
+    q, k, _ = _qkv()
+    z = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, T, T)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    expected = z.abs().masked_fill(~causal, 0).amax(dim=(-2, -1))
+    with capture_attention() as records:
+        F.scaled_dot_product_attention(q, k, q, is_causal=True)
+    assert torch.allclose(records[0].max_abs_logit, expected.reshape(-1, 3), rtol=TIGHT)
+    assert records[0].max_abs_logit.shape == (2, 3)
+
+
+def test_boolean_and_additive_masks_and_custom_scale_are_respected():
+    q, k, v = _qkv()
+    mask = torch.rand(5, 5, generator=torch.Generator().manual_seed(2)) > 0.3
+    mask[:, 0] = True  # every query may attend somewhere
+    z = (q @ k.transpose(-2, -1)) * 0.1
+    expected = z.abs().masked_fill(~mask, 0).amax(dim=(-2, -1)).reshape(-1, 3)
+    additive = torch.zeros(5, 5).masked_fill(~mask, float("-inf"))
+    with capture_attention() as records:
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.1)
+        F.scaled_dot_product_attention(q, k, v, attn_mask=additive, scale=0.1)
+    for record in records:
+        assert torch.allclose(record.max_abs_logit, expected, rtol=TIGHT)
+    assert torch.allclose(records[0].entropy, records[1].entropy, rtol=TIGHT)
+
+
+def test_uniform_attention_has_the_entropy_of_a_uniform_distribution():
+    q = torch.zeros(1, 1, 4, 2)
+    with capture_attention() as records:
+        F.scaled_dot_product_attention(q, q, q, is_causal=True)
+    # Query i sees i + 1 keys uniformly: mean entropy = mean(log(1..4)).
+    expected = sum(math.log(n) for n in range(1, 5)) / 4
+    assert records[0].entropy.item() == pytest.approx(expected, rel=TIGHT)
+
+
+def test_grouped_query_attention_shares_key_heads():
+    q = _qkv(h=4)[0]
+    k, v = _qkv(h=2, seed=3)[:2]
+    with capture_attention() as records:
+        F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    assert records[0].max_abs_logit.shape == (2, 4)
+
+
+def test_the_hook_records_hand_written_attention_only_inside_a_capture():
+    logits = torch.tensor([[[[1.0, 50.0], [-7.0, 2.0]]]])  # (1, 1, 2, 2); 50 is above the diagonal
+    record_attention_logits(logits)  # outside a capture: nothing happens
+    assert not is_capturing()
+    with capture_attention() as records:
+        assert is_capturing()
+        record_attention_logits(logits)
+    assert records[0].max_abs_logit.item() == 7.0  # the masked 50 does not count
+    assert not is_capturing()
+
+
+def test_captures_do_not_nest():
+    with capture_attention(), pytest.raises(RuntimeError, match="already active"), capture_attention():
+        pass

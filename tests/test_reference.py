@@ -1,0 +1,83 @@
+import dataclasses
+
+import pytest
+import torch
+
+from trainstab.config import ModelConfig
+from trainstab.reference import ReferenceLM, ReferenceTransformer
+
+SMALL = ModelConfig(vocab_size=64, context_length=8, width=16, heads=2, depth=2)
+
+
+def _logits(config: ModelConfig, members: int = 1) -> torch.Tensor:
+    idx = torch.randint(0, config.vocab_size, (3, config.context_length), generator=torch.Generator().manual_seed(0))
+    return ReferenceTransformer(config, members=members)(idx)
+
+
+def test_the_stack_maps_token_ids_to_logits_per_member():
+    assert _logits(SMALL, members=3).shape == (3, 3, 8, 64)
+
+
+def test_members_start_identical():
+    logits = _logits(SMALL, members=3)
+    assert torch.equal(logits[0], logits[2])
+
+
+def test_reference_lm_is_a_plain_language_model():
+    idx = torch.randint(0, 64, (2, 8))
+    assert ReferenceLM(SMALL)(idx).shape == (2, 8, 64)
+
+
+def test_outputs_are_causal():
+    model = ReferenceLM(SMALL)
+    a = torch.randint(0, 64, (1, 8), generator=torch.Generator().manual_seed(3))
+    b = a.clone()
+    b[0, -1] = (a[0, -1] + 1) % 64
+    assert torch.allclose(model(a)[0, :-1], model(b)[0, :-1])
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        {"qk_layernorm": False},
+        {"norm": "rmsnorm"},
+        {"norm_placement": "post"},
+        {"tie_embeddings": True},
+        {"attention_scale": "inv_d_head"},
+        {"init": "gpt2"},
+        {"init_scale": 3.0},
+    ],
+)
+def test_every_switch_changes_the_model(switch):
+    assert not torch.allclose(_logits(SMALL), _logits(dataclasses.replace(SMALL, **switch)))
+
+
+def test_qk_layernorm_adds_one_gain_per_head_dim_for_q_and_k():
+    with_norm = dict(ReferenceTransformer(SMALL).named_parameters())
+    without = dict(ReferenceTransformer(dataclasses.replace(SMALL, qk_layernorm=False)).named_parameters())
+    assert set(with_norm) - set(without) == {f"blocks.{i}.{n}" for i in range(2) for n in ("q_norm", "k_norm")}
+    assert with_norm["blocks.0.q_norm"].shape == (1, SMALL.head_dim)
+
+
+def test_tied_embeddings_have_no_separate_unembedding():
+    names = dict(ReferenceTransformer(dataclasses.replace(SMALL, tie_embeddings=True)).named_parameters())
+    assert "unembedding" not in names
+
+
+def test_mup_simple_scales_hidden_layer_lrs_by_base_over_width():
+    config = dataclasses.replace(SMALL, width=64, parameterization="mup_simple", mup_base_width=16)
+    multipliers = ReferenceTransformer(config).lr_multipliers()
+    assert multipliers["blocks.0.mlp_out"] == 0.25
+    assert multipliers["blocks.1.qkv"] == 0.25
+    assert multipliers["embedding"] == 1.0
+    assert multipliers["unembedding"] == 1.0
+    assert set(ReferenceTransformer(SMALL).lr_multipliers().values()) == {1.0}
+
+
+def test_paper_init_uses_truncated_normal_with_std_one_over_sqrt_fan_in():
+    model = ReferenceTransformer(dataclasses.replace(SMALL, width=256, heads=4))
+    weight = model.blocks[0].mlp_in[0]  # (256, 1024)
+    bound = 2 / 256**0.5
+    assert weight.abs().max() <= bound
+    # A normal truncated at 2 std has std 0.88 of the untruncated one.
+    assert weight.std().item() == pytest.approx(0.88 / 16, rel=0.03)
