@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -72,7 +73,7 @@ def test_schedule_warms_up_linearly_then_decays_to_the_floor():
     assert schedule(9, peak, train).item() == pytest.approx(0.1)
     assert schedule(99, peak, train).item() == pytest.approx(1e-5, abs=1e-4)
     lrs = [schedule(s, peak, train).item() for s in range(10, 100)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
 
 
 def test_measurements_report_unscaled_update_rms():

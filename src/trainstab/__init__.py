@@ -29,7 +29,21 @@ _EXPORTS = {
     "ReferenceTransformer": "trainstab.reference",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "PAPER_LR_GRID",
+    "ModelConfig",
+    "ReferenceLM",
+    "ReferenceTransformer",
+    "RunResult",
+    "SweepConfig",
+    "SweepResult",
+    "TrainConfig",
+    "TrainstabError",
+    "capture_attention",
+    "is_capturing",
+    "record_attention_logits",
+    "run_sweep",
+]
 
 if TYPE_CHECKING:
     from trainstab.capture import capture_attention, is_capturing, record_attention_logits

@@ -98,7 +98,14 @@ def _capturing_sdpa(
 ) -> torch.Tensor:
     """Drop-in SDPA that records statistics beside the unchanged original call."""
     out = _ORIGINAL_SDPA(
-        query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa
+        query,
+        key,
+        value,
+        attn_mask=attn_mask,
+        dropout_p=dropout_p,
+        is_causal=is_causal,
+        scale=scale,
+        enable_gqa=enable_gqa,
     )
     records = _STATE.records
     if records is not None:

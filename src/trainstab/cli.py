@@ -38,7 +38,9 @@ def _lrs(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--lrs {text!r}: expected comma-separated numbers such as 1e-3,1e-2") from None
+        raise argparse.ArgumentTypeError(
+            f"--lrs {text!r}: expected comma-separated numbers such as 1e-3,1e-2"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sweep = commands.add_parser("sweep", help="train one tiny model per learning rate and report stability")
     sweep.add_argument("--model", default="reference", help="model to sweep (default: reference)")
-    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a model or training option, e.g. --set qk_layernorm=false (repeatable)")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model or training option, e.g. --set qk_layernorm=false (repeatable)",
+    )
     sweep.add_argument("--lrs", type=_lrs, help="comma-separated peak learning rates (default: the paper's grid)")
     sweep.add_argument("--steps", type=int, help="optimizer steps per run (default: 200)")
     sweep.add_argument("--seed", type=int, help="seed of the init and the data order (default: 0)")
@@ -77,14 +85,18 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab sweep``: run, print the table, optionally write JSON."""
     from trainstab.config import validate
+    from trainstab.corpus import load_corpus
     from trainstab.report import check_writable, sweep_table, sweep_to_dict, write_json
     from trainstab.sweep import run_sweep
 
     config = sweep_config(args)
     validate(config)
+    load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
     if args.json is not None:
         check_writable(args.json)  # before minutes of training, not after
-    console.print(f"trainstab sweep: model={args.model} seed={config.train.seed} lrs={','.join(f'{x:g}' for x in config.lrs)}")
+    console.print(
+        f"trainstab sweep: model={args.model} seed={config.train.seed} lrs={','.join(f'{x:g}' for x in config.lrs)}"
+    )
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
         task = bar.add_task("sweep", total=None)

@@ -125,9 +125,10 @@ def validate(config: SweepConfig) -> None:
     for name, beta in (("beta1", t.beta1), ("beta2", t.beta2)):
         if not 0 <= beta < 1:
             raise TrainstabError(f"{name}={beta} must be in [0, 1)")
-    for name, value in (("eps", t.eps), ("lr_floor", t.lr_floor), ("grad_clip", t.grad_clip), ("z_loss", t.z_loss)):
-        if value < 0:
-            raise TrainstabError(f"{name}={value} must be >= 0")
+    non_negatives = {"eps": t.eps, "lr_floor": t.lr_floor, "grad_clip": t.grad_clip, "z_loss": t.z_loss}
+    for name, number in non_negatives.items():
+        if number < 0:
+            raise TrainstabError(f"{name}={number} must be >= 0")
     if t.weight_decay is not None and t.weight_decay < 0:
         raise TrainstabError(f"weight_decay={t.weight_decay} must be >= 0")
     if not config.lrs:

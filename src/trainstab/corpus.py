@@ -99,4 +99,5 @@ def _read_tokens(file: Path) -> np.ndarray:
         raise TrainstabError(
             f"corpus {file} is a {tokens.ndim}-D {tokens.dtype} array; it must be a 1-D array of integer token ids"
         )
-    return tokens
+    array: np.ndarray = tokens
+    return array

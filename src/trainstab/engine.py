@@ -116,12 +116,12 @@ def train_members(
         # 3. Backward: the sum's gradient w.r.t. member k's parameters is member k's own.
         for p in params.values():
             p.grad = None
-        loss.sum().backward()
+        loss.sum().backward()  # type: ignore[no-untyped-call]
         grad_norm = optimizer.gradient_norm()
         # 4. Divergence: one sync per step for the loss curve and the finiteness check.
         ce_mean = ce.detach().mean(1)
         finite = (torch.isfinite(ce_mean) & torch.isfinite(grad_norm)).tolist()
-        for slot, (run_index, ok, value) in enumerate(zip(live, finite, ce_mean.tolist(), strict=True)):
+        for _slot, (run_index, ok, value) in enumerate(zip(live, finite, ce_mean.tolist(), strict=True)):
             if ok:
                 runs[run_index].losses.append(value)
             else:
@@ -162,7 +162,10 @@ class _NullCapture:
 def _select_members(record: AttentionRecord, keep: torch.Tensor, members: int) -> AttentionRecord:
     """The rows of a (M*B, H) record that belong to the members in ``keep``."""
     heads = record.max_abs_logit.shape[-1]
-    pick = lambda t: t.view(members, -1, heads)[keep].reshape(-1, heads)  # noqa: E731
+
+    def pick(rows: torch.Tensor) -> torch.Tensor:
+        return rows.view(members, -1, heads)[keep].reshape(-1, heads)
+
     return AttentionRecord(pick(record.max_abs_logit), pick(record.entropy))
 
 

@@ -50,5 +50,5 @@ def cross_entropy_with_log_z(logits: torch.Tensor, targets: torch.Tensor) -> tup
     Both outputs are differentiable, so ``ce + c * log_z**2`` is the loss with
     z-loss coefficient ``c``.
     """
-    result: tuple[torch.Tensor, torch.Tensor] = _CrossEntropyWithLogZ.apply(logits.float(), targets)
+    result: tuple[torch.Tensor, torch.Tensor] = _CrossEntropyWithLogZ.apply(logits.float(), targets)  # type: ignore[no-untyped-call]
     return result

@@ -16,6 +16,7 @@ is per member.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -60,7 +61,9 @@ class StepMeasurements:
 class StackedAdamW:
     """AdamW with per-member LRs, clipping and decay over (M, ...) parameters."""
 
-    def __init__(self, params: dict[str, torch.Tensor], lr_multipliers: dict[str, float], train: TrainConfig) -> None:
+    def __init__(
+        self, params: Mapping[str, torch.Tensor], lr_multipliers: dict[str, float], train: TrainConfig
+    ) -> None:
         self.params = params
         self.lr_multipliers = lr_multipliers
         self.train = train
@@ -68,7 +71,7 @@ class StackedAdamW:
         self.exp_avg_sq = {name: torch.zeros_like(p) for name, p in params.items()}
         self.numel = sum(p[0].numel() for p in params.values())  # parameters per member
 
-    def keep(self, members: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+    def keep(self, members: torch.Tensor, params: Mapping[str, torch.Tensor]) -> None:
         """Keep only the members at indices ``members``; ``params`` are their new tensors."""
         self.params = params
         for name in self.params:

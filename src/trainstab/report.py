@@ -40,24 +40,40 @@ def sweep_to_dict(result: SweepResult) -> dict[str, Any]:
 
 
 def check_writable(path: Path) -> None:
-    """Fail before any training if ``path`` cannot be written."""
+    """Fail before any training if ``path`` cannot be written.
+
+    Tries it for real (a temporary file beside it, and opening an existing file
+    for append without changing it): permission bits say nothing when running
+    as root, as CI often does.
+    """
     if path.is_dir():
         raise TrainstabError(f"--json {path} is a directory; give a file name such as {path / 'sweep.json'}")
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
     if not parent.is_dir():
         raise TrainstabError(f"--json {path}: directory {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise TrainstabError(f"--json {path} is not writable; choose a path you can write to")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+        if path.exists():
+            with path.open("a"):
+                pass
+    except OSError as error:
+        raise TrainstabError(
+            f"--json {path} is not writable ({error.strerror}); choose a path you can write to"
+        ) from None
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` atomically, so a crash never leaves half a file."""
     check_writable(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(data, out, indent=2, allow_nan=False)
-        out.write("\n")
-    os.replace(temporary, path)
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            json.dump(data, out, indent=2, allow_nan=False)
+            out.write("\n")
+        os.replace(temporary, path)
+    except OSError as error:
+        raise TrainstabError(f"could not write {path} ({error.strerror}); choose a path you can write to") from None
 
 
 def _number(value: float, digits: int = 4) -> str:

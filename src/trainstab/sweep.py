@@ -119,7 +119,9 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def train_stack(config: SweepConfig, lrs: list[float], progress: Callable[[int], None] | None = None) -> list[MemberRun]:
+def train_stack(
+    config: SweepConfig, lrs: list[float], progress: Callable[[int], None] | None = None
+) -> list[MemberRun]:
     """Train one stack of learning rates on one thread; used in and out of worker processes."""
     corpus = load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
     with _single_thread():

@@ -1,0 +1,83 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from trainstab.cli import main
+
+QUICK = ["sweep", "--steps", "8", "--lrs", "1e-2,3e-1", "--set", "width=16", "--set", "batch_size=4", "--no-progress"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "trainstab", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_sweep_prints_a_table_and_writes_json_with_every_required_field(tmp_path):
+    out = tmp_path / "sweep.json"
+    assert main([*QUICK, "--json", str(out), "--seed", "3"]) == 0
+    data = json.loads(out.read_text())
+    assert set(data) >= {"runs", "lr_sensitivity", "best_lr", "config", "environment"}
+    for run in data["runs"]:
+        assert set(run) >= {"lr", "final_loss", "initial_loss", "max_attention_logit", "log_z_mean", "diverged"}
+    assert data["config"]["model"]["width"] == 16
+    assert data["config"]["train"]["seed"] == 3
+    assert set(data["environment"]) >= {"trainstab", "torch", "python", "cpu", "threads_per_stack", "seed"}
+    assert data["environment"]["seed"] == 3
+
+
+def test_the_same_command_twice_gives_identical_metrics(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert _cli(*QUICK, "--json", str(a)).returncode == 0
+    assert _cli(*QUICK, "--json", str(b)).returncode == 0
+    first, second = json.loads(a.read_text()), json.loads(b.read_text())
+    for data in (first, second):
+        del data["elapsed_seconds"]
+    assert first == second
+
+
+def test_the_table_shows_each_lr_and_the_summary(capsys):
+    assert main(QUICK) == 0
+    out = capsys.readouterr().out
+    for header in ("LR", "final loss", "max attn logit", "log Z", "diverged", "LR sensitivity", "seed 0"):
+        assert header in out
+    assert "0.3" in out
+
+
+def _bad_corpus(tmp_path):
+    path = tmp_path / "bad.npy"
+    path.write_bytes(b"garbage")
+    return str(path)
+
+
+def _short_corpus(tmp_path):
+    path = tmp_path / "short.npy"
+    np.save(path, np.zeros(10, dtype=np.int64))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "colour=blue"], "unknown --set key 'colour'"),
+        (["--set", "width=big"], "expected an integer"),
+        (["--lrs", "0,1e-2"], "must be > 0"),
+        (["--lrs=-1e-3"], "must be > 0"),
+        (["--set", "heads=3"], "not divisible by heads=3"),
+        (["--corpus", "/no/such/corpus.npy"], "does not exist"),
+        (["--corpus", _bad_corpus], "could not be read"),
+        (["--corpus", _short_corpus], "fewer than the"),
+        (["--json", "/no/such/dir/out.json"], "does not exist"),
+        (["--json", "/proc/version"], "not writable"),
+        (["--model", "gpt5"], "unknown model"),
+        (["--steps", "many"], "invalid int value"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, message):
+    args = [a(tmp_path) if callable(a) else a for a in args]
+    result = _cli("sweep", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
