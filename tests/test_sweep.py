@@ -86,3 +86,15 @@ def test_dropping_a_diverged_member_leaves_the_survivors_numbers_unchanged():
     # Same stack size, so the survivor's arithmetic is the same until the drop; after it,
     # the survivor keeps training on its own and must not lose a step.
     assert with_exploding.runs[0].losses == pytest.approx(alone.runs[0].losses, abs=1e-4)
+
+
+def test_pytest_xdist_workers_share_the_cores(monkeypatch):
+    from trainstab import sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    assert sweep_module.available_cores() == 2
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "8")
+    assert sweep_module.available_cores() == 1
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
+    assert sweep_module.available_cores() == 4

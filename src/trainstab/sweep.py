@@ -101,11 +101,17 @@ def stacks(lrs: tuple[float, ...], stack_size: int = STACK_SIZE) -> list[list[fl
 
 
 def available_cores() -> int:
-    """Cores this process may run on (respects affinity masks and cgroup-pinned CI)."""
+    """Cores this process may use: its affinity mask, shared among pytest-xdist workers.
+
+    Under ``pytest -n N`` every worker gets its share of the cores (at least
+    one), so N workers never start N x cores training processes.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    xdist_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, cores // max(1, xdist_workers))
 
 
 @contextmanager
