@@ -81,3 +81,12 @@ def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_json_config_is_resolved(tmp_path):
+    out = tmp_path / "sweep.json"
+    assert main([*QUICK, "--json", str(out), "--set", "weight_decay_mode=coupled"]) == 0
+    config = json.loads(out.read_text())["config"]
+    assert config["train"]["weight_decay"] == 0.1
+    assert config["train"]["warmup_steps"] == 1
+    assert config["corpus"].endswith("corpus.npy")

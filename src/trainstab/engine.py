@@ -53,17 +53,19 @@ def attention_metrics(records: list[AttentionRecord], members: int) -> list[dict
     with max |logit| and entropy per layer (and per head), and the max over layers.
     """
     out: list[dict[str, float]] = [{} for _ in range(members)]
+    layer_maxima: list[list[float]] = [[] for _ in range(members)]
     for layer, record in enumerate(records):
         heads = record.max_abs_logit.shape[-1]
         max_logit = record.max_abs_logit.view(members, -1, heads).amax(dim=1)  # (M, H)
         entropy = record.entropy.view(members, -1, heads).mean(dim=1)  # (M, H)
         for m, metrics in enumerate(out):
             metrics[f"attn/max_logit/layer{layer}"] = float(max_logit[m].max())
+            layer_maxima[m].append(metrics[f"attn/max_logit/layer{layer}"])
             metrics[f"attn/entropy/layer{layer}"] = float(entropy[m].mean())
             for h in range(heads):
                 metrics[f"attn/max_logit/layer{layer}/head{h}"] = float(max_logit[m, h])
-    for metrics in out:
-        metrics["attn/max_logit"] = max(v for k, v in metrics.items() if k.count("/") == 2 and "max_logit" in k)
+    for metrics, maxima in zip(out, layer_maxima, strict=True):
+        metrics["attn/max_logit"] = max(maxima)
     return out
 
 

@@ -12,8 +12,10 @@ from typing import Any
 
 from rich.table import Table
 
+from trainstab.config import SweepConfig
+from trainstab.corpus import bundled_corpus_path
 from trainstab.errors import TrainstabError
-from trainstab.sweep import SweepResult
+from trainstab.sweep import STACK_SIZE, SweepResult
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -27,13 +29,23 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def resolved_config(config: SweepConfig) -> dict[str, Any]:
+    """The config as data, with every default that depends on others filled in."""
+    data = dataclasses.asdict(config)
+    data["train"]["weight_decay"] = config.train.resolved_weight_decay
+    data["train"]["warmup_steps"] = config.train.warmup_steps
+    data["corpus"] = str(config.corpus) if config.corpus is not None else str(bundled_corpus_path())
+    data["stack_size"] = STACK_SIZE
+    return data
+
+
 def sweep_to_dict(result: SweepResult) -> dict[str, Any]:
     """Everything about a sweep as plain JSON-ready data (NaN becomes null)."""
     return {
         "runs": _finite_or_none([dataclasses.asdict(run) for run in result.runs]),
         "lr_sensitivity": _finite_or_none(result.lr_sensitivity),
         "best_lr": result.best_lr,
-        "config": _finite_or_none(dataclasses.asdict(result.config)),
+        "config": _finite_or_none(resolved_config(result.config)),
         "environment": result.environment,
         "elapsed_seconds": result.elapsed_seconds,
     }

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 
 import torch
 
@@ -137,11 +138,11 @@ def train_stack(
         )
 
 
-# The worker processes report progress through this shared counter of steps done.
-_STEPS_DONE: object = None
+# The worker processes report progress through this shared counter of stack-steps done.
+_STEPS_DONE: Synchronized[int] | None = None
 
 
-def _init_worker(counter: object) -> None:
+def _init_worker(counter: Synchronized[int]) -> None:
     """Worker start-up: remember the shared step counter."""
     global _STEPS_DONE
     _STEPS_DONE = counter
@@ -149,9 +150,9 @@ def _init_worker(counter: object) -> None:
 
 def _worker_progress(steps: int) -> None:
     """Add ``steps`` to the shared counter (every step, so the bar moves smoothly)."""
-    counter = _STEPS_DONE
-    with counter.get_lock():  # type: ignore[attr-defined]
-        counter.value += steps  # type: ignore[attr-defined]
+    if _STEPS_DONE is not None:
+        with _STEPS_DONE.get_lock():
+            _STEPS_DONE.value += steps
 
 
 def _train_stack_in_worker(config: SweepConfig, lrs: list[float]) -> list[MemberRun]:
