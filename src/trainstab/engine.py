@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -109,7 +110,8 @@ def train_members(
         idx, targets = batches[step, :, :-1], batches[step, :, 1:]  # (B, T) each
         m = len(live)
         # 1-2. Forward and per-member losses.
-        with capture_attention() if probe else _no_capture() as records:
+        capture: AbstractContextManager[list[AttentionRecord]] = capture_attention() if probe else nullcontext([])
+        with capture as records:
             logits = model(idx)  # (M, B, T, V)
         vocab = logits.shape[-1]
         ce, log_z = cross_entropy_with_log_z(logits.reshape(-1, vocab), targets.reshape(-1).repeat(m))
@@ -123,7 +125,7 @@ def train_members(
         # 4. Divergence: one sync per step for the loss curve and the finiteness check.
         ce_mean = ce.detach().mean(1)
         finite = (torch.isfinite(ce_mean) & torch.isfinite(grad_norm)).tolist()
-        for _slot, (run_index, ok, value) in enumerate(zip(live, finite, ce_mean.tolist(), strict=True)):
+        for run_index, ok, value in zip(live, finite, ce_mean.tolist(), strict=True):
             if ok:
                 runs[run_index].losses.append(value)
             else:
@@ -146,19 +148,6 @@ def train_members(
             progress(1)
     _evaluate(model, runs, live, corpus, train, context_length)
     return runs
-
-
-def _no_capture() -> _NullCapture:
-    """A stand-in for capture_attention() on steps without probes."""
-    return _NullCapture()
-
-
-class _NullCapture:
-    def __enter__(self) -> list[AttentionRecord]:
-        return []
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _select_members(record: AttentionRecord, keep: torch.Tensor, members: int) -> AttentionRecord:
