@@ -70,7 +70,8 @@ def _short_corpus(tmp_path):
         (["--corpus", _short_corpus], "fewer than the"),
         (["--json", "/no/such/dir/out.json"], "does not exist"),
         (["--json", "/proc/version"], "not writable"),
-        (["--model", "gpt5"], "unknown model"),
+        (["--model", "gpt5"], "is not 'reference'"),
+        (["--model", "no_such_package.models:build"], "cannot import"),
         (["--steps", "many"], "invalid int value"),
     ],
 )

@@ -86,6 +86,34 @@ def record_attention_logits(
         records.append(_statistics(logits.detach().float(), attn_mask, is_causal))
 
 
+@contextmanager
+def regroup_by_member(members: int) -> Iterator[None]:
+    """Merge the records of ``members`` consecutive forwards into one per layer.
+
+    For models run once per member: inside the block the records arrive as
+    member 0's layers, then member 1's, ...; after it, there is one record per
+    layer with the members' rows concatenated, (M*B, H), as for a stacked model.
+    """
+    records = _STATE.records
+    start = len(records) if records is not None else 0
+    yield
+    if records is None or len(records) == start:
+        return
+    calls = records[start:]
+    if len(calls) % members:
+        raise RuntimeError(f"{len(calls)} attention calls for {members} members: the calls differ between members")
+    layers = len(calls) // members
+    merged = [
+        AttentionRecord(
+            torch.cat([calls[k * layers + layer].max_abs_logit for k in range(members)]),
+            torch.cat([calls[k * layers + layer].entropy for k in range(members)]),
+        )
+        for layer in range(layers)
+    ]
+    del records[start:]
+    records.extend(merged)
+
+
 def _capturing_sdpa(
     query: torch.Tensor,
     key: torch.Tensor,

@@ -23,7 +23,6 @@ from trainstab.errors import TrainstabError
 from trainstab.overrides import apply_overrides
 
 EXIT_BAD_INPUT = 2
-MODELS = ("reference",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trainstab", description="Small-scale proxies for large-scale training instabilities.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sweep = commands.add_parser("sweep", help="train one tiny model per learning rate and report stability")
-    sweep.add_argument("--model", default="reference", help="model to sweep (default: reference)")
+    sweep.add_argument(
+        "--model",
+        default="reference",
+        help="reference (default), hf:<model_type>, or a factory package.module:callable taking a ModelSize",
+    )
     sweep.add_argument(
         "--set",
         dest="overrides",
@@ -69,9 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
     """The sweep configuration the command line asks for."""
-    if args.model not in MODELS:
-        raise TrainstabError(f"unknown model {args.model!r}; available: {', '.join(MODELS)}")
-    config = apply_overrides(SweepConfig(), args.overrides)
+    config = apply_overrides(SweepConfig(model_name=args.model), args.overrides)
     train_changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
     return dataclasses.replace(
         config,
@@ -86,12 +87,14 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab sweep``: run, print the table, optionally write JSON."""
     from trainstab.config import validate
     from trainstab.corpus import load_corpus
+    from trainstab.models import check_model
     from trainstab.report import check_writable, sweep_table, sweep_to_dict, write_json
     from trainstab.sweep import run_sweep
 
     config = sweep_config(args)
     validate(config)
     load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
+    check_model(config.model_name, config.model, config.train.seed)
     if args.json is not None:
         check_writable(args.json)  # before minutes of training, not after
     console.print(

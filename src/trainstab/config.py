@@ -86,6 +86,7 @@ class TrainConfig:
 class SweepConfig:
     """What to sweep: the model, its training, the LR grid and the corpus."""
 
+    model_name: str = "reference"  # "reference", "hf:<model_type>" or "package.module:callable"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lrs: tuple[float, ...] = PAPER_LR_GRID  # peak learning rates, one run each

@@ -30,6 +30,7 @@ from trainstab.config import TrainConfig
 from trainstab.corpus import Corpus
 from trainstab.errors import TrainstabError
 from trainstab.losses import cross_entropy_with_log_z
+from trainstab.models import NO_ATTENTION_HINT
 from trainstab.optim import StackedAdamW, StepMeasurements
 
 #: Called with the number of optimizer steps just completed (for progress bars).
@@ -172,11 +173,7 @@ def _record_probe(
 ) -> None:
     """Append one probe snapshot to every live member's history."""
     if not records:
-        raise TrainstabError(
-            "no attention logits were captured: the model does not call "
-            "torch.nn.functional.scaled_dot_product_attention; report hand-written attention logits "
-            "with trainstab.record_attention_logits(logits) in its forward"
-        )
+        raise TrainstabError(NO_ATTENTION_HINT)
     m = len(live)
     attention = attention_metrics(records, m)
     flat_logits = logits.float().reshape(m, -1)

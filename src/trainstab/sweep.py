@@ -28,7 +28,7 @@ from trainstab.config import SweepConfig, validate
 from trainstab.corpus import load_corpus
 from trainstab.engine import MemberRun, train_members
 from trainstab.environment import environment
-from trainstab.reference import ReferenceTransformer
+from trainstab.models import build_stack, check_model
 
 #: Learning rates trained together as one batched model (fixed, for reproducibility).
 STACK_SIZE = 4
@@ -132,10 +132,8 @@ def train_stack(
     """Train one stack of learning rates on one thread; used in and out of worker processes."""
     corpus = load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
     with _single_thread():
-        model = ReferenceTransformer(config.model, members=len(lrs), seed=config.train.seed)
-        return train_members(
-            model, model.lr_multipliers(), lrs, corpus, config.train, config.model.context_length, progress
-        )
+        model, lr_multipliers = build_stack(config.model_name, config.model, len(lrs), config.train.seed)
+        return train_members(model, lr_multipliers, lrs, corpus, config.train, config.model.context_length, progress)
 
 
 # The worker processes report progress through this shared counter of stack-steps done.
@@ -168,7 +166,9 @@ def run_sweep(config: SweepConfig, progress: Callable[[int, int], None] | None =
     corpus before any training starts.
     """
     validate(config)
-    load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)  # fail fast, in this process
+    # Fail fast, in this process, before any worker starts.
+    load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
+    check_model(config.model_name, config.model, config.train.seed)
     started = time.perf_counter()
     groups = stacks(config.lrs)
     total = len(groups) * config.train.steps  # progress counts steps of stacks

@@ -1,0 +1,230 @@
+"""The model contract: which model a sweep trains, built at a requested size.
+
+A model is named by a string:
+
+- ``reference``: the paper's transformer (:mod:`trainstab.reference`), with
+  every ModelConfig switch.
+- ``hf:<model_type>``: a tiny causal LM of any transformers architecture,
+  built from a config alone (no weights downloaded; needs the ``hf`` extra).
+- ``package.module:callable``: the user's factory. It is called as
+  ``factory(size)`` with a :class:`ModelSize` and returns an ``nn.Module``
+  mapping LongTensor (B, T) to logits (B, T, V), or to an object with
+  ``.logits``. Its attention logits are captured from
+  ``torch.nn.functional.scaled_dot_product_attention`` or reported with
+  :func:`trainstab.record_attention_logits`.
+
+Anything but ``reference`` is trained as a :class:`FunctionalStack`: one
+template module, its parameters stacked M times, called once per member.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from trainstab.capture import regroup_by_member
+from trainstab.config import ModelConfig
+from trainstab.errors import TrainstabError
+
+REFERENCE = "reference"
+HF_PREFIX = "hf:"
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """The size a factory is asked to build."""
+
+    width: int  # d_model
+    depth: int  # transformer blocks
+    heads: int  # attention heads (width divides by heads)
+    vocab_size: int  # V; logits must be (B, T, V)
+    context_length: int  # the longest T the model will see
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> ModelSize:
+        """The size fields of a model config."""
+        return cls(config.width, config.depth, config.heads, config.vocab_size, config.context_length)
+
+
+Factory = Callable[[ModelSize], nn.Module]
+
+
+def resolve_factory(name: str) -> Factory:
+    """The factory a model name stands for; raises :class:`TrainstabError` if there is none."""
+    if name.startswith(HF_PREFIX):
+        model_type = name[len(HF_PREFIX) :]
+        return lambda size: _hf_model(model_type, size)
+    module_name, sep, attribute = name.partition(":")
+    if not sep or not module_name or not attribute:
+        raise TrainstabError(
+            f"model {name!r} is not 'reference', 'hf:<model_type>' or 'package.module:callable'; "
+            "name a factory such as mypkg.models:build_model"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise TrainstabError(
+            f"cannot import {module_name!r} for model {name!r} ({error}); install it or add its folder to PYTHONPATH"
+        ) from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise TrainstabError(
+            f"{module_name} has no callable {attribute!r}; model {name!r} must name a factory function"
+        )
+    return factory  # type: ignore[no-any-return]
+
+
+def _hf_model(model_type: str, size: ModelSize) -> nn.Module:
+    """A tiny transformers causal LM of ``model_type`` from its config (no download)."""
+    try:
+        from transformers import AutoConfig, AutoModelForCausalLM
+    except ImportError:
+        raise TrainstabError(
+            f"model 'hf:{model_type}' needs transformers; install it with pip install 'trainstab[hf]'"
+        ) from None
+    try:
+        config = AutoConfig.for_model(model_type)
+    except ValueError:
+        raise TrainstabError(f"transformers has no model type {model_type!r}; use e.g. hf:gpt2 or hf:llama") from None
+    sizes = {
+        ("hidden_size", "n_embd", "d_model"): size.width,
+        ("num_hidden_layers", "n_layer", "num_layers"): size.depth,
+        ("num_attention_heads", "n_head", "num_heads"): size.heads,
+        ("num_key_value_heads",): size.heads,
+        ("head_dim",): size.width // size.heads,
+        ("intermediate_size", "n_inner", "ffn_dim"): 4 * size.width,
+        ("max_position_embeddings", "n_positions", "n_ctx"): size.context_length,
+        ("vocab_size",): size.vocab_size,
+    }
+    for names, value in sizes.items():
+        for attribute in names:
+            if hasattr(config, attribute):
+                setattr(config, attribute, value)
+    # No dropout: the proxy measures the architecture's dynamics, not regularisation noise.
+    for attribute in dir(config):
+        if ("dropout" in attribute or attribute.endswith("_pdrop")) and isinstance(getattr(config, attribute), float):
+            setattr(config, attribute, 0.0)
+    model: nn.Module = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")  # type: ignore[no-untyped-call]
+    return model
+
+
+def build_template(name: str, size: ModelSize, seed: int) -> nn.Module:
+    """Call the factory of ``name`` under ``seed``; its failures become clear errors."""
+    factory = resolve_factory(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            module = factory(size)
+        except TrainstabError:
+            raise
+        except Exception as error:
+            raise TrainstabError(
+                f"model factory {name!r} raised {type(error).__name__}: {error} (asked for {size}); "
+                "fix the factory or the size options"
+            ) from None
+    if not isinstance(module, nn.Module):
+        raise TrainstabError(f"model factory {name!r} returned {type(module).__name__}, not a torch.nn.Module")
+    if not any(p.requires_grad for p in module.parameters()):
+        raise TrainstabError(f"model {name!r} has no trainable parameters")
+    return module
+
+
+def _logits_of(output: Any, name: str) -> torch.Tensor:
+    """The logits tensor of a model's output (a tensor or an object with .logits)."""
+    logits = getattr(output, "logits", output)
+    if not isinstance(logits, torch.Tensor):
+        raise TrainstabError(
+            f"model {name!r} returned {type(output).__name__}; forward must return logits (B, T, V) "
+            "or an object with .logits"
+        )
+    return logits
+
+
+class FunctionalStack(nn.Module):
+    """M copies of any model: stacked parameters (M, ...), one call per member.
+
+    Each member is the template module run with its own slice of the stacked
+    parameters (``torch.func.functional_call``), so a member's numbers do not
+    depend on the others. Buffers are shared from the template.
+    """
+
+    def __init__(self, template: nn.Module, members: int, name: str, size: ModelSize) -> None:
+        super().__init__()
+        object.__setattr__(self, "template", template)  # not a submodule: only the stack is trained
+        self.model_name = name
+        self.size = size
+        named = [(n, p) for n, p in template.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.stacked = nn.ParameterList(
+            nn.Parameter(p.detach().unsqueeze(0).repeat(members, *([1] * p.dim()))) for _, p in named
+        )
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> logits (M, B, T, V)."""
+        template: nn.Module = self.__dict__["template"]
+        members = self.stacked[0].shape[0]
+        with regroup_by_member(members):
+            outputs = []
+            for k in range(members):
+                params = {n: p[k] for n, p in zip(self.names, self.stacked, strict=True)}
+                outputs.append(_logits_of(functional_call(template, params, (idx,)), self.model_name))
+        expected = (*idx.shape, self.size.vocab_size)
+        if tuple(outputs[0].shape) != expected:
+            raise TrainstabError(
+                f"model {self.model_name!r} returned logits of shape {tuple(outputs[0].shape)} for input "
+                f"{tuple(idx.shape)}; expected (B, T, V) = {expected} with V = vocab_size"
+            )
+        return torch.stack(outputs).float()  # (M, B, T, V)
+
+
+def build_stack(name: str, config: ModelConfig, members: int, seed: int) -> tuple[nn.Module, dict[str, float]]:
+    """The stacked model a sweep trains, and its per-parameter LR multipliers."""
+    if name == REFERENCE:
+        from trainstab.reference import ReferenceTransformer
+
+        reference = ReferenceTransformer(config, members=members, seed=seed)
+        return reference, reference.lr_multipliers()
+    size = ModelSize.of(config)
+    stack = FunctionalStack(build_template(name, size, seed), members, name, size)
+    return stack, {n: 1.0 for n, _ in stack.named_parameters()}
+
+
+NO_ATTENTION_HINT = (
+    "no attention logits were captured: the model does not call "
+    "torch.nn.functional.scaled_dot_product_attention; report hand-written attention logits "
+    "with trainstab.record_attention_logits(logits) in its forward"
+)
+
+
+def check_model(name: str, config: ModelConfig, seed: int) -> None:
+    """Build ``name`` once and run one tiny forward, so a broken model fails before training.
+
+    Raises :class:`TrainstabError` when the factory fails, the output has the
+    wrong shape, or no attention logit can be observed.
+    """
+    from trainstab.capture import capture_attention
+
+    model, _ = build_stack(name, config, members=1, seed=seed)
+    idx = torch.zeros(1, min(8, config.context_length), dtype=torch.long)
+    with torch.no_grad(), capture_attention() as records:
+        try:
+            logits = model(idx)
+        except TrainstabError:
+            raise
+        except Exception as error:
+            raise TrainstabError(
+                f"model {name!r} failed on a (1, {idx.shape[1]}) batch of token ids: {type(error).__name__}: {error}"
+            ) from None
+    if tuple(logits.shape[1:]) != (*idx.shape, config.vocab_size):
+        raise TrainstabError(
+            f"model {name!r} returned logits of shape {tuple(logits.shape[1:])}; expected (B, T, V) = "
+            f"{(*idx.shape, config.vocab_size)}"
+        )
+    if not records:
+        raise TrainstabError(f"model {name!r}: {NO_ATTENTION_HINT}")

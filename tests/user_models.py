@@ -1,0 +1,76 @@
+"""Model factories a user might write, for the model-contract tests."""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Tiny(nn.Module):
+    def __init__(self, size, qk_norm=True):
+        super().__init__()
+        d, self.h = size.width, size.heads
+        self.emb = nn.Embedding(size.vocab_size, d)
+        self.pos = nn.Parameter(torch.zeros(size.context_length, d))
+        self.blocks = nn.ModuleList()
+        for _ in range(size.depth):
+            self.blocks.append(
+                nn.ModuleDict(
+                    dict(
+                        ln1=nn.LayerNorm(d),
+                        qkv=nn.Linear(d, 3 * d, bias=False),
+                        o=nn.Linear(d, d, bias=False),
+                        ln2=nn.LayerNorm(d),
+                        fc=nn.Linear(d, 4 * d),
+                        pr=nn.Linear(4 * d, d),
+                    )
+                )
+            )
+        self.qk_norm = qk_norm
+        self.lnf = nn.LayerNorm(d)
+        self.head = nn.Linear(d, size.vocab_size, bias=False)
+
+    def forward(self, idx):
+        b, t = idx.shape
+        x = self.emb(idx) + self.pos[:t]
+        for blk in self.blocks:
+            q, k, v = blk["qkv"](blk["ln1"](x)).view(b, t, 3, self.h, -1).unbind(2)
+            if self.qk_norm:
+                q, k = F.layer_norm(q, q.shape[-1:]), F.layer_norm(k, k.shape[-1:])
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+            x = x + blk["o"](y.transpose(1, 2).reshape(b, t, -1))
+            x = x + blk["pr"](F.gelu(blk["fc"](blk["ln2"](x))))
+        return self.head(self.lnf(x))
+
+
+def stable(size):
+    return Tiny(size, qk_norm=True)
+
+
+def unstable(size):
+    return Tiny(size, qk_norm=False)
+
+
+class NoAttention(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.emb = nn.Embedding(size.vocab_size, size.width)
+        self.head = nn.Linear(size.width, size.vocab_size)
+
+    def forward(self, idx):
+        return self.head(self.emb(idx))
+
+
+def no_attention(size):
+    return NoAttention(size)
+
+
+def raises(size):
+    raise ValueError("width must be a power of two")
+
+
+def wrong_vocab(size):
+    return Tiny(type(size)(size.width, size.depth, size.heads, size.vocab_size + 1, size.context_length))
+
+
+def returns_a_string(size):
+    return "not a model"
