@@ -144,7 +144,7 @@ def train_members(
         # 5. Step, then record the probes.
         measured = optimizer.step(step, peak, grad_norm, measure=probe)
         if probe:
-            _record_probe(runs, live, step, records, logits.detach(), log_z.detach(), measured, ce_mean)
+            _record_probe(runs, live, step, records, logits.detach(), log_z.detach(), measured, ce_mean, params)
         if progress is not None:
             progress(1)
     _evaluate(model, runs, live, corpus, train, context_length)
@@ -170,6 +170,7 @@ def _record_probe(
     log_z: torch.Tensor,
     measured: StepMeasurements,
     ce_mean: torch.Tensor,
+    params: dict[str, nn.Parameter],
 ) -> None:
     """Append one probe snapshot to every live member's history."""
     if not records:
@@ -179,6 +180,13 @@ def _record_probe(
     flat_logits = logits.float().reshape(m, -1)
     max_abs_logit = flat_logits.abs().amax(1)
     assert measured.update_rms is not None and measured.param_rms is not None
+    # Raw (unclipped) gradient RMS per parameter tensor: a layer whose gradient nears
+    # AdamW's epsilon, or is exactly zero (a dead layer), shows here first.
+    per_param = {
+        name: p.grad.float().square().flatten(1).mean(1).sqrt().tolist()
+        for name, p in params.items()
+        if p.grad is not None
+    }
     for slot, run_index in enumerate(live):
         snapshot = {"step": float(step), "loss": float(ce_mean[slot])}
         snapshot.update(attention[slot])
@@ -190,6 +198,8 @@ def _record_probe(
         snapshot["grads/rms"] = float(measured.grad_rms[slot])
         snapshot["updates/rms"] = float(measured.update_rms[slot])
         snapshot["params/rms"] = float(measured.param_rms[slot])
+        for name, values in per_param.items():
+            snapshot[f"grads/rms/{name}"] = values[slot]
         runs[run_index].history.append(snapshot)
 
 

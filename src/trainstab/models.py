@@ -108,7 +108,9 @@ def _hf_model(model_type: str, size: ModelSize) -> nn.Module:
                 setattr(config, attribute, value)
     # No dropout: the proxy measures the architecture's dynamics, not regularisation noise.
     for attribute in dir(config):
-        if ("dropout" in attribute or attribute.endswith("_pdrop")) and isinstance(getattr(config, attribute), float):
+        if ("dropout" in attribute or attribute.endswith("_pdrop")) and isinstance(
+            getattr(config, attribute, None), float
+        ):
             setattr(config, attribute, 0.0)
     model: nn.Module = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")  # type: ignore[no-untyped-call]
     return model
@@ -161,18 +163,24 @@ class FunctionalStack(nn.Module):
         self.size = size
         named = [(n, p) for n, p in template.named_parameters() if p.requires_grad]
         self.names = [n for n, _ in named]
-        self.stacked = nn.ParameterList(
-            nn.Parameter(p.detach().unsqueeze(0).repeat(members, *([1] * p.dim()))) for _, p in named
+        # Keyed by the template's own names ("." is not allowed in a key, "/" is), so
+        # per-parameter metrics read as the user's layer names.
+        self.stacked = nn.ParameterDict(
+            {
+                n.replace(".", "/"): nn.Parameter(p.detach().unsqueeze(0).repeat(members, *([1] * p.dim())))
+                for n, p in named
+            }
         )
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> logits (M, B, T, V)."""
         template: nn.Module = self.__dict__["template"]
-        members = self.stacked[0].shape[0]
+        stacked = {n: self.stacked[n.replace(".", "/")] for n in self.names}  # by key: ParameterDict sorts
+        members = next(iter(stacked.values())).shape[0]
         with regroup_by_member(members):
             outputs = []
             for k in range(members):
-                params = {n: p[k] for n, p in zip(self.names, self.stacked, strict=True)}
+                params = {n: p[k] for n, p in stacked.items()}
                 outputs.append(_logits_of(functional_call(template, params, (idx,)), self.model_name))
         expected = (*idx.shape, self.size.vocab_size)
         if tuple(outputs[0].shape) != expected:
