@@ -183,9 +183,8 @@ def _record_probe(
     # Raw (unclipped) gradient RMS per parameter tensor: a layer whose gradient nears
     # AdamW's epsilon, or is exactly zero (a dead layer), shows here first.
     per_param = {
-        name: p.grad.float().square().flatten(1).mean(1).sqrt().tolist()
+        name: p.grad.float().square().flatten(1).mean(1).sqrt().tolist() if p.grad is not None else [0.0] * m
         for name, p in params.items()
-        if p.grad is not None
     }
     for slot, run_index in enumerate(live):
         snapshot = {"step": float(step), "loss": float(ce_mean[slot])}

@@ -1,0 +1,229 @@
+"""The stability battery: each check reads a sweep and returns a verdict.
+
+Every check compares one measured number with one bound and, on failure,
+says which LR, what was measured, the bound, the likely cause and how to
+override the bound. Defaults are grounded in the literature:
+
+- attention logits: 1e3, where the paper saw forcing the max attention logit
+  already hurt the loss (runs above 1e4 all diverged);
+- LR sensitivity: 0.3, the low end of a public nanoGPT replication's
+  range without z-loss (0.31-0.51; 0.03-0.24 with it);
+- gradient RMS: 100x AdamW's epsilon, where epsilon is 1% of the update's
+  denominator, well before the update shrinks (the paper's epsilon finding);
+- loss spikes: OLMo 2's spike score, the share of steps more than 7 standard
+  deviations from the rolling mean of the previous steps; the bound is 0.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from trainstab.sweep import RunResult, SweepResult
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Bounds of the battery; every one can be overridden per project."""
+
+    max_lr: float = 0.3  # checks look at the LRs of the grid up to this one
+    attention_logit: float = 1e3  # max |attention logit| allowed at every LR <= max_lr
+    log_z: float = 20.0  # max |log Z| (init is ln V = 6.2 for V = 512; diverging runs drift tens of nats)
+    lr_sensitivity: float = 0.3  # max LR sensitivity of the grid
+    grad_rms_over_eps: float = 100.0  # min (gradient RMS / AdamW eps) of any parameter tensor
+    spike_score: float = 0.0  # max share of loss spikes (OLMo 2); 0: no spike allowed
+    spike_sigmas: float = 7.0  # a spike is this many std from the rolling mean (OLMo 2)
+    spike_window: int = 20  # steps in the rolling mean and std
+    min_update_steps: int = 1  # a parameter must get a non-zero gradient at this many probes
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of one check on one sweep."""
+
+    check: str  # the check's name
+    passed: bool
+    value: float  # what was measured (the worst case over the LRs looked at)
+    bound: float  # the bound it was held to
+    lr: float | None  # the LR of the worst case, if one LR is to blame
+    message: str  # one paragraph: what, where, likely cause, how to override
+
+
+def _considered(sweep: SweepResult, t: Thresholds) -> list[RunResult]:
+    """The runs at LRs up to the threshold's max LR."""
+    return [run for run in sweep.runs if run.lr <= t.max_lr * (1 + 1e-9)]
+
+
+def check_no_divergence(sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """No run up to ``max_lr`` goes non-finite."""
+    diverged = [run for run in _considered(sweep, t) if run.diverged]
+    if not diverged:
+        return CheckResult("no_divergence", True, 0.0, 0.0, None, "no run diverged")
+    first = min(diverged, key=lambda run: run.lr)
+    return CheckResult(
+        "no_divergence",
+        False,
+        float(len(diverged)),
+        0.0,
+        first.lr,
+        f"training diverged (non-finite loss or gradient) at lr={first.lr:g}, step {first.diverged_at_step}, "
+        f"and at {len(diverged) - 1} more LR(s) <= {t.max_lr:g}: likely attention or output logit growth; "
+        "consider qk-layernorm, z-loss, a longer warm-up or gradient clipping "
+        "(or lower the checked range with --trainstab-max-lr)",
+    )
+
+
+def _layer_attribution(run: RunResult) -> str:
+    """Which layer and head grew largest, and at which probe it first passed 1e2."""
+    last = run.history[-1] if run.history else {}
+    heads = {k: v for k, v in last.items() if k.startswith("attn/max_logit/layer") and "/head" in k}
+    if not heads:
+        return ""
+    worst = max(heads, key=lambda k: heads[k])
+    layer_head = worst.removeprefix("attn/max_logit/")
+    grew = next((h["step"] for h in run.history if h.get(worst, 0.0) > 1e2), None)
+    when = f", above 1e2 from step {int(grew)}" if grew is not None else ""
+    return f" (largest in {layer_head}: {heads[worst]:.3g}{when})"
+
+
+def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """The max attention logit stays below the bound at every LR up to ``max_lr``."""
+    runs = [run for run in _considered(sweep, t) if math.isfinite(run.max_attention_logit)]
+    worst = max(runs, key=lambda run: run.max_attention_logit)
+    value = worst.max_attention_logit
+    passed = value < t.attention_logit and not any(run.diverged for run in _considered(sweep, t))
+    message = (
+        f"max attention logit {value:.3g} at lr={worst.lr:g} is below {t.attention_logit:g}"
+        if passed
+        else f"attention logits grew to {value:.3g} at lr={worst.lr:g}{_layer_attribution(worst)}, above the bound "
+        f"{t.attention_logit:g}: consider qk-layernorm (override with --trainstab-attention-logit-bound)"
+    )
+    return CheckResult("attention_logits", passed, value, t.attention_logit, worst.lr, message)
+
+
+def check_log_z(sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """|log Z| of the output logits stays within the bound at every probe."""
+    worst_value, worst_lr = 0.0, None
+    for run in _considered(sweep, t):
+        for h in run.history:
+            extreme = max(abs(h["output/log_z/min"]), abs(h["output/log_z/max"]))
+            if math.isfinite(extreme) and extreme > worst_value:
+                worst_value, worst_lr = extreme, run.lr
+    passed = worst_value <= t.log_z
+    z = sweep.config.train.z_loss
+    message = (
+        f"|log Z| stayed within {worst_value:.3g} <= {t.log_z:g}"
+        if passed
+        else f"output logits drifted: |log Z| reached {worst_value:.3g} at lr={worst_lr:g} (bound {t.log_z:g}); "
+        f"z_loss is {z:g}: consider z-loss 1e-4 or weight decay (override with --trainstab-log-z-bound)"
+    )
+    return CheckResult("log_z", passed, worst_value, t.log_z, worst_lr, message)
+
+
+def check_lr_sensitivity(sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """LR sensitivity of the grid stays below the bound."""
+    value = sweep.lr_sensitivity
+    passed = value <= t.lr_sensitivity
+    message = (
+        f"LR sensitivity {value:.4f} <= {t.lr_sensitivity:g} (best lr={sweep.best_lr:g})"
+        if passed
+        else f"LR sensitivity {value:.4f} is above {t.lr_sensitivity:g} (best lr={sweep.best_lr:g}): the loss "
+        "degrades quickly away from the best LR; consider qk-layernorm, z-loss, a longer warm-up or independent "
+        "weight decay (override with --trainstab-lr-sensitivity-bound)"
+    )
+    return CheckResult("lr_sensitivity", passed, value, t.lr_sensitivity, sweep.best_lr, message)
+
+
+def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """Every parameter's gradient RMS stays well above AdamW's epsilon (after warm-up)."""
+    eps = sweep.config.train.eps
+    warmup = sweep.config.train.warmup_steps
+    worst_ratio, worst_lr, worst_name = math.inf, None, ""
+    for run in _considered(sweep, t):
+        if run.diverged:
+            continue
+        for h in run.history:
+            if h["step"] < warmup:
+                continue
+            for key, value in h.items():
+                if key.startswith("grads/rms/") and value > 0 and value / max(eps, 1e-300) < worst_ratio:
+                    worst_ratio, worst_lr, worst_name = value / max(eps, 1e-300), run.lr, key.removeprefix("grads/rms/")
+    passed = worst_ratio >= t.grad_rms_over_eps
+    shown = f"{worst_ratio:.3g}" if math.isfinite(worst_ratio) else "inf"
+    message = (
+        f"gradient RMS stays >= {shown}x eps={eps:g}"
+        if passed
+        else f"gradient RMS of {worst_name} fell to {shown}x AdamW eps={eps:g} at lr={worst_lr:g} "
+        f"(bound {t.grad_rms_over_eps:g}x): updates shrink and learning stalls; consider eps=1e-15 "
+        "(override with --trainstab-grad-rms-over-eps)"
+    )
+    return CheckResult("grad_rms_vs_eps", passed, worst_ratio, t.grad_rms_over_eps, worst_lr, message)
+
+
+def spike_score(losses: tuple[float, ...] | list[float], sigmas: float, window: int, start: int = 0) -> float:
+    """OLMo 2's spike score: share of steps > ``sigmas`` std from the rolling mean of the ``window`` before."""
+    points = range(max(start, window), len(losses))
+    spikes = 0
+    for i in points:
+        previous = losses[i - window : i]
+        mean, std = statistics.fmean(previous), statistics.pstdev(previous)
+        spikes += abs(losses[i] - mean) > sigmas * std if std > 0 else losses[i] != mean
+    return spikes / len(points) if len(points) else 0.0
+
+
+def check_loss_spikes(sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """The training loss has no spikes (OLMo 2 spike score) after warm-up."""
+    warmup = sweep.config.train.warmup_steps
+    scored = [
+        (spike_score(run.losses, t.spike_sigmas, t.spike_window, start=warmup), run)
+        for run in _considered(sweep, t)
+        if not run.diverged
+    ]
+    value, worst = max(scored, key=lambda pair: pair[0]) if scored else (0.0, None)
+    passed = value <= t.spike_score
+    lr = worst.lr if worst is not None else None
+    message = (
+        f"spike score {value:.3g} <= {t.spike_score:g}"
+        if passed
+        else f"loss spikes: {value:.1%} of steps at lr={lr:g} are more than {t.spike_sigmas:g} std from the rolling "
+        f"mean (bound {t.spike_score:g}): consider qk-layernorm, a lower LR or gradient clipping "
+        "(override with --trainstab-spike-score-bound)"
+    )
+    return CheckResult("loss_spikes", passed, value, t.spike_score, lr, message)
+
+
+def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """Every trainable parameter tensor gets a gradient (no frozen or dead layers)."""
+    dead: dict[str, float] = {}
+    for run in sweep.runs:
+        if run.diverged or not run.history:
+            continue
+        keys = [k for k in run.history[0] if k.startswith("grads/rms/")]
+        for key in keys:
+            live = sum(1 for h in run.history if h.get(key, 0.0) > 0)
+            if live < t.min_update_steps:
+                dead.setdefault(key.removeprefix("grads/rms/"), run.lr)
+        break  # every LR shares the init and data: one run tells which tensors never get a gradient
+    passed = not dead
+    names = ", ".join(sorted(dead))
+    message = (
+        "every parameter tensor received a gradient"
+        if passed
+        else f"{len(dead)} parameter tensor(s) never received a gradient: {names}; a frozen or dead layer "
+        "(detached path, unused module, dead activation) wastes capacity"
+    )
+    return CheckResult("parameters_move", passed, float(len(dead)), 0.0, None, message)
+
+
+#: The standard battery, in the order it is reported.
+BATTERY: dict[str, Callable[[SweepResult, Thresholds], CheckResult]] = {
+    "no_divergence": check_no_divergence,
+    "attention_logits": check_attention_logits,
+    "log_z": check_log_z,
+    "lr_sensitivity": check_lr_sensitivity,
+    "grad_rms_vs_eps": check_grad_rms_vs_eps,
+    "loss_spikes": check_loss_spikes,
+    "parameters_move": check_parameters_move,
+}

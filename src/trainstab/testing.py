@@ -1,0 +1,205 @@
+"""The pytest side of the battery: ``parametrize_with_checks`` and shared sweeps.
+
+In the style of scikit-learn's estimator checks::
+
+    from trainstab.testing import parametrize_with_checks
+
+    @parametrize_with_checks(["reference", "mypkg.models:build"])
+    def test_training_stability(model, check):
+        check(model)
+
+yields one test per (model, check). A check trains nothing itself: it asks
+for the model's sweep, which is computed once per session and shared by
+every check and every pytest-xdist worker (a file lock on a cache keyed by
+model, config, corpus and versions), then holds one number to one bound.
+torch is imported only when a check runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from trainstab.plugin import current_item, options_of, session_folder
+
+if TYPE_CHECKING:
+    from trainstab.checks import Thresholds
+    from trainstab.config import SweepConfig
+    from trainstab.sweep import SweepResult
+
+#: The battery's checks, in report order (trainstab.checks.BATTERY holds the code).
+CHECK_NAMES = (
+    "no_divergence",
+    "attention_logits",
+    "log_z",
+    "lr_sensitivity",
+    "grad_rms_vs_eps",
+    "loss_spikes",
+    "parameters_move",
+)
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """A model to check: its name and any ``key=value`` overrides of the run's config."""
+
+    name: str | None = None  # None: the run's --trainstab-model
+    overrides: tuple[str, ...] = ()  # e.g. ("qk_layernorm=false",)
+    id: str | None = None  # the test id; default: name plus overrides
+
+    def __str__(self) -> str:
+        if self.id is not None:
+            return self.id
+        base = self.name or "default-model"
+        return base + "".join(f"[{o}]" for o in self.overrides)
+
+
+class StabilityCheck:
+    """One check of the battery, callable on a model as ``check(model)``."""
+
+    def __init__(self, name: str) -> None:
+        if name not in CHECK_NAMES:
+            raise ValueError(f"unknown trainstab check {name!r}; known: {', '.join(CHECK_NAMES)}")
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __call__(self, model: ModelUnderTest | str) -> None:
+        """Run the check on ``model``; fails the test with the check's message."""
+        from trainstab.checks import BATTERY
+        from trainstab.errors import TrainstabError
+
+        item = current_item()
+        if item is None:
+            raise RuntimeError("trainstab checks run inside a pytest test with the trainstab plugin active")
+        target = model if isinstance(model, ModelUnderTest) else ModelUnderTest(model)
+        try:
+            config = sweep_config(item.config, target)
+            sweep = cached_sweep(item.config, config)
+        except TrainstabError as error:
+            pytest.fail(f"trainstab: {target}: {error}", pytrace=False)
+        result = BATTERY[self.name](sweep, thresholds(item.config))
+        item.user_properties.append(
+            (
+                "trainstab",
+                {
+                    "model": str(target),
+                    "check": self.name,
+                    "order": CHECK_NAMES.index(self.name),
+                    "value": result.value,
+                    "bound": result.bound,
+                    "passed": result.passed,
+                    "lr": result.lr,
+                    "seed": config.train.seed,
+                },
+            )
+        )
+        if not result.passed:
+            pytest.fail(f"{self.name} failed for {target} (seed {config.train.seed}): {result.message}", pytrace=False)
+
+
+def parametrize_with_checks(
+    models: list[ModelUnderTest | str] | None = None, checks: list[str] | None = None
+) -> pytest.MarkDecorator:
+    """One test per (model, check): parametrizes ``model`` and ``check``.
+
+    ``models`` defaults to the run's ``--trainstab-model``; ``checks`` to the
+    whole battery. Test ids read ``<model>-<check>``.
+    """
+    targets = [m if isinstance(m, ModelUnderTest) else ModelUnderTest(m) for m in (models or [ModelUnderTest()])]
+    names = list(checks) if checks is not None else list(CHECK_NAMES)
+    cases = [(target, StabilityCheck(name)) for target in targets for name in names]
+    return pytest.mark.parametrize(("model", "check"), cases, ids=[f"{t}-{c.name}" for t, c in cases])
+
+
+def thresholds(config: pytest.Config) -> Thresholds:
+    """The battery's bounds with the run's overrides applied."""
+    from trainstab.checks import Thresholds
+
+    options = options_of(config)
+    names = {
+        "trainstab_max_lr": "max_lr",
+        "trainstab_attention_logit_bound": "attention_logit",
+        "trainstab_log_z_bound": "log_z",
+        "trainstab_lr_sensitivity_bound": "lr_sensitivity",
+        "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
+        "trainstab_spike_score_bound": "spike_score",
+    }
+    return Thresholds(**{field: options[key] for key, field in names.items() if options[key] is not None})
+
+
+def sweep_config(config: pytest.Config, target: ModelUnderTest) -> SweepConfig:
+    """The sweep a model is checked with: the run's options, then the model's own overrides."""
+    from trainstab.config import SweepConfig, validate
+    from trainstab.overrides import apply_overrides
+
+    options = options_of(config)
+    sweep = apply_overrides(
+        SweepConfig(model_name=target.name or options["trainstab_model"]),
+        [*options["trainstab_set"], *target.overrides],
+    )
+    train_changes: dict[str, Any] = {"seed": options["trainstab_seed"]}
+    if options["trainstab_steps"] is not None:
+        train_changes["steps"] = options["trainstab_steps"]
+    lrs = sweep.lrs
+    if options["trainstab_lrs"] is not None:
+        try:
+            lrs = tuple(float(x) for x in options["trainstab_lrs"].split(",") if x.strip())
+        except ValueError:
+            raise pytest.UsageError(f"trainstab lrs {options['trainstab_lrs']!r}: expected numbers like 1e-3,1e-2")
+    sweep = dataclasses.replace(
+        sweep, train=dataclasses.replace(sweep.train, **train_changes), lrs=lrs, corpus=options["trainstab_corpus"]
+    )
+    validate(sweep)
+    return sweep
+
+
+_MEMO: dict[str, SweepResult] = {}
+
+
+def cache_key(sweep: SweepConfig) -> str:
+    """A digest of everything a sweep's numbers depend on."""
+    import torch
+
+    from trainstab.corpus import bundled_corpus_path
+    from trainstab.environment import trainstab_version
+
+    corpus = Path(sweep.corpus) if sweep.corpus is not None else bundled_corpus_path()
+    stat = corpus.stat() if corpus.exists() else None
+    identity = {
+        "config": dataclasses.asdict(sweep),
+        "corpus": [str(corpus.resolve()), stat.st_size if stat else None, stat.st_mtime_ns if stat else None],
+        "trainstab": trainstab_version(),
+        "torch": torch.__version__,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def cached_sweep(config: pytest.Config, sweep: SweepConfig) -> SweepResult:
+    """The sweep's result, computed once per session across all xdist workers."""
+    from filelock import FileLock
+
+    from trainstab.sweep import run_sweep
+
+    key = cache_key(sweep)
+    if key in _MEMO:
+        return _MEMO[key]
+    folder = session_folder(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.pickle"
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            result: SweepResult = pickle.loads(path.read_bytes())
+        else:
+            result = run_sweep(sweep)
+            path.write_bytes(pickle.dumps(result))
+    _MEMO[key] = result
+    return result
