@@ -12,17 +12,24 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# (option suffix, ini key, type, default, help). Thresholds default to the battery's.
-OPTIONS: list[tuple[str, str, type, str | None, str]] = [
+
+def lr_list(text: str) -> tuple[float, ...]:
+    """Parse a comma-separated LR grid such as ``1e-3,1e-2``."""
+    return tuple(float(part) for part in text.split(",") if part.strip())
+
+
+# (option suffix, ini key, parser, default, help). Thresholds default to the battery's.
+OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
     ("model", "trainstab_model", str, "reference", "default model: reference, hf:<type> or package.module:factory"),
     ("seed", "trainstab_seed", int, "0", "seed of init and data order"),
     ("steps", "trainstab_steps", int, None, "optimizer steps per run (default: 200)"),
-    ("lrs", "trainstab_lrs", str, None, "comma-separated LR grid (default: the paper's)"),
+    ("lrs", "trainstab_lrs", lr_list, None, "comma-separated LR grid (default: the paper's)"),
     ("corpus", "trainstab_corpus", str, None, "token file instead of the bundled corpus"),
     ("device", "trainstab_device", str, "cpu", "device to train on (only cpu is supported)"),
     ("max-lr", "trainstab_max_lr", float, None, "checks look at LRs up to this (default 0.3)"),
@@ -71,7 +78,10 @@ def read_options(config: pytest.Config) -> dict[str, Any]:
         try:
             values[ini] = kind(raw)
         except ValueError:
-            raise pytest.UsageError(f"{source}={raw!r}: expected {kind.__name__}") from None
+            expected = {"int": "an integer", "float": "a number", "lr_list": "numbers like 1e-3,1e-2"}
+            raise pytest.UsageError(
+                f"{source}={raw!r}: expected {expected.get(kind.__name__, kind.__name__)}"
+            ) from None
     if values["trainstab_device"] != "cpu":
         raise pytest.UsageError(
             f"trainstab device {values['trainstab_device']!r} is not supported: trainstab trains on the CPU "
@@ -123,7 +133,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         for name, value in report.user_properties:
             if name == "trainstab":
-                _VERDICTS.append(value)
+                _VERDICTS.append(dict(value))  # type: ignore[call-overload]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

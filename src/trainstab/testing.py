@@ -149,12 +149,7 @@ def sweep_config(config: pytest.Config, target: ModelUnderTest) -> SweepConfig:
     train_changes: dict[str, Any] = {"seed": options["trainstab_seed"]}
     if options["trainstab_steps"] is not None:
         train_changes["steps"] = options["trainstab_steps"]
-    lrs = sweep.lrs
-    if options["trainstab_lrs"] is not None:
-        try:
-            lrs = tuple(float(x) for x in options["trainstab_lrs"].split(",") if x.strip())
-        except ValueError:
-            raise pytest.UsageError(f"trainstab lrs {options['trainstab_lrs']!r}: expected numbers like 1e-3,1e-2")
+    lrs = options["trainstab_lrs"] if options["trainstab_lrs"] is not None else sweep.lrs
     sweep = dataclasses.replace(
         sweep, train=dataclasses.replace(sweep.train, **train_changes), lrs=lrs, corpus=options["trainstab_corpus"]
     )

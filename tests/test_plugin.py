@@ -1,0 +1,129 @@
+"""The pytest plugin, tried the way a user would: pytester scratch projects."""
+
+import re
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+USER_MODELS = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, size, qk_norm):
+        super().__init__()
+        d, self.heads, self.qk_norm = size.width, size.heads, qk_norm
+        self.emb = nn.Embedding(size.vocab_size, d)
+        self.norm = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, size.vocab_size, bias=False))
+
+    def forward(self, idx):
+        b, t = idx.shape
+        x = self.emb(idx)
+        q, k, v = self.qkv(self.norm(x)).view(b, t, 3, self.heads, -1).unbind(2)
+        if self.qk_norm:
+            q, k = F.layer_norm(q, q.shape[-1:]), F.layer_norm(k, k.shape[-1:])
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        x = x + y.transpose(1, 2).reshape(b, t, -1)
+        return self.head(x + self.mlp(x))
+
+
+def stable(size):
+    return Tiny(size, qk_norm=True)
+
+
+def unstable(size):
+    return Tiny(size, qk_norm=False)
+"""
+
+# The new user's whole test file.
+USER_TEST = """
+from trainstab.testing import parametrize_with_checks
+
+
+@parametrize_with_checks(["mymodels:stable", "mymodels:unstable"], checks=["attention_logits", "no_divergence"])
+def test_training_stability(model, check):
+    check(model)
+"""
+
+FAST = ["--trainstab-steps=150", "--trainstab-lrs=1e-2,3e-1"]
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makepyfile(mymodels=USER_MODELS, test_stability=USER_TEST)
+    pytester.syspathinsert()
+    return pytester
+
+
+def test_a_users_stable_model_passes_and_an_unstable_one_fails_with_the_cause(project):
+    result = project.runpytest_subprocess(*FAST)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*attention_logits failed for mymodels:unstable (seed 0): attention logits grew to * at lr=0.3*"
+            "consider qk-layernorm (override with --trainstab-attention-logit-bound)*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*trainstab summary*", "*mymodels:stable*attention_logits*pass*"])
+
+
+def test_the_bound_can_be_overridden_from_the_command_line(project):
+    result = project.runpytest_subprocess(*FAST, "--trainstab-attention-logit-bound=1e12")
+    result.assert_outcomes(passed=4)
+
+
+def test_ini_keys_are_honoured_and_the_header_prints_the_seed(project):
+    project.makeini("[pytest]\ntrainstab_seed = 7\ntrainstab_attention_logit_bound = 1e12\n")
+    result = project.runpytest_subprocess(*FAST)
+    result.stdout.fnmatch_lines(["trainstab: model=reference seed=7"])
+    result.assert_outcomes(passed=4)
+
+
+def test_xdist_and_serial_runs_give_the_same_verdicts_and_numbers(project):
+    def summary(*args):
+        result = project.runpytest_subprocess(*FAST, *args)
+        return sorted(
+            line for line in result.outlines if re.match(r"mymodels:\S+\s+\w+\s+\S+\s+\S+\s+(pass|FAIL)", line)
+        )
+
+    serial = summary("-n", "0")
+    parallel = summary("-n", "2")
+    assert len(serial) == 4
+    assert serial == parallel
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--trainstab-seed=abc", "--trainstab-seed='abc': expected an integer"),
+        ("--trainstab-lrs=fast", "expected numbers like 1e-3,1e-2"),
+        ("--trainstab-attention-logit-bound=big", "expected a number"),
+        ("--trainstab-device=cuda", "is not supported"),
+    ],
+)
+def test_bad_option_values_get_a_clear_usage_error(project, option, message):
+    result = project.runpytest_subprocess(option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_a_broken_model_fails_with_the_fix_not_a_pass(pytester):
+    pytester.makepyfile(
+        broken="def build(size):\n    raise RuntimeError('no such layer')\n",
+        test_broken=USER_TEST.replace('"mymodels:stable", "mymodels:unstable"', '"broken:build"'),
+    )
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess(*FAST)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*model factory 'broken:build' raised RuntimeError: no such layer*"])
+
+
+def test_pytest_start_up_does_not_import_torch(pytester):
+    pytester.makepyfile("import sys\n\ndef test_light():\n    assert 'torch' not in sys.modules\n")
+    result = pytester.runpytest_subprocess()  # the plugin loads through its pytest11 entry point
+    result.assert_outcomes(passed=1)
