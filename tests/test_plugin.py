@@ -1,5 +1,6 @@
 """The pytest plugin, tried the way a user would: pytester scratch projects."""
 
+import json
 import re
 
 import pytest
@@ -127,3 +128,29 @@ def test_pytest_start_up_does_not_import_torch(pytester):
     pytester.makepyfile("import sys\n\ndef test_light():\n    assert 'torch' not in sys.modules\n")
     result = pytester.runpytest_subprocess()  # the plugin loads through its pytest11 entry point
     result.assert_outcomes(passed=1)
+
+
+def test_the_sweep_fixture_and_the_report_file(project, tmp_path):
+    project.makepyfile(
+        test_fixture="""
+def test_qk_layernorm_bounds_attention_logits(trainstab_sweep):
+    with_norm = trainstab_sweep("mymodels:stable")
+    without = trainstab_sweep("mymodels:unstable")
+    assert with_norm.runs[-1].max_attention_logit < without.runs[-1].max_attention_logit
+"""
+    )
+    report = tmp_path / "reports" / "trainstab.json"
+    result = project.runpytest_subprocess(*FAST, f"--trainstab-report={report}")
+    result.assert_outcomes(passed=4, failed=1)
+    data = json.loads(report.read_text())
+    assert data["seed"] == 0
+    assert {(row["model"], row["check"], row["passed"]) for row in data["checks"]} >= {
+        ("mymodels:unstable", "attention_logits", False),
+        ("mymodels:stable", "attention_logits", True),
+    }
+
+
+def test_an_unknown_profile_is_a_usage_error(project):
+    result = project.runpytest_subprocess("--trainstab-profile=fastest")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*profile 'fastest' is unknown; use one of quick, default, thorough*"])

@@ -8,8 +8,9 @@ override the bound. Defaults are grounded in the literature:
   already hurt the loss (runs above 1e4 all diverged);
 - LR sensitivity: 0.3, the low end of a public nanoGPT replication's
   range without z-loss (0.31-0.51; 0.03-0.24 with it);
-- gradient RMS: 100x AdamW's epsilon, where epsilon is 1% of the update's
-  denominator, well before the update shrinks (the paper's epsilon finding);
+- gradient RMS: 10x AdamW's epsilon. Adam divides by sqrt(v) + eps, so at
+  RMS r x eps a typical update shrinks by about 1/(1 + r): 9% at 10x, the
+  stall the paper's epsilon finding describes as gradients approach eps;
 - loss spikes: OLMo 2's spike score, the share of steps more than 7 standard
   deviations from the rolling mean of the previous steps; the bound is 0.
 """
@@ -32,7 +33,7 @@ class Thresholds:
     attention_logit: float = 1e3  # max |attention logit| allowed at every LR <= max_lr
     log_z: float = 20.0  # max |log Z| (init is ln V = 6.2 for V = 512; diverging runs drift tens of nats)
     lr_sensitivity: float = 0.3  # max LR sensitivity of the grid
-    grad_rms_over_eps: float = 100.0  # min (gradient RMS / AdamW eps) of any parameter tensor
+    grad_rms_over_eps: float = 10.0  # min (gradient RMS / AdamW eps) of any parameter tensor
     spike_score: float = 0.0  # max share of loss spikes (OLMo 2); 0: no spike allowed
     spike_sigmas: float = 7.0  # a spike is this many std from the rolling mean (OLMo 2)
     spike_window: int = 20  # steps in the rolling mean and std
@@ -76,9 +77,9 @@ def check_no_divergence(sweep: SweepResult, t: Thresholds) -> CheckResult:
 
 
 def _layer_attribution(run: RunResult) -> str:
-    """Which layer and head grew largest, and at which probe it first passed 1e2."""
-    last = run.history[-1] if run.history else {}
-    heads = {k: v for k, v in last.items() if k.startswith("attn/max_logit/layer") and "/head" in k}
+    """Which layer and head held the largest logit, and from which probe it passed 1e2."""
+    peak = max(run.history, key=lambda h: h["attn/max_logit"], default={})
+    heads = {k: v for k, v in peak.items() if k.startswith("attn/max_logit/layer") and "/head" in k}
     if not heads:
         return ""
     worst = max(heads, key=lambda k: heads[k])

@@ -24,6 +24,14 @@ WeightDecayMode = Literal["independent", "coupled", "none"]
 PAPER_LR_GRID: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 
 
+#: Named presets of (steps, LR grid): quick for PR runs, thorough for nightly ones.
+PROFILES: dict[str, tuple[int, tuple[float, ...]]] = {
+    "quick": (100, (1e-3, 1e-2, 1e-1, 3e-1)),
+    "default": (200, PAPER_LR_GRID),
+    "thorough": (400, (*PAPER_LR_GRID, 1.0)),
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape and architecture switches of the reference transformer."""

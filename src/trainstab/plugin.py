@@ -8,6 +8,7 @@ that install trainstab but run no stability test. The work is in
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ def lr_list(text: str) -> tuple[float, ...]:
 # (option suffix, ini key, parser, default, help). Thresholds default to the battery's.
 OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
     ("model", "trainstab_model", str, "reference", "default model: reference, hf:<type> or package.module:factory"),
+    ("profile", "trainstab_profile", str, "default", "steps and LR grid preset: quick, default or thorough"),
     ("seed", "trainstab_seed", int, "0", "seed of init and data order"),
     ("steps", "trainstab_steps", int, None, "optimizer steps per run (default: 200)"),
     ("lrs", "trainstab_lrs", lr_list, None, "comma-separated LR grid (default: the paper's)"),
@@ -36,9 +38,11 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
     ("attention-logit-bound", "trainstab_attention_logit_bound", float, None, "max attention logit (1e3)"),
     ("log-z-bound", "trainstab_log_z_bound", float, None, "max |log Z| (20)"),
     ("lr-sensitivity-bound", "trainstab_lr_sensitivity_bound", float, None, "max LR sensitivity (0.3)"),
-    ("grad-rms-over-eps", "trainstab_grad_rms_over_eps", float, None, "min gradient RMS / AdamW eps (100)"),
+    ("grad-rms-over-eps", "trainstab_grad_rms_over_eps", float, None, "min gradient RMS / AdamW eps (10)"),
     ("spike-score-bound", "trainstab_spike_score_bound", float, None, "max loss spike score (0)"),
+    ("report", "trainstab_report", str, None, "write every check's verdict and value to this JSON file"),
 ]
+PROFILE_NAMES = ("quick", "default", "thorough")  # trainstab.config.PROFILES, named here without importing torch
 SESSION_ENV = "TRAINSTAB_SESSION"  # shared by the controller and its xdist workers
 
 
@@ -87,6 +91,10 @@ def read_options(config: pytest.Config) -> dict[str, Any]:
             f"trainstab device {values['trainstab_device']!r} is not supported: trainstab trains on the CPU "
             "(drop the option or use cpu)"
         )
+    if values["trainstab_profile"] not in PROFILE_NAMES:
+        raise pytest.UsageError(
+            f"trainstab profile {values['trainstab_profile']!r} is unknown; use one of {', '.join(PROFILE_NAMES)}"
+        )
     values["trainstab_set"] = [*config.getini("trainstab_set"), *config.getoption("trainstab_set")]
     return values
 
@@ -134,6 +142,37 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
             if name == "trainstab":
                 _VERDICTS.append(dict(value))  # type: ignore[call-overload]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller writes the verdicts to ``--trainstab-report``, if asked."""
+    path = options_of(session.config)["trainstab_report"]
+    if path is None or hasattr(session.config, "workerinput") or not _VERDICTS:
+        return
+    report = {
+        "seed": options_of(session.config)["trainstab_seed"],
+        "checks": sorted(_VERDICTS, key=lambda r: (r["model"], r["order"])),
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(json.dumps(report, indent=2) + "\n")
+    temporary.replace(target)
+
+
+@pytest.fixture
+def trainstab_sweep(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """A function returning this session's (cached) sweep of a model.
+
+    ``trainstab_sweep()`` sweeps the run's model; ``trainstab_sweep("reference",
+    "qk_layernorm=false")`` a model with overrides. Returns a SweepResult.
+    """
+    from trainstab.testing import ModelUnderTest, sweep_of
+
+    def sweep(model: str | None = None, *overrides: str) -> Any:
+        return sweep_of(request.config, ModelUnderTest(model, tuple(overrides)))
+
+    return sweep
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

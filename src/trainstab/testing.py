@@ -116,8 +116,27 @@ def parametrize_with_checks(
     """
     targets = [m if isinstance(m, ModelUnderTest) else ModelUnderTest(m) for m in (models or [ModelUnderTest()])]
     names = list(checks) if checks is not None else list(CHECK_NAMES)
-    cases = [(target, StabilityCheck(name)) for target in targets for name in names]
-    return pytest.mark.parametrize(("model", "check"), cases, ids=[f"{t}-{c.name}" for t, c in cases])
+    return pytest.mark.parametrize(("model", "check"), [case(target, name) for target in targets for name in names])
+
+
+def case(model: ModelUnderTest | str, check: str, *marks: pytest.MarkDecorator) -> Any:
+    """One (model, check) parameter set for ``@pytest.mark.parametrize(("model", "check"), ...)``.
+
+    It carries the ``trainstab`` marker and one xdist group per model: with
+    ``--dist loadgroup`` every check of a model runs on the worker that trains
+    its sweep, instead of a second worker waiting on the cache lock.
+    """
+    target = model if isinstance(model, ModelUnderTest) else ModelUnderTest(model)
+    group = pytest.mark.xdist_group(str(target))
+    return pytest.param(
+        target, StabilityCheck(check), id=f"{target}-{check}", marks=[pytest.mark.trainstab, group, *marks]
+    )
+
+
+def expect_failure(model: ModelUnderTest | str, check: str, reason: str) -> Any:
+    """A (model, check) case that must fail: a strict xfail, so a check that stops
+    catching a known problem fails the suite."""
+    return case(model, check, pytest.mark.xfail(strict=True, reason=reason))
 
 
 def thresholds(config: pytest.Config) -> Thresholds:
@@ -138,14 +157,15 @@ def thresholds(config: pytest.Config) -> Thresholds:
 
 def sweep_config(config: pytest.Config, target: ModelUnderTest) -> SweepConfig:
     """The sweep a model is checked with: the run's options, then the model's own overrides."""
-    from trainstab.config import SweepConfig, validate
+    from trainstab.config import PROFILES, SweepConfig, validate
     from trainstab.overrides import apply_overrides
 
     options = options_of(config)
-    sweep = apply_overrides(
-        SweepConfig(model_name=target.name or options["trainstab_model"]),
-        [*options["trainstab_set"], *target.overrides],
-    )
+    profile_steps, profile_lrs = PROFILES[options["trainstab_profile"]]
+    base = SweepConfig(model_name=target.name or options["trainstab_model"], lrs=profile_lrs)
+    base = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=profile_steps))
+    # Precedence: profile, then --trainstab-set / ini, then the model's own overrides, then explicit options.
+    sweep = apply_overrides(base, [*options["trainstab_set"], *target.overrides])
     train_changes: dict[str, Any] = {"seed": options["trainstab_seed"]}
     if options["trainstab_steps"] is not None:
         train_changes["steps"] = options["trainstab_steps"]
@@ -155,6 +175,11 @@ def sweep_config(config: pytest.Config, target: ModelUnderTest) -> SweepConfig:
     )
     validate(sweep)
     return sweep
+
+
+def sweep_of(config: pytest.Config, target: ModelUnderTest) -> SweepResult:
+    """This session's sweep of ``target`` under the run's options (computed once)."""
+    return cached_sweep(config, sweep_config(config, target))
 
 
 _MEMO: dict[str, SweepResult] = {}
