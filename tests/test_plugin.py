@@ -154,3 +154,9 @@ def test_an_unknown_profile_is_a_usage_error(project):
     result = project.runpytest_subprocess("--trainstab-profile=fastest")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*profile 'fastest' is unknown; use one of quick, default, thorough*"])
+
+
+def test_a_bad_set_override_is_a_usage_error_at_start_up(project):
+    result = project.runpytest_subprocess("--trainstab-set", "qk_layernorm=maybe")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--set qk_layernorm=maybe: expected true or false*"])

@@ -92,6 +92,11 @@ def _layer_attribution(run: RunResult) -> str:
 def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
     """The max attention logit stays below the bound at every LR up to ``max_lr``."""
     runs = [run for run in _considered(sweep, t) if math.isfinite(run.max_attention_logit)]
+    if not runs:
+        return CheckResult(
+            "attention_logits", False, math.nan, t.attention_logit, None,
+            f"no run up to lr={t.max_lr:g} trained long enough to measure attention logits (all diverged at once)",
+        )  # fmt: skip
     worst = max(runs, key=lambda run: run.max_attention_logit)
     value = worst.max_attention_logit
     passed = value < t.attention_logit and not any(run.diverged for run in _considered(sweep, t))

@@ -96,6 +96,15 @@ def read_options(config: pytest.Config) -> dict[str, Any]:
             f"trainstab profile {values['trainstab_profile']!r} is unknown; use one of {', '.join(PROFILE_NAMES)}"
         )
     values["trainstab_set"] = [*config.getini("trainstab_set"), *config.getoption("trainstab_set")]
+    # Checked now, not in every test: config and overrides do not import torch.
+    from trainstab.config import SweepConfig
+    from trainstab.errors import TrainstabError
+    from trainstab.overrides import apply_overrides
+
+    try:
+        apply_overrides(SweepConfig(), values["trainstab_set"])
+    except TrainstabError as error:
+        raise pytest.UsageError(f"trainstab_set / --trainstab-set: {error}") from None
     return values
 
 

@@ -1,0 +1,44 @@
+import math
+
+import pytest
+
+from trainstab.checks import BATTERY, Thresholds, check_attention_logits, spike_score
+from trainstab.config import SweepConfig
+from trainstab.sweep import RunResult, SweepResult
+from trainstab.testing import CHECK_NAMES
+
+
+def _sweep(*runs: RunResult) -> SweepResult:
+    return SweepResult(SweepConfig(), runs, 0.0, runs[0].lr, {}, 0.0)
+
+
+def _run(lr, losses=(5.0, 4.0), diverged=False, max_logit=10.0):
+    history = () if diverged else ({"step": 0.0, "attn/max_logit": max_logit},)
+    return RunResult(
+        lr=lr, initial_loss=5.0, final_loss=math.nan if diverged else losses[-1], eval_loss=math.nan,
+        max_attention_logit=math.nan if diverged else max_logit, log_z_mean=0.0, diverged=diverged,
+        diverged_at_step=0 if diverged else None, losses=tuple(losses), history=history,
+    )  # fmt: skip
+
+
+def test_the_battery_and_its_names_agree():
+    assert tuple(BATTERY) == CHECK_NAMES
+
+
+def test_the_spike_score_counts_points_seven_sigma_from_the_rolling_mean():
+    flat = [1.0 + 0.01 * ((-1) ** i) for i in range(100)]
+    assert spike_score(flat, sigmas=7, window=20) == 0.0
+    spiky = list(flat)
+    spiky[50] = 3.0
+    assert spike_score(spiky, sigmas=7, window=20) == pytest.approx(1 / 80)
+
+
+def test_attention_check_fails_clearly_when_every_run_diverged_at_once():
+    result = check_attention_logits(_sweep(_run(0.1, diverged=True), _run(0.3, diverged=True)), Thresholds())
+    assert not result.passed
+    assert "all diverged" in result.message
+
+
+def test_attention_check_ignores_lrs_above_the_checked_range():
+    result = check_attention_logits(_sweep(_run(0.1, max_logit=10.0), _run(1.0, max_logit=1e6)), Thresholds())
+    assert result.passed and result.value == 10.0
