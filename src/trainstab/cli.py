@@ -67,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=int, help="worker processes (default: one per available core)")
     sweep.add_argument("--json", type=Path, help="write every metric, the config and the environment here")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+    fuzz = commands.add_parser("fuzz", help="search hyperparameters for unstable regions and map them")
+    fuzz.add_argument("--model", default="reference", help="reference (default), hf:<model_type> or a factory")
+    fuzz.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fixed model or training option for every example, e.g. --set qk_layernorm=false",
+    )
+    fuzz.add_argument("--budget", type=int, default=40, help="examples to train (default: 40)")
+    fuzz.add_argument("--seed", type=int, default=0, help="seed of the search and of every run (default: 0)")
+    fuzz.add_argument("--max-lr", type=float, default=1.0, help="largest LR explored (default: 1.0)")
+    fuzz.add_argument("--json", type=Path, help="write every explored point and the map here")
+    fuzz.add_argument("--plot", type=Path, help="write the map as a PNG here")
+    fuzz.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return parser
 
 
@@ -111,6 +128,57 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
+    """``trainstab fuzz``: explore LR x width x warm-up, print the map, write JSON and PNG."""
+    from trainstab.config import validate
+    from trainstab.fuzz import FUZZ_STEPS, explore
+    from trainstab.fuzzmap import fuzz_to_dict, lr_boundary, plot_map
+    from trainstab.models import check_model
+    from trainstab.report import check_writable, write_json
+    from trainstab.strategies import stability_region
+
+    if args.budget <= 0:
+        raise TrainstabError(f"--budget {args.budget} must be a positive number of examples")
+    base = apply_overrides(SweepConfig(model_name=args.model), args.overrides)
+    validate(base)
+    # The map's axes vary (LR, width, warm-up); everything else is held at the --set values.
+    m, t = base.model, base.train
+    region = stability_region(
+        lr=(1e-3, args.max_lr), widths=(16, 32, 64), heads=(m.heads,), warmup_fraction=(0.0, 0.3),
+        qk_layernorm=(m.qk_layernorm,), norm_placement=(m.norm_placement,), z_loss=(t.z_loss,),
+        eps=(t.eps, t.eps), depth=(m.depth, m.depth), init_scale=(m.init_scale, m.init_scale),
+        weight_decay_mode=(t.weight_decay_mode,), beta2=(t.beta2, t.beta2), grad_clip=(t.grad_clip, t.grad_clip),
+        batch_size=(t.batch_size, t.batch_size),
+    )  # fmt: skip
+    check_model(args.model, base.model, args.seed)
+    for path in (args.json, args.plot):
+        if path is not None:
+            check_writable(path)
+    console.print(f"trainstab fuzz: model={args.model} seed={args.seed} budget={args.budget} steps={FUZZ_STEPS}")
+    columns = (TextColumn("exploring"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
+        task = bar.add_task("fuzz", total=args.budget)
+        outcomes = explore(region, args.budget, args.model, args.seed, base=base,
+                           progress=lambda done, total: bar.update(task, completed=done))  # fmt: skip
+    data = fuzz_to_dict(outcomes, args.model, args.seed, args.budget, FUZZ_STEPS)
+    causes = {cause: n for cause, n in data["unstable_by_cause"].items() if n}
+    console.print(f"explored {len(outcomes)} points; unstable: {causes or 'none'}")
+    for width, bounds in lr_boundary(outcomes, "width").items():
+        stable, first_unstable = bounds["max_stable_lr"], bounds["min_unstable_lr"]
+        console.print(
+            f"  width {width}: unstable from LR {first_unstable:g}, stable at {stable if stable is not None else '-'}"
+            if first_unstable is not None
+            else f"  width {width}: no instability seen (largest LR explored stable)"
+        )
+    if args.json is not None:
+        write_json(args.json, data)
+        console.print(f"wrote {args.json}")
+    if args.plot is not None:
+        plot_map(outcomes, args.plot, f"trainstab fuzz: {args.model} {' '.join(args.overrides)} (seed {args.seed})")
+        console.print(f"wrote {args.plot}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainstab`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -119,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return run_sweep_command(args, console)
+        if args.command == "fuzz":
+            return run_fuzz_command(args, console)
     except TrainstabError as error:
         errors.print(f"trainstab: error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT

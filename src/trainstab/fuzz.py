@@ -1,0 +1,183 @@
+"""Fuzzing the hyperparameter space: a stability property and the unstable-region map.
+
+:func:`assert_stable` is the property users apply under ``@given``::
+
+    from hypothesis import given
+    from trainstab.fuzz import assert_stable
+    from trainstab.strategies import stability_region
+
+    @given(stability_region(lr=(1e-3, 0.3)))
+    def test_the_declared_region_is_stable(point):
+        assert_stable(point, model="mypkg.models:build")
+
+Each example trains one short run (``FUZZ_STEPS``). When Hypothesis finds a
+counterexample it shrinks it (toward the stable side of every knob, so the
+shrunk LR sits at the boundary) and the failure prints the point, what was
+measured and the ``@example(...)`` line that pins it.
+:func:`explore` runs the same search outside pytest for ``trainstab fuzz``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hypothesis.strategies import SearchStrategy
+
+from trainstab.checks import Thresholds
+from trainstab.config import SweepConfig, TrainConfig, validate
+from trainstab.overrides import apply_overrides
+from trainstab.strategies import FuzzPoint
+from trainstab.sweep import run_sweep
+
+FUZZ_STEPS = 60  # steps per example: at 60, no-qk-LN attention logits pass 1e3 between LR 0.1 and 0.2
+CAUSES = ("divergence", "attention_logits", "output_logits", "epsilon")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one fuzzed point did."""
+
+    point: FuzzPoint
+    cause: str | None  # None when stable; else one of CAUSES (the first that applies)
+    max_attention_logit: float
+    max_abs_log_z: float
+    min_grad_rms_over_eps: float
+    final_loss: float
+    diverged: bool
+
+    @property
+    def stable(self) -> bool:
+        """True when no instability was seen."""
+        return self.cause is None
+
+
+def evaluate(
+    point: FuzzPoint,
+    model: str = "reference",
+    steps: int = FUZZ_STEPS,
+    seed: int = 0,
+    thresholds: Thresholds | None = None,
+    base: SweepConfig | None = None,
+) -> Outcome:
+    """Train one short run at ``point`` and classify it against ``thresholds``."""
+    t = thresholds or Thresholds()
+    start = base or SweepConfig()
+    config = apply_overrides(
+        dataclasses.replace(
+            start,
+            model_name=model,
+            lrs=(point.lr,),
+            workers=1,
+            train=dataclasses.replace(start.train, steps=steps, probe_every=5, seed=seed),
+        ),
+        point.overrides(),
+    )
+    validate(config)
+    (run,) = run_sweep(config).runs
+    log_z = max((max(abs(h["output/log_z/min"]), abs(h["output/log_z/max"])) for h in run.history), default=math.nan)
+    eps = config.train.eps
+    ratios = [
+        v / eps
+        for h in run.history
+        if h["step"] >= config.train.warmup_steps
+        for k, v in h.items()
+        if k.startswith("grads/rms/") and v > 0 and eps > 0
+    ]
+    min_ratio = min(ratios, default=math.inf)
+    cause = None
+    if run.diverged:
+        cause = "divergence"
+    elif run.max_attention_logit > t.attention_logit:
+        cause = "attention_logits"
+    elif log_z > t.log_z:
+        cause = "output_logits"
+    elif min_ratio < t.grad_rms_over_eps:
+        cause = "epsilon"
+    return Outcome(point, cause, run.max_attention_logit, log_z, min_ratio, run.final_loss, run.diverged)
+
+
+@functools.lru_cache(maxsize=256)
+def _evaluate_once(point: FuzzPoint, model: str, steps: int, seed: int, thresholds: Thresholds) -> Outcome:
+    """:func:`evaluate`, memoised: shrinking replays the same point many times, and runs are deterministic."""
+    return evaluate(point, model, steps, seed, thresholds)
+
+
+def describe(outcome: Outcome, model: str, seed: int) -> str:
+    """The failure report: the point, the measurements and the line that pins it."""
+    return (
+        f"unstable ({outcome.cause}) for model {model!r}, seed {seed}: {outcome.point}\n"
+        f"  max attention logit {outcome.max_attention_logit:.3g}, max |log Z| {outcome.max_abs_log_z:.3g}, "
+        f"min gradient RMS {outcome.min_grad_rms_over_eps:.3g}x eps, diverged {outcome.diverged}\n"
+        f"  pin it with: @example({outcome.point!r})"
+    )
+
+
+def assert_stable(
+    point: FuzzPoint,
+    model: str = "reference",
+    steps: int = FUZZ_STEPS,
+    seed: int = 0,
+    thresholds: Thresholds | None = None,
+) -> Outcome:
+    """The stability property: train at ``point``; fail with :func:`describe` if unstable.
+
+    Inside ``@given`` it also steers the search toward large attention logits
+    (``hypothesis.target``), so unstable corners are found with fewer examples.
+    """
+    from hypothesis import target
+    from hypothesis.errors import InvalidArgument
+
+    outcome = _evaluate_once(point, model, steps, seed, thresholds or Thresholds())
+    if math.isfinite(outcome.max_attention_logit) and outcome.max_attention_logit > 0:
+        with contextlib.suppress(InvalidArgument):  # raised when called outside @given
+            target(math.log10(outcome.max_attention_logit), label="log10 max attention logit")
+    if not outcome.stable:
+        raise AssertionError(describe(outcome, model, seed))
+    return outcome
+
+
+def explore(
+    region: SearchStrategy[FuzzPoint],
+    budget: int,
+    model: str = "reference",
+    seed: int = 0,
+    steps: int = FUZZ_STEPS,
+    base: SweepConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Outcome]:
+    """Evaluate ``budget`` points drawn by Hypothesis from ``region`` (a strategy), seeded."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+
+    outcomes: list[Outcome] = []
+    seen: set[FuzzPoint] = set()
+
+    @settings(
+        max_examples=budget,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @hypothesis_seed(seed)
+    @given(region)
+    def search(point: FuzzPoint) -> None:
+        if point in seen:  # Hypothesis may redraw a point; train each once
+            return
+        seen.add(point)
+        outcomes.append(evaluate(point, model, steps, seed, base=base))
+        if progress is not None:
+            progress(len(outcomes), budget)
+
+    search()
+    return outcomes
+
+
+def default_train() -> TrainConfig:
+    """The training config examples start from (before the point's overrides)."""
+    return dataclasses.replace(TrainConfig(), steps=FUZZ_STEPS, probe_every=5)

@@ -1,0 +1,204 @@
+"""Hypothesis strategies over the hyperparameters that decide training stability.
+
+Every strategy takes bounds, so a project declares its own search space;
+inverted or out-of-range bounds raise :class:`TrainstabError` at once. Values
+are drawn so that Hypothesis shrinks them toward the *stable* side of each
+knob where there is one (lower LR, more warm-up...) and so that a shrunk
+counterexample lands next to the stability boundary: the learning rate, for
+example, is an index on a log grid (12 points per decade), so shrinking it is
+a search for the smallest failing grid point.
+
+``stability_region(...)`` combines them into a :class:`FuzzPoint`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from hypothesis import strategies as st
+
+from trainstab.config import ModelConfig, NormPlacement, TrainConfig, WeightDecayMode
+from trainstab.errors import TrainstabError
+
+POINTS_PER_DECADE = 12  # log-grid resolution of learning rates, eps and z-loss (factor 1.21)
+
+
+@dataclass(frozen=True)
+class FuzzPoint:
+    """One point of the hyperparameter space; its repr pastes into ``@example(...)``."""
+
+    lr: float = 1e-2
+    warmup_fraction: float = 0.1
+    weight_decay_mode: WeightDecayMode = "independent"
+    weight_decay: float | None = None
+    eps: float = 1e-8
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    batch_size: int = 16
+    width: int = 32
+    depth: int = 2
+    heads: int = 2
+    z_loss: float = 1e-4
+    qk_layernorm: bool = True
+    norm_placement: NormPlacement = "pre"
+    init_scale: float = 1.0
+
+    def overrides(self) -> list[str]:
+        """The point as ``key=value`` overrides (everything but the LR)."""
+        return [f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name != "lr"]
+
+
+def _check(name: str, low: float, high: float, floor: float = -math.inf) -> None:
+    """Reject inverted or out-of-range bounds with a one-line error."""
+    if not (floor <= low <= high) or not math.isfinite(low) or not math.isfinite(high):
+        raise TrainstabError(
+            f"{name} bounds ({low:g}, {high:g}) are invalid: need {floor:g} <= low <= high, both finite"
+        )
+
+
+def _log_grid(name: str, low: float, high: float) -> st.SearchStrategy[float]:
+    """Log-spaced values from ``low`` up to ``high``, shrinking toward ``low``."""
+    _check(name, low, high, floor=1e-300)
+    count = round(POINTS_PER_DECADE * math.log10(high / low))
+    if count == 0:
+        return st.just(low)
+    return st.integers(0, count).map(lambda i: float(f"{low * (high / low) ** (i / count):.3g}"))
+
+
+def learning_rates(low: float = 1e-3, high: float = 1.0) -> st.SearchStrategy[float]:
+    """Peak learning rates, log-uniform on a grid; shrink toward ``low`` (the stable side)."""
+    return _log_grid("learning rate", low, high)
+
+
+def warmup_fractions(low: float = 0.0, high: float = 0.5) -> st.SearchStrategy[float]:
+    """Share of steps in warm-up; shrinks toward ``high`` (longer warm-up is the stable side)."""
+    _check("warmup fraction", low, high, floor=0.0)
+    if high >= 1:
+        raise TrainstabError(f"warmup fraction bound {high:g} must be < 1")
+    return st.integers(0, 10).map(lambda i: round(high - (high - low) * i / 10, 4))
+
+
+def weight_decays(
+    modes: tuple[WeightDecayMode, ...] = ("independent", "coupled", "none"),
+) -> st.SearchStrategy[WeightDecayMode]:
+    """Weight-decay modes, each with its paper default value; shrink toward the first."""
+    if not modes or any(m not in ("independent", "coupled", "none") for m in modes):
+        raise TrainstabError(f"weight decay modes {modes!r}: choose from independent, coupled, none")
+    return st.sampled_from(modes)
+
+
+def epsilons(low: float = 1e-15, high: float = 1e-6) -> st.SearchStrategy[float]:
+    """AdamW epsilon, log-uniform; shrinks toward ``low`` (the paper's fix is 1e-15)."""
+    return _log_grid("eps", low, high)
+
+
+def beta2s(low: float = 0.9, high: float = 0.999) -> st.SearchStrategy[float]:
+    """AdamW beta2; shrinks toward ``high``."""
+    _check("beta2", low, high, floor=0.0)
+    if high >= 1:
+        raise TrainstabError(f"beta2 bound {high:g} must be < 1")
+    return st.integers(0, 20).map(lambda i: round(high - (high - low) * i / 20, 4))
+
+
+def grad_clips(low: float = 0.0, high: float = 1.0) -> st.SearchStrategy[float]:
+    """Global-norm clipping threshold (0 disables); shrinks toward ``low``."""
+    _check("grad clip", low, high, floor=0.0)
+    return st.integers(0, 10).map(lambda i: round(low + (high - low) * i / 10, 4))
+
+
+def batch_sizes(low: int = 4, high: int = 32) -> st.SearchStrategy[int]:
+    """Batch sizes (powers of two between the bounds); shrink toward ``high``."""
+    _check("batch size", low, high, floor=1)
+    sizes = [2**k for k in range(0, 16) if low <= 2**k <= high]
+    if not sizes:
+        raise TrainstabError(f"no power of two between batch size bounds {low} and {high}")
+    return st.sampled_from(sizes[::-1])
+
+
+def widths_and_heads(
+    widths: tuple[int, ...] = (16, 32, 64), heads: tuple[int, ...] = (1, 2, 4)
+) -> st.SearchStrategy[tuple[int, int]]:
+    """(width, heads) pairs with heads dividing width; shrink toward the first of each."""
+    pairs = [(w, h) for w in widths for h in heads if w > 0 and h > 0 and w % h == 0]
+    if not pairs:
+        raise TrainstabError(f"no width in {widths} divides by a head count in {heads}")
+    return st.sampled_from(pairs)
+
+
+def depths(low: int = 1, high: int = 4) -> st.SearchStrategy[int]:
+    """Number of blocks; shrinks toward ``low``."""
+    _check("depth", low, high, floor=1)
+    return st.integers(int(low), int(high))
+
+
+def z_losses(low: float = 1e-6, high: float = 1e-2) -> st.SearchStrategy[float]:
+    """z-loss coefficient: 0 (off) or log-uniform in the bounds; shrinks toward 0."""
+    return st.one_of(st.just(0.0), _log_grid("z-loss", low, high))
+
+
+def qk_layernorms(options: tuple[bool, ...] = (False, True)) -> st.SearchStrategy[bool]:
+    """With or without qk-layernorm; shrinks toward the first option."""
+    if not options:
+        raise TrainstabError("qk_layernorm options are empty; give (True,), (False,) or both")
+    return st.sampled_from(options)
+
+
+def norm_placements(options: tuple[NormPlacement, ...] = ("pre", "post")) -> st.SearchStrategy[NormPlacement]:
+    """Pre-LN or post-LN; shrinks toward the first option."""
+    if not options or any(o not in ("pre", "post") for o in options):
+        raise TrainstabError(f"norm placements {options!r}: choose from pre, post")
+    return st.sampled_from(options)
+
+
+def init_scales(low: float = 0.5, high: float = 4.0) -> st.SearchStrategy[float]:
+    """Multiplier of the init std, log grid; shrinks toward ``low``."""
+    return _log_grid("init scale", low, high)
+
+
+def stability_region(
+    lr: tuple[float, float] = (1e-3, 0.3),
+    qk_layernorm: tuple[bool, ...] = (True,),
+    norm_placement: tuple[NormPlacement, ...] = ("pre",),
+    warmup_fraction: tuple[float, float] = (0.1, 0.1),
+    weight_decay_mode: tuple[WeightDecayMode, ...] = ("independent",),
+    widths: tuple[int, ...] = (ModelConfig.width,),
+    heads: tuple[int, ...] = (ModelConfig.heads,),
+    depth: tuple[int, int] = (ModelConfig.depth, ModelConfig.depth),
+    eps: tuple[float, float] = (TrainConfig.eps, TrainConfig.eps),
+    z_loss: tuple[float, ...] = (TrainConfig.z_loss,),
+    init_scale: tuple[float, float] = (1.0, 1.0),
+    beta2: tuple[float, float] = (TrainConfig.beta2, TrainConfig.beta2),
+    grad_clip: tuple[float, float] = (TrainConfig.grad_clip, TrainConfig.grad_clip),
+    batch_size: tuple[int, int] = (TrainConfig.batch_size, TrainConfig.batch_size),
+) -> st.SearchStrategy[FuzzPoint]:
+    """Points of a declared region; by default only the LR varies, up to 0.3.
+
+    Every knob has a value in every point (fixed ones at the reference
+    defaults), so a point alone reproduces its run.
+
+    Widen any knob by giving bounds or options, e.g.
+    ``stability_region(lr=(1e-3, 1.0), qk_layernorm=(False, True), depth=(1, 4))``.
+    """
+    return st.builds(
+        _point,
+        lr=learning_rates(*lr),
+        qk_layernorm=qk_layernorms(qk_layernorm),
+        norm_placement=norm_placements(norm_placement),
+        warmup_fraction=warmup_fractions(*warmup_fraction),
+        weight_decay_mode=weight_decays(weight_decay_mode),
+        width_heads=widths_and_heads(widths, heads),
+        depth=depths(*depth),
+        eps=epsilons(*eps),
+        z_loss=st.sampled_from(z_loss) if z_loss else st.just(0.0),
+        init_scale=init_scales(*init_scale),
+        beta2=beta2s(*beta2),
+        grad_clip=grad_clips(*grad_clip),
+        batch_size=batch_sizes(*batch_size),
+    )
+
+
+def _point(width_heads: tuple[int, int], **values: object) -> FuzzPoint:
+    """Assemble a FuzzPoint from drawn values."""
+    width, heads = width_heads
+    return FuzzPoint(width=width, heads=heads, **values)  # type: ignore[arg-type]
