@@ -91,3 +91,25 @@ def test_the_json_config_is_resolved(tmp_path):
     assert config["train"]["weight_decay"] == 0.1
     assert config["train"]["warmup_steps"] == 1
     assert config["corpus"].endswith("corpus.npy")
+
+
+def test_fuzz_writes_the_map_as_json_and_png(tmp_path):
+    out, png = tmp_path / "fuzz.json", tmp_path / "fuzz.png"
+    args = ["fuzz", "--set", "qk_layernorm=false", "--budget", "4", "--json", str(out), "--plot", str(png)]
+    assert main([*args, "--no-progress"]) == 0
+    data = json.loads(out.read_text())
+    assert data["model"] == "reference" and data["steps_per_example"] == 60
+    assert 1 <= len(data["points"]) <= 4
+    assert all(p["qk_layernorm"] is False for p in data["points"])
+    assert set(data["unstable_by_cause"]) == {"divergence", "attention_logits", "output_logits", "epsilon"}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--budget", "0"], "must be a positive number"), (["--set", "depth=zero"], "expected an integer")],
+)
+def test_fuzz_bad_input_exits_2(args, message):
+    result = _cli("fuzz", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
