@@ -2,8 +2,8 @@
 
 The plot has one panel per knob that was explored (LR against width, LR
 against warm-up): grey dots for stable points, a coloured marker per cause
-for unstable ones, and, where both were seen, the largest stable LR below
-the first unstable one as a line.
+for unstable ones, and on the width panel, where both were seen, the largest
+stable LR below the first unstable one as a line.
 """
 
 from __future__ import annotations
@@ -76,12 +76,17 @@ def plot_map(outcomes: list[Outcome], path: Path, title: str) -> None:
                     [o.point.lr for o in points], [getattr(o.point, knob) for o in points],
                     marker=marker, c=colour, s=60 if cause else 30, label=f"{name} ({len(points)})",
                 )  # fmt: skip
-        # The boundary only where it was bracketed: a stable LR below an unstable one.
-        frontier = [
-            (float(k), b["max_stable_lr"])
-            for k, b in lr_boundary(outcomes, knob).items()
-            if b["max_stable_lr"] is not None and b["min_unstable_lr"] is not None
-        ]
+        # The boundary only where it was bracketed (a stable LR below an unstable one),
+        # and only against width: warm-up points mix widths, so a line there would mislead.
+        frontier = (
+            []
+            if knob != "width"
+            else [
+                (float(k), b["max_stable_lr"])
+                for k, b in lr_boundary(outcomes, knob).items()
+                if b["max_stable_lr"] is not None and b["min_unstable_lr"] is not None
+            ]
+        )
         if frontier:
             axis.plot([v for _, v in frontier], [k for k, _ in frontier], "--", c="#2ca02c",
                       label="largest stable LR below an unstable one")  # fmt: skip
