@@ -3,7 +3,8 @@
 Every strategy takes bounds, so a project declares its own search space;
 inverted or out-of-range bounds raise :class:`TrainstabError` at once. Values
 are drawn so that Hypothesis shrinks them toward the *stable* side of each
-knob where there is one (lower LR, more warm-up...) and so that a shrunk
+knob where there is one (lower LR, more warm-up, higher beta2; clipping
+shrinks toward off, the simplest setting) and so that a shrunk
 counterexample lands next to the stability boundary: the learning rate, for
 example, is an index on a log grid (12 points per decade), so shrinking it is
 a search for the smallest failing grid point.
@@ -66,6 +67,17 @@ def _log_grid(name: str, low: float, high: float) -> st.SearchStrategy[float]:
     return st.integers(0, count).map(lambda i: float(f"{low * (high / low) ** (i / count):.3g}"))
 
 
+def _linear_grid(
+    name: str, low: float, high: float, points: int, toward_high: bool, below_one: bool = False
+) -> st.SearchStrategy[float]:
+    """``points + 1`` evenly spaced values; shrinking walks from ``high`` down (or ``low`` up)."""
+    _check(name, low, high, floor=0.0)
+    if below_one and high >= 1:
+        raise TrainstabError(f"{name} bound {high:g} must be < 1")
+    start, end = (high, low) if toward_high else (low, high)
+    return st.integers(0, points).map(lambda i: round(start + (end - start) * i / points, 4))
+
+
 def learning_rates(low: float = 1e-3, high: float = 1.0) -> st.SearchStrategy[float]:
     """Peak learning rates, log-uniform on a grid; shrink toward ``low`` (the stable side)."""
     return _log_grid("learning rate", low, high)
@@ -73,10 +85,7 @@ def learning_rates(low: float = 1e-3, high: float = 1.0) -> st.SearchStrategy[fl
 
 def warmup_fractions(low: float = 0.0, high: float = 0.5) -> st.SearchStrategy[float]:
     """Share of steps in warm-up; shrinks toward ``high`` (longer warm-up is the stable side)."""
-    _check("warmup fraction", low, high, floor=0.0)
-    if high >= 1:
-        raise TrainstabError(f"warmup fraction bound {high:g} must be < 1")
-    return st.integers(0, 10).map(lambda i: round(high - (high - low) * i / 10, 4))
+    return _linear_grid("warmup fraction", low, high, points=10, toward_high=True, below_one=True)
 
 
 def weight_decays(
@@ -95,16 +104,12 @@ def epsilons(low: float = 1e-15, high: float = 1e-6) -> st.SearchStrategy[float]
 
 def beta2s(low: float = 0.9, high: float = 0.999) -> st.SearchStrategy[float]:
     """AdamW beta2; shrinks toward ``high``."""
-    _check("beta2", low, high, floor=0.0)
-    if high >= 1:
-        raise TrainstabError(f"beta2 bound {high:g} must be < 1")
-    return st.integers(0, 20).map(lambda i: round(high - (high - low) * i / 20, 4))
+    return _linear_grid("beta2", low, high, points=20, toward_high=True, below_one=True)
 
 
 def grad_clips(low: float = 0.0, high: float = 1.0) -> st.SearchStrategy[float]:
-    """Global-norm clipping threshold (0 disables); shrinks toward ``low``."""
-    _check("grad clip", low, high, floor=0.0)
-    return st.integers(0, 10).map(lambda i: round(low + (high - low) * i / 10, 4))
+    """Global-norm clipping threshold (0 disables); shrinks toward ``low``, the simplest setting."""
+    return _linear_grid("grad clip", low, high, points=10, toward_high=False)
 
 
 def batch_sizes(low: int = 4, high: int = 32) -> st.SearchStrategy[int]:
