@@ -113,3 +113,12 @@ def test_fuzz_bad_input_exits_2(args, message):
     result = _cli("fuzz", *args)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_an_existing_json_file_is_kept_not_silently_overwritten(tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    out.write_text('{"mine": true}')
+    assert main([*QUICK, "--json", str(out)]) == 0
+    assert json.loads((tmp_path / "sweep.json.previous").read_text()) == {"mine": True}
+    assert "runs" in json.loads(out.read_text())
+    assert "the file it replaced is now" in capsys.readouterr().out

@@ -123,8 +123,8 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
         result = run_sweep(config, lambda done, total: bar.update(task, completed=done, total=total))
     console.print(sweep_table(result))
     if args.json is not None:
-        write_json(args.json, sweep_to_dict(result))
-        console.print(f"wrote {args.json}")
+        previous = write_json(args.json, sweep_to_dict(result))
+        console.print(f"wrote {args.json}" + (f" (the file it replaced is now {previous})" if previous else ""))
     return 0
 
 
@@ -134,7 +134,7 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     from trainstab.fuzz import FUZZ_STEPS, explore
     from trainstab.fuzzmap import fuzz_to_dict, lr_boundary, plot_map
     from trainstab.models import check_model
-    from trainstab.report import check_writable, write_json
+    from trainstab.report import check_writable, keep_previous, write_json
     from trainstab.strategies import stability_region
 
     if args.budget <= 0:
@@ -171,11 +171,12 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
             else f"  width {width}: no instability seen (largest LR explored stable)"
         )
     if args.json is not None:
-        write_json(args.json, data)
-        console.print(f"wrote {args.json}")
+        previous = write_json(args.json, data)
+        console.print(f"wrote {args.json}" + (f" (the file it replaced is now {previous})" if previous else ""))
     if args.plot is not None:
+        previous = keep_previous(args.plot)
         plot_map(outcomes, args.plot, f"trainstab fuzz: {args.model} {' '.join(args.overrides)} (seed {args.seed})")
-        console.print(f"wrote {args.plot}")
+        console.print(f"wrote {args.plot}" + (f" (the file it replaced is now {previous})" if previous else ""))
     return 0
 
 

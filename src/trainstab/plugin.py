@@ -164,6 +164,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # never lose the user's earlier report: keep it beside the new one
+        target.replace(target.with_name(target.name + ".previous"))
     temporary = target.with_name(f".{target.name}.tmp")
     temporary.write_text(json.dumps(report, indent=2) + "\n")
     temporary.replace(target)

@@ -75,9 +75,22 @@ def check_writable(path: Path) -> None:
         ) from None
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` atomically, so a crash never leaves half a file."""
+def keep_previous(path: Path) -> Path | None:
+    """Move an existing file at ``path`` aside to ``<path>.previous``; returns where it went.
+
+    A report the user already has is never silently lost to a rerun.
+    """
+    if not path.exists():
+        return None
+    previous = path.with_name(path.name + ".previous")
+    os.replace(path, previous)
+    return previous
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path | None:
+    """Write ``data`` to ``path`` atomically; an existing file is kept as ``<path>.previous`` (returned)."""
     check_writable(path)
+    previous = keep_previous(path)
     try:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "w") as out:
@@ -86,6 +99,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         os.replace(temporary, path)
     except OSError as error:
         raise TrainstabError(f"could not write {path} ({error.strerror}); choose a path you can write to") from None
+    return previous
 
 
 def _number(value: float, digits: int = 4) -> str:
