@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from hypothesis.strategies import SearchStrategy
 
-from trainstab.checks import Thresholds
-from trainstab.config import SweepConfig, TrainConfig, validate
+from trainstab.checks import Thresholds, check_grad_rms_vs_eps, check_log_z
+from trainstab.config import SweepConfig
 from trainstab.overrides import apply_overrides
 from trainstab.strategies import FuzzPoint
 from trainstab.sweep import run_sweep
@@ -77,18 +77,12 @@ def evaluate(
         ),
         point.overrides(),
     )
-    validate(config)
-    (run,) = run_sweep(config).runs
-    log_z = max((max(abs(h["output/log_z/min"]), abs(h["output/log_z/max"])) for h in run.history), default=math.nan)
-    eps = config.train.eps
-    ratios = [
-        v / eps
-        for h in run.history
-        if h["step"] >= config.train.warmup_steps
-        for k, v in h.items()
-        if k.startswith("grads/rms/") and v > 0 and eps > 0
-    ]
-    min_ratio = min(ratios, default=math.inf)
+    sweep = run_sweep(config)  # validates the config first
+    (run,) = sweep.runs
+    # The battery's own measurements, judged at the point's LR whatever it is.
+    everywhere = dataclasses.replace(t, max_lr=math.inf)
+    log_z = check_log_z(sweep, everywhere).value
+    min_ratio = check_grad_rms_vs_eps(sweep, everywhere).value
     cause = None
     if run.diverged:
         cause = "divergence"
@@ -176,8 +170,3 @@ def explore(
 
     search()
     return outcomes
-
-
-def default_train() -> TrainConfig:
-    """The training config examples start from (before the point's overrides)."""
-    return dataclasses.replace(TrainConfig(), steps=FUZZ_STEPS, probe_every=5)
