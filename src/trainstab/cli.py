@@ -102,16 +102,11 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab sweep``: run, print the table, optionally write JSON."""
-    from trainstab.config import validate
-    from trainstab.corpus import load_corpus
-    from trainstab.models import check_model
     from trainstab.report import check_writable, sweep_table, sweep_to_dict, write_json
-    from trainstab.sweep import run_sweep
+    from trainstab.sweep import preflight, run_sweep
 
     config = sweep_config(args)
-    validate(config)
-    load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
-    check_model(config.model_name, config.model, config.train.seed)
+    preflight(config)  # before the header; run_sweep's own preflight then hits check_model's memo
     if args.json is not None:
         check_writable(args.json)  # before minutes of training, not after
     console.print(

@@ -19,6 +19,7 @@ template module, its parameters stacked M times, called once per member.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -210,8 +211,13 @@ NO_ATTENTION_HINT = (
 )
 
 
+@functools.cache
 def check_model(name: str, config: ModelConfig, seed: int) -> None:
     """Build ``name`` once and run one tiny forward, so a broken model fails before training.
+
+    Memoised (a failure is not, so it is raised every time): a CLI preflight
+    followed by run_sweep's, or a fuzz search training hundreds of points of
+    one model, check it once.
 
     Raises :class:`TrainstabError` when the factory fails, the output has the
     wrong shape, or no attention logit can be observed.

@@ -158,6 +158,17 @@ def _train_stack_in_worker(config: SweepConfig, lrs: list[float]) -> list[Member
     return train_stack(config, lrs, _worker_progress)
 
 
+def preflight(config: SweepConfig) -> None:
+    """Everything that can be wrong before training: the config, the corpus, the model.
+
+    Raises :class:`TrainstabError` naming the problem; run in this process,
+    before any worker starts.
+    """
+    validate(config)
+    load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
+    check_model(config.model_name, config.model, config.train.seed)
+
+
 def run_sweep(config: SweepConfig, progress: Callable[[int, int], None] | None = None) -> SweepResult:
     """Train one model per learning rate of ``config.lrs`` and summarise the sweep.
 
@@ -165,10 +176,7 @@ def run_sweep(config: SweepConfig, progress: Callable[[int, int], None] | None =
     per stack (a stack of LRs takes one step at a time). Raises :class:`TrainstabError` on bad configuration or
     corpus before any training starts.
     """
-    validate(config)
-    # Fail fast, in this process, before any worker starts.
-    load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
-    check_model(config.model_name, config.model, config.train.seed)
+    preflight(config)
     started = time.perf_counter()
     groups = stacks(config.lrs)
     total = len(groups) * config.train.steps  # progress counts steps of stacks
