@@ -18,7 +18,7 @@ from typing import NoReturn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from trainstab.config import SweepConfig
+from trainstab.config import SweepConfig, lr_list
 from trainstab.errors import TrainstabError
 from trainstab.overrides import apply_overrides
 
@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def _lrs(text: str) -> tuple[float, ...]:
     """Parse ``--lrs 1e-3,3e-3``."""
     try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
+        return lr_list(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--lrs {text!r}: expected comma-separated numbers such as 1e-3,1e-2"
@@ -126,10 +126,11 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
 def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab fuzz``: explore LR x width x warm-up, print the map, write JSON and PNG."""
     from trainstab.config import validate
+    from trainstab.files import keep_previous
     from trainstab.fuzz import FUZZ_STEPS, explore
     from trainstab.fuzzmap import fuzz_to_dict, lr_boundary, plot_map
     from trainstab.models import check_model
-    from trainstab.report import check_writable, keep_previous, write_json
+    from trainstab.report import check_writable, write_json
     from trainstab.strategies import stability_region
 
     if args.budget <= 0:

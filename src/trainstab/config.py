@@ -102,6 +102,11 @@ class SweepConfig:
     workers: int | None = None  # processes to train in; None: one per available core
 
 
+def lr_list(text: str) -> tuple[float, ...]:
+    """Parse a comma-separated LR grid such as ``1e-3,1e-2`` (ValueError if not numbers)."""
+    return tuple(float(part) for part in text.split(",") if part.strip())
+
+
 def validate(config: SweepConfig) -> None:
     """Raise :class:`TrainstabError` naming the first inconsistency in ``config``."""
     m, t = config.model, config.train

@@ -19,11 +19,8 @@ from typing import Any
 
 import pytest
 
-
-def lr_list(text: str) -> tuple[float, ...]:
-    """Parse a comma-separated LR grid such as ``1e-3,1e-2``."""
-    return tuple(float(part) for part in text.split(",") if part.strip())
-
+from trainstab.config import lr_list
+from trainstab.files import write_text_atomically
 
 # (option suffix, ini key, parser, default, help). Thresholds default to the battery's.
 OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
@@ -164,11 +161,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():  # never lose the user's earlier report: keep it beside the new one
-        target.replace(target.with_name(target.name + ".previous"))
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(json.dumps(report, indent=2) + "\n")
-    temporary.replace(target)
+    write_text_atomically(target, json.dumps(report, indent=2) + "\n")  # keeps an earlier report aside
 
 
 @pytest.fixture

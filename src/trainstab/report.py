@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from rich.table import Table
 from trainstab.config import SweepConfig
 from trainstab.corpus import bundled_corpus_path
 from trainstab.errors import TrainstabError
+from trainstab.files import write_text_atomically
 from trainstab.sweep import STACK_SIZE, SweepResult
 
 
@@ -75,31 +75,13 @@ def check_writable(path: Path) -> None:
         ) from None
 
 
-def keep_previous(path: Path) -> Path | None:
-    """Move an existing file at ``path`` aside to ``<path>.previous``; returns where it went.
-
-    A report the user already has is never silently lost to a rerun.
-    """
-    if not path.exists():
-        return None
-    previous = path.with_name(path.name + ".previous")
-    os.replace(path, previous)
-    return previous
-
-
 def write_json(path: Path, data: dict[str, Any]) -> Path | None:
     """Write ``data`` to ``path`` atomically; an existing file is kept as ``<path>.previous`` (returned)."""
     check_writable(path)
-    previous = keep_previous(path)
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "w") as out:
-            json.dump(data, out, indent=2, allow_nan=False)
-            out.write("\n")
-        os.replace(temporary, path)
+        return write_text_atomically(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
     except OSError as error:
         raise TrainstabError(f"could not write {path} ({error.strerror}); choose a path you can write to") from None
-    return previous
 
 
 def _number(value: float, digits: int = 4) -> str:

@@ -1,0 +1,35 @@
+"""Writing the files users keep (reports, maps): atomically, never losing an earlier one.
+
+Imports nothing heavy, so the pytest plugin can use it at session end.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def keep_previous(path: Path) -> Path | None:
+    """Move an existing file at ``path`` aside to ``<path>.previous``; returns where it went.
+
+    A report the user already has is never silently lost to a rerun.
+    """
+    if not path.exists():
+        return None
+    previous = path.with_name(path.name + ".previous")
+    os.replace(path, previous)
+    return previous
+
+
+def write_text_atomically(path: Path, text: str) -> Path | None:
+    """Write ``text`` to ``path`` through a temporary file, so a crash never leaves half a file.
+
+    An existing file is kept as ``<path>.previous`` (returned). Raises OSError.
+    """
+    previous = keep_previous(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
+    return previous
