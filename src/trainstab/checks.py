@@ -76,17 +76,31 @@ def check_no_divergence(sweep: SweepResult, t: Thresholds) -> CheckResult:
     )
 
 
-def _layer_attribution(run: RunResult) -> str:
-    """Which layer and head held the largest logit, and from which probe it passed 1e2."""
+#: Attention logits above this are "growing" for attribution: well past init (about 3-5) and the 1e3 bound's decade.
+GROWTH_LEVEL = 1e2
+
+
+def layer_attribution(run: RunResult) -> str:
+    """Where to look: which layer/head passed 1e2 first and at which step, and which held the largest logit.
+
+    The first head to grow is usually where the instability starts (in the
+    paper, layer 0); the largest at the peak is where it ended up.
+    """
     peak = max(run.history, key=lambda h: h["attn/max_logit"], default={})
     heads = {k: v for k, v in peak.items() if k.startswith("attn/max_logit/layer") and "/head" in k}
     if not heads:
         return ""
     worst = max(heads, key=lambda k: heads[k])
-    layer_head = worst.removeprefix("attn/max_logit/")
-    grew = next((h["step"] for h in run.history if h.get(worst, 0.0) > 1e2), None)
-    when = f", above 1e2 from step {int(grew)}" if grew is not None else ""
-    return f" (largest in {layer_head}: {heads[worst]:.3g}{when})"
+    largest = f"largest in {worst.removeprefix('attn/max_logit/')}: {heads[worst]:.3g}"
+    for snapshot in run.history:  # probes in step order
+        grown = {k: v for k, v in snapshot.items() if k in heads and v > GROWTH_LEVEL}
+        if grown:
+            first = max(grown, key=lambda k: grown[k])
+            return (
+                f" ({first.removeprefix('attn/max_logit/')} grew first: above {GROWTH_LEVEL:g} from step "
+                f"{int(snapshot['step'])} ({grown[first]:.3g}); {largest})"
+            )
+    return f" ({largest})"
 
 
 def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
@@ -103,7 +117,7 @@ def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
     message = (
         f"max attention logit {value:.3g} at lr={worst.lr:g} is below {t.attention_logit:g}"
         if passed
-        else f"attention logits grew to {value:.3g} at lr={worst.lr:g}{_layer_attribution(worst)}, above the bound "
+        else f"attention logits grew to {value:.3g} at lr={worst.lr:g}{layer_attribution(worst)}, above the bound "
         f"{t.attention_logit:g}: consider qk-layernorm (override with --trainstab-attention-logit-bound)"
     )
     return CheckResult("attention_logits", passed, value, t.attention_logit, worst.lr, message)

@@ -13,14 +13,17 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from trainstab.config import SweepConfig, lr_list
+from trainstab.config import SweepConfig, int_list, lr_list
 from trainstab.errors import TrainstabError
 from trainstab.overrides import apply_overrides
+
+if TYPE_CHECKING:
+    from trainstab.sweep import SweepResult
 
 EXIT_BAD_INPUT = 2
 
@@ -84,6 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--json", type=Path, help="write every explored point and the map here")
     fuzz.add_argument("--plot", type=Path, help="write the map as a PNG here")
     fuzz.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+    reproduce = commands.add_parser("reproduce", help="run the paper's findings at proxy scale: PNGs and a summary")
+    reproduce.add_argument("--out", type=Path, default=Path("trainstab-findings"), help="output folder")
+    reproduce.add_argument("--quick", action="store_true", help="fewer steps and sizes: about 4 minutes on 2 cores")
+    reproduce.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    reproduce.add_argument("--only", default="", help="comma-separated findings to run (default: all)")
+    reproduce.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+    forecast = commands.add_parser("forecast", help="forecast attention logits and gradient RMS at a target size")
+    forecast.add_argument("--model", default="reference", help="reference (default), hf:<model_type> or a factory")
+    forecast.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="model or training option, e.g. --set qk_layernorm=false")  # fmt: skip
+    forecast.add_argument("--target-params", type=float, default=1e9, help="target non-embedding parameters")
+    forecast.add_argument("--widths", default="32,48,64", help="width ladder (at least 3; default 32,48,64)")
+    forecast.add_argument("--steps", type=int, help="optimizer steps per run (default: 200)")
+    forecast.add_argument("--seed", type=int, help="seed of the init and the data order (default: 0)")
+    forecast.add_argument("--max-lr", type=float, default=0.3, help="largest LR of the grid forecast (default 0.3)")
+    forecast.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return parser
 
 
@@ -94,9 +115,9 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
     return dataclasses.replace(
         config,
         train=dataclasses.replace(config.train, **train_changes),
-        lrs=args.lrs if args.lrs is not None else config.lrs,
-        corpus=args.corpus,
-        workers=args.workers,
+        lrs=getattr(args, "lrs", None) or config.lrs,
+        corpus=getattr(args, "corpus", None),
+        workers=getattr(args, "workers", None),
     )
 
 
@@ -176,6 +197,66 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
+    """``trainstab reproduce``: every finding, one PNG each, a Markdown summary."""
+    from trainstab.reproduce import reproduce
+
+    only = tuple(key.strip() for key in args.only.split(",") if key.strip())
+    console.print(f"trainstab reproduce: {'quick' if args.quick else 'full'} run, seed={args.seed}, out={args.out}")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
+        task = bar.add_task("finding", total=None)
+
+        def on_finding(key: str, index: int, total: int) -> None:
+            bar.update(task, description=f"finding {key}", completed=index, total=total)
+
+        result = reproduce(args.out, args.quick, args.seed, only, on_finding)
+    for finding in result.results:
+        verdict = {True: "held", False: "did NOT hold", None: "measured"}[finding.held]
+        console.print(f"  {finding.key:<15} {verdict:<13} {finding.evidence}", soft_wrap=True)
+    console.print(f"wrote {len(result.files)} files to {args.out} in {result.elapsed_seconds:.0f} s")
+    return 0
+
+
+def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
+    """``trainstab forecast``: train the width ladder and forecast at ``--target-params``; exit 1 if flagged."""
+    from trainstab.forecast import forecast_attention_logits, forecast_gradient_rms
+    from trainstab.ladder import run_ladder, width_configs
+    from trainstab.sweep import preflight, run_sweep
+
+    config = sweep_config(args)
+    try:
+        widths = list(int_list(args.widths))
+    except ValueError:
+        raise TrainstabError(f"--widths {args.widths!r}: expected comma-separated integers such as 32,48,64") from None
+    configs = width_configs(config, widths)
+    if len(configs) < 3:
+        raise TrainstabError(f"--widths {args.widths}: a forecast needs at least 3 distinct widths, e.g. 32,48,64")
+    for rung in configs:
+        preflight(rung)
+    console.print(
+        f"trainstab forecast: model={args.model} seed={config.train.seed} widths={widths} "
+        f"target={args.target_params:.3g} parameters"
+    )
+    columns = (TextColumn("training width ladder"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
+        task = bar.add_task("ladder", total=len(configs))
+
+        def sweep(rung: SweepConfig) -> SweepResult:
+            result = run_sweep(rung)
+            bar.advance(task)
+            return result
+
+        ladder = run_ladder("width", configs, sweep)
+    attention = forecast_attention_logits(ladder, args.target_params, max_lr=args.max_lr)
+    gradients = forecast_gradient_rms(ladder, args.target_params, ratio_to_eps=10.0, max_lr=args.max_lr)
+    console.print(attention.describe(), markup=False, highlight=False, soft_wrap=True)
+    console.print(gradients.describe(), markup=False, highlight=False, soft_wrap=True)
+    flagged = len(attention.flagged) + len(gradients.flagged)
+    console.print(f"{flagged} LR(s) flagged" if flagged else "no LR flagged")
+    return 1 if flagged else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainstab`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -186,6 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_sweep_command(args, console)
         if args.command == "fuzz":
             return run_fuzz_command(args, console)
+        if args.command == "reproduce":
+            return run_reproduce_command(args, console)
+        if args.command == "forecast":
+            return run_forecast_command(args, console)
     except TrainstabError as error:
         errors.print(f"trainstab: error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT

@@ -107,6 +107,11 @@ def lr_list(text: str) -> tuple[float, ...]:
     return tuple(float(part) for part in text.split(",") if part.strip())
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """Parse a comma-separated list of integers such as ``32,48,64`` (ValueError if not integers)."""
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
 def validate(config: SweepConfig) -> None:
     """Raise :class:`TrainstabError` naming the first inconsistency in ``config``."""
     m, t = config.model, config.train

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from trainstab.config import lr_list
+from trainstab.config import int_list, lr_list
 from trainstab.files import write_text_atomically
 
 # (option suffix, ini key, parser, default, help). Thresholds default to the battery's.
@@ -38,6 +38,9 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
     ("grad-rms-over-eps", "trainstab_grad_rms_over_eps", float, None, "min gradient RMS / AdamW eps (10)"),
     ("spike-score-bound", "trainstab_spike_score_bound", float, None, "max loss spike score (0)"),
     ("report", "trainstab_report", str, None, "write every check's verdict and value to this JSON file"),
+    ("target-params", "trainstab_target_params", float, None, "size the scaling forecasts extrapolate to (1e9)"),
+    ("widths", "trainstab_widths", int_list, None, "width ladder of the scaling checks (32,48,64)"),
+    ("depths", "trainstab_depths", int_list, None, "depth ladder of the scaling checks (1,2,4)"),
 ]
 PROFILE_NAMES = ("quick", "default", "thorough")  # trainstab.config.PROFILES, named here without importing torch
 SESSION_ENV = "TRAINSTAB_SESSION"  # shared by the controller and its xdist workers
@@ -79,7 +82,8 @@ def read_options(config: pytest.Config) -> dict[str, Any]:
         try:
             values[ini] = kind(raw)
         except ValueError:
-            expected = {"int": "an integer", "float": "a number", "lr_list": "numbers like 1e-3,1e-2"}
+            expected = {"int": "an integer", "float": "a number", "lr_list": "numbers like 1e-3,1e-2",
+                        "int_list": "integers like 32,48,64"}  # fmt: skip
             raise pytest.UsageError(
                 f"{source}={raw!r}: expected {expected.get(kind.__name__, kind.__name__)}"
             ) from None

@@ -18,14 +18,14 @@ from trainstab.files import write_text_atomically
 from trainstab.sweep import STACK_SIZE, SweepResult
 
 
-def _finite_or_none(value: Any) -> Any:
+def finite_or_none(value: Any) -> Any:
     """Replace NaN and infinities (not valid JSON) by None, recursively."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
+        return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite_or_none(v) for v in value]
+        return [finite_or_none(v) for v in value]
     return value
 
 
@@ -42,10 +42,10 @@ def resolved_config(config: SweepConfig) -> dict[str, Any]:
 def sweep_to_dict(result: SweepResult) -> dict[str, Any]:
     """Everything about a sweep as plain JSON-ready data (NaN becomes null)."""
     return {
-        "runs": _finite_or_none([dataclasses.asdict(run) for run in result.runs]),
-        "lr_sensitivity": _finite_or_none(result.lr_sensitivity),
+        "runs": finite_or_none([dataclasses.asdict(run) for run in result.runs]),
+        "lr_sensitivity": finite_or_none(result.lr_sensitivity),
         "best_lr": result.best_lr,
-        "config": _finite_or_none(resolved_config(result.config)),
+        "config": finite_or_none(resolved_config(result.config)),
         "environment": result.environment,
         "elapsed_seconds": result.elapsed_seconds,
     }

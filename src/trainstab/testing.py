@@ -30,8 +30,9 @@ import pytest
 from trainstab.plugin import current_item, options_of, session_folder
 
 if TYPE_CHECKING:
-    from trainstab.checks import Thresholds
+    from trainstab.checks import CheckResult, Thresholds
     from trainstab.config import SweepConfig
+    from trainstab.scaling import Evidence, ScalingThresholds
     from trainstab.sweep import SweepResult
 
 #: The battery's checks, in report order (trainstab.checks.BATTERY holds the code).
@@ -44,6 +45,9 @@ CHECK_NAMES = (
     "loss_spikes",
     "parameters_move",
 )
+#: Checks across a ladder of sizes (trainstab.scaling.SCALING_CHECKS holds the code); opt in with
+#: ``parametrize_with_checks(models, checks=SCALING_CHECK_NAMES)``. They train the width and depth ladders.
+SCALING_CHECK_NAMES = ("attention_forecast", "eps_forecast", "sensitivity_scaling", "lr_transfer", "coordinates")
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,9 @@ class StabilityCheck:
     """One check of the battery, callable on a model as ``check(model)``."""
 
     def __init__(self, name: str) -> None:
-        if name not in CHECK_NAMES:
-            raise ValueError(f"unknown trainstab check {name!r}; known: {', '.join(CHECK_NAMES)}")
+        if name not in CHECK_NAMES + SCALING_CHECK_NAMES:
+            known = ", ".join(CHECK_NAMES + SCALING_CHECK_NAMES)
+            raise ValueError(f"unknown trainstab check {name!r}; known: {known}")
         self.name = name
 
     def __repr__(self) -> str:
@@ -74,7 +79,6 @@ class StabilityCheck:
 
     def __call__(self, model: ModelUnderTest | str) -> None:
         """Run the check on ``model``; fails the test with the check's message."""
-        from trainstab.checks import BATTERY
         from trainstab.errors import TrainstabError
 
         item = current_item()
@@ -83,17 +87,16 @@ class StabilityCheck:
         target = model if isinstance(model, ModelUnderTest) else ModelUnderTest(model)
         try:
             config = sweep_config(item.config, target)
-            sweep = cached_sweep(item.config, config)
+            result = self._verdict(item.config, config)
         except TrainstabError as error:
             pytest.fail(f"trainstab: {target}: {error}", pytrace=False)
-        result = BATTERY[self.name](sweep, thresholds(item.config))
         item.user_properties.append(
             (
                 "trainstab",
                 {
                     "model": str(target),
                     "check": self.name,
-                    "order": CHECK_NAMES.index(self.name),
+                    "order": (CHECK_NAMES + SCALING_CHECK_NAMES).index(self.name),
                     "value": result.value,
                     "bound": result.bound,
                     "passed": result.passed,
@@ -104,6 +107,16 @@ class StabilityCheck:
         )
         if not result.passed:
             pytest.fail(f"{self.name} failed for {target} (seed {config.train.seed}): {result.message}", pytrace=False)
+
+    def _verdict(self, pytest_config: pytest.Config, sweep: SweepConfig) -> CheckResult:
+        """Run this check on the model's sweep (battery) or its ladders (scaling checks)."""
+        if self.name in SCALING_CHECK_NAMES:
+            from trainstab.scaling import SCALING_CHECKS
+
+            return SCALING_CHECKS[self.name](evidence(pytest_config, sweep), scaling_thresholds(pytest_config))
+        from trainstab.checks import BATTERY
+
+        return BATTERY[self.name](cached_sweep(pytest_config, sweep), thresholds(pytest_config))
 
 
 def parametrize_with_checks(
@@ -153,6 +166,41 @@ def thresholds(config: pytest.Config) -> Thresholds:
         "trainstab_spike_score_bound": "spike_score",
     }
     return Thresholds(**{field: options[key] for key, field in names.items() if options[key] is not None})
+
+
+def scaling_thresholds(config: pytest.Config) -> ScalingThresholds:
+    """The scaling checks' bounds with the run's overrides applied (shared bounds come from the battery's options)."""
+    from trainstab.scaling import ScalingThresholds
+
+    options = options_of(config)
+    names = {
+        "trainstab_target_params": "target_parameters",
+        "trainstab_max_lr": "max_lr",
+        "trainstab_lr_sensitivity_bound": "lr_sensitivity",
+        "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
+    }
+    return ScalingThresholds(**{field: options[key] for key, field in names.items() if options[key] is not None})
+
+
+_EVIDENCE: dict[str, Evidence] = {}
+
+
+def evidence(config: pytest.Config, sweep: SweepConfig) -> Evidence:
+    """One model's ladders and coordinate check, shared by its scaling checks in this process.
+
+    Every rung's sweep goes through the session cache, so rungs shared with the
+    battery (the base size) or with another worker train once.
+    """
+    from trainstab.scaling import Evidence, ScalingConfig
+
+    options = options_of(config)
+    plan = ScalingConfig()
+    changes = {k: options[f"trainstab_{k}"] for k in ("widths", "depths") if options[f"trainstab_{k}"] is not None}
+    plan = dataclasses.replace(plan, **changes)
+    key = cache_key(sweep) + repr(plan)
+    if key not in _EVIDENCE:
+        _EVIDENCE[key] = Evidence(sweep, plan, lambda rung: cached_sweep(config, rung))
+    return _EVIDENCE[key]
 
 
 def sweep_config(config: pytest.Config, target: ModelUnderTest) -> SweepConfig:

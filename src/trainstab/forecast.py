@@ -1,0 +1,248 @@
+"""Forecasting instability at a target size from a ladder of tiny ones.
+
+The paper (DESIGN.md 1, "Prediction") fits the max attention logit against
+model size for each LR on small models, extrapolates to the target size and
+flags any LR whose forecast crosses 1e4, the level above which every run of
+theirs diverged. The same fit, on gradient RMS, says when the gradients of a
+larger model will reach AdamW's epsilon.
+
+The fit is a polynomial in log space: log10(value) against log10(parameters),
+quadratic as in the paper when there are at least 4 sizes, linear (a power
+law) with 3: a quadratic through 3 points fits exactly and leaves no residual
+to judge it by. Fewer than 3 sizes, or points that scatter around the fit by
+more than ``MAX_RESIDUAL_DEX``, refuse with a :class:`TrainstabError`.
+
+A quadratic is not extrapolated past a vertex beyond which it would turn
+towards the safe side: the trends the paper measured are monotone in size,
+and a parabola that turns would forecast that larger models get safer only
+because of its shape. Past such a vertex the forecast holds the vertex value.
+
+Measured here (issue 5 note): with the ladder 16/32/48/64 the quadratic is
+dominated by the jump from the one-head width 16 and under-forecast width 128
+by 4x; a power law on 32/48/64 forecast it within 15% at LR 0.03 and 0.1.
+That is why the default ladder starts at width 32 and has three sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainstab.errors import TrainstabError
+from trainstab.ladder import LadderResult
+from trainstab.sweep import RunResult
+
+#: Paper: every run whose max attention logit went above 1e4 diverged.
+ATTENTION_DIVERGENCE_LEVEL = 1e4
+#: A fit whose points scatter more than this (RMS, in decades) does not fit: a factor of 2.
+MAX_RESIDUAL_DEX = 0.3
+#: Fewest sizes a forecast is made from.
+MIN_SIZES = 3
+
+
+@dataclass(frozen=True)
+class LogLogFit:
+    """log10(value) as a polynomial in log10(parameters)."""
+
+    coefficients: tuple[float, ...]  # highest power first (numpy.polyfit order)
+    residuals_dex: tuple[float, ...]  # measured minus fitted log10 value, per size
+    held_from_log_params: float | None  # a vertex past which the forecast is held (it would turn safe)
+
+    @property
+    def degree(self) -> int:
+        """1 (power law) or 2 (the paper's quadratic)."""
+        return len(self.coefficients) - 1
+
+    @property
+    def residual_rms_dex(self) -> float:
+        """Root-mean-square residual in decades (0.3 = a factor of 2)."""
+        return math.sqrt(statistics.fmean(r * r for r in self.residuals_dex))
+
+    def predict(self, parameters: float) -> float:
+        """The fitted value at ``parameters`` (held at the vertex past one that turns safe)."""
+        x = math.log10(parameters)
+        if self.held_from_log_params is not None and x > self.held_from_log_params:
+            x = self.held_from_log_params
+        return float(10 ** np.polyval(self.coefficients, x))
+
+
+def fit_log_log(parameters: Sequence[float], values: Sequence[float], what: str, unsafe: str = "above") -> LogLogFit:
+    """Fit log10(values) against log10(parameters); ``what`` names the series in errors.
+
+    ``unsafe`` is the side that matters ("above": growth is the risk, "below":
+    shrinking is), which decides at which vertex the forecast is held.
+    """
+    if len(parameters) < MIN_SIZES:
+        raise TrainstabError(
+            f"cannot forecast {what} from {len(parameters)} size(s); measure at least {MIN_SIZES} "
+            "(e.g. widths 32,48,64)"
+        )
+    if any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise TrainstabError(f"cannot forecast {what}: measured values {list(values)} must be positive and finite")
+    x = np.log10(np.asarray(parameters, dtype=np.float64))
+    y = np.log10(np.asarray(values, dtype=np.float64))
+    degree = 2 if len(x) >= 4 else 1
+    coefficients = np.polyfit(x, y, degree)
+    residuals = y - np.polyval(coefficients, x)
+    held = None
+    # Concave turns down (safe when growth is the risk), convex turns up (safe when shrinking is).
+    if degree == 2 and (coefficients[0] < 0) == (unsafe == "above") and coefficients[0] != 0:
+        held = float(-coefficients[1] / (2 * coefficients[0]))
+    fit = LogLogFit(tuple(float(c) for c in coefficients), tuple(float(r) for r in residuals), held)
+    if fit.residual_rms_dex > MAX_RESIDUAL_DEX:
+        shown = ", ".join(f"{v:.3g}" for v in values)
+        raise TrainstabError(
+            f"the {what} does not follow a {['', 'power law', 'quadratic'][degree]} in log space "
+            f"(values {shown} at {', '.join(f'{p:.3g}' for p in parameters)} parameters; residual RMS "
+            f"{fit.residual_rms_dex:.2f} decades > {MAX_RESIDUAL_DEX}); refusing to extrapolate: add sizes "
+            "or more steps so the trend is clear"
+        )
+    return fit
+
+
+@dataclass(frozen=True)
+class LrForecast:
+    """The forecast of one LR of the grid."""
+
+    lr: float
+    measured: tuple[float, ...]  # per size, smallest first (NaN where the run diverged)
+    fit: LogLogFit | None  # None when a measured size already crossed (nothing to extrapolate)
+    forecast: float  # the value forecast at the target size (inf if already crossed)
+    crosses: bool  # forecast (or measurement) on the wrong side of the level
+    already_at: int | None  # parameters of the smallest size that crossed when measured
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A metric forecast at a target size for every LR of a ladder."""
+
+    metric: str  # e.g. "max attention logit"
+    level: float  # the level that must not be crossed
+    direction: str  # "above" (attention logits) or "below" (gradient RMS)
+    target_parameters: float
+    parameters: tuple[int, ...]  # the ladder's sizes
+    per_lr: tuple[LrForecast, ...]
+
+    @property
+    def flagged(self) -> list[LrForecast]:
+        """The LRs forecast (or measured) to cross the level."""
+        return [f for f in self.per_lr if f.crosses]
+
+    @property
+    def extrapolation_decades(self) -> float:
+        """How far beyond the largest measured size the target lies, in decades."""
+        return math.log10(self.target_parameters / max(self.parameters))
+
+    def describe(self) -> str:
+        """One line per LR: measured values, the fit and the forecast."""
+        lines = [
+            f"{self.metric} at {self.target_parameters:.3g} non-embedding parameters "
+            f"({self.extrapolation_decades:+.1f} decades from the largest size measured, "
+            f"{max(self.parameters):.3g}); level {self.level:g} ({self.direction})"
+        ]
+        for f in self.per_lr:
+            measured = " ".join(f"{v:.3g}" for v in f.measured)
+            if f.fit is None:
+                lines.append(f"  lr={f.lr:g}: measured {measured}: crossed already at {f.already_at} parameters")
+                continue
+            vertex = f.fit.held_from_log_params
+            held = (
+                " (held at the fit's vertex)"
+                if vertex is not None and (math.log10(self.target_parameters) > vertex)
+                else ""
+            )
+            verdict = "CROSSES" if f.crosses else "stays clear"
+            lines.append(
+                f"  lr={f.lr:g}: measured {measured}; degree-{f.fit.degree} fit, residuals "
+                f"{' '.join(f'{r:+.2f}' for r in f.fit.residuals_dex)} dex; forecast {f.forecast:.3g}{held}: {verdict}"
+            )
+        return "\n".join(lines)
+
+
+def _forecast(
+    ladder: LadderResult,
+    metric: str,
+    value_of: Callable[[RunResult], float],
+    level: float,
+    direction: str,
+    target_parameters: float,
+    max_lr: float,
+) -> Forecast:
+    """Fit and extrapolate ``value_of(run)`` per LR; a diverged run counts as crossed."""
+    if len(ladder.rungs) < MIN_SIZES:
+        raise TrainstabError(
+            f"cannot forecast {metric} from {len(ladder.rungs)} size(s); measure at least {MIN_SIZES} "
+            "(e.g. widths 32,48,64)"
+        )
+    if target_parameters <= 0:
+        raise TrainstabError(f"target size {target_parameters:g} must be a positive parameter count, e.g. 1e9")
+    lrs = [run.lr for run in ladder.rungs[0].sweep.runs if run.lr <= max_lr * (1 + 1e-9)]
+    per_lr = []
+    for lr in lrs:
+        runs = [next(r for r in rung.sweep.runs if math.isclose(r.lr, lr)) for rung in ladder.rungs]
+        measured = tuple(math.nan if run.diverged else value_of(run) for run in runs)
+        crossed = [
+            rung.parameters
+            for rung, value in zip(ladder.rungs, measured, strict=True)
+            if not math.isfinite(value) or (value > level if direction == "above" else value < level)
+        ]
+        if crossed:
+            bad = math.inf if direction == "above" else 0.0
+            per_lr.append(LrForecast(lr, measured, None, bad, True, min(crossed)))
+            continue
+        fit = fit_log_log(ladder.parameters, measured, f"{metric} at lr={lr:g}", direction)
+        value = fit.predict(target_parameters)
+        crosses = value > level if direction == "above" else value < level
+        per_lr.append(LrForecast(lr, measured, fit, value, crosses, None))
+    return Forecast(metric, level, direction, target_parameters, tuple(ladder.parameters), tuple(per_lr))
+
+
+def forecast_attention_logits(
+    ladder: LadderResult,
+    target_parameters: float,
+    level: float = ATTENTION_DIVERGENCE_LEVEL,
+    max_lr: float = math.inf,
+) -> Forecast:
+    """Forecast each LR's max attention logit at ``target_parameters``; flag those above ``level``."""
+    return _forecast(
+        ladder, "max attention logit", lambda run: run.max_attention_logit, level, "above", target_parameters, max_lr
+    )
+
+
+def gradient_rms_floor(run: RunResult, warmup_steps: int) -> float:
+    """The smallest per-tensor gradient RMS of a run, each tensor's taken as its median after warm-up.
+
+    The median over probes keeps one quiet step from deciding the trend; the
+    minimum over tensors is the layer that reaches epsilon first.
+    """
+    series: dict[str, list[float]] = {}
+    for snapshot in run.history:
+        if snapshot["step"] < warmup_steps:
+            continue
+        for key, value in snapshot.items():
+            if key.startswith("grads/rms/") and value > 0:
+                series.setdefault(key, []).append(value)
+    return min((statistics.median(values) for values in series.values()), default=math.nan)
+
+
+def forecast_gradient_rms(
+    ladder: LadderResult,
+    target_parameters: float,
+    ratio_to_eps: float,
+    max_lr: float = math.inf,
+) -> Forecast:
+    """Forecast each LR's gradient RMS floor at ``target_parameters``; flag those below ``ratio_to_eps`` x eps."""
+    train = ladder.rungs[0].sweep.config.train
+    return _forecast(
+        ladder,
+        f"gradient RMS (eps={train.eps:g})",
+        lambda run: gradient_rms_floor(run, train.warmup_steps),
+        ratio_to_eps * train.eps,
+        "below",
+        target_parameters,
+        max_lr,
+    )

@@ -1,0 +1,125 @@
+"""``trainstab reproduce``: every finding at proxy scale, as PNGs and a Markdown summary.
+
+The steps:
+
+1. Check the output folder can be written (before minutes of training).
+2. Run each finding of :data:`trainstab.findings.FINDINGS` through one
+   :class:`~trainstab.findings.Lab`, so shared sweeps train once.
+3. Draw one PNG per finding, then write ``summary.md`` (claim, measured
+   numbers, whether the paper's direction held) and ``findings.json``.
+
+Files already in the folder are kept as ``<name>.previous``, never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainstab.config import SweepConfig
+from trainstab.environment import environment
+from trainstab.errors import TrainstabError
+from trainstab.files import keep_previous, write_text_atomically
+from trainstab.findings import FINDINGS, FULL_PLAN, QUICK_PLAN, FindingResult, FindingsPlan, Lab, plan_base
+from trainstab.report import finite_or_none
+from trainstab.sweep import available_cores
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """What a reproduce run measured and wrote."""
+
+    results: tuple[FindingResult, ...]
+    files: tuple[Path, ...]  # every file written, summary first
+    elapsed_seconds: float
+    seed: int
+    quick: bool
+
+
+def _verdict(held: bool | None) -> str:
+    """The summary's word for a finding's outcome."""
+    return {True: "held", False: "did not hold", None: "measured (no claim)"}[held]
+
+
+def summary_markdown(reproduction: Reproduction, plan: FindingsPlan) -> str:
+    """The Markdown summary: a table of verdicts, then one section per finding."""
+    mode = "quick" if reproduction.quick else "full"
+    lines = [
+        "# trainstab reproduce: the paper's findings at proxy scale",
+        "",
+        f"Mode {mode}: {plan.steps} steps per run, widths {list(plan.widths)}, depths {list(plan.depths)}, "
+        f"seed {reproduction.seed}; {reproduction.elapsed_seconds:.0f} s on this machine. Source: Wortsman et al. "
+        "2023, arXiv 2309.14322.",
+        "",
+        "| finding | paper's direction | at proxy scale |",
+        "|---|---|---|",
+    ]
+    for r in reproduction.results:
+        lines.append(f"| [{r.title}](#{r.key}) | {r.claim} | **{_verdict(r.held)}** |")
+    for r in reproduction.results:
+        lines += ["", f'<a id="{r.key}"></a>', f"## {r.title}", "", f"Claim: {r.claim}", "", f"Measured: {r.evidence}"]
+        lines += ["", f"Verdict: **{_verdict(r.held)}**", "", f"![{r.title}]({r.key}.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def _numbers(result: FindingResult) -> dict[str, Any]:
+    """JSON of one finding (numbers and verdict)."""
+    return {"title": result.title, "claim": result.claim, "held": result.held, "evidence": result.evidence,
+            "numbers": result.numbers}  # fmt: skip
+
+
+def reproduce(
+    out: Path,
+    quick: bool = False,
+    seed: int = 0,
+    only: tuple[str, ...] = (),
+    on_finding: Callable[[str, int, int], None] | None = None,
+    on_sweep: Callable[[SweepConfig], None] | None = None,
+) -> Reproduction:
+    """Run the findings (all, or those named in ``only``) and write their PNGs and summary into ``out``.
+
+    ``on_finding(key, index, total)`` is called before each finding and
+    ``on_sweep(config)`` before each sweep that trains (progress). Raises
+    :class:`TrainstabError` if ``out`` is not writable or ``only`` names an unknown finding.
+    """
+    from trainstab.figures import draw
+
+    unknown = [key for key in only if key not in FINDINGS]
+    if unknown:
+        raise TrainstabError(f"unknown finding(s) {', '.join(unknown)}; known: {', '.join(FINDINGS)}")
+    plan = QUICK_PLAN if quick else FULL_PLAN
+    # 1. Writable output folder, before any training.
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".trainstab-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise TrainstabError(f"cannot write to the output folder {out}: {error.strerror or error}") from None
+    started = time.perf_counter()
+    lab = Lab(plan_base(plan, seed), on_sweep=on_sweep)
+    keys = [key for key in FINDINGS if not only or key in only]
+    # 2-3. Measure, then draw each finding as soon as it is measured.
+    results, files = [], []
+    for index, key in enumerate(keys):
+        if on_finding is not None:
+            on_finding(key, index, len(keys))
+        result = FINDINGS[key](lab, plan)
+        results.append(result)
+        png = out / f"{key}.png"
+        keep_previous(png)
+        files.append(draw(result, png))
+    reproduction = Reproduction(tuple(results), (), time.perf_counter() - started, seed, quick)
+    summary = out / "summary.md"
+    write_text_atomically(summary, summary_markdown(reproduction, plan))
+    data = {"mode": "quick" if quick else "full", "seed": seed, "elapsed_seconds": reproduction.elapsed_seconds,
+            "environment": environment(seed, threads_per_stack=1, workers=available_cores()),
+            "findings": {r.key: _numbers(r) for r in results}}  # fmt: skip
+    findings_json = out / "findings.json"
+    text = json.dumps(finite_or_none(data), indent=2, default=str, allow_nan=False) + "\n"
+    write_text_atomically(findings_json, text)
+    return Reproduction(tuple(results), (summary, findings_json, *files), reproduction.elapsed_seconds, seed, quick)

@@ -1,0 +1,222 @@
+"""Scaling checks: the battery's questions asked across a ladder of sizes.
+
+A single sweep says whether the proxy is stable; a ladder of sizes says
+whether the trend will stay stable at the size the team actually trains.
+Each check reads the :class:`Evidence` of one model (its width ladder, depth
+ladder and coordinate check, each computed on first use) and returns the same
+:class:`~trainstab.checks.CheckResult` as the single-sweep battery:
+
+- ``attention_forecast``: max attention logit per LR, fitted against size and
+  extrapolated to the target; fails if any LR is forecast above 1e4.
+- ``eps_forecast``: gradient RMS per LR, extrapolated; fails if any LR is
+  forecast within ``grad_rms_over_eps`` x AdamW's epsilon.
+- ``sensitivity_scaling``: LR sensitivity at every width and depth of the
+  ladders stays under the bound (the paper: depth raises it faster).
+- ``lr_transfer``: the optimal LR (interpolated) stays put across widths.
+- ``coordinates``: µP-style coordinate check of activation scale per layer.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trainstab.checks import CheckResult
+from trainstab.config import SweepConfig
+from trainstab.coordinates import CoordinateConfig, CoordinateResult, coordinate_check
+from trainstab.forecast import (
+    ATTENTION_DIVERGENCE_LEVEL,
+    Forecast,
+    forecast_attention_logits,
+    forecast_gradient_rms,
+)
+from trainstab.ladder import DEFAULT_DEPTHS, DEFAULT_WIDTHS, LadderResult, depth_configs, run_ladder, width_configs
+from trainstab.sweep import SweepResult, run_sweep
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Which sizes the scaling checks train."""
+
+    widths: tuple[int, ...] = DEFAULT_WIDTHS  # width ladder, at the base depth
+    depths: tuple[int, ...] = DEFAULT_DEPTHS  # depth ladder, at the base width
+    coordinates: CoordinateConfig = field(default_factory=CoordinateConfig)
+
+
+@dataclass(frozen=True)
+class ScalingThresholds:
+    """Bounds of the scaling checks; each can be overridden per project."""
+
+    target_parameters: float = 1e9  # the size the team will train (non-embedding parameters)
+    max_lr: float = 0.3  # LRs of the grid looked at (as the battery's max_lr)
+    attention_logit: float = ATTENTION_DIVERGENCE_LEVEL  # paper: every run above 1e4 diverged
+    grad_rms_over_eps: float = 10.0  # as the battery: a 9% update shrink at 10x eps
+    lr_sensitivity: float = 0.3  # as the battery, at every rung
+    lr_drift: float = 0.25  # max |d log10(optimal LR) / d log10(width)|; standard Adam's hidden layers: 1
+
+
+class Evidence:
+    """One model's ladders and coordinate check, each computed once, when a check first asks."""
+
+    def __init__(
+        self,
+        base: SweepConfig,
+        scaling: ScalingConfig | None = None,
+        sweep: Callable[[SweepConfig], SweepResult] = run_sweep,
+    ) -> None:
+        self.base = base
+        self.scaling = scaling or ScalingConfig()
+        self._sweep = sweep
+
+    @functools.cached_property
+    def width_ladder(self) -> LadderResult:
+        """The base model's sweep at every width of the plan."""
+        return run_ladder("width", width_configs(self.base, self.scaling.widths), self._sweep)
+
+    @functools.cached_property
+    def depth_ladder(self) -> LadderResult:
+        """The base model's sweep at every depth of the plan."""
+        return run_ladder("depth", depth_configs(self.base, self.scaling.depths), self._sweep)
+
+    @functools.cached_property
+    def coordinates(self) -> CoordinateResult:
+        """The coordinate check of the base model across the plan's coordinate widths."""
+        return coordinate_check(self.base, self.scaling.coordinates)
+
+
+def _forecast_verdict(name: str, forecast: Forecast, hint: str) -> CheckResult:
+    """A check result from a forecast: fails on the first flagged LR."""
+    flagged = forecast.flagged
+    if not flagged:
+        worst = max(forecast.per_lr, key=lambda f: f.forecast if forecast.direction == "above" else -f.forecast)
+        return CheckResult(name, True, worst.forecast, forecast.level, worst.lr, forecast.describe())
+    first = min(flagged, key=lambda f: f.lr)
+    where = (
+        f"measured already at {first.already_at} parameters"
+        if first.already_at is not None
+        else f"forecast {first.forecast:.3g} at {forecast.target_parameters:.3g} parameters"
+    )
+    message = (
+        f"{forecast.metric} crosses {forecast.level:.3g} at lr={first.lr:g} ({where}) and at "
+        f"{len(flagged) - 1} more LR(s): {hint}\n{forecast.describe()}"
+    )
+    return CheckResult(name, False, first.forecast, forecast.level, first.lr, message)
+
+
+def check_attention_forecast(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
+    """No LR up to ``max_lr`` is forecast to pass the attention-logit level at the target size."""
+    forecast = forecast_attention_logits(evidence.width_ladder, t.target_parameters, t.attention_logit, t.max_lr)
+    return _forecast_verdict(
+        "attention_forecast",
+        forecast,
+        "the paper saw every such run diverge; consider qk-layernorm (override with --trainstab-target-params)",
+    )
+
+
+def check_eps_forecast(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
+    """No LR's gradient RMS is forecast to reach ``grad_rms_over_eps`` x AdamW's eps at the target size."""
+    forecast = forecast_gradient_rms(evidence.width_ladder, t.target_parameters, t.grad_rms_over_eps, t.max_lr)
+    return _forecast_verdict(
+        "eps_forecast",
+        forecast,
+        "updates will shrink and learning stall at that size; consider eps=1e-15 (--set eps=1e-15)",
+    )
+
+
+def sensitivity_slope(ladder: LadderResult) -> float:
+    """Change of LR sensitivity per decade of parameters along a ladder (least squares)."""
+    x = np.log10(np.asarray(ladder.parameters, dtype=np.float64))
+    y = np.asarray([rung.sweep.lr_sensitivity for rung in ladder.rungs])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def check_sensitivity_scaling(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
+    """LR sensitivity stays under the bound at every rung of both ladders."""
+    rungs = [*evidence.width_ladder.rungs, *evidence.depth_ladder.rungs]
+    worst = max(rungs, key=lambda rung: rung.sweep.lr_sensitivity)
+    value = worst.sweep.lr_sensitivity
+    table = "; ".join(
+        f"{ladder.axis}: "
+        + ", ".join(f"{r.label.split('=')[1]}: {r.sweep.lr_sensitivity:.3f}" for r in ladder.rungs)
+        + f" (slope {sensitivity_slope(ladder):+.3f} per decade of parameters)"
+        for ladder in (evidence.width_ladder, evidence.depth_ladder)
+    )
+    passed = value <= t.lr_sensitivity
+    message = (
+        f"LR sensitivity <= {t.lr_sensitivity:g} at every size ({table})"
+        if passed
+        else f"LR sensitivity {value:.4f} at {worst.label} is above {t.lr_sensitivity:g} ({table}): the model gets "
+        "harder to tune as it grows; consider qk-layernorm, z-loss, a longer warm-up or independent weight decay"
+    )
+    return CheckResult("sensitivity_scaling", passed, value, t.lr_sensitivity, worst.sweep.best_lr, message)
+
+
+def optimal_lr(sweep: SweepResult) -> float:
+    """The LR of lowest capped loss, refined by a parabola in log10(LR) through it and its neighbours.
+
+    On a grid a half-decade apart the argmin alone hides drifts smaller than
+    a grid step; the vertex does not. At the grid's edge the argmin is returned.
+    """
+    runs = sorted(sweep.runs, key=lambda run: run.lr)
+    losses = [run.capped_loss() for run in runs]
+    i = losses.index(min(losses))
+    if i == 0 or i == len(runs) - 1:
+        return runs[i].lr
+    x = [math.log10(runs[j].lr) for j in (i - 1, i, i + 1)]
+    a, b, _ = np.polyfit(x, losses[i - 1 : i + 2], 2)
+    vertex = -b / (2 * a) if a > 0 else x[1]
+    return float(10 ** min(max(vertex, x[0]), x[2]))
+
+
+def lr_drift(ladder: LadderResult) -> float:
+    """d log10(optimal LR) / d log10(width) along a width ladder (least squares)."""
+    widths = np.log10([rung.sweep.config.model.width for rung in ladder.rungs])
+    optima = np.log10([optimal_lr(rung.sweep) for rung in ladder.rungs])
+    return float(np.polyfit(widths, optima, 1)[0])
+
+
+def check_lr_transfer(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
+    """The optimal LR does not drift with width (what µParam promises)."""
+    ladder = evidence.width_ladder
+    drift = lr_drift(ladder)
+    optima = ", ".join(f"{r.label}: {optimal_lr(r.sweep):.3g}" for r in ladder.rungs)
+    passed = abs(drift) <= t.lr_drift
+    message = (
+        f"optimal LR stays put across widths ({optima}; drift {drift:+.2f} decades per decade of width)"
+        if passed
+        else f"the optimal LR drifts with width ({optima}; {drift:+.2f} decades per decade of width, bound "
+        f"{t.lr_drift:g}): an LR tuned on a small model will be wrong on the large one; consider µParam "
+        "(--set parameterization=mup_simple)"
+    )
+    return CheckResult("lr_transfer", passed, drift, t.lr_drift, None, message)
+
+
+def check_coordinates(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
+    """Activation scale per layer stays put across widths over the first steps (µP coordinate check)."""
+    result = evidence.coordinates
+    layer = result.worst_layer
+    slopes = ", ".join(f"layer{i}: {s:+.2f}" for i, s in enumerate(result.slopes))
+    widths = ", ".join(str(w) for w in result.widths)
+    steps = len(result.rms[0]) - 1
+    message = (
+        f"activation RMS is width-independent after {steps} steps (slopes vs width {slopes}; band {result.band:g})"
+        if result.passed
+        else f"activation RMS of layer{layer} grows as width^{result.slopes[layer]:.2f} after {steps} steps "
+        f"(widths {widths}; slopes {slopes}; band +-{result.band:g}): the parameterization does not transfer "
+        "across widths; consider µParam (--set parameterization=mup_simple)"
+    )
+    return CheckResult("coordinates", result.passed, result.slopes[layer], result.band, None, message)
+
+
+#: The scaling checks, in the order they are reported.
+SCALING_CHECKS: dict[str, Callable[[Evidence, ScalingThresholds], CheckResult]] = {
+    "attention_forecast": check_attention_forecast,
+    "eps_forecast": check_eps_forecast,
+    "sensitivity_scaling": check_sensitivity_scaling,
+    "lr_transfer": check_lr_transfer,
+    "coordinates": check_coordinates,
+}
