@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -42,3 +43,18 @@ def test_attention_check_fails_clearly_when_every_run_diverged_at_once():
 def test_attention_check_ignores_lrs_above_the_checked_range():
     result = check_attention_logits(_sweep(_run(0.1, max_logit=10.0), _run(1.0, max_logit=1e6)), Thresholds())
     assert result.passed and result.value == 10.0
+
+
+def test_attention_attribution_names_the_head_that_grew_first_and_the_largest():
+    history = (
+        {"step": 0.0, "attn/max_logit": 4.0, "attn/max_logit/layer0/head0": 4.0, "attn/max_logit/layer1/head0": 3.0},
+        {"step": 10.0, "attn/max_logit": 150.0, "attn/max_logit/layer0/head0": 50.0,
+         "attn/max_logit/layer1/head0": 150.0},
+        {"step": 20.0, "attn/max_logit": 9e3, "attn/max_logit/layer0/head0": 9e3,
+         "attn/max_logit/layer1/head0": 800.0},
+    )  # fmt: skip
+    run = dataclasses.replace(_run(0.3, max_logit=9e3), history=history)
+    result = check_attention_logits(_sweep(run), Thresholds())
+    assert not result.passed
+    assert "layer1/head0 grew first: above 100 from step 10" in result.message
+    assert "largest in layer0/head0: 9e+03" in result.message

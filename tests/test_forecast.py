@@ -1,0 +1,127 @@
+"""The log-log forecast: fits, refusals and verdicts, on synthetic ladders (no training)."""
+
+import math
+
+import pytest
+
+from trainstab.config import SweepConfig
+from trainstab.errors import TrainstabError
+from trainstab.forecast import (
+    MAX_RESIDUAL_DEX,
+    fit_log_log,
+    forecast_attention_logits,
+    forecast_gradient_rms,
+    gradient_rms_floor,
+)
+from trainstab.ladder import LadderResult, Rung
+from trainstab.sweep import RunResult, SweepResult
+
+FIT_TOLERANCE = 1e-9  # an exact power law must be recovered to rounding
+
+
+def _run(lr, max_logit, grad_rms=1e-4, diverged=False):
+    history = tuple(
+        {"step": float(step), "attn/max_logit": max_logit, "grads/rms/blocks.0.qkv": grad_rms} for step in (0, 50, 100)
+    )
+    return RunResult(
+        lr=lr, initial_loss=6.0, final_loss=math.nan if diverged else 3.5, eval_loss=3.5,
+        max_attention_logit=math.nan if diverged else max_logit, log_z_mean=5.0, diverged=diverged,
+        diverged_at_step=10 if diverged else None, losses=(6.0, 3.5), history=() if diverged else history,
+    )  # fmt: skip
+
+
+def _ladder(values_by_lr, parameters=(1e4, 1e5, 1e6), grads_by_lr=None, diverged=()):
+    rungs = []
+    for i, n in enumerate(parameters):
+        runs = tuple(
+            _run(lr, values[i], grads_by_lr[lr][i] if grads_by_lr else 1e-4, (lr, i) in diverged)
+            for lr, values in values_by_lr.items()
+        )
+        rungs.append(Rung(f"width={i}", int(n), SweepResult(SweepConfig(), runs, 0.1, 0.01, {}, 0.0)))
+    return LadderResult("width", tuple(rungs))
+
+
+def test_a_power_law_is_recovered_and_extrapolated():
+    fit = fit_log_log([1e4, 1e5, 1e6], [10.0, 100.0, 1000.0], "x")
+    assert fit.degree == 1
+    assert fit.residual_rms_dex < FIT_TOLERANCE
+    assert fit.predict(1e8) == pytest.approx(1e5, rel=1e-6)
+
+
+def test_four_sizes_get_the_papers_quadratic():
+    fit = fit_log_log([1e4, 1e5, 1e6, 1e7], [10.0, 100.0, 2000.0, 1e5], "x")
+    assert fit.degree == 2
+
+
+def test_fewer_than_three_sizes_are_refused_with_the_fix():
+    with pytest.raises(TrainstabError, match="from 2 size.*at least 3"):
+        fit_log_log([1e4, 1e5], [1.0, 2.0], "max attention logit")
+
+
+def test_a_fit_that_does_not_fit_is_refused():
+    with pytest.raises(TrainstabError, match="does not follow a power law.*refusing to extrapolate"):
+        fit_log_log([1e4, 1e5, 1e6], [10.0, 1e4, 10.0], "max attention logit at lr=0.1")
+
+
+def test_the_residual_tolerance_is_a_factor_of_two():
+    assert 10**MAX_RESIDUAL_DEX == pytest.approx(2.0, rel=0.01)
+
+
+def test_a_concave_growth_fit_is_held_at_its_peak_instead_of_forecasting_safety():
+    # Rises then falls: a parabola would forecast ever smaller logits at larger sizes.
+    fit = fit_log_log([1e4, 1e5, 1e6, 1e7], [10.0, 300.0, 1000.0, 300.0], "x", unsafe="above")
+    assert fit.held_from_log_params is not None
+    assert fit.predict(1e12) == pytest.approx(fit.predict(10**fit.held_from_log_params))
+
+
+def test_a_convex_shrinking_fit_is_held_at_its_minimum():
+    fit = fit_log_log([1e4, 1e5, 1e6, 1e7], [1e-3, 1e-4, 5e-5, 1e-4], "x", unsafe="below")
+    assert fit.held_from_log_params is not None
+    assert fit.predict(1e12) <= 1e-4
+
+
+def test_a_growing_lr_is_flagged_at_the_target_and_a_flat_one_is_not():
+    forecast = forecast_attention_logits(_ladder({0.01: [5.0, 5.5, 6.0], 0.1: [10.0, 100.0, 1000.0]}), 1e8)
+    verdicts = {f.lr: f.crosses for f in forecast.per_lr}
+    assert verdicts == {0.01: False, 0.1: True}
+    assert forecast.per_lr[1].forecast == pytest.approx(1e5, rel=1e-6)
+    assert "CROSSES" in forecast.describe() and "residuals" in forecast.describe()
+
+
+def test_a_size_already_above_the_level_or_diverged_counts_as_crossed_without_a_fit():
+    ladder = _ladder({0.3: [2e4, 5e4, 9e4], 0.1: [10.0, 20.0, 40.0]}, diverged={(0.1, 2)})
+    forecast = forecast_attention_logits(ladder, 1e6)
+    assert [(f.lr, f.crosses, f.already_at) for f in forecast.per_lr] == [(0.3, True, 10000), (0.1, True, 1000000)]
+
+
+def test_lrs_above_max_lr_are_not_forecast():
+    forecast = forecast_attention_logits(_ladder({0.1: [1.0, 2.0, 3.0], 1.0: [1e5, 1e6, 1e7]}), 1e9, max_lr=0.3)
+    assert [f.lr for f in forecast.per_lr] == [0.1]
+
+
+def test_gradient_rms_falling_toward_eps_is_flagged_and_a_smaller_eps_clears_it():
+    grads = {0.1: [1e-5, 1e-6, 1e-7]}
+    ladder = _ladder({0.1: [1.0, 1.0, 1.0]}, grads_by_lr=grads)
+    assert forecast_gradient_rms(ladder, 1e8, ratio_to_eps=10.0).flagged  # 1e-9 < 10 x 1e-8
+    import dataclasses
+
+    tiny_eps = SweepConfig(train=dataclasses.replace(SweepConfig().train, eps=1e-15))
+    cleared = LadderResult("width", tuple(dataclasses.replace(r, sweep=dataclasses.replace(r.sweep, config=tiny_eps))
+                                          for r in ladder.rungs))  # fmt: skip
+    assert not forecast_gradient_rms(cleared, 1e8, ratio_to_eps=10.0).flagged
+
+
+def test_the_gradient_floor_is_the_quietest_tensors_median_after_warmup():
+    history = (
+        {"step": 0.0, "grads/rms/a": 1e-9, "grads/rms/b": 1.0},  # warm-up: ignored
+        {"step": 20.0, "grads/rms/a": 1e-3, "grads/rms/b": 1e-2},
+        {"step": 30.0, "grads/rms/a": 3e-3, "grads/rms/b": 1e-2},
+        {"step": 40.0, "grads/rms/a": 2e-3, "grads/rms/b": 1e-2},
+    )
+    run = RunResult(0.1, 6.0, 3.0, 3.0, 1.0, 0.0, False, None, (6.0, 3.0), history)
+    assert gradient_rms_floor(run, warmup_steps=20) == pytest.approx(2e-3)
+
+
+def test_a_target_size_that_is_not_positive_is_refused():
+    with pytest.raises(TrainstabError, match="positive parameter count"):
+        forecast_attention_logits(_ladder({0.1: [1.0, 2.0, 3.0]}), 0)
