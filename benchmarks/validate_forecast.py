@@ -40,7 +40,8 @@ def main() -> None:
             print(f"  width {big.model.width} ({n} parameters, {attention.extrapolation_decades:+.2f} decades):")
             for f_att, f_grad, run in zip(attention.per_lr, gradients.per_lr, measured.runs, strict=True):
                 grad = gradient_rms_floor(run, warmup)
-                att_err = math.log10(run.max_attention_logit / f_att.forecast) if math.isfinite(f_att.forecast) else math.nan
+                finite = math.isfinite(f_att.forecast)
+                att_err = math.log10(run.max_attention_logit / f_att.forecast) if finite else math.nan
                 grad_err = math.log10(grad / f_grad.forecast) if f_grad.forecast > 0 else math.nan
                 print(
                     f"    lr={run.lr:<6g} max attention logit forecast {f_att.forecast:9.3g} measured "

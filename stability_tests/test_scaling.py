@@ -11,9 +11,7 @@ import pytest
 from trainstab.testing import SCALING_CHECK_NAMES, ModelUnderTest, expect_failure, parametrize_with_checks
 
 # The paper's recommendations together: qk-layernorm and z-loss (defaults), eps 1e-15, µParam (simple).
-RECOMMENDED = ModelUnderTest(
-    "reference", ("eps=1e-15", "parameterization=mup_simple"), id="reference-eps1e-15-mup"
-)
+RECOMMENDED = ModelUnderTest("reference", ("eps=1e-15", "parameterization=mup_simple"), id="reference-eps1e-15-mup")
 
 
 @parametrize_with_checks([RECOMMENDED], checks=list(SCALING_CHECK_NAMES))

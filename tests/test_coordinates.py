@@ -44,5 +44,5 @@ def test_fewer_than_three_widths_are_refused():
 def test_a_model_without_a_block_list_gets_a_clear_error():
     from trainstab.coordinates import _blocks
 
-    with pytest.raises(TrainstabError, match="nn.ModuleList of 2 blocks"):
+    with pytest.raises(TrainstabError, match=r"nn\.ModuleList of 2 blocks"):
         _blocks(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), depth=2)

@@ -54,17 +54,17 @@ def test_four_sizes_get_the_papers_quadratic():
 
 
 def test_fewer_than_three_sizes_are_refused_with_the_fix():
-    with pytest.raises(TrainstabError, match="from 2 size.*at least 3"):
+    with pytest.raises(TrainstabError, match=r"from 2 size.*at least 3"):
         fit_log_log([1e4, 1e5], [1.0, 2.0], "max attention logit")
 
 
 def test_a_fit_that_does_not_fit_is_refused():
-    with pytest.raises(TrainstabError, match="does not follow a power law.*refusing to extrapolate"):
+    with pytest.raises(TrainstabError, match=r"does not follow a power law.*refusing to extrapolate"):
         fit_log_log([1e4, 1e5, 1e6], [10.0, 1e4, 10.0], "max attention logit at lr=0.1")
 
 
 def test_the_residual_tolerance_is_a_factor_of_two():
-    assert 10**MAX_RESIDUAL_DEX == pytest.approx(2.0, rel=0.01)
+    assert pytest.approx(2.0, rel=0.01) == 10**MAX_RESIDUAL_DEX
 
 
 def test_a_concave_growth_fit_is_held_at_its_peak_instead_of_forecasting_safety():

@@ -9,11 +9,12 @@ from trainstab.ladder import depth_configs, non_embedding_parameters, width_conf
 
 def test_a_width_ladder_keeps_the_head_dimension():
     configs = width_configs(SweepConfig(), [64, 32, 48])
-    assert [(c.model.width, c.model.heads, c.model.head_dim) for c in configs] == [(32, 2, 16), (48, 3, 16), (64, 4, 16)]
+    shapes = [(c.model.width, c.model.heads, c.model.head_dim) for c in configs]
+    assert shapes == [(32, 2, 16), (48, 3, 16), (64, 4, 16)]
 
 
 def test_a_width_that_does_not_fit_the_head_dimension_is_refused_with_examples():
-    with pytest.raises(TrainstabError, match="not a positive multiple of the head dimension 16.*16, 32, 48, 64"):
+    with pytest.raises(TrainstabError, match=r"not a positive multiple of the head dimension 16.*16, 32, 48, 64"):
         width_configs(SweepConfig(), [40])
 
 

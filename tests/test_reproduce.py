@@ -43,7 +43,7 @@ def test_a_rerun_keeps_the_previous_files(tmp_path):
 
 
 def test_an_unknown_finding_is_an_error_that_lists_the_known_ones(tmp_path):
-    with pytest.raises(TrainstabError, match="unknown finding.*nope.*known: qk_layernorm"):
+    with pytest.raises(TrainstabError, match=r"unknown finding.*nope.*known: qk_layernorm"):
         reproduce(tmp_path, only=("nope",))
 
 
