@@ -48,9 +48,15 @@ def test_a_power_law_is_recovered_and_extrapolated():
     assert fit.predict(1e8) == pytest.approx(1e5, rel=1e-6)
 
 
-def test_four_sizes_get_the_papers_quadratic():
-    fit = fit_log_log([1e4, 1e5, 1e6, 1e7], [10.0, 100.0, 2000.0, 1e5], "x")
+def test_the_papers_quadratic_is_available_from_four_sizes():
+    fit = fit_log_log([1e4, 1e5, 1e6, 1e7], [10.0, 100.0, 2000.0, 1e5], "x", degree=2)
     assert fit.degree == 2
+    assert fit.residual_rms_dex < FIT_TOLERANCE + 0.1
+
+
+def test_a_quadratic_from_three_sizes_is_refused_as_it_leaves_no_residual():
+    with pytest.raises(TrainstabError, match=r"degree-2 fit; measure at least 4"):
+        fit_log_log([1e4, 1e5, 1e6], [1.0, 2.0, 3.0], "x", degree=2)
 
 
 def test_fewer_than_three_sizes_are_refused_with_the_fix():
@@ -69,13 +75,13 @@ def test_the_residual_tolerance_is_a_factor_of_two():
 
 def test_a_concave_growth_fit_is_held_at_its_peak_instead_of_forecasting_safety():
     # Rises then falls: a parabola would forecast ever smaller logits at larger sizes.
-    fit = fit_log_log([1e4, 1e5, 1e6, 1e7], [10.0, 300.0, 1000.0, 300.0], "x", unsafe="above")
+    fit = fit_log_log([1e4, 1e5, 1e6, 1e7], [10.0, 300.0, 1000.0, 300.0], "x", unsafe="above", degree=2)
     assert fit.held_from_log_params is not None
     assert fit.predict(1e12) == pytest.approx(fit.predict(10**fit.held_from_log_params))
 
 
 def test_a_convex_shrinking_fit_is_held_at_its_minimum():
-    fit = fit_log_log([1e4, 1e5, 1e6, 1e7], [1e-3, 1e-4, 5e-5, 1e-4], "x", unsafe="below")
+    fit = fit_log_log([1e4, 1e5, 1e6, 1e7], [1e-3, 1e-4, 5e-5, 1e-4], "x", unsafe="below", degree=2)
     assert fit.held_from_log_params is not None
     assert fit.predict(1e12) <= 1e-4
 

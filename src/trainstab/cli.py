@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     forecast.add_argument("--widths", default="32,48,64", help="width ladder (at least 3; default 32,48,64)")
     forecast.add_argument("--steps", type=int, help="optimizer steps per run (default: 200)")
     forecast.add_argument("--seed", type=int, help="seed of the init and the data order (default: 0)")
+    forecast.add_argument("--fit", choices=("power", "quadratic"), default="power",
+                          help="power law (default) or the paper's quadratic in log space (4+ widths)")  # fmt: skip
     forecast.add_argument("--max-lr", type=float, default=0.3, help="largest LR of the grid forecast (default 0.3)")
     forecast.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return parser
@@ -248,8 +250,9 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
             return result
 
         ladder = run_ladder("width", configs, sweep)
-    attention = forecast_attention_logits(ladder, args.target_params, max_lr=args.max_lr)
-    gradients = forecast_gradient_rms(ladder, args.target_params, ratio_to_eps=10.0, max_lr=args.max_lr)
+    degree = 2 if args.fit == "quadratic" else 1
+    attention = forecast_attention_logits(ladder, args.target_params, max_lr=args.max_lr, degree=degree)
+    gradients = forecast_gradient_rms(ladder, args.target_params, ratio_to_eps=10.0, max_lr=args.max_lr, degree=degree)
     console.print(attention.describe(), markup=False, highlight=False, soft_wrap=True)
     console.print(gradients.describe(), markup=False, highlight=False, soft_wrap=True)
     flagged = len(attention.flagged) + len(gradients.flagged)

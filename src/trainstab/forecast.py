@@ -7,20 +7,25 @@ theirs diverged. The same fit, on gradient RMS, says when the gradients of a
 larger model will reach AdamW's epsilon.
 
 The fit is a polynomial in log space: log10(value) against log10(parameters),
-quadratic as in the paper when there are at least 4 sizes, linear (a power
-law) with 3: a quadratic through 3 points fits exactly and leaves no residual
-to judge it by. Fewer than 3 sizes, or points that scatter around the fit by
-more than ``MAX_RESIDUAL_DEX``, refuse with a :class:`TrainstabError`.
+by default of degree 1 (a power law); degree 2 is the paper's quadratic. A fit
+needs two more sizes than its degree, so that a residual is left to judge it
+by: fewer, or points that scatter around the fit by more than
+``MAX_RESIDUAL_DEX``, refuse with a :class:`TrainstabError`.
 
 A quadratic is not extrapolated past a vertex beyond which it would turn
 towards the safe side: the trends the paper measured are monotone in size,
 and a parabola that turns would forecast that larger models get safer only
 because of its shape. Past such a vertex the forecast holds the vertex value.
 
-Measured here (issue 5 note): with the ladder 16/32/48/64 the quadratic is
-dominated by the jump from the one-head width 16 and under-forecast width 128
-by 4x; a power law on 32/48/64 forecast it within 15% at LR 0.03 and 0.1.
-That is why the default ladder starts at width 32 and has three sizes.
+Why a power law by default, measured here (issue 5 note): the paper
+extrapolated its quadratic by about 0.6 decades; ours go 4 decades, to 1e9.
+From widths 32/48/64/96 the quadratic's curvature noise turned the flat
+max attention logit of the qk-layernorm model at LR 0.1 (19, 15, 15, 13)
+into a forecast above 1e4 at 1e9 parameters, a false alarm; and from 16/32/48/64
+it under-forecast width 128 by 4x (the one-head width 16 sits off the trend).
+A power law on 32/48/64 forecast width 128 within 0.05 decades at LR 0.03
+and 0.1. So the default ladder starts at width 32, the fit is a power law,
+and the quadratic is there for targets close to the ladder.
 """
 
 from __future__ import annotations
@@ -70,22 +75,26 @@ class LogLogFit:
         return float(10 ** np.polyval(self.coefficients, x))
 
 
-def fit_log_log(parameters: Sequence[float], values: Sequence[float], what: str, unsafe: str = "above") -> LogLogFit:
-    """Fit log10(values) against log10(parameters); ``what`` names the series in errors.
+def fit_log_log(
+    parameters: Sequence[float], values: Sequence[float], what: str, unsafe: str = "above", degree: int = 1
+) -> LogLogFit:
+    """Fit log10(values) against log10(parameters) with a polynomial of ``degree``; ``what`` names the series.
 
     ``unsafe`` is the side that matters ("above": growth is the risk, "below":
     shrinking is), which decides at which vertex the forecast is held.
     """
-    if len(parameters) < MIN_SIZES:
+    if degree not in (1, 2):
+        raise TrainstabError(f"fit degree {degree} is not supported: use 1 (power law) or 2 (the paper's quadratic)")
+    needed = max(MIN_SIZES, degree + 2)
+    if len(parameters) < needed:
         raise TrainstabError(
-            f"cannot forecast {what} from {len(parameters)} size(s); measure at least {MIN_SIZES} "
-            "(e.g. widths 32,48,64)"
+            f"cannot forecast {what} from {len(parameters)} size(s) with a degree-{degree} fit; measure at least "
+            f"{needed} (e.g. widths 32,48,64{',96' if needed > 3 else ''})"
         )
     if any(not (v > 0 and math.isfinite(v)) for v in values):
         raise TrainstabError(f"cannot forecast {what}: measured values {list(values)} must be positive and finite")
     x = np.log10(np.asarray(parameters, dtype=np.float64))
     y = np.log10(np.asarray(values, dtype=np.float64))
-    degree = 2 if len(x) >= 4 else 1
     coefficients = np.polyfit(x, y, degree)
     residuals = y - np.polyval(coefficients, x)
     held = None
@@ -171,6 +180,7 @@ def _forecast(
     direction: str,
     target_parameters: float,
     max_lr: float,
+    degree: int,
 ) -> Forecast:
     """Fit and extrapolate ``value_of(run)`` per LR; a diverged run counts as crossed."""
     if len(ladder.rungs) < MIN_SIZES:
@@ -194,7 +204,7 @@ def _forecast(
             bad = math.inf if direction == "above" else 0.0
             per_lr.append(LrForecast(lr, measured, None, bad, True, min(crossed)))
             continue
-        fit = fit_log_log(ladder.parameters, measured, f"{metric} at lr={lr:g}", direction)
+        fit = fit_log_log(ladder.parameters, measured, f"{metric} at lr={lr:g}", direction, degree)
         value = fit.predict(target_parameters)
         crosses = value > level if direction == "above" else value < level
         per_lr.append(LrForecast(lr, measured, fit, value, crosses, None))
@@ -206,10 +216,18 @@ def forecast_attention_logits(
     target_parameters: float,
     level: float = ATTENTION_DIVERGENCE_LEVEL,
     max_lr: float = math.inf,
+    degree: int = 1,
 ) -> Forecast:
     """Forecast each LR's max attention logit at ``target_parameters``; flag those above ``level``."""
     return _forecast(
-        ladder, "max attention logit", lambda run: run.max_attention_logit, level, "above", target_parameters, max_lr
+        ladder,
+        "max attention logit",
+        lambda run: run.max_attention_logit,
+        level,
+        "above",
+        target_parameters,
+        max_lr,
+        degree,
     )
 
 
@@ -234,6 +252,7 @@ def forecast_gradient_rms(
     target_parameters: float,
     ratio_to_eps: float,
     max_lr: float = math.inf,
+    degree: int = 1,
 ) -> Forecast:
     """Forecast each LR's gradient RMS floor at ``target_parameters``; flag those below ``ratio_to_eps`` x eps."""
     train = ladder.rungs[0].sweep.config.train
@@ -245,4 +264,5 @@ def forecast_gradient_rms(
         "below",
         target_parameters,
         max_lr,
+        degree,
     )
