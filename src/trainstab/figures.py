@@ -23,18 +23,35 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
+def _label(
+    ax: Axes,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logx: float | None = 10,
+    logy: bool = False,
+    legend: int = 8,
+    ncol: int = 1,
+) -> None:
+    """Axes labels, title, log scales (``logx`` is the x base, None for linear), legend and grid of one panel."""
+    if logx is not None:
+        ax.set_xscale("log", base=logx)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend, ncol=ncol)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def _loss_vs_lr(ax: Axes, sweeps: dict[str, SweepResult], title: str = "Final loss vs learning rate") -> None:
     """Final loss (capped at the initial loss, as LR sensitivity counts it) against LR, one curve per sweep."""
     for label, sweep in sweeps.items():
         lrs = [run.lr for run in sweep.runs]
         losses = [run.capped_loss() for run in sweep.runs]
         ax.plot(lrs, losses, marker="o", label=f"{label} (LR sens. {sweep.lr_sensitivity:.3f})")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate (peak)")
-    ax.set_ylabel("final train loss (nats)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
+    _label(ax, "learning rate (peak)", "final train loss (nats)", title)
 
 
 def _attention_vs_lr(ax: Axes, sweeps: dict[str, SweepResult]) -> None:
@@ -42,13 +59,7 @@ def _attention_vs_lr(ax: Axes, sweeps: dict[str, SweepResult]) -> None:
     for label, sweep in sweeps.items():
         ax.plot([r.lr for r in sweep.runs], [r.max_attention_logit for r in sweep.runs], marker="o", label=label)
     ax.axhline(1e4, color="k", linestyle="--", linewidth=1, label="1e4 (paper: runs diverged)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("learning rate (peak)")
-    ax.set_ylabel("max attention logit")
-    ax.set_title("Max attention logit vs learning rate")
-    ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
+    _label(ax, "learning rate (peak)", "max attention logit", "Max attention logit vs learning rate", logy=True)
 
 
 def _log_z_over_steps(ax: Axes, sweeps: dict[str, SweepResult]) -> None:
@@ -60,11 +71,8 @@ def _log_z_over_steps(ax: Axes, sweeps: dict[str, SweepResult]) -> None:
             ax.plot(steps, [h["output/log_z/mean"] for h in run.history], color=f"C{colour}",
                     linestyle=styles[i % len(styles)], label=f"{label}, lr={run.lr:g}")  # fmt: skip
     ax.axhline(0.0, color="k", linewidth=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("mean log Z of the output logits")
-    ax.set_title("log Z over training (no weight decay)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(True, alpha=0.3)
+    title = "log Z over training (no weight decay)"
+    _label(ax, "step", "mean log Z of the output logits", title, logx=None, legend=7, ncol=2)
 
 
 def _sensitivity_bars(ax: Axes, sweeps: dict[str, SweepResult]) -> None:
@@ -90,13 +98,7 @@ def _optimum_vs_width(ax: Axes, ladders: dict[str, LadderResult]) -> None:
     for label, ladder in ladders.items():
         widths = [r.sweep.config.model.width for r in ladder.rungs]
         ax.plot(widths, [optimal_lr(r.sweep) for r in ladder.rungs], marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("width (d_model)")
-    ax.set_ylabel("optimal learning rate (interpolated)")
-    ax.set_title("Optimal LR vs width")
-    ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
+    _label(ax, "width (d_model)", "optimal learning rate (interpolated)", "Optimal LR vs width", logy=True)
 
 
 def _forecast_panel(ax: Axes, ladder: LadderResult, forecast: Forecast, title: str, ylabel: str) -> None:
@@ -109,13 +111,7 @@ def _forecast_panel(ax: Axes, ladder: LadderResult, forecast: Forecast, title: s
             ax.plot(span, [f.fit.predict(n) for n in span], color=f"C{i}", linestyle="--", linewidth=1)
     ax.axhline(forecast.level, color="k", linestyle=":", linewidth=1.2, label=f"level {forecast.level:g}")
     ax.axvline(forecast.target_parameters, color="grey", linewidth=1, label="target size")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("non-embedding parameters")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(True, which="both", alpha=0.3)
+    _label(ax, "non-embedding parameters", ylabel, title, logy=True, legend=7, ncol=2)
 
 
 def _sensitivity_vs_size(ax: Axes, ladders: dict[str, LadderResult]) -> None:
@@ -123,12 +119,7 @@ def _sensitivity_vs_size(ax: Axes, ladders: dict[str, LadderResult]) -> None:
     for axis, ladder in ladders.items():
         ax.plot(ladder.parameters, [r.sweep.lr_sensitivity for r in ladder.rungs], marker="o",
                 label=f"scaling {axis} ({', '.join(r.label for r in ladder.rungs)})")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("non-embedding parameters")
-    ax.set_ylabel("LR sensitivity (nats)")
-    ax.set_title("LR sensitivity vs model size")
-    ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
+    _label(ax, "non-embedding parameters", "LR sensitivity (nats)", "LR sensitivity vs model size")
 
 
 def _coordinates_panel(ax: Axes, label: str, result: Any) -> None:
@@ -139,14 +130,8 @@ def _coordinates_panel(ax: Axes, label: str, result: Any) -> None:
             ax.plot(result.widths, [result.rms[w][step][layer] for w in range(len(result.widths))], marker="o",
                     color=f"C{layer}", alpha=0.3 + 0.7 * step / max(1, steps - 1),
                     label=f"layer{layer}, step {step}")  # fmt: skip
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("width (d_model)")
-    ax.set_ylabel("block output RMS")
     slopes = ", ".join(f"{s:+.2f}" for s in result.slopes)
-    ax.set_title(f"{label}: slopes {slopes}")
-    ax.legend(fontsize=6, ncol=2)
-    ax.grid(True, which="both", alpha=0.3)
+    _label(ax, "width (d_model)", "block output RMS", f"{label}: slopes {slopes}", 2, logy=True, legend=6, ncol=2)
 
 
 def draw(result: FindingResult, path: Path) -> Path:
