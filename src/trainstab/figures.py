@@ -125,7 +125,8 @@ def _sensitivity_vs_size(ax: Axes, ladders: dict[str, LadderResult]) -> None:
 def _coordinates_panel(ax: Axes, label: str, result: Any) -> None:
     """Activation RMS per layer against width, one line per recorded step."""
     steps = len(result.rms[0])
-    for step in range(0, steps, max(1, steps // 4)):
+    # A few steps from init, always including the last one, which the slopes in the title are taken at.
+    for step in sorted({*range(0, steps, max(1, steps // 4)), steps - 1}):
         for layer in range(len(result.rms[0][0])):
             ax.plot(result.widths, [result.rms[w][step][layer] for w in range(len(result.widths))], marker="o",
                     color=f"C{layer}", alpha=0.3 + 0.7 * step / max(1, steps - 1),
