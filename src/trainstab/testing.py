@@ -23,7 +23,7 @@ import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from trainstab.config import SweepConfig
     from trainstab.scaling import Evidence, ScalingThresholds
     from trainstab.sweep import SweepResult
+
+_Bounds = TypeVar("_Bounds")
 
 #: The battery's checks, in report order (trainstab.checks.BATTERY holds the code).
 CHECK_NAMES = (
@@ -152,34 +154,44 @@ def expect_failure(model: ModelUnderTest | str, check: str, reason: str) -> Any:
     return case(model, check, pytest.mark.xfail(strict=True, reason=reason))
 
 
+def _bounds(config: pytest.Config, kind: type[_Bounds], names: dict[str, str]) -> _Bounds:
+    """``kind`` built from its defaults, with the fields named in ``names`` (option -> field) set where given."""
+    options = options_of(config)
+    return kind(**{field: options[key] for key, field in names.items() if options[key] is not None})
+
+
 def thresholds(config: pytest.Config) -> Thresholds:
     """The battery's bounds with the run's overrides applied."""
     from trainstab.checks import Thresholds
 
-    options = options_of(config)
-    names = {
-        "trainstab_max_lr": "max_lr",
-        "trainstab_attention_logit_bound": "attention_logit",
-        "trainstab_log_z_bound": "log_z",
-        "trainstab_lr_sensitivity_bound": "lr_sensitivity",
-        "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
-        "trainstab_spike_score_bound": "spike_score",
-    }
-    return Thresholds(**{field: options[key] for key, field in names.items() if options[key] is not None})
+    return _bounds(
+        config,
+        Thresholds,
+        {
+            "trainstab_max_lr": "max_lr",
+            "trainstab_attention_logit_bound": "attention_logit",
+            "trainstab_log_z_bound": "log_z",
+            "trainstab_lr_sensitivity_bound": "lr_sensitivity",
+            "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
+            "trainstab_spike_score_bound": "spike_score",
+        },
+    )
 
 
 def scaling_thresholds(config: pytest.Config) -> ScalingThresholds:
     """The scaling checks' bounds with the run's overrides applied (shared bounds come from the battery's options)."""
     from trainstab.scaling import ScalingThresholds
 
-    options = options_of(config)
-    names = {
-        "trainstab_target_params": "target_parameters",
-        "trainstab_max_lr": "max_lr",
-        "trainstab_lr_sensitivity_bound": "lr_sensitivity",
-        "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
-    }
-    return ScalingThresholds(**{field: options[key] for key, field in names.items() if options[key] is not None})
+    return _bounds(
+        config,
+        ScalingThresholds,
+        {
+            "trainstab_target_params": "target_parameters",
+            "trainstab_max_lr": "max_lr",
+            "trainstab_lr_sensitivity_bound": "lr_sensitivity",
+            "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
+        },
+    )
 
 
 _EVIDENCE: dict[str, Evidence] = {}
