@@ -123,14 +123,19 @@ def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
     return CheckResult("attention_logits", passed, value, t.attention_logit, worst.lr, message)
 
 
+def max_abs_log_z(run: RunResult) -> float:
+    """The largest finite |log Z| of the output logits over a run's probes (0 if none is finite)."""
+    extremes = (max(abs(h["output/log_z/min"]), abs(h["output/log_z/max"])) for h in run.history)
+    return max((x for x in extremes if math.isfinite(x)), default=0.0)
+
+
 def check_log_z(sweep: SweepResult, t: Thresholds) -> CheckResult:
     """|log Z| of the output logits stays within the bound at every probe."""
     worst_value, worst_lr = 0.0, None
     for run in _considered(sweep, t):
-        for h in run.history:
-            extreme = max(abs(h["output/log_z/min"]), abs(h["output/log_z/max"]))
-            if math.isfinite(extreme) and extreme > worst_value:
-                worst_value, worst_lr = extreme, run.lr
+        extreme = max_abs_log_z(run)
+        if extreme > worst_value:
+            worst_value, worst_lr = extreme, run.lr
     passed = worst_value <= t.log_z
     z = sweep.config.train.z_loss
     message = (
@@ -156,6 +161,21 @@ def check_lr_sensitivity(sweep: SweepResult, t: Thresholds) -> CheckResult:
     return CheckResult("lr_sensitivity", passed, value, t.lr_sensitivity, sweep.best_lr, message)
 
 
+def smallest_grad_rms_over_eps(run: RunResult, eps: float, warmup: int) -> tuple[float, str]:
+    """The smallest non-zero (gradient RMS / eps) of any tensor at any probe after warm-up, and that tensor.
+
+    Returns (inf, "") when no probe after warm-up has a non-zero gradient (a run that diverged at once).
+    """
+    worst, name = math.inf, ""
+    for h in run.history:
+        if h["step"] < warmup:
+            continue
+        for key, value in h.items():
+            if key.startswith("grads/rms/") and value > 0 and value / max(eps, 1e-300) < worst:
+                worst, name = value / max(eps, 1e-300), key.removeprefix("grads/rms/")
+    return worst, name
+
+
 def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
     """Every parameter's gradient RMS stays well above AdamW's epsilon (after warm-up)."""
     eps = sweep.config.train.eps
@@ -164,12 +184,9 @@ def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
     for run in _considered(sweep, t):
         if run.diverged:
             continue
-        for h in run.history:
-            if h["step"] < warmup:
-                continue
-            for key, value in h.items():
-                if key.startswith("grads/rms/") and value > 0 and value / max(eps, 1e-300) < worst_ratio:
-                    worst_ratio, worst_lr, worst_name = value / max(eps, 1e-300), run.lr, key.removeprefix("grads/rms/")
+        ratio, name = smallest_grad_rms_over_eps(run, eps, warmup)
+        if ratio < worst_ratio:
+            worst_ratio, worst_lr, worst_name = ratio, run.lr, name
     passed = worst_ratio >= t.grad_rms_over_eps
     shown = f"{worst_ratio:.3g}" if math.isfinite(worst_ratio) else "inf"
     message = (
@@ -200,7 +217,7 @@ def check_loss_spikes(sweep: SweepResult, t: Thresholds) -> CheckResult:
         (spike_score(run.losses, t.spike_sigmas, t.spike_window, start=warmup), run)
         for run in _considered(sweep, t)
         if not run.diverged
-    ]
+    ]  # a diverged run's last steps are a blow-up, not spikes: no_divergence reports it
     value, worst = max(scored, key=lambda pair: pair[0]) if scored else (0.0, None)
     passed = value <= t.spike_score
     lr = worst.lr if worst is not None else None
@@ -214,20 +231,25 @@ def check_loss_spikes(sweep: SweepResult, t: Thresholds) -> CheckResult:
     return CheckResult("loss_spikes", passed, value, t.spike_score, lr, message)
 
 
-def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
-    """Every trainable parameter tensor gets a gradient (no frozen or dead layers)."""
-    dead: dict[str, float] = {}
+def dead_tensors(sweep: SweepResult, min_update_steps: int) -> list[str]:
+    """Parameter tensors that got a non-zero gradient at fewer than ``min_update_steps`` probes.
+
+    Every LR shares the init and the data, so the first run that did not diverge tells.
+    """
     for run in sweep.runs:
         if run.diverged or not run.history:
             continue
         keys = [k for k in run.history[0] if k.startswith("grads/rms/")]
-        for key in keys:
-            live = sum(1 for h in run.history if h.get(key, 0.0) > 0)
-            if live < t.min_update_steps:
-                dead.setdefault(key.removeprefix("grads/rms/"), run.lr)
-        break  # every LR shares the init and data: one run tells which tensors never get a gradient
+        live = {k: sum(1 for h in run.history if h.get(k, 0.0) > 0) for k in keys}
+        return sorted(k.removeprefix("grads/rms/") for k, n in live.items() if n < min_update_steps)
+    return []
+
+
+def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """Every trainable parameter tensor gets a gradient (no frozen or dead layers)."""
+    dead = dead_tensors(sweep, t.min_update_steps)
     passed = not dead
-    names = ", ".join(sorted(dead))
+    names = ", ".join(dead)
     message = (
         "every parameter tensor received a gradient"
         if passed

@@ -8,8 +8,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 
 def trainstab_version() -> str:
     """The installed trainstab version ("unknown" when run from a bare source tree)."""
@@ -29,8 +27,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def light_environment(seed: int) -> dict[str, object]:
+    """The fields a baseline's environment is compared on, without importing torch (for pytest's header)."""
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = "not installed"
+    return {
+        "trainstab": trainstab_version(),
+        "torch": torch_version,
+        "python": sys.version.split()[0],
+        "cpu": cpu_model(),
+        "seed": seed,
+    }
+
+
 def environment(seed: int, threads_per_stack: int, workers: int) -> dict[str, object]:
     """Versions, CPU and parallelism of this process, and the seed of the run."""
+    import torch  # here, not at the top: the pytest plugin's header uses the light functions above
+
     return {
         "trainstab": trainstab_version(),
         "torch": torch.__version__,

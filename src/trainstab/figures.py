@@ -17,32 +17,11 @@ import numpy as np
 from trainstab.findings import FindingResult
 from trainstab.forecast import Forecast
 from trainstab.ladder import LadderResult
+from trainstab.plotting import label_axes as _label
 from trainstab.sweep import SweepResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-
-
-def _label(
-    ax: Axes,
-    xlabel: str,
-    ylabel: str,
-    title: str,
-    logx: float | None = 10,
-    logy: bool = False,
-    legend: int = 8,
-    ncol: int = 1,
-) -> None:
-    """Axes labels, title, log scales (``logx`` is the x base, None for linear), legend and grid of one panel."""
-    if logx is not None:
-        ax.set_xscale("log", base=logx)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=legend, ncol=ncol)
-    ax.grid(True, which="both", alpha=0.3)
 
 
 def _loss_vs_lr(ax: Axes, sweeps: dict[str, SweepResult], title: str = "Final loss vs learning rate") -> None:

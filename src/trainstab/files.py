@@ -22,12 +22,13 @@ def keep_previous(path: Path) -> Path | None:
     return previous
 
 
-def write_text_atomically(path: Path, text: str) -> Path | None:
+def write_text_atomically(path: Path, text: str, keep: bool = True) -> Path | None:
     """Write ``text`` to ``path`` through a temporary file, so a crash never leaves half a file.
 
-    An existing file is kept as ``<path>.previous`` (returned). Raises OSError.
+    With ``keep``, an existing file is kept as ``<path>.previous`` (returned);
+    without, it is replaced (for files under version control). Raises OSError.
     """
-    previous = keep_previous(path)
+    previous = keep_previous(path) if keep else None
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(handle, "w") as out:
         out.write(text)

@@ -8,50 +8,30 @@ that install trainstab but run no stability test. The work is in
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from trainstab.config import int_list, lr_list
-from trainstab.files import write_text_atomically
+from trainstab.errors import TrainstabError
+from trainstab.options import OPTIONS, parse_options
 
-# (option suffix, ini key, parser, default, help). Thresholds default to the battery's.
-OPTIONS: list[tuple[str, str, Callable[[str], Any], str | None, str]] = [
-    ("model", "trainstab_model", str, "reference", "default model: reference, hf:<type> or package.module:factory"),
-    ("profile", "trainstab_profile", str, "default", "steps and LR grid preset: quick, default or thorough"),
-    ("seed", "trainstab_seed", int, "0", "seed of init and data order"),
-    ("steps", "trainstab_steps", int, None, "optimizer steps per run (default: 200)"),
-    ("lrs", "trainstab_lrs", lr_list, None, "comma-separated LR grid (default: the paper's)"),
-    ("corpus", "trainstab_corpus", str, None, "token file instead of the bundled corpus"),
-    ("device", "trainstab_device", str, "cpu", "device to train on (only cpu is supported)"),
-    ("max-lr", "trainstab_max_lr", float, None, "checks look at LRs up to this (default 0.3)"),
-    ("attention-logit-bound", "trainstab_attention_logit_bound", float, None, "max attention logit (1e3)"),
-    ("log-z-bound", "trainstab_log_z_bound", float, None, "max |log Z| (20)"),
-    ("lr-sensitivity-bound", "trainstab_lr_sensitivity_bound", float, None, "max LR sensitivity (0.3)"),
-    ("grad-rms-over-eps", "trainstab_grad_rms_over_eps", float, None, "min gradient RMS / AdamW eps (10)"),
-    ("spike-score-bound", "trainstab_spike_score_bound", float, None, "max loss spike score (0)"),
-    ("report", "trainstab_report", str, None, "write every check's verdict and value to this JSON file"),
-    ("target-params", "trainstab_target_params", float, None, "size the scaling forecasts extrapolate to (1e9)"),
-    ("widths", "trainstab_widths", int_list, None, "width ladder of the scaling checks (32,48,64)"),
-    ("depths", "trainstab_depths", int_list, None, "depth ladder of the scaling checks (1,2,4)"),
-]
-PROFILE_NAMES = ("quick", "default", "thorough")  # trainstab.config.PROFILES, named here without importing torch
 SESSION_ENV = "TRAINSTAB_SESSION"  # shared by the controller and its xdist workers
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register ``--trainstab-*`` options and the matching ini keys."""
     group = parser.getgroup("trainstab", "training-stability checks (trainstab)")
-    for suffix, ini, _kind, _default, text in OPTIONS:
-        group.addoption(f"--trainstab-{suffix}", dest=ini, default=None, help=f"{text} [ini: {ini}]")
-        parser.addini(ini, help=text, default=None)
+    for option in OPTIONS:
+        group.addoption(
+            f"--trainstab-{option.name}", dest=option.key, default=None, help=f"{option.help} [ini: {option.key}]"
+        )
+        parser.addini(option.key, help=option.help, default=None)
     group.addoption(
         "--trainstab-set",
         dest="trainstab_set",
@@ -61,6 +41,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="override a model or training option for every trainstab test (repeatable) [ini: trainstab_set]",
     )
     parser.addini("trainstab_set", type="linelist", help="KEY=VALUE overrides, one per line", default=[])
+    group.addoption(
+        "--trainstab-update-baseline",
+        dest="trainstab_update_baseline",
+        action="store_true",
+        help="rewrite the baselines that are missing, worse or measured differently (and pass); keeps the others",
+    )
+    group.addoption(
+        "--trainstab-regen-all",
+        dest="trainstab_regen_all",
+        action="store_true",
+        help="rewrite every baseline of the checks that run (and pass)",
+    )
 
 
 def read_options(config: pytest.Config) -> dict[str, Any]:
@@ -68,52 +60,43 @@ def read_options(config: pytest.Config) -> dict[str, Any]:
 
     Raises :class:`pytest.UsageError` naming the option and the expected type.
     """
-    values: dict[str, Any] = {}
-    for suffix, ini, kind, default, _text in OPTIONS:
-        raw = config.getoption(ini)
-        source = f"--trainstab-{suffix}"
-        if raw is None:
-            raw, source = config.getini(ini), f"ini key {ini}"
-        if raw in (None, "", []):
-            raw = default
-        if raw is None:
-            values[ini] = None
-            continue
-        try:
-            values[ini] = kind(raw)
-        except ValueError:
-            expected = {"int": "an integer", "float": "a number", "lr_list": "numbers like 1e-3,1e-2",
-                        "int_list": "integers like 32,48,64"}  # fmt: skip
-            raise pytest.UsageError(
-                f"{source}={raw!r}: expected {expected.get(kind.__name__, kind.__name__)}"
-            ) from None
-    if values["trainstab_device"] != "cpu":
-        raise pytest.UsageError(
-            f"trainstab device {values['trainstab_device']!r} is not supported: trainstab trains on the CPU "
-            "(drop the option or use cpu)"
-        )
-    if values["trainstab_profile"] not in PROFILE_NAMES:
-        raise pytest.UsageError(
-            f"trainstab profile {values['trainstab_profile']!r} is unknown; use one of {', '.join(PROFILE_NAMES)}"
-        )
-    values["trainstab_set"] = [*config.getini("trainstab_set"), *config.getoption("trainstab_set")]
-    # Checked now, not in every test: config and overrides do not import torch.
-    from trainstab.config import SweepConfig
-    from trainstab.errors import TrainstabError
-    from trainstab.overrides import apply_overrides
-
+    raw: dict[str, tuple[str, Any]] = {}
+    for option in OPTIONS:
+        value = config.getoption(option.key)
+        raw[option.key] = (f"--trainstab-{option.name}", value)
+        if value is None:
+            raw[option.key] = (f"ini key {option.key}", config.getini(option.key))
+    overrides = [*config.getini("trainstab_set"), *config.getoption("trainstab_set")]
     try:
-        apply_overrides(SweepConfig(), values["trainstab_set"])
+        values = parse_options(raw, overrides)
+        if values["trainstab_baselines"] is not None:
+            values["trainstab_baselines"] = str(_from_rootdir(config, values["trainstab_baselines"]))
+        values["trainstab_update_baseline"] = config.getoption("trainstab_update_baseline")
+        values["trainstab_regen_all"] = config.getoption("trainstab_regen_all")
+        from trainstab.gate import policy_from
+
+        policy_from(values)  # a rewrite flag without a baseline folder fails now, not in every test
     except TrainstabError as error:
-        raise pytest.UsageError(f"trainstab_set / --trainstab-set: {error}") from None
+        raise pytest.UsageError(str(error)) from None
     return values
+
+
+def _from_rootdir(config: pytest.Config, folder: str) -> Path:
+    """A relative baseline folder is relative to pytest's rootdir, wherever pytest was started."""
+    path = Path(folder)
+    return path if path.is_absolute() else Path(config.rootpath) / path
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Markers, validated options, and the session folder shared with xdist workers."""
     config.addinivalue_line("markers", "trainstab: a training-stability test (trains tiny models)")
     config.stash[_OPTIONS_KEY] = read_options(config)
-    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+    _VERDICTS.clear()
+    _CURVES.clear()
+    _WRITTEN.clear()
+    global _IS_WORKER
+    _IS_WORKER = hasattr(config, "workerinput")
+    if not _IS_WORKER:  # the controller, or a run without xdist
         os.environ[SESSION_ENV] = uuid.uuid4().hex  # workers inherit it: one sweep cache per session
 
 
@@ -130,10 +113,28 @@ def session_folder(config: pytest.Config) -> Path:
     return Path(root) / f"session-{os.environ.get(SESSION_ENV, 'local')}"
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    """The seed and default model under test, first thing in the output."""
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The seed and default model under test, and the baselines (with a warning if recorded elsewhere)."""
     options = config.stash[_OPTIONS_KEY]
-    return f"trainstab: model={options['trainstab_model']} seed={options['trainstab_seed']}"
+    lines = [f"trainstab: model={options['trainstab_model']} seed={options['trainstab_seed']}"]
+    folder = options["trainstab_baselines"]
+    if folder is not None:
+        from trainstab.baseline import environment_differences, recorded_environments
+        from trainstab.environment import light_environment
+
+        environments = recorded_environments(Path(folder))
+        mode = " (rewriting all)" if options["trainstab_regen_all"] else ""
+        mode = mode or (" (rewriting failing ones)" if options["trainstab_update_baseline"] else "")
+        lines.append(f"trainstab: baselines {folder}: {len(environments)} file(s){mode}")
+        here = light_environment(options["trainstab_seed"])
+        differences = sorted({d for recorded in environments.values() for d in environment_differences(recorded, here)})
+        if differences:
+            lines.append(
+                "trainstab: WARNING: baselines were recorded in another environment (" + "; ".join(differences)
+                + "): numbers may move within tolerance; if they drift, refresh the baselines on main "
+                "with --trainstab-regen-all"
+            )  # fmt: skip
+    return lines
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -146,26 +147,53 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     _CURRENT.pop("item", None)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Carry a check's full row and its files to write on the call report (xdist sends it to the controller)."""
+    report = yield
+    payload = item.stash.get(_PAYLOAD_KEY, None)
+    if call.when == "call" and payload is not None:
+        report.trainstab = payload
+    return report
+
+
+def set_payload(item: pytest.Item, payload: dict[str, Any]) -> None:
+    """Store what a check reports for this test (its row, files to write, curves)."""
+    item.stash[_PAYLOAD_KEY] = payload
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Collect check verdicts (also from xdist workers) for the terminal summary."""
-    if report.when == "call":
-        for name, value in report.user_properties:
-            if name == "trainstab":
-                _VERDICTS.append(dict(value))  # type: ignore[call-overload]
+    """On the controller (or a run without xdist): collect verdicts and write baselines and ``.obtained`` files.
+
+    Workers only decide; every file is written here, in one process, so
+    parallel runs never race on a baseline.
+    """
+    payload = getattr(report, "trainstab", None)
+    if report.when != "call" or payload is None or _IS_WORKER:
+        return
+    _VERDICTS.append(payload["row"])
+    if "curves" in payload:
+        _CURVES[payload["row"]["model"]] = payload["curves"]
+    if payload["writes"]:
+        from trainstab.gate import FileWrite, write_files
+
+        _WRITTEN.extend(write_files([FileWrite(**w) for w in payload["writes"]]))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The controller writes the verdicts to ``--trainstab-report``, if asked."""
-    path = options_of(session.config)["trainstab_report"]
-    if path is None or hasattr(session.config, "workerinput") or not _VERDICTS:
+    """The controller writes the report folder, if asked (``--trainstab-report DIR``, relative to the cwd)."""
+    folder = options_of(session.config)["trainstab_report"]
+    if folder is None or _IS_WORKER or not _VERDICTS:
         return
-    report = {
-        "seed": options_of(session.config)["trainstab_seed"],
-        "checks": sorted(_VERDICTS, key=lambda r: (r["model"], r["order"])),
-    }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(target, json.dumps(report, indent=2) + "\n")  # keeps an earlier report aside
+    from trainstab.environment import light_environment
+    from trainstab.gatereport import write_report
+
+    seed = options_of(session.config)["trainstab_seed"]
+    written = write_report(
+        Path(folder), list(_VERDICTS), dict(_CURVES),
+        {"seed": seed, "environment": light_environment(seed)},
+    )  # fmt: skip
+    _WRITTEN.append(f"{written[-1]} (report: {len(written)} files)")
 
 
 @pytest.fixture
@@ -184,21 +212,28 @@ def trainstab_sweep(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """One row per model and check: measured value, bound, verdict."""
-    if not _VERDICTS:
+    """One row per model and check (value, bound, baseline, verdict), then every file the run wrote."""
+    if not _VERDICTS and not _WRITTEN:
         return
     terminalreporter.section("trainstab summary")
-    terminalreporter.write_line(f"{'model':<40} {'check':<18} {'value':>10} {'bound':>10}  verdict")
+    terminalreporter.write_line(f"{'model':<36} {'check':<18} {'value':>10} {'bound':>10} {'baseline':<12} verdict")
     for row in sorted(_VERDICTS, key=lambda r: (r["model"], r["order"])):
         verdict = "pass" if row["passed"] else "FAIL"
+        value, bound = (f"{x:>10.4g}" if x is not None else f"{'-':>10}" for x in (row["value"], row["bound"]))
         terminalreporter.write_line(
-            f"{row['model']:<40} {row['check']:<18} {row['value']:>10.4g} {row['bound']:>10.4g}  {verdict}"
+            f"{row['model']:<36} {row['check']:<18} {value} {bound} {row['baseline']['status']:<12} {verdict}"
         )
+    for line in _WRITTEN:
+        terminalreporter.write_line(f"trainstab wrote {line}")
 
 
 _OPTIONS_KEY = pytest.StashKey[dict[str, Any]]()
+_PAYLOAD_KEY = pytest.StashKey[dict[str, Any]]()
 _CURRENT: dict[str, pytest.Item] = {}
-_VERDICTS: list[dict[str, Any]] = []
+_VERDICTS: list[dict[str, Any]] = []  # the rows of every check (controller)
+_CURVES: dict[str, dict[str, Any]] = {}  # per model label: what its report figure draws (controller)
+_WRITTEN: list[str] = []  # files written this session, for the summary (controller)
+_IS_WORKER = False  # set in pytest_configure: xdist workers decide, the controller writes
 
 
 def options_of(config: pytest.Config) -> dict[str, Any]:

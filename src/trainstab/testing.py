@@ -21,21 +21,37 @@ import dataclasses
 import hashlib
 import json
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from trainstab.plugin import current_item, options_of, session_folder
+from trainstab.gate import (
+    Gated,
+    ModelUnderTest,
+    gate,
+    policy_from,
+    scaling_plan,
+    scaling_thresholds,
+    sweep_config,
+    thresholds,
+)
+from trainstab.plugin import current_item, options_of, session_folder, set_payload
 
 if TYPE_CHECKING:
-    from trainstab.checks import CheckResult, Thresholds
     from trainstab.config import SweepConfig
-    from trainstab.scaling import Evidence, ScalingThresholds
+    from trainstab.scaling import Evidence
     from trainstab.sweep import SweepResult
 
-_Bounds = TypeVar("_Bounds")
+__all__ = [
+    "CHECK_NAMES",
+    "SCALING_CHECK_NAMES",
+    "ModelUnderTest",
+    "StabilityCheck",
+    "case",
+    "expect_failure",
+    "parametrize_with_checks",
+]
 
 #: The battery's checks, in report order (trainstab.checks.BATTERY holds the code).
 CHECK_NAMES = (
@@ -52,21 +68,6 @@ CHECK_NAMES = (
 SCALING_CHECK_NAMES = ("attention_forecast", "eps_forecast", "sensitivity_scaling", "lr_transfer", "coordinates")
 
 
-@dataclass(frozen=True)
-class ModelUnderTest:
-    """A model to check: its name and any ``key=value`` overrides of the run's config."""
-
-    name: str | None = None  # None: the run's --trainstab-model
-    overrides: tuple[str, ...] = ()  # e.g. ("qk_layernorm=false",)
-    id: str | None = None  # the test id; default: name plus overrides
-
-    def __str__(self) -> str:
-        if self.id is not None:
-            return self.id
-        base = self.name or "default-model"
-        return base + "".join(f"[{o}]" for o in self.overrides)
-
-
 class StabilityCheck:
     """One check of the battery, callable on a model as ``check(model)``."""
 
@@ -80,45 +81,61 @@ class StabilityCheck:
         return self.name
 
     def __call__(self, model: ModelUnderTest | str) -> None:
-        """Run the check on ``model``; fails the test with the check's message."""
+        """Run the check on ``model`` and hold it to its baseline; fails the test with the reason."""
         from trainstab.errors import TrainstabError
 
         item = current_item()
         if item is None:
             raise RuntimeError("trainstab checks run inside a pytest test with the trainstab plugin active")
         target = model if isinstance(model, ModelUnderTest) else ModelUnderTest(model)
+        options = options_of(item.config)
         try:
-            config = sweep_config(item.config, target)
-            result = self._verdict(item.config, config)
+            config = sweep_config(options, target)
+            gated, sweep = self._gated(item.config, target.label(options), config)
         except TrainstabError as error:
             pytest.fail(f"trainstab: {target}: {error}", pytrace=False)
-        item.user_properties.append(
-            (
-                "trainstab",
-                {
-                    "model": str(target),
-                    "check": self.name,
-                    "order": (CHECK_NAMES + SCALING_CHECK_NAMES).index(self.name),
-                    "value": result.value,
-                    "bound": result.bound,
-                    "passed": result.passed,
-                    "lr": result.lr,
-                    "seed": config.train.seed,
-                },
+        _record(item, gated, config.train.seed, sweep)
+        if not gated.result.passed:
+            pytest.fail(
+                f"{self.name} failed for {target} (seed {config.train.seed}): {gated.result.message}"
+                + (f"\n{gated.message}" if gated.baseline_fails else ""),
+                pytrace=False,
             )
-        )
-        if not result.passed:
-            pytest.fail(f"{self.name} failed for {target} (seed {config.train.seed}): {result.message}", pytrace=False)
+        if gated.baseline_fails:
+            pytest.fail(f"{self.name} for {target} (seed {config.train.seed}): {gated.message}", pytrace=False)
 
-    def _verdict(self, pytest_config: pytest.Config, sweep: SweepConfig) -> CheckResult:
-        """Run this check on the model's sweep (battery) or its ladders (scaling checks)."""
+    def _gated(self, pytest_config: pytest.Config, label: str, sweep: SweepConfig) -> tuple[Gated, SweepResult | None]:
+        """This check's verdict on the model's sweep (battery, held to its baseline) or ladders (scaling checks)."""
+        options = options_of(pytest_config)
         if self.name in SCALING_CHECK_NAMES:
             from trainstab.scaling import SCALING_CHECKS
 
-            return SCALING_CHECKS[self.name](evidence(pytest_config, sweep), scaling_thresholds(pytest_config))
+            result = SCALING_CHECKS[self.name](evidence(pytest_config, sweep), scaling_thresholds(options))
+            return Gated(label, result, "not gated", None, (), "", (), None, False), None
         from trainstab.checks import BATTERY
 
-        return BATTERY[self.name](cached_sweep(pytest_config, sweep), thresholds(pytest_config))
+        swept = cached_sweep(pytest_config, sweep)
+        bounds = thresholds(options)
+        result = BATTERY[self.name](swept, bounds)
+        return gate(label, self.name, result, swept, bounds, policy_from(options)), swept
+
+
+#: Labels whose curves this process already sent to the controller (one copy per model is enough).
+_SENT_CURVES: set[str] = set()
+
+
+def _record(item: pytest.Item, gated: Gated, seed: int, sweep: SweepResult | None) -> None:
+    """Attach the verdict: flat JUnit properties, and the full row (plus files to write) for the controller."""
+    from trainstab.gatereport import gate_row, junit_properties, model_curves
+
+    row = gate_row(gated, (CHECK_NAMES + SCALING_CHECK_NAMES).index(gated.result.check), seed)
+    item.user_properties.extend(junit_properties(row))
+    payload: dict[str, Any] = {"row": row, "writes": [dataclasses.asdict(w) for w in gated.writes]}
+    wants_report = options_of(item.config)["trainstab_report"] is not None
+    if wants_report and sweep is not None and gated.label not in _SENT_CURVES:
+        payload["curves"] = model_curves(gated.label, sweep)
+        _SENT_CURVES.add(gated.label)
+    set_payload(item, payload)
 
 
 def parametrize_with_checks(
@@ -154,46 +171,6 @@ def expect_failure(model: ModelUnderTest | str, check: str, reason: str) -> Any:
     return case(model, check, pytest.mark.xfail(strict=True, reason=reason))
 
 
-def _bounds(config: pytest.Config, kind: type[_Bounds], names: dict[str, str]) -> _Bounds:
-    """``kind`` built from its defaults, with the fields named in ``names`` (option -> field) set where given."""
-    options = options_of(config)
-    return kind(**{field: options[key] for key, field in names.items() if options[key] is not None})
-
-
-def thresholds(config: pytest.Config) -> Thresholds:
-    """The battery's bounds with the run's overrides applied."""
-    from trainstab.checks import Thresholds
-
-    return _bounds(
-        config,
-        Thresholds,
-        {
-            "trainstab_max_lr": "max_lr",
-            "trainstab_attention_logit_bound": "attention_logit",
-            "trainstab_log_z_bound": "log_z",
-            "trainstab_lr_sensitivity_bound": "lr_sensitivity",
-            "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
-            "trainstab_spike_score_bound": "spike_score",
-        },
-    )
-
-
-def scaling_thresholds(config: pytest.Config) -> ScalingThresholds:
-    """The scaling checks' bounds with the run's overrides applied (shared bounds come from the battery's options)."""
-    from trainstab.scaling import ScalingThresholds
-
-    return _bounds(
-        config,
-        ScalingThresholds,
-        {
-            "trainstab_target_params": "target_parameters",
-            "trainstab_max_lr": "max_lr",
-            "trainstab_lr_sensitivity_bound": "lr_sensitivity",
-            "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
-        },
-    )
-
-
 _EVIDENCE: dict[str, Evidence] = {}
 
 
@@ -203,43 +180,18 @@ def evidence(config: pytest.Config, sweep: SweepConfig) -> Evidence:
     Every rung's sweep goes through the session cache, so rungs shared with the
     battery (the base size) or with another worker train once.
     """
-    from trainstab.scaling import Evidence, ScalingConfig
+    from trainstab.scaling import Evidence
 
-    options = options_of(config)
-    plan = ScalingConfig()
-    changes = {k: options[f"trainstab_{k}"] for k in ("widths", "depths") if options[f"trainstab_{k}"] is not None}
-    plan = dataclasses.replace(plan, **changes)
+    plan = scaling_plan(options_of(config))
     key = cache_key(sweep) + repr(plan)
     if key not in _EVIDENCE:
         _EVIDENCE[key] = Evidence(sweep, plan, lambda rung: cached_sweep(config, rung))
     return _EVIDENCE[key]
 
 
-def sweep_config(config: pytest.Config, target: ModelUnderTest) -> SweepConfig:
-    """The sweep a model is checked with: the run's options, then the model's own overrides."""
-    from trainstab.config import PROFILES, SweepConfig, validate
-    from trainstab.overrides import apply_overrides
-
-    options = options_of(config)
-    profile_steps, profile_lrs = PROFILES[options["trainstab_profile"]]
-    base = SweepConfig(model_name=target.name or options["trainstab_model"], lrs=profile_lrs)
-    base = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=profile_steps))
-    # Precedence: profile, then --trainstab-set / ini, then the model's own overrides, then explicit options.
-    sweep = apply_overrides(base, [*options["trainstab_set"], *target.overrides])
-    train_changes: dict[str, Any] = {"seed": options["trainstab_seed"]}
-    if options["trainstab_steps"] is not None:
-        train_changes["steps"] = options["trainstab_steps"]
-    lrs = options["trainstab_lrs"] if options["trainstab_lrs"] is not None else sweep.lrs
-    sweep = dataclasses.replace(
-        sweep, train=dataclasses.replace(sweep.train, **train_changes), lrs=lrs, corpus=options["trainstab_corpus"]
-    )
-    validate(sweep)
-    return sweep
-
-
 def sweep_of(config: pytest.Config, target: ModelUnderTest) -> SweepResult:
     """This session's sweep of ``target`` under the run's options (computed once)."""
-    return cached_sweep(config, sweep_config(config, target))
+    return cached_sweep(config, sweep_config(options_of(config), target))
 
 
 _MEMO: dict[str, SweepResult] = {}

@@ -1,0 +1,442 @@
+"""Baselines: a check's metrics on main, committed, and the comparison a pull request is gated on.
+
+One human-diffable JSON file per model and check (``<folder>/<model>/<check>.json``)
+records the metrics behind that check, per learning rate where they are per
+run, with the protocol they were measured under (steps, LR grid, sizes,
+corpus), the rest of the recipe (shown as "changed since baseline" context),
+the environment, and the tolerance of each gated metric. A metric is worse
+when it moved in its bad direction by more than ``abs + rel * |baseline|``.
+
+Reading never imports torch: the plugin reads baselines for its header.
+The workflow (missing -> written, mismatch -> ``.obtained`` beside it, flags
+to rewrite) lives in :mod:`trainstab.gate`; this module only turns sweeps
+into metrics, files into validated baselines and pairs of them into verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from trainstab.errors import TrainstabError
+
+if TYPE_CHECKING:
+    from trainstab.checks import Thresholds
+    from trainstab.sweep import RunResult, SweepResult
+
+FORMAT_VERSION = 1  # the "trainstab_baseline" field; bumped when the layout changes
+SIGNIFICANT_DIGITS = 4  # values are rounded so that diffs show changes, not float noise
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a gated metric may move in its bad direction before the check fails."""
+
+    rel: float  # share of |baseline|
+    abs: float  # plus this much, so values near 0 are not held to 0
+    worse: Literal["higher", "lower"]  # the direction that is a regression
+
+    def allowed(self, baseline: float) -> float:
+        """The largest move in the bad direction that still passes."""
+        return self.abs + self.rel * abs(baseline)
+
+
+# Defaults. The two sources of legitimate movement are (a) another CPU or library build
+# (float reductions in another order: chaotic at high LR) and (b) a harmless change.
+# What they must still catch is a destabilizing one, e.g. removing qk-layernorm
+# (attention logits 36 -> 7e4 at LR 0.3, LR sensitivity 0.2005 -> 0.2536).
+TOLERANCES: dict[str, Tolerance] = {
+    "max_attention_logit": Tolerance(rel=0.5, abs=5.0, worse="higher"),  # 36 may reach 59 before failing
+    "max_abs_log_z": Tolerance(rel=0.1, abs=1.0, worse="higher"),  # nats; init is ln V = 6.2
+    "lr_sensitivity": Tolerance(rel=0.1, abs=0.02, worse="higher"),  # 0.2005 may reach 0.2406
+    "final_loss": Tolerance(rel=0.02, abs=0.05, worse="higher"),  # nats per LR
+    "grad_rms_over_eps": Tolerance(rel=0.5, abs=0.0, worse="lower"),  # may halve
+    "spike_score": Tolerance(rel=0.0, abs=0.01, worse="higher"),  # share of steps
+    "diverged": Tolerance(rel=0.0, abs=0.0, worse="higher"),  # a run that trained must not diverge
+    "dead_tensors": Tolerance(rel=0.0, abs=0.0, worse="higher"),  # no new frozen tensor
+}
+#: Recorded for people and plots, never gated: a moving best LR or loss curve is not by itself worse.
+INFORMATIONAL = ("best_lr", "loss_curve")
+#: The metrics each check records and compares.
+CHECK_METRICS: dict[str, tuple[str, ...]] = {
+    "no_divergence": ("diverged",),
+    "attention_logits": ("max_attention_logit",),
+    "log_z": ("max_abs_log_z",),
+    "lr_sensitivity": ("lr_sensitivity", "final_loss", "best_lr", "loss_curve"),
+    "grad_rms_vs_eps": ("grad_rms_over_eps",),
+    "loss_spikes": ("spike_score",),
+    "parameters_move": ("dead_tensors",),
+}
+#: Settings that define the measurement: a baseline taken under others is not comparable.
+PROTOCOL_KEYS = (
+    "lrs",
+    "train.steps",
+    "train.batch_size",
+    "train.probe_every",
+    "train.final_loss_fraction",
+    "model.vocab_size",
+    "model.context_length",
+    "model.width",
+    "model.depth",
+    "corpus",
+)
+#: Environment fields whose change is worth a warning (numbers may move within tolerance).
+ENVIRONMENT_KEYS = ("trainstab", "torch", "python", "cpu", "seed")
+LOSS_CURVE_POINTS = 10  # the loss curve summary: mean loss over this many equal windows
+
+Value = float | bool | None
+PerLr = dict[str, Value]
+
+
+def lr_key(lr: float) -> str:
+    """How an LR is written as a JSON key ("0.0003")."""
+    return f"{lr:g}"
+
+
+def file_name(label: str) -> str:
+    """A model label as a folder name: anything but letters, digits and ``._=+-`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_") or "model"
+
+
+def baseline_path(folder: Path, label: str, check: str) -> Path:
+    """Where the baseline of ``check`` on the model labelled ``label`` lives."""
+    return folder / file_name(label) / f"{check}.json"
+
+
+def obtained_path(path: Path) -> Path:
+    """Where a mismatching run's metrics are written beside the baseline (never committed)."""
+    return path.with_name(path.stem + ".obtained.json")
+
+
+def _round(value: float) -> float | None:
+    """``value`` to SIGNIFICANT_DIGITS (None when not finite: JSON has no NaN)."""
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def measure(sweep: SweepResult, check: str, thresholds: Thresholds) -> dict[str, Any]:
+    """The metrics ``check`` records for a sweep, rounded, per LR where they are per run."""
+    from trainstab.checks import dead_tensors, max_abs_log_z, smallest_grad_rms_over_eps, spike_score
+
+    train = sweep.config.train
+    per_run: dict[str, Callable[[RunResult], Any]] = {
+        "max_attention_logit": lambda run: _round(run.max_attention_logit),
+        "max_abs_log_z": lambda run: _round(max_abs_log_z(run)),
+        "final_loss": lambda run: _round(run.final_loss),
+        "grad_rms_over_eps": lambda run: (
+            None if run.diverged else _round(smallest_grad_rms_over_eps(run, train.eps, train.warmup_steps)[0])
+        ),
+        "spike_score": lambda run: (
+            None
+            if run.diverged
+            else _round(
+                spike_score(run.losses, thresholds.spike_sigmas, thresholds.spike_window, start=train.warmup_steps)
+            )
+        ),
+        "diverged": lambda run: run.diverged,
+        "loss_curve": lambda run: _loss_curve(run.losses),
+    }
+    whole: dict[str, Callable[[], Any]] = {
+        "lr_sensitivity": lambda: _round(sweep.lr_sensitivity),
+        "best_lr": lambda: sweep.best_lr,
+        "dead_tensors": lambda: len(dead_tensors(sweep, thresholds.min_update_steps)),
+    }
+    metrics: dict[str, Any] = {}
+    for name in CHECK_METRICS[check]:
+        if name in per_run:
+            metrics[name] = {lr_key(run.lr): per_run[name](run) for run in sweep.runs}
+        else:
+            metrics[name] = whole[name]()
+    return metrics
+
+
+def _loss_curve(losses: tuple[float, ...]) -> list[float | None]:
+    """Mean training loss over LOSS_CURVE_POINTS equal windows (fewer if the run diverged early)."""
+    size = max(1, math.ceil(len(losses) / LOSS_CURVE_POINTS))
+    return [_round(sum(chunk) / len(chunk)) for chunk in (losses[i : i + size] for i in range(0, len(losses), size))]
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"train.steps": 200, ...}``: one line per setting in a diff."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def describe_config(sweep: SweepResult) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(protocol, recipe) of a sweep: what defines the measurement, and everything else."""
+    from trainstab.report import resolved_config
+
+    flat = flatten(resolved_config(sweep.config))
+    corpus = Path(flat["corpus"])
+    # The path differs between machines; the name and size identify the corpus.
+    flat["corpus"] = f"{corpus.name} ({corpus.stat().st_size} bytes)" if corpus.exists() else corpus.name
+    for machine_specific in ("workers", "stack_size", "train.seed"):
+        flat.pop(machine_specific, None)
+    protocol = {key: flat.pop(key) for key in PROTOCOL_KEYS if key in flat}
+    return protocol, flat
+
+
+def new_baseline(
+    label: str,
+    check: str,
+    sweep: SweepResult,
+    thresholds: Thresholds,
+    tolerances: dict[str, Tolerance] | None = None,
+) -> dict[str, Any]:
+    """The baseline file's content for ``check`` on this sweep.
+
+    ``tolerances`` (for instance those a team edited into the file being replaced) win over the defaults.
+    """
+    protocol, recipe = describe_config(sweep)
+    metrics = measure(sweep, check, thresholds)
+    chosen = {**TOLERANCES, **(tolerances or {})}
+    return {
+        "trainstab_baseline": FORMAT_VERSION,
+        "model": label,
+        "check": check,
+        "max_lr": thresholds.max_lr,
+        "environment": {key: sweep.environment.get(key) for key in ENVIRONMENT_KEYS},
+        "protocol": protocol,
+        "recipe": recipe,
+        "tolerances": {
+            name: {"rel": chosen[name].rel, "abs": chosen[name].abs, "worse": chosen[name].worse}
+            for name in metrics
+            if name in chosen
+        },
+        "metrics": metrics,
+    }
+
+
+def to_text(baseline: dict[str, Any]) -> str:
+    """The file's text: indented, keys in a stable order, one value per line, so diffs read well."""
+    return json.dumps(baseline, indent=2, allow_nan=False) + "\n"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline file, read and validated."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def tolerances(self) -> dict[str, Tolerance]:
+        """The file's tolerances (a team may loosen one for one model by editing it)."""
+        return {name: Tolerance(t["rel"], t["abs"], t["worse"]) for name, t in self.data["tolerances"].items()}
+
+
+class BaselineError(TrainstabError):
+    """A baseline file that cannot be used (unreadable, not JSON, or edited into another shape)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"baseline {path}: {problem}. It was left untouched: fix it by hand, restore it "
+            f"(git checkout -- {path}), or delete it to record a new one on the next run"
+        )
+
+
+def read_baseline(path: Path, check: str) -> Baseline | None:
+    """The baseline at ``path`` (None if there is none).
+
+    Raises :class:`BaselineError` naming the file and what is wrong with it.
+    """
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise BaselineError(path, f"cannot be read ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise BaselineError(path, "is not text") from None
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno}, column {error.colno}"
+        raise BaselineError(path, f"is not valid JSON ({where}: {error.msg})") from None
+    _validate(path, data, check)
+    return Baseline(path, data)
+
+
+def _validate(path: Path, data: Any, check: str) -> None:
+    """Raise :class:`BaselineError` if ``data`` is not a baseline of ``check`` in this format."""
+    if not isinstance(data, dict):
+        raise BaselineError(path, f"holds a JSON {type(data).__name__}, not an object")
+    if data.get("trainstab_baseline") != FORMAT_VERSION:
+        raise BaselineError(
+            path, f'"trainstab_baseline" is {data.get("trainstab_baseline")!r}; this trainstab reads {FORMAT_VERSION}'
+        )
+    for key, kind in (("protocol", dict), ("recipe", dict), ("tolerances", dict), ("metrics", dict)):
+        if not isinstance(data.get(key), kind):
+            raise BaselineError(path, f'"{key}" is missing or not an object')
+    if not isinstance(data.get("environment", {}), dict):
+        raise BaselineError(path, '"environment" is not an object')
+    if data.get("check") != check:
+        raise BaselineError(path, f'"check" is {data.get("check")!r} but the file is the baseline of {check!r}')
+    if not _is_number(data.get("max_lr")):
+        raise BaselineError(path, '"max_lr" is missing or not a number')
+    for name in CHECK_METRICS[check]:
+        if name not in data["metrics"]:
+            raise BaselineError(path, f'"metrics" has no "{name}", which check {check} compares')
+    for name, value in data["metrics"].items():
+        if name not in CHECK_METRICS[check]:
+            raise BaselineError(path, f'"metrics" has "{name}", which check {check} does not record')
+        _validate_metric(path, name, value)
+    for name, tolerance in data["tolerances"].items():
+        if name not in TOLERANCES:
+            raise BaselineError(path, f'"tolerances" names "{name}", which is not a gated metric')
+        if not (
+            isinstance(tolerance, dict)
+            and all(_is_number(tolerance.get(k)) and tolerance[k] >= 0 for k in ("rel", "abs"))
+            and tolerance.get("worse") in ("higher", "lower")
+        ):
+            raise BaselineError(
+                path,
+                f'tolerance of "{name}" must be {{"rel": number >= 0, "abs": number >= 0, "worse": "higher" or '
+                f'"lower"}}, not {json.dumps(tolerance)}',
+            )
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number (bools are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _validate_metric(path: Path, name: str, value: Any) -> None:
+    """A metric is a number (or null), or one per LR: ``{"0.01": number | null | bool | [numbers]}``."""
+    if value is None or _is_number(value):
+        return
+    if not isinstance(value, dict):
+        raise BaselineError(path, f'metric "{name}" must be a number or an object keyed by LR, not {json.dumps(value)}')
+    for lr, entry in value.items():
+        try:
+            float(lr)
+        except ValueError:
+            raise BaselineError(path, f'metric "{name}" has key {lr!r}, which is not a learning rate') from None
+        ok = entry is None or _is_number(entry) or isinstance(entry, bool)
+        ok = ok or (isinstance(entry, list) and all(x is None or _is_number(x) for x in entry))
+        if not ok:
+            raise BaselineError(path, f'metric "{name}" at LR {lr} is {json.dumps(entry)}, not a number or null')
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One gated number: baseline vs measured under a tolerance."""
+
+    metric: str
+    lr: str | None  # the LR key for per-LR metrics
+    baseline: float | None
+    measured: float | None
+    tolerance: Tolerance
+    worse: bool
+
+    def describe(self) -> str:
+        """``max_attention_logit at lr=0.3: baseline 36.1, measured 6.99e+04, allowed up to 59.15 (...)``."""
+        where = f" at lr={self.lr}" if self.lr is not None else ""
+        t = self.tolerance
+        if self.baseline is None:
+            limit = "no limit (the baseline has no value)"
+        else:
+            sign = 1 if t.worse == "higher" else -1
+            bound = self.baseline + sign * t.allowed(self.baseline)
+            limit = f"{'up to' if sign > 0 else 'down to'} {bound:.4g} (tolerance rel {t.rel:g} + abs {t.abs:g})"
+        measured = "not measured (diverged)" if self.measured is None else f"{self.measured:.4g}"
+        return f"{self.metric}{where}: baseline {_show(self.baseline)}, measured {measured}, allowed {limit}"
+
+
+def _show(value: float | None) -> str:
+    """A number for a message (``-`` for none)."""
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _as_float(value: Value) -> float | None:
+    """A metric entry as a float (bools as 0/1; None stays None)."""
+    return None if value is None else float(value)
+
+
+def compare(baseline: Baseline, current: dict[str, Any]) -> list[Comparison]:
+    """Every gated number of ``current`` (a :func:`new_baseline`) against ``baseline``.
+
+    Per-LR metrics are compared at the LRs up to the baseline's ``max_lr``
+    (the ones the check itself looks at). A value that became unmeasurable
+    (null: the run diverged) where the baseline had one is worse.
+    """
+    tolerances = baseline.tolerances
+    max_lr = float(baseline.data["max_lr"])
+    rows: list[Comparison] = []
+    for name, measured in current["metrics"].items():
+        if name in INFORMATIONAL or name not in tolerances:
+            continue
+        recorded = baseline.data["metrics"][name]
+        pairs: list[tuple[str | None, Value, Value]]
+        if isinstance(measured, dict):
+            checked = {lr: value for lr, value in measured.items() if float(lr) <= max_lr * (1 + 1e-9)}
+            pairs = [(lr, recorded.get(lr), value) for lr, value in checked.items()]
+        else:
+            pairs = [(None, recorded, measured)]
+        for lr, old, new in pairs:
+            b, m, t = _as_float(old), _as_float(new), tolerances[name]
+            if b is None:
+                worse = False  # nothing to hold it to
+            elif m is None:
+                worse = True
+            else:
+                worse = (m - b if t.worse == "higher" else b - m) > t.allowed(b) * (1 + 1e-9)
+            rows.append(Comparison(name, lr, b, m, t, worse))
+    return rows
+
+
+def protocol_changes(baseline: Baseline, current: dict[str, Any]) -> list[str]:
+    """Protocol settings that differ (each ``key: baseline X, this run Y``): the baseline is not comparable."""
+    return _differences(baseline.data["protocol"], current["protocol"]) + (
+        [f"max_lr: baseline {baseline.data['max_lr']:g}, this run {current['max_lr']:g}"]
+        if not math.isclose(baseline.data["max_lr"], current["max_lr"])
+        else []
+    )
+
+
+def recipe_changes(baseline: Baseline, current: dict[str, Any]) -> list[str]:
+    """Recipe settings (architecture, optimizer) that differ: context for a regression message."""
+    return _differences(baseline.data["recipe"], current["recipe"])
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: baseline X, this run Y`` for each key whose value differs."""
+    return [
+        f"{key}: baseline {json.dumps(old.get(key))}, this run {json.dumps(new.get(key))}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+
+
+def environment_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Environment fields (versions, CPU, seed) that differ between a baseline and this run."""
+    return [
+        f"{key} {recorded.get(key)} -> {current.get(key)}"
+        for key in ENVIRONMENT_KEYS
+        if key in current and recorded.get(key) != current.get(key)
+    ]
+
+
+def recorded_environments(folder: Path) -> dict[Path, dict[str, Any]]:
+    """The environment recorded in each readable baseline under ``folder`` (unreadable files are skipped:
+    the check that reads one reports it)."""
+    found: dict[Path, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*/*.json")):
+        if path.name.endswith(".obtained.json"):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("environment"), dict):
+            found[path] = data["environment"]
+    return found

@@ -1,0 +1,297 @@
+"""The merge gate: a check's verdict plus its comparison with the committed baseline.
+
+Shared by the pytest plugin and ``trainstab check``. Deciding and writing are
+separate: :func:`gate` returns the files a run should write (a new baseline,
+a rewritten one, an ``.obtained`` beside a mismatch) and :func:`write_files`
+writes them, so under pytest-xdist the workers decide and the controller
+alone writes. The baseline workflow follows pytest-regressions:
+
+- no baseline: write it and fail with "commit this file";
+- worse than the baseline beyond tolerance, or measured under another
+  protocol: fail with baseline, measured and tolerance, and write the run's
+  metrics to ``<check>.obtained.json`` beside it;
+- ``update_failing`` rewrites the baselines that fail (or are missing),
+  ``regen_all`` every one; a rewrite keeps the tolerances written in the old file;
+- a baseline that cannot be read is an error naming the file, and is never rewritten.
+
+Imports torch only through the sweep and check modules, when a check runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from trainstab.baseline import (
+    CHECK_METRICS,
+    Comparison,
+    baseline_path,
+    compare,
+    new_baseline,
+    obtained_path,
+    protocol_changes,
+    read_baseline,
+    recipe_changes,
+    to_text,
+)
+from trainstab.errors import TrainstabError
+
+if TYPE_CHECKING:
+    from trainstab.checks import CheckResult, Thresholds
+    from trainstab.config import SweepConfig
+    from trainstab.scaling import ScalingConfig, ScalingThresholds
+    from trainstab.sweep import SweepResult
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """A model to check: its name and any ``key=value`` overrides of the run's config."""
+
+    name: str | None = None  # None: the run's --trainstab-model
+    overrides: tuple[str, ...] = ()  # e.g. ("qk_layernorm=false",)
+    id: str | None = None  # the test id; default: name plus overrides
+
+    def __str__(self) -> str:
+        if self.id is not None:
+            return self.id
+        base = self.name or "default-model"
+        return base + "".join(f"[{o}]" for o in self.overrides)
+
+    def label(self, options: dict[str, Any]) -> str:
+        """The model's name in reports and baseline folders: its id, or the resolved model and overrides."""
+        if self.id is not None or self.name is not None:
+            return str(self)
+        return dataclasses.replace(self, name=options["trainstab_model"]).__str__()
+
+
+def sweep_config(options: dict[str, Any], target: ModelUnderTest) -> SweepConfig:
+    """The sweep a model is checked with: the run's options, then the model's own overrides."""
+    from trainstab.config import PROFILES, SweepConfig, validate
+    from trainstab.overrides import apply_overrides
+
+    profile_steps, profile_lrs = PROFILES[options["trainstab_profile"]]
+    base = SweepConfig(model_name=target.name or options["trainstab_model"], lrs=profile_lrs)
+    base = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=profile_steps))
+    # Precedence: profile, then --trainstab-set / ini, then the model's own overrides, then explicit options.
+    sweep = apply_overrides(base, [*options["trainstab_set"], *target.overrides])
+    train_changes: dict[str, Any] = {"seed": options["trainstab_seed"]}
+    if options["trainstab_steps"] is not None:
+        train_changes["steps"] = options["trainstab_steps"]
+    lrs = options["trainstab_lrs"] if options["trainstab_lrs"] is not None else sweep.lrs
+    sweep = dataclasses.replace(
+        sweep, train=dataclasses.replace(sweep.train, **train_changes), lrs=lrs, corpus=options["trainstab_corpus"]
+    )
+    validate(sweep)
+    return sweep
+
+
+def _bounds(options: dict[str, Any], kind: type[Any], names: dict[str, str]) -> Any:
+    """``kind`` built from its defaults, with the fields named in ``names`` (option -> field) set where given."""
+    return kind(**{field: options[key] for key, field in names.items() if options[key] is not None})
+
+
+def thresholds(options: dict[str, Any]) -> Thresholds:
+    """The battery's bounds with the run's overrides applied."""
+    from trainstab.checks import Thresholds
+
+    result: Thresholds = _bounds(
+        options,
+        Thresholds,
+        {
+            "trainstab_max_lr": "max_lr",
+            "trainstab_attention_logit_bound": "attention_logit",
+            "trainstab_log_z_bound": "log_z",
+            "trainstab_lr_sensitivity_bound": "lr_sensitivity",
+            "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
+            "trainstab_spike_score_bound": "spike_score",
+        },
+    )
+    return result
+
+
+def scaling_thresholds(options: dict[str, Any]) -> ScalingThresholds:
+    """The scaling checks' bounds with the run's overrides applied (shared bounds come from the battery's options)."""
+    from trainstab.scaling import ScalingThresholds
+
+    result: ScalingThresholds = _bounds(
+        options,
+        ScalingThresholds,
+        {
+            "trainstab_target_params": "target_parameters",
+            "trainstab_max_lr": "max_lr",
+            "trainstab_lr_sensitivity_bound": "lr_sensitivity",
+            "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
+        },
+    )
+    return result
+
+
+def scaling_plan(options: dict[str, Any]) -> ScalingConfig:
+    """The ladders of the scaling checks, with the run's ``widths`` and ``depths``."""
+    from trainstab.scaling import ScalingConfig
+
+    changes = {k: options[f"trainstab_{k}"] for k in ("widths", "depths") if options[f"trainstab_{k}"] is not None}
+    return dataclasses.replace(ScalingConfig(), **changes)
+
+
+@dataclass(frozen=True)
+class BaselinePolicy:
+    """Whether and how a run compares with (and writes) baselines."""
+
+    folder: Path | None  # None: baselines off
+    update_failing: bool = False  # rewrite missing, worse or incomparable baselines, and pass
+    regen_all: bool = False  # rewrite every baseline, and pass
+
+    @property
+    def rewriting(self) -> bool:
+        """Either flag is on."""
+        return self.update_failing or self.regen_all
+
+
+def policy_from(options: dict[str, Any]) -> BaselinePolicy:
+    """The baseline policy of a run; a rewrite flag without a baseline folder is an error."""
+    folder = options["trainstab_baselines"]
+    update_failing = bool(options.get("trainstab_update_baseline"))
+    regen_all = bool(options.get("trainstab_regen_all"))
+    if folder is None and (update_failing or regen_all):
+        flag = "--trainstab-update-baseline" if update_failing else "--trainstab-regen-all"
+        raise TrainstabError(
+            f"{flag} needs a baseline folder: set trainstab_baselines = <folder> in the ini file "
+            "or pass --trainstab-baselines=<folder>"
+        )
+    return BaselinePolicy(Path(folder) if folder is not None else None, update_failing, regen_all)
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """A file the run should write (on the pytest-xdist controller, or in the CLI's process)."""
+
+    path: str
+    text: str
+    reason: Literal["new", "updated", "regenerated", "obtained"]
+
+
+#: ``off``: no baseline folder; ``new``: recorded now; ``passed``: within tolerance; ``worse``: beyond it;
+#: ``incomparable``: measured under another protocol; ``updated``/``regenerated``: rewritten by a flag;
+#: ``not gated``: a check without baselines (the scaling checks).
+BaselineStatus = Literal["off", "new", "passed", "worse", "incomparable", "updated", "regenerated", "not gated"]
+
+
+@dataclass(frozen=True)
+class Gated:
+    """A check's verdict on one model together with its baseline comparison."""
+
+    label: str  # the model's label
+    result: CheckResult
+    status: BaselineStatus
+    baseline: str | None  # the baseline file, when baselines are on
+    comparisons: tuple[Comparison, ...]  # every gated number, worse or not
+    message: str  # why the baseline part failed or what it did ("" when nothing to say)
+    writes: tuple[FileWrite, ...]
+    recorded: dict[str, Any] | None  # the baseline's metrics as read before this run (for plots)
+    baseline_fails: bool  # the baseline part fails the test (missing, worse or incomparable, with no rewrite flag)
+
+    @property
+    def passed(self) -> bool:
+        """The check passed its bound and its baseline."""
+        return self.result.passed and not self.baseline_fails
+
+
+def gate(
+    label: str,
+    check: str,
+    result: CheckResult,
+    sweep: SweepResult,
+    bounds: Thresholds,
+    policy: BaselinePolicy,
+) -> Gated:
+    """Hold ``result`` to the committed baseline of ``check`` on ``label``; decide what to write.
+
+    Raises :class:`trainstab.baseline.BaselineError` for a baseline file that cannot be used.
+    """
+    if policy.folder is None:
+        return Gated(label, result, "off", None, (), "", (), None, False)
+    if check not in CHECK_METRICS:
+        return Gated(label, result, "not gated", None, (), "", (), None, False)
+    path = baseline_path(policy.folder, label, check)
+    old = read_baseline(path, check)
+    current = new_baseline(label, check, sweep, bounds, old.tolerances if old is not None else None)
+    text = to_text(current)
+    if old is None:
+        write = FileWrite(str(path), text, "new")
+        if policy.rewriting:
+            return Gated(label, result, "new", str(path), (), f"recorded a new baseline {path}", (write,), None, False)
+        return Gated(
+            label, result, "new", str(path), (),
+            f"no baseline yet for {label} / {check}: wrote {path} from this run; review and commit this file "
+            f"(git add {path}), then rerun",
+            (write,), None, True,
+        )  # fmt: skip
+    changes = protocol_changes(old, current)
+    comparisons = tuple(compare(old, current)) if not changes else ()
+    worse = [row for row in comparisons if row.worse]
+    if changes or worse:
+        status: BaselineStatus = "incomparable" if changes else "worse"
+        if policy.rewriting:
+            return Gated(
+                label, result, "updated", str(path), comparisons,
+                f"rewrote {path} ({'protocol changed' if changes else f'{len(worse)} number(s) were worse'})",
+                (FileWrite(str(path), text, "updated"),), old.data["metrics"], False,
+            )  # fmt: skip
+        obtained = obtained_path(path)
+        return Gated(
+            label, result, status, str(path), comparisons,
+            _failure_message(path, obtained, changes, worse, recipe_changes(old, current)),
+            (FileWrite(str(obtained), text, "obtained"),), old.data["metrics"], True,
+        )  # fmt: skip
+    if policy.regen_all and path.read_text() != text:
+        return Gated(
+            label, result, "regenerated", str(path), comparisons, f"regenerated {path}",
+            (FileWrite(str(path), text, "regenerated"),), old.data["metrics"], False,
+        )  # fmt: skip
+    return Gated(label, result, "passed", str(path), comparisons, "", (), old.data["metrics"], False)
+
+
+def _failure_message(path: Path, obtained: Path, changes: list[str], worse: list[Comparison], recipe: list[str]) -> str:
+    """Why a baseline fails: the protocol changes, or each worse number with baseline, measured and tolerance."""
+    if changes:
+        lines = [f"baseline {path} was measured under another protocol, so it cannot be compared:"]
+        lines += [f"  {change}" for change in changes]
+        lines.append(
+            "Run with the baseline's settings, or re-record it with --trainstab-update-baseline and commit it "
+            f"(this run's metrics are in {obtained})"
+        )
+        return "\n".join(lines)
+    lines = [f"worse than the baseline {path}:"]
+    lines += [f"  {row.describe()}" for row in worse]
+    if recipe:
+        lines.append("changed since the baseline: " + "; ".join(recipe))
+    lines.append(
+        f"This run's metrics are in {obtained}. If the change is intended, refresh the baseline with "
+        "--trainstab-update-baseline and commit it"
+    )
+    return "\n".join(lines)
+
+
+def write_files(writes: list[FileWrite] | tuple[FileWrite, ...]) -> list[str]:
+    """Write the files a run decided on, atomically; returns one line per file for the summary.
+
+    A baseline is replaced in place (git keeps its history); nothing is deleted.
+    """
+    from trainstab.files import write_text_atomically
+
+    done = []
+    for write in writes:
+        path = Path(write.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, write.text, keep=False)
+        action = {
+            "new": "new baseline, commit this file",
+            "updated": "baseline rewritten by --trainstab-update-baseline",
+            "regenerated": "baseline rewritten by --trainstab-regen-all",
+            "obtained": "this run's metrics beside a failing baseline; not for committing",
+        }[write.reason]
+        done.append(f"{path} ({action})")
+    return done

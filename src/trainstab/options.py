@@ -1,0 +1,100 @@
+"""The options of a stability run, shared by the pytest plugin and ``trainstab check``.
+
+One table names every option once: the plugin registers it as
+``--trainstab-<name>`` plus the ini key, the CLI as ``--<name>``; both turn
+the raw strings into typed values here, so the two accept the same things and
+reject bad values with the same message. Imports neither torch nor pytest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trainstab.config import SweepConfig, int_list, lr_list
+from trainstab.errors import TrainstabError
+from trainstab.overrides import apply_overrides
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a stability run."""
+
+    name: str  # --trainstab-<name> in pytest, --<name> in the CLI
+    parse: Callable[[str], Any]  # raw string -> typed value; ValueError when malformed
+    default: str | None  # the raw default (None: the option is off or the library default applies)
+    help: str
+
+    @property
+    def key(self) -> str:
+        """The ini key, and the key of the parsed options dict (``trainstab_max_lr``)."""
+        return "trainstab_" + self.name.replace("-", "_")
+
+
+# Thresholds default to the battery's (trainstab.checks.Thresholds).
+OPTIONS: tuple[Option, ...] = (
+    Option("model", str, "reference", "default model: reference, hf:<type> or package.module:factory"),
+    Option("profile", str, "default", "steps and LR grid preset: quick, default or thorough"),
+    Option("seed", int, "0", "seed of init and data order"),
+    Option("steps", int, None, "optimizer steps per run (default: 200)"),
+    Option("lrs", lr_list, None, "comma-separated LR grid (default: the paper's)"),
+    Option("corpus", str, None, "token file instead of the bundled corpus"),
+    Option("device", str, "cpu", "device to train on (only cpu is supported)"),
+    Option("max-lr", float, None, "checks look at LRs up to this (default 0.3)"),
+    Option("attention-logit-bound", float, None, "max attention logit (1e3)"),
+    Option("log-z-bound", float, None, "max |log Z| (20)"),
+    Option("lr-sensitivity-bound", float, None, "max LR sensitivity (0.3)"),
+    Option("grad-rms-over-eps", float, None, "min gradient RMS / AdamW eps (10)"),
+    Option("spike-score-bound", float, None, "max loss spike score (0)"),
+    Option("report", str, None, "write a JSON, plots and an HTML page of every check to this folder"),
+    Option("baselines", str, None, "folder of committed baselines to compare with (off when unset)"),
+    Option("target-params", float, None, "size the scaling forecasts extrapolate to (1e9)"),
+    Option("widths", int_list, None, "width ladder of the scaling checks (32,48,64)"),
+    Option("depths", int_list, None, "depth ladder of the scaling checks (1,2,4)"),
+)
+PROFILE_NAMES = ("quick", "default", "thorough")  # trainstab.config.PROFILES, named here without importing torch
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "lr_list": "numbers like 1e-3,1e-2",
+    "int_list": "integers like 32,48,64",
+}
+
+
+def parse_options(
+    raw: dict[str, tuple[str, Any]], overrides: list[str], overrides_source: str = "trainstab_set / --trainstab-set"
+) -> dict[str, Any]:
+    """Typed options from ``{key: (where it came from, raw value)}`` and the ``key=value`` overrides.
+
+    Missing or empty values take the option's default. Raises
+    :class:`TrainstabError` naming the option (as the user wrote it) and what was expected.
+    """
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        source, value = raw.get(option.key, (option.key, None))
+        if value in (None, "", []):
+            value = option.default
+        if value is None:
+            values[option.key] = None
+            continue
+        try:
+            values[option.key] = option.parse(value)
+        except ValueError:
+            expected = _EXPECTED.get(option.parse.__name__, option.parse.__name__)
+            raise TrainstabError(f"{source}={value!r}: expected {expected}") from None
+    if values["trainstab_device"] != "cpu":
+        raise TrainstabError(
+            f"trainstab device {values['trainstab_device']!r} is not supported: trainstab trains on the CPU "
+            "(drop the option or use cpu)"
+        )
+    if values["trainstab_profile"] not in PROFILE_NAMES:
+        raise TrainstabError(
+            f"trainstab profile {values['trainstab_profile']!r} is unknown; use one of {', '.join(PROFILE_NAMES)}"
+        )
+    try:  # checked now, not in every test
+        apply_overrides(SweepConfig(), overrides)
+    except TrainstabError as error:
+        raise TrainstabError(f"{overrides_source}: {error}") from None
+    values["trainstab_set"] = list(overrides)
+    return values
