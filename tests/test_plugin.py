@@ -89,7 +89,7 @@ def test_xdist_and_serial_runs_give_the_same_verdicts_and_numbers(project):
     def summary(*args):
         result = project.runpytest_subprocess(*FAST, *args)
         return sorted(
-            line for line in result.outlines if re.match(r"mymodels:\S+\s+\w+\s+\S+\s+\S+\s+(pass|FAIL)", line)
+            line for line in result.outlines if re.match(r"mymodels:\S+\s+\w+\s+\S+\s+\S+\s+\S+\s+(pass|FAIL)", line)
         )
 
     serial = summary("-n", "0")
@@ -130,7 +130,7 @@ def test_pytest_start_up_does_not_import_torch(pytester):
     result.assert_outcomes(passed=1)
 
 
-def test_the_sweep_fixture_and_the_report_file(project, tmp_path):
+def test_the_sweep_fixture_and_the_report_folder(project, tmp_path):
     project.makepyfile(
         test_fixture="""
 def test_qk_layernorm_bounds_attention_logits(trainstab_sweep):
@@ -139,10 +139,10 @@ def test_qk_layernorm_bounds_attention_logits(trainstab_sweep):
     assert with_norm.runs[-1].max_attention_logit < without.runs[-1].max_attention_logit
 """
     )
-    report = tmp_path / "reports" / "trainstab.json"
+    report = tmp_path / "reports"
     result = project.runpytest_subprocess(*FAST, f"--trainstab-report={report}")
     result.assert_outcomes(passed=4, failed=1)
-    data = json.loads(report.read_text())
+    data = json.loads((report / "trainstab-report.json").read_text())
     assert data["seed"] == 0
     assert {(row["model"], row["check"], row["passed"]) for row in data["checks"]} >= {
         ("mymodels:unstable", "attention_logits", False),

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from trainstab.errors import TrainstabError
+from trainstab.files import shown
 
 if TYPE_CHECKING:
     from trainstab.checks import Thresholds
@@ -241,8 +242,8 @@ class BaselineError(TrainstabError):
 
     def __init__(self, path: Path, problem: str) -> None:
         super().__init__(
-            f"baseline {path}: {problem}. It was left untouched: fix it by hand, restore it "
-            f"(git checkout -- {path}), or delete it to record a new one on the next run"
+            f"baseline {shown(path)}: {problem}. It was left untouched: fix it by hand, restore it "
+            f"(git checkout -- {shown(path)}), or delete it to record a new one on the next run"
         )
 
 

@@ -2,8 +2,12 @@
 
     trainstab sweep [--model reference] [--set key=value ...] [--lrs 1e-3,1e-2]
                     [--steps N] [--seed N] [--corpus FILE] [--json PATH]
+    trainstab check [the pytest plugin's options without --trainstab-] [--report DIR]
+                    [--baselines DIR [--update-baseline | --regen-all]]
+    trainstab fuzz | reproduce | forecast ...
 
-Exit status: 0 on success, 2 on bad input (a one-line message, no traceback).
+Exit status: 0 on success, 1 when a check (or forecast) fails, 2 on bad input
+(a one-line message, no traceback).
 """
 
 from __future__ import annotations
@@ -13,19 +17,32 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from trainstab.config import SweepConfig, int_list, lr_list
 from trainstab.errors import TrainstabError
+from trainstab.options import OPTIONS
 from trainstab.overrides import apply_overrides
 
 if TYPE_CHECKING:
     from trainstab.sweep import SweepResult
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+#: trainstab.checks.BATTERY's names, written here so that --help does not import torch.
+BATTERY_NAMES = (
+    "no_divergence",
+    "attention_logits",
+    "log_z",
+    "lr_sensitivity",
+    "grad_rms_vs_eps",
+    "loss_spikes",
+    "parameters_move",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=int, help="worker processes (default: one per available core)")
     sweep.add_argument("--json", type=Path, help="write every metric, the config and the environment here")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+    check = commands.add_parser(
+        "check", help="the whole battery on one model, held to its baselines: exit 1 if a check fails"
+    )
+    for option in OPTIONS:  # the plugin's options, without the --trainstab- prefix
+        default = f" (default: {option.default})" if option.default is not None else ""
+        check.add_argument(f"--{option.name}", dest=option.key, default=None, help=option.help + default)
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a model or training option, e.g. --set qk_layernorm=false")  # fmt: skip
+    check.add_argument("--checks", default=",".join(BATTERY_NAMES), help="comma-separated checks (default: all)")
+    rewrite = check.add_mutually_exclusive_group()
+    rewrite.add_argument("--update-baseline", action="store_true", help="rewrite missing or failing baselines")
+    rewrite.add_argument("--regen-all", action="store_true", help="rewrite every baseline")
+    check.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     fuzz = commands.add_parser("fuzz", help="search hyperparameters for unstable regions and map them")
     fuzz.add_argument("--model", default="reference", help="reference (default), hf:<model_type> or a factory")
@@ -144,6 +175,78 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
         previous = write_json(args.json, sweep_to_dict(result))
         console.print(f"wrote {args.json}" + (f" (the file it replaced is now {previous})" if previous else ""))
     return 0
+
+
+def run_check_command(args: argparse.Namespace, console: Console) -> int:
+    """``trainstab check``: train the sweep, run the battery, compare with baselines, print the table."""
+    from trainstab.checks import BATTERY
+    from trainstab.environment import light_environment
+    from trainstab.gate import ModelUnderTest, baseline_header, gate, policy_from, sweep_config, thresholds, write_files
+    from trainstab.gatereport import gate_row, model_curves, write_report
+    from trainstab.options import parse_options
+    from trainstab.sweep import preflight, run_sweep
+
+    raw = {option.key: (f"--{option.name}", getattr(args, option.key)) for option in OPTIONS}
+    options = parse_options(raw, args.overrides, "--set")
+    options["trainstab_update_baseline"], options["trainstab_regen_all"] = args.update_baseline, args.regen_all
+    checks = [name.strip() for name in args.checks.split(",") if name.strip()]
+    unknown = [name for name in checks if name not in BATTERY]
+    if unknown or not checks:
+        raise TrainstabError(f"--checks {args.checks!r}: unknown check(s) {unknown}; choose from {', '.join(BATTERY)}")
+    policy = policy_from(options)
+    target = ModelUnderTest(options["trainstab_model"])
+    label = target.label(options)
+    config = sweep_config(options, target)
+    preflight(config)
+    report = Path(options["trainstab_report"]) if options["trainstab_report"] is not None else None
+    if report is not None and report.exists() and not report.is_dir():
+        raise TrainstabError(f"--report {report} is a file; give a folder (it is created if missing)")
+    seed = config.train.seed
+    console.print(
+        f"trainstab check: model={label} seed={seed} steps={config.train.steps} "
+        f"lrs={','.join(f'{x:g}' for x in config.lrs)}"
+    )
+    for line in baseline_header(options):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
+        task = bar.add_task("sweep", total=None)
+        sweep = run_sweep(config, lambda done, total: bar.update(task, completed=done, total=total))
+    bounds = thresholds(options)
+    rows, written = [], []
+    for name in checks:
+        gated = gate(label, name, BATTERY[name](sweep, bounds), sweep, bounds, policy)
+        written += write_files(gated.writes)
+        rows.append(gate_row(gated, list(BATTERY).index(name), seed))
+    console.print(check_table(rows, sweep.elapsed_seconds))
+    for row in rows:
+        if not row["passed"]:
+            text = row["message"] if not row["check_passed"] else ""
+            text += ("\n" if text and row["baseline"]["message"] else "") + row["baseline"]["message"]
+            console.print(f"FAIL {row['check']}: {text}", markup=False, highlight=False, soft_wrap=True)
+    if report is not None:
+        files = write_report(
+            report, rows, {label: model_curves(label, sweep)}, {"seed": seed, "environment": light_environment(seed)}
+        )
+        written.append(f"{files[-1]} (report: {len(files)} files)")
+    for line in written:
+        console.print(f"wrote {line}", markup=False, highlight=False, soft_wrap=True)
+    failed = sum(not row["passed"] for row in rows)
+    console.print(f"{failed} of {len(rows)} checks failed" if failed else f"all {len(rows)} checks passed")
+    return EXIT_FAILED if failed else 0
+
+
+def check_table(rows: list[dict[str, Any]], seconds: float) -> Table:
+    """The battery's verdicts: one row per check with value, bound, baseline status and verdict."""
+    table = Table(title="trainstab check", caption=f"sweep {seconds:.1f} s")
+    for column, justify in (("check", "left"), ("value", "right"), ("bound", "right"), ("baseline", "left"),
+                            ("verdict", "left")):  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        number = [f"{x:.4g}" if x is not None else "-" for x in (row["value"], row["bound"])]
+        verdict = "pass" if row["passed"] else "FAIL"
+        table.add_row(row["check"], *number, row["baseline"]["status"], verdict, style=None if row["passed"] else "red")
+    return table
 
 
 def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
@@ -268,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return run_sweep_command(args, console)
+        if args.command == "check":
+            return run_check_command(args, console)
         if args.command == "fuzz":
             return run_fuzz_command(args, console)
         if args.command == "reproduce":

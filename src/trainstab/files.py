@@ -34,3 +34,11 @@ def write_text_atomically(path: Path, text: str, keep: bool = True) -> Path | No
         out.write(text)
     os.replace(temporary, path)
     return previous
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (shorter messages, copy-pasteable)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -37,6 +37,7 @@ from trainstab.baseline import (
     to_text,
 )
 from trainstab.errors import TrainstabError
+from trainstab.files import shown
 
 if TYPE_CHECKING:
     from trainstab.checks import CheckResult, Thresholds
@@ -156,12 +157,34 @@ def policy_from(options: dict[str, Any]) -> BaselinePolicy:
     update_failing = bool(options.get("trainstab_update_baseline"))
     regen_all = bool(options.get("trainstab_regen_all"))
     if folder is None and (update_failing or regen_all):
-        flag = "--trainstab-update-baseline" if update_failing else "--trainstab-regen-all"
+        flag = "update-baseline" if update_failing else "regen-all"
         raise TrainstabError(
-            f"{flag} needs a baseline folder: set trainstab_baselines = <folder> in the ini file "
-            "or pass --trainstab-baselines=<folder>"
+            f"--{flag} / --trainstab-{flag} needs a baseline folder: in pytest set trainstab_baselines = <folder> "
+            "in the ini file or pass --trainstab-baselines=<folder>; with trainstab check pass --baselines <folder>"
         )
     return BaselinePolicy(Path(folder) if folder is not None else None, update_failing, regen_all)
+
+
+def baseline_header(options: dict[str, Any]) -> list[str]:
+    """Lines for the top of a run: the baseline folder, and a warning when its baselines were recorded elsewhere."""
+    from trainstab.baseline import environment_differences, recorded_environments
+    from trainstab.environment import light_environment
+
+    folder = options["trainstab_baselines"]
+    if folder is None:
+        return []
+    environments = recorded_environments(Path(folder))
+    mode = " (rewriting all)" if options.get("trainstab_regen_all") else ""
+    mode = mode or (" (rewriting failing ones)" if options.get("trainstab_update_baseline") else "")
+    lines = [f"baselines {shown(Path(folder))}: {len(environments)} file(s){mode}"]
+    here = light_environment(options["trainstab_seed"])
+    differences = sorted({d for recorded in environments.values() for d in environment_differences(recorded, here)})
+    if differences:
+        lines.append(
+            "WARNING: baselines were recorded in another environment (" + "; ".join(differences) + "): numbers "
+            "may move within tolerance; if they drift, refresh the baselines on main with --trainstab-regen-all"
+        )
+    return lines
 
 
 @dataclass(frozen=True)
@@ -222,11 +245,13 @@ def gate(
     if old is None:
         write = FileWrite(str(path), text, "new")
         if policy.rewriting:
-            return Gated(label, result, "new", str(path), (), f"recorded a new baseline {path}", (write,), None, False)
+            return Gated(
+                label, result, "new", str(path), (), f"recorded a new baseline {shown(path)}", (write,), None, False
+            )  # fmt: skip
         return Gated(
             label, result, "new", str(path), (),
-            f"no baseline yet for {label} / {check}: wrote {path} from this run; review and commit this file "
-            f"(git add {path}), then rerun",
+            f"no baseline yet for {label} / {check}: wrote {shown(path)} from this run; review and commit this "
+            f"file (git add {shown(path)}), then rerun",
             (write,), None, True,
         )  # fmt: skip
     changes = protocol_changes(old, current)
@@ -237,7 +262,7 @@ def gate(
         if policy.rewriting:
             return Gated(
                 label, result, "updated", str(path), comparisons,
-                f"rewrote {path} ({'protocol changed' if changes else f'{len(worse)} number(s) were worse'})",
+                f"rewrote {shown(path)} ({'protocol changed' if changes else f'{len(worse)} number(s) were worse'})",
                 (FileWrite(str(path), text, "updated"),), old.data["metrics"], False,
             )  # fmt: skip
         obtained = obtained_path(path)
@@ -248,7 +273,7 @@ def gate(
         )  # fmt: skip
     if policy.regen_all and path.read_text() != text:
         return Gated(
-            label, result, "regenerated", str(path), comparisons, f"regenerated {path}",
+            label, result, "regenerated", str(path), comparisons, f"regenerated {shown(path)}",
             (FileWrite(str(path), text, "regenerated"),), old.data["metrics"], False,
         )  # fmt: skip
     return Gated(label, result, "passed", str(path), comparisons, "", (), old.data["metrics"], False)
@@ -257,19 +282,19 @@ def gate(
 def _failure_message(path: Path, obtained: Path, changes: list[str], worse: list[Comparison], recipe: list[str]) -> str:
     """Why a baseline fails: the protocol changes, or each worse number with baseline, measured and tolerance."""
     if changes:
-        lines = [f"baseline {path} was measured under another protocol, so it cannot be compared:"]
+        lines = [f"baseline {shown(path)} was measured under another protocol, so it cannot be compared:"]
         lines += [f"  {change}" for change in changes]
         lines.append(
             "Run with the baseline's settings, or re-record it with --trainstab-update-baseline and commit it "
-            f"(this run's metrics are in {obtained})"
+            f"(this run's metrics are in {shown(obtained)})"
         )
         return "\n".join(lines)
-    lines = [f"worse than the baseline {path}:"]
+    lines = [f"worse than the baseline {shown(path)}:"]
     lines += [f"  {row.describe()}" for row in worse]
     if recipe:
         lines.append("changed since the baseline: " + "; ".join(recipe))
     lines.append(
-        f"This run's metrics are in {obtained}. If the change is intended, refresh the baseline with "
+        f"This run's metrics are in {shown(obtained)}. If the change is intended, refresh the baseline with "
         "--trainstab-update-baseline and commit it"
     )
     return "\n".join(lines)
@@ -293,5 +318,5 @@ def write_files(writes: list[FileWrite] | tuple[FileWrite, ...]) -> list[str]:
             "regenerated": "baseline rewritten by --trainstab-regen-all",
             "obtained": "this run's metrics beside a failing baseline; not for committing",
         }[write.reason]
-        done.append(f"{path} ({action})")
+        done.append(f"{shown(path)} ({action})")
     return done

@@ -117,23 +117,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     """The seed and default model under test, and the baselines (with a warning if recorded elsewhere)."""
     options = config.stash[_OPTIONS_KEY]
     lines = [f"trainstab: model={options['trainstab_model']} seed={options['trainstab_seed']}"]
-    folder = options["trainstab_baselines"]
-    if folder is not None:
-        from trainstab.baseline import environment_differences, recorded_environments
-        from trainstab.environment import light_environment
+    from trainstab.gate import baseline_header
 
-        environments = recorded_environments(Path(folder))
-        mode = " (rewriting all)" if options["trainstab_regen_all"] else ""
-        mode = mode or (" (rewriting failing ones)" if options["trainstab_update_baseline"] else "")
-        lines.append(f"trainstab: baselines {folder}: {len(environments)} file(s){mode}")
-        here = light_environment(options["trainstab_seed"])
-        differences = sorted({d for recorded in environments.values() for d in environment_differences(recorded, here)})
-        if differences:
-            lines.append(
-                "trainstab: WARNING: baselines were recorded in another environment (" + "; ".join(differences)
-                + "): numbers may move within tolerance; if they drift, refresh the baselines on main "
-                "with --trainstab-regen-all"
-            )  # fmt: skip
+    lines += [f"trainstab: {line}" for line in baseline_header(options)]
     return lines
 
 
@@ -217,11 +203,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     terminalreporter.section("trainstab summary")
     terminalreporter.write_line(f"{'model':<36} {'check':<18} {'value':>10} {'bound':>10} {'baseline':<12} verdict")
+    shown = {"off": "-", "not gated": "-"}  # baselines off, or a check without baselines
     for row in sorted(_VERDICTS, key=lambda r: (r["model"], r["order"])):
-        verdict = "pass" if row["passed"] else "FAIL"
+        verdict, baseline = "pass" if row["passed"] else "FAIL", row["baseline"]["status"]
         value, bound = (f"{x:>10.4g}" if x is not None else f"{'-':>10}" for x in (row["value"], row["bound"]))
         terminalreporter.write_line(
-            f"{row['model']:<36} {row['check']:<18} {value} {bound} {row['baseline']['status']:<12} {verdict}"
+            f"{row['model']:<36} {row['check']:<18} {value} {bound} {shown.get(baseline, baseline):<12} {verdict}"
         )
     for line in _WRITTEN:
         terminalreporter.write_line(f"trainstab wrote {line}")

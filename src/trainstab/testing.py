@@ -43,14 +43,18 @@ if TYPE_CHECKING:
     from trainstab.scaling import Evidence
     from trainstab.sweep import SweepResult
 
-__all__ = [
+__all__ = [  # ModelUnderTest lives in trainstab.gate (shared with the CLI) and is re-exported here
     "CHECK_NAMES",
     "SCALING_CHECK_NAMES",
     "ModelUnderTest",
     "StabilityCheck",
+    "cache_key",
+    "cached_sweep",
     "case",
+    "evidence",
     "expect_failure",
     "parametrize_with_checks",
+    "sweep_of",
 ]
 
 #: The battery's checks, in report order (trainstab.checks.BATTERY holds the code).
