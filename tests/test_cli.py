@@ -122,3 +122,73 @@ def test_an_existing_json_file_is_kept_not_silently_overwritten(tmp_path, capsys
     assert json.loads((tmp_path / "sweep.json.previous").read_text()) == {"mine": True}
     assert "runs" in json.loads(out.read_text())
     assert "the file it replaced is now" in capsys.readouterr().out
+
+
+CHECK = ["check", "--steps", "40", "--lrs", "1e-2,3e-1", "--no-progress"]
+
+
+def test_check_passes_the_reference_with_exit_0_and_prints_the_table(capsys):
+    assert main(CHECK) == 0
+    out = capsys.readouterr().out
+    assert "trainstab check: model=reference seed=0 steps=40 lrs=0.01,0.3" in out
+    for name in ("no_divergence", "attention_logits", "lr_sensitivity", "parameters_move"):
+        assert name in out
+    assert "all 7 checks passed" in out
+
+
+def test_check_exits_1_on_a_failed_check_with_its_message(capsys):
+    assert main([*CHECK, "--set", "qk_layernorm=false", "--attention-logit-bound", "100"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL attention_logits: attention logits grew to" in out
+    assert "1 of 7 checks failed" in out
+
+
+def test_check_gates_on_baselines_and_writes_the_report_folder(tmp_path, capsys):
+    baselines, report = tmp_path / "baselines", tmp_path / "report"
+    gate = [*CHECK, "--baselines", str(baselines), "--attention-logit-bound", "1e6"]
+    assert main(gate) == 1  # no baselines yet: written, and the run fails until they are committed
+    assert (baselines / "reference" / "attention_logits.json").exists()
+    assert main(gate) == 0
+    assert main([*gate, "--set", "qk_layernorm=false", "--report", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "worse than the baseline" in out and "max_attention_logit at lr=0.3" in out
+    assert {p.name for p in report.iterdir()} == {"trainstab-report.json", "trainstab-report.html", "reference.png"}
+    assert main([*gate, "--set", "qk_layernorm=false", "--update-baseline"]) == 0
+    assert main([*gate, "--set", "qk_layernorm=false"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seed", "x"], "--seed='x': expected an integer"),
+        (["--checks", "speed"], "unknown check(s) ['speed']"),
+        (["--profile", "fastest"], "profile 'fastest' is unknown"),
+        (["--regen-all"], "needs a baseline folder"),
+        (["--set", "qk_layernorm=maybe"], "--set: "),
+        (["--update-baseline", "--regen-all"], "not allowed with argument"),
+    ],
+)
+def test_check_exits_2_on_bad_input_with_a_one_line_message(args, message):
+    result = _cli(*CHECK, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_exits_2_on_a_corrupted_baseline_and_leaves_it_alone(tmp_path):
+    path = tmp_path / "reference" / "log_z.json"
+    path.parent.mkdir()
+    path.write_text("{ not json")
+    result = _cli(*CHECK, "--baselines", str(tmp_path), "--checks", "log_z", "--update-baseline")
+    assert result.returncode == 2
+    assert "log_z.json: is not valid JSON (line 1, column 3" in result.stderr
+    assert path.read_text() == "{ not json"
+
+
+def test_check_and_the_plugin_share_one_option_table():
+    from trainstab.cli import build_parser
+    from trainstab.options import OPTIONS
+
+    check = build_parser()._subparsers._group_actions[0].choices["check"]
+    flags = {flag for action in check._actions for flag in action.option_strings}
+    assert {f"--{option.name}" for option in OPTIONS} <= flags

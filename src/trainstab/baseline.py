@@ -101,7 +101,7 @@ def lr_key(lr: float) -> str:
 
 def file_name(label: str) -> str:
     """A model label as a folder name: anything but letters, digits and ``._=+-`` becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_") or "model"
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_.") or "model"  # no "..": never outside the folder
 
 
 def baseline_path(folder: Path, label: str, check: str) -> Path:

@@ -261,9 +261,10 @@ def gate(
         status: BaselineStatus = "incomparable" if changes else "worse"
         if policy.rewriting:
             return Gated(
-                label, result, "updated", str(path), comparisons,
+                label, result, "regenerated" if policy.regen_all else "updated", str(path), comparisons,
                 f"rewrote {shown(path)} ({'protocol changed' if changes else f'{len(worse)} number(s) were worse'})",
-                (FileWrite(str(path), text, "updated"),), old.data["metrics"], False,
+                (FileWrite(str(path), text, "regenerated" if policy.regen_all else "updated"),),
+                old.data["metrics"], False,
             )  # fmt: skip
         obtained = obtained_path(path)
         return Gated(

@@ -97,7 +97,11 @@ class StabilityCheck:
             config = sweep_config(options, target)
             gated, sweep = self._gated(item.config, target.label(options), config)
         except TrainstabError as error:
-            pytest.fail(f"trainstab: {target}: {error}", pytrace=False)
+            problem = str(error)  # failed outside the except block: no "during handling" chain in the report
+        else:
+            problem = ""
+        if problem:
+            pytest.fail(f"trainstab: {target}: {problem}", pytrace=False)
         _record(item, gated, config.train.seed, sweep)
         if not gated.result.passed:
             pytest.fail(
