@@ -47,17 +47,22 @@ class Tolerance:
         return self.abs + self.rel * abs(baseline)
 
 
-# Defaults. The two sources of legitimate movement are (a) another CPU or library build
-# (float reductions in another order: chaotic at high LR) and (b) a harmless change.
-# What they must still catch is a destabilizing one, e.g. removing qk-layernorm
-# (attention logits 36 -> 7e4 at LR 0.3, LR sensitivity 0.2005 -> 0.2536).
+# Defaults. Legitimate movement comes from another CPU or library build (float kernels that
+# round differently: training at high LR is chaotic, so small differences grow) and from
+# harmless changes; what must still fail is a destabilizing change, e.g. removing
+# qk-layernorm (attention logits 36 -> 7e4 at LR 0.3). Measured by
+# benchmarks/baseline_drift.py (the reference's default sweep under PyTorch's default, AVX2
+# and AVX-512 CPU kernels, every ordered pair): the largest share of each tolerance that a
+# kernel change used is in the comment.
 TOLERANCES: dict[str, Tolerance] = {
-    "max_attention_logit": Tolerance(rel=0.5, abs=5.0, worse="higher"),  # 36 may reach 59 before failing
-    "max_abs_log_z": Tolerance(rel=0.1, abs=1.0, worse="higher"),  # nats; init is ln V = 6.2
-    "lr_sensitivity": Tolerance(rel=0.1, abs=0.02, worse="higher"),  # 0.2005 may reach 0.2406
-    "final_loss": Tolerance(rel=0.02, abs=0.05, worse="higher"),  # nats per LR
-    "grad_rms_over_eps": Tolerance(rel=0.5, abs=0.0, worse="lower"),  # may halve
-    "spike_score": Tolerance(rel=0.0, abs=0.01, worse="higher"),  # share of steps
+    "max_attention_logit": Tolerance(rel=0.5, abs=5.0, worse="higher"),  # 0.43: 36.1 -> 46.1 at LR 0.3
+    "max_abs_log_z": Tolerance(rel=0.1, abs=1.0, worse="higher"),  # 0.24 (nats; init is ln V = 6.2)
+    "lr_sensitivity": Tolerance(rel=0.1, abs=0.02, worse="higher"),  # 0.09: 0.1971 -> 0.2005
+    "final_loss": Tolerance(rel=0.02, abs=0.05, worse="higher"),  # 0.24 (nats, per LR)
+    # The smallest gradient RMS of any tensor at any probe is one number out of thousands: it moved
+    # 2.5x between kernels at LR 0.3 (1153 -> 459 x eps). A tenfold fall fails (post-LN: ~50x).
+    "grad_rms_over_eps": Tolerance(rel=0.9, abs=0.0, worse="lower"),  # 0.67
+    "spike_score": Tolerance(rel=0.0, abs=0.01, worse="higher"),  # 0: no spike either way
     "diverged": Tolerance(rel=0.0, abs=0.0, worse="higher"),  # a run that trained must not diverge
     "dead_tensors": Tolerance(rel=0.0, abs=0.0, worse="higher"),  # no new frozen tensor
 }
