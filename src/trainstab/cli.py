@@ -204,7 +204,8 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     seed = config.train.seed
     console.print(
         f"trainstab check: model={label} seed={seed} steps={config.train.steps} "
-        f"lrs={','.join(f'{x:g}' for x in config.lrs)}"
+        f"lrs={','.join(f'{x:g}' for x in config.lrs)}",
+        soft_wrap=True,
     )
     for line in baseline_header(options):
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -86,10 +86,20 @@ def junit_properties(row: dict[str, Any]) -> list[tuple[str, object]]:
     ]
     worse = [c for c in row["baseline"]["comparisons"] if c["worse"]]
     if worse:
-        c = worse[0]
+        c = max(worse, key=_overshoot)
         where = f"@lr={c['lr']}" if c["lr"] is not None else ""
         props.append(("trainstab_worst_regression", f"{c['metric']}{where}: {c['baseline']} -> {c['measured']}"))
     return props
+
+
+def _overshoot(comparison: dict[str, Any]) -> float:
+    """How many tolerances a worse number moved (inf when it is no longer measured): ranks regressions."""
+    base, measured = comparison["baseline"], comparison["measured"]
+    if measured is None:
+        return math.inf
+    allowed = comparison["abs"] + comparison["rel"] * abs(base)
+    move = abs(measured - base)
+    return move / allowed if allowed > 0 else math.inf
 
 
 def model_curves(label: str, sweep: SweepResult) -> dict[str, Any]:
