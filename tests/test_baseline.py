@@ -2,11 +2,13 @@
 
 import dataclasses
 import json
+import math
 
 import pytest
 
 from trainstab.baseline import (
     CHECK_METRICS,
+    TOLERANCES,
     Baseline,
     BaselineError,
     Tolerance,
@@ -83,7 +85,10 @@ def _edited(path, change):
         (lambda d: d["metrics"].update(extra=1), '"metrics" has "extra", which check attention_logits does not'),
         (lambda d: d["metrics"]["max_attention_logit"].update({"fast": 1}), "has key 'fast', which is not a learning"),
         (lambda d: d["metrics"]["max_attention_logit"].update({"0.3": "big"}), 'at LR 0.3 is "big", not a number'),
-        (lambda d: d["metrics"].update(max_attention_logit=[1]), "must be a number or an object keyed by LR"),
+        (lambda d: d["metrics"].update(max_attention_logit=[1]), "must be an object keyed by LR"),
+        (lambda d: d["metrics"].update(max_attention_logit=36.1), "must be an object keyed by LR, not 36.1"),
+        (lambda d: d["metrics"]["max_attention_logit"].pop("0.3"), "has LRs ['0.01'], but \"protocol\" lists"),
+        (lambda d: d.update(model="other"), "\"model\" is 'other' but this is the baseline of 'reference'"),
         (lambda d: d["tolerances"].update(best_lr={"rel": 1, "abs": 0, "worse": "lower"}), '"best_lr", which is not'),
         (lambda d: d["tolerances"]["max_attention_logit"].update(worse="up"), 'tolerance of "max_attention_logit"'),
         (lambda d: d.update(max_lr="0.3"), '"max_lr" is missing or not a number'),
@@ -92,13 +97,13 @@ def _edited(path, change):
 def test_a_hand_edited_file_is_an_error_naming_the_file_and_what_is_wrong(recorded, change, problem):
     _edited(recorded, change)
     with pytest.raises(BaselineError) as error:
-        read_baseline(recorded, "attention_logits")
-    assert str(recorded) in str(error.value) or "attention_logits.json" in str(error.value)
+        read_baseline(recorded, "attention_logits", "reference")
+    assert str(recorded) in str(error.value)
     assert problem in str(error.value)
     assert "left untouched" in str(error.value)
 
 
-@pytest.mark.parametrize("text", ["", "{", "\x00\x01", "null"])
+@pytest.mark.parametrize("text", ["", "{", "\x00\x01", "null", '{"max_lr": NaN}', "[Infinity]"])
 def test_a_file_that_is_not_a_json_object_is_an_error(recorded, text):
     recorded.write_text(text)
     with pytest.raises(BaselineError, match=r"attention_logits\.json"):
@@ -167,3 +172,24 @@ def test_model_labels_become_safe_folder_names():
     assert file_name("reference[qk_layernorm=false]") == "reference_qk_layernorm=false"
     assert file_name("../../etc") == "etc"
     assert file_name("..") == "model"
+
+
+def test_nan_in_a_baseline_is_an_error_not_a_silently_ungated_metric(recorded):
+    recorded.write_text(recorded.read_text().replace('"0.3": ', '"0.3": NaN, "x": '))
+    with pytest.raises(BaselineError, match="holds NaN, which is not a JSON number"):
+        read_baseline(recorded, "attention_logits")
+
+
+def test_a_tolerance_deleted_by_hand_falls_back_to_the_default(recorded):
+    _edited(recorded, lambda d: d["tolerances"].clear())
+    old = read_baseline(recorded, "attention_logits")
+    assert old.tolerances["max_attention_logit"] == TOLERANCES["max_attention_logit"]
+    rows = compare(old, {"metrics": {"max_attention_logit": {"0.01": 1e6, "0.3": 1e6}}})
+    assert all(row.worse for row in rows)
+
+
+def test_an_infinite_setting_is_written_as_text(sweep):
+    config = dataclasses.replace(sweep.config, train=dataclasses.replace(sweep.config.train, grad_clip=math.inf))
+    data = new_baseline("reference", "log_z", dataclasses.replace(sweep, config=config), Thresholds())
+    assert data["recipe"]["train.grad_clip"] == "inf"
+    json.loads(to_text(data))

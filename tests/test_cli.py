@@ -175,13 +175,15 @@ def test_check_exits_2_on_bad_input_with_a_one_line_message(args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_check_exits_2_on_a_corrupted_baseline_and_leaves_it_alone(tmp_path):
+def test_check_fails_a_check_whose_baseline_is_corrupted_and_leaves_the_file_alone(tmp_path):
     path = tmp_path / "reference" / "log_z.json"
     path.parent.mkdir()
     path.write_text("{ not json")
-    result = _cli(*CHECK, "--baselines", str(tmp_path), "--checks", "log_z", "--update-baseline")
-    assert result.returncode == 2
-    assert "log_z.json: is not valid JSON (line 1, column 3" in result.stderr
+    result = _cli(*CHECK, "--baselines", str(tmp_path), "--checks", "log_z,no_divergence", "--update-baseline")
+    assert result.returncode == 1
+    assert "log_z.json: is not valid JSON (line 1, column 3" in result.stdout
+    assert "1 of 2 checks failed" in result.stdout
+    assert "Traceback" not in result.stderr
     assert path.read_text() == "{ not json"
 
 

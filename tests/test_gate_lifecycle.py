@@ -68,11 +68,12 @@ def test_the_whole_lifecycle_of_a_baseline(project):
 
     update = project.runpytest_subprocess(*REMOVE_QK_LAYERNORM, "--trainstab-update-baseline", "-n", "2")
     update.assert_outcomes(passed=2)
-    update.stdout.fnmatch_lines([f"*trainstab wrote {ATTENTION} (baseline rewritten by --trainstab-update-baseline)*"])
+    update.stdout.fnmatch_lines([f"*trainstab: wrote {ATTENTION} (baseline rewritten by --trainstab-update-baseline)*"])
     assert LOG_Z not in update.stdout.str()  # only the failing baseline is rewritten
     assert (project.path / ATTENTION).read_text() != recorded
 
     project.runpytest_subprocess(*REMOVE_QK_LAYERNORM).assert_outcomes(passed=2)
+    assert not (project.path / "baselines/reference/attention_logits.obtained.json").exists()  # stale: removed
 
 
 def test_regen_all_rewrites_every_baseline_it_checks_and_deletes_none(project):
@@ -84,7 +85,7 @@ def test_regen_all_rewrites_every_baseline_it_checks_and_deletes_none(project):
     regen.assert_outcomes(passed=2)
     regen.stdout.fnmatch_lines(["*trainstab: baselines baselines: * file(s) (rewriting all)*"])
     for path in (ATTENTION, LOG_Z):
-        assert f"trainstab wrote {path} (baseline rewritten by --trainstab-regen-all)" in regen.stdout.str()
+        assert f"trainstab: wrote {path} (baseline rewritten by --trainstab-regen-all)" in regen.stdout.str()
         assert json.loads((project.path / path).read_text())["recipe"]["model.qk_layernorm"] is False
     assert stale.read_text() == '{"kept": true}\n'
 
@@ -96,7 +97,9 @@ def test_a_team_loosened_tolerance_in_the_file_survives_an_update(project):
     data["tolerances"]["max_attention_logit"]["rel"] = 1e6  # this model's logits may grow freely
     path.write_text(json.dumps(data, indent=2))
     project.runpytest_subprocess(*REMOVE_QK_LAYERNORM).assert_outcomes(passed=2)
-    project.runpytest_subprocess("--trainstab-regen-all").assert_outcomes(passed=2)
+    regen = project.runpytest_subprocess("--trainstab-regen-all")
+    regen.assert_outcomes(passed=2)
+    assert f"trainstab: wrote {ATTENTION} (baseline rewritten by --trainstab-regen-all)" in regen.stdout.str()
     assert json.loads(path.read_text())["tolerances"]["max_attention_logit"]["rel"] == 1e6
 
 

@@ -78,6 +78,16 @@ CHECK_METRICS: dict[str, tuple[str, ...]] = {
     "loss_spikes": ("spike_score",),
     "parameters_move": ("dead_tensors",),
 }
+#: Metrics recorded once per LR (the rest are one number per sweep); their entry types.
+PER_LR_METRICS: dict[str, str] = {
+    "max_attention_logit": "number",
+    "max_abs_log_z": "number",
+    "final_loss": "number",
+    "grad_rms_over_eps": "number",
+    "spike_score": "number",
+    "diverged": "bool",
+    "loss_curve": "list",
+}
 #: Settings that define the measurement: a baseline taken under others is not comparable.
 PROTOCOL_KEYS = (
     "lrs",
@@ -189,6 +199,9 @@ def describe_config(sweep: SweepResult) -> tuple[dict[str, Any], dict[str, Any]]
     flat["corpus"] = f"{corpus.name} ({corpus.stat().st_size} bytes)" if corpus.exists() else corpus.name
     for machine_specific in ("workers", "stack_size", "train.seed"):
         flat.pop(machine_specific, None)
+    for key, value in flat.items():  # JSON has no inf (e.g. --set grad_clip=inf): written as text
+        if isinstance(value, float) and not math.isfinite(value):
+            flat[key] = str(value)
     protocol = {key: flat.pop(key) for key in PROTOCOL_KEYS if key in flat}
     return protocol, flat
 
@@ -238,8 +251,9 @@ class Baseline:
 
     @property
     def tolerances(self) -> dict[str, Tolerance]:
-        """The file's tolerances (a team may loosen one for one model by editing it)."""
-        return {name: Tolerance(t["rel"], t["abs"], t["worse"]) for name, t in self.data["tolerances"].items()}
+        """The file's tolerances (a team may loosen one for one model by editing it); defaults for the rest."""
+        edited = {name: Tolerance(t["rel"], t["abs"], t["worse"]) for name, t in self.data["tolerances"].items()}
+        return {**TOLERANCES, **edited}
 
 
 class BaselineError(TrainstabError):
@@ -252,27 +266,36 @@ class BaselineError(TrainstabError):
         )
 
 
-def read_baseline(path: Path, check: str) -> Baseline | None:
-    """The baseline at ``path`` (None if there is none).
+def _reject_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON; Python's reader accepts them unless told not to."""
+    raise ValueError(f"holds {name}, which is not a JSON number (write null for a value that was not measured)")
+
+
+def read_baseline(path: Path, check: str, label: str | None = None) -> Baseline | None:
+    """The baseline of ``check`` (on the model ``label``, when given) at ``path``; None if there is none.
 
     Raises :class:`BaselineError` naming the file and what is wrong with it.
     """
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
     except OSError as error:
         raise BaselineError(path, f"cannot be read ({error.strerror})") from None
     except UnicodeDecodeError:
         raise BaselineError(path, "is not text") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         where = f"line {error.lineno}, column {error.colno}"
         raise BaselineError(path, f"is not valid JSON ({where}: {error.msg})") from None
-    _validate(path, data, check)
+    except ValueError as error:  # NaN or Infinity
+        raise BaselineError(path, str(error)) from None
+    _validate(path, data, check, label)
     return Baseline(path, data)
 
 
-def _validate(path: Path, data: Any, check: str) -> None:
+def _validate(path: Path, data: Any, check: str, label: str | None) -> None:
     """Raise :class:`BaselineError` if ``data`` is not a baseline of ``check`` in this format."""
     if not isinstance(data, dict):
         raise BaselineError(path, f"holds a JSON {type(data).__name__}, not an object")
@@ -287,15 +310,24 @@ def _validate(path: Path, data: Any, check: str) -> None:
         raise BaselineError(path, '"environment" is not an object')
     if data.get("check") != check:
         raise BaselineError(path, f'"check" is {data.get("check")!r} but the file is the baseline of {check!r}')
+    if label is not None and data.get("model") != label:
+        raise BaselineError(
+            path,
+            f'"model" is {data.get("model")!r} but this is the baseline of {label!r}: two model labels map to '
+            "one file; give one of them another id",
+        )
     if not _is_number(data.get("max_lr")):
         raise BaselineError(path, '"max_lr" is missing or not a number')
     for name in CHECK_METRICS[check]:
         if name not in data["metrics"]:
             raise BaselineError(path, f'"metrics" has no "{name}", which check {check} compares')
+    lrs = data["protocol"].get("lrs")
+    if not (isinstance(lrs, list) and lrs and all(_is_number(x) for x in lrs)):
+        raise BaselineError(path, '"protocol" has no "lrs" list of numbers')
     for name, value in data["metrics"].items():
         if name not in CHECK_METRICS[check]:
             raise BaselineError(path, f'"metrics" has "{name}", which check {check} does not record')
-        _validate_metric(path, name, value)
+        _validate_metric(path, name, value, {lr_key(x) for x in lrs})
     for name, tolerance in data["tolerances"].items():
         if name not in TOLERANCES:
             raise BaselineError(path, f'"tolerances" names "{name}", which is not a gated metric')
@@ -312,25 +344,36 @@ def _validate(path: Path, data: Any, check: str) -> None:
 
 
 def _is_number(value: Any) -> bool:
-    """A JSON number (bools are not numbers here)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite JSON number (bools are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _validate_metric(path: Path, name: str, value: Any) -> None:
-    """A metric is a number (or null), or one per LR: ``{"0.01": number | null | bool | [numbers]}``."""
-    if value is None or _is_number(value):
+def _validate_metric(path: Path, name: str, value: Any, lrs: set[str]) -> None:
+    """A per-LR metric is ``{"0.01": entry}`` over exactly the protocol's LRs; any other is a number or null."""
+    kind = PER_LR_METRICS.get(name)
+    if kind is None:
+        if not (value is None or _is_number(value)):
+            raise BaselineError(path, f'metric "{name}" must be a number or null, not {json.dumps(value)}')
         return
     if not isinstance(value, dict):
-        raise BaselineError(path, f'metric "{name}" must be a number or an object keyed by LR, not {json.dumps(value)}')
+        raise BaselineError(path, f'metric "{name}" must be an object keyed by LR, not {json.dumps(value)}')
     for lr, entry in value.items():
         try:
             float(lr)
         except ValueError:
             raise BaselineError(path, f'metric "{name}" has key {lr!r}, which is not a learning rate') from None
-        ok = entry is None or _is_number(entry) or isinstance(entry, bool)
-        ok = ok or (isinstance(entry, list) and all(x is None or _is_number(x) for x in entry))
+        ok = {
+            "number": entry is None or _is_number(entry),
+            "bool": isinstance(entry, bool),
+            "list": isinstance(entry, list) and all(x is None or _is_number(x) for x in entry),
+        }[kind]
         if not ok:
-            raise BaselineError(path, f'metric "{name}" at LR {lr} is {json.dumps(entry)}, not a number or null')
+            expected = {"number": "a number or null", "bool": "true or false", "list": "a list of numbers"}[kind]
+            raise BaselineError(path, f'metric "{name}" at LR {lr} is {json.dumps(entry)}, not {expected}')
+    if set(value) != lrs:
+        raise BaselineError(
+            path, f'metric "{name}" has LRs {sorted(value, key=float)}, but "protocol" lists {sorted(lrs, key=float)}'
+        )
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from trainstab.config import SweepConfig, int_list, lr_list
 from trainstab.errors import TrainstabError
-from trainstab.options import OPTIONS
+from trainstab.options import CHECK_NAMES, OPTIONS
 from trainstab.overrides import apply_overrides
 
 if TYPE_CHECKING:
@@ -33,16 +33,6 @@ if TYPE_CHECKING:
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-#: trainstab.checks.BATTERY's names, written here so that --help does not import torch.
-BATTERY_NAMES = (
-    "no_divergence",
-    "attention_logits",
-    "log_z",
-    "lr_sensitivity",
-    "grad_rms_vs_eps",
-    "loss_spikes",
-    "parameters_move",
-)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         check.add_argument(f"--{option.name}", dest=option.key, default=None, help=option.help + default)
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a model or training option, e.g. --set qk_layernorm=false")  # fmt: skip
-    check.add_argument("--checks", default=",".join(BATTERY_NAMES), help="comma-separated checks (default: all)")
+    check.add_argument("--checks", default=",".join(CHECK_NAMES), help="comma-separated checks (default: all)")
     rewrite = check.add_mutually_exclusive_group()
     rewrite.add_argument("--update-baseline", action="store_true", help="rewrite missing or failing baselines")
     rewrite.add_argument("--regen-all", action="store_true", help="rewrite every baseline")
@@ -229,9 +219,9 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         files = write_report(
             report, rows, {label: model_curves(label, sweep)}, {"seed": seed, "environment": light_environment(seed)}
         )
-        written.append(f"{files[-1]} (report: {len(files)} files)")
+        written.append(f"wrote {files[-1]} (report: {len(files)} files)")
     for line in written:
-        console.print(f"wrote {line}", markup=False, highlight=False, soft_wrap=True)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     failed = sum(not row["passed"] for row in rows)
     console.print(f"{failed} of {len(rows)} checks failed" if failed else f"all {len(rows)} checks passed")
     return EXIT_FAILED if failed else 0

@@ -22,18 +22,23 @@ def keep_previous(path: Path) -> Path | None:
     return previous
 
 
-def write_text_atomically(path: Path, text: str, keep: bool = True) -> Path | None:
-    """Write ``text`` to ``path`` through a temporary file, so a crash never leaves half a file.
+def write_atomically(path: Path, data: str | bytes, keep: bool = True) -> Path | None:
+    """Write ``data`` to ``path`` through a temporary file, so a crash never leaves half a file.
 
     With ``keep``, an existing file is kept as ``<path>.previous`` (returned);
     without, it is replaced (for files under version control). Raises OSError.
     """
     previous = keep_previous(path) if keep else None
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
+    with os.fdopen(handle, "wb" if isinstance(data, bytes) else "w") as out:
+        out.write(data)
     os.replace(temporary, path)
     return previous
+
+
+def write_text_atomically(path: Path, text: str) -> Path | None:
+    """:func:`write_atomically` for text, keeping an existing file as ``<path>.previous``."""
+    return write_atomically(path, text)
 
 
 def shown(path: Path) -> str:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from trainstab.baseline import (
     CHECK_METRICS,
+    BaselineError,
     Comparison,
     baseline_path,
     compare,
@@ -192,14 +193,16 @@ class FileWrite:
     """A file the run should write (on the pytest-xdist controller, or in the CLI's process)."""
 
     path: str
-    text: str
-    reason: Literal["new", "updated", "regenerated", "obtained"]
+    text: str  # "" for "clear"
+    reason: Literal["new", "updated", "regenerated", "obtained", "clear"]  # clear: remove a stale .obtained file
 
 
 #: ``off``: no baseline folder; ``new``: recorded now; ``passed``: within tolerance; ``worse``: beyond it;
 #: ``incomparable``: measured under another protocol; ``updated``/``regenerated``: rewritten by a flag;
-#: ``not gated``: a check without baselines (the scaling checks).
-BaselineStatus = Literal["off", "new", "passed", "worse", "incomparable", "updated", "regenerated", "not gated"]
+#: ``error``: the file cannot be used; ``not gated``: a check without baselines (the scaling checks).
+BaselineStatus = Literal[
+    "off", "new", "passed", "worse", "incomparable", "updated", "regenerated", "error", "not gated"
+]
 
 
 @dataclass(frozen=True)
@@ -210,16 +213,21 @@ class Gated:
     result: CheckResult
     status: BaselineStatus
     baseline: str | None  # the baseline file, when baselines are on
-    comparisons: tuple[Comparison, ...]  # every gated number, worse or not
-    message: str  # why the baseline part failed or what it did ("" when nothing to say)
-    writes: tuple[FileWrite, ...]
-    recorded: dict[str, Any] | None  # the baseline's metrics as read before this run (for plots)
-    baseline_fails: bool  # the baseline part fails the test (missing, worse or incomparable, with no rewrite flag)
+    comparisons: tuple[Comparison, ...] = ()  # every gated number, worse or not
+    message: str = ""  # why the baseline part failed or what it did
+    writes: tuple[FileWrite, ...] = ()
+    recorded: dict[str, Any] | None = None  # the baseline's metrics as read before this run (for plots)
+    baseline_fails: bool = False  # the baseline part fails the test
 
     @property
     def passed(self) -> bool:
         """The check passed its bound and its baseline."""
         return self.result.passed and not self.baseline_fails
+
+
+def ungated(label: str, result: CheckResult) -> Gated:
+    """A verdict with no baseline part (baselines off, or a check that has none)."""
+    return Gated(label, result, "not gated", None)
 
 
 def gate(
@@ -232,52 +240,56 @@ def gate(
 ) -> Gated:
     """Hold ``result`` to the committed baseline of ``check`` on ``label``; decide what to write.
 
-    Raises :class:`trainstab.baseline.BaselineError` for a baseline file that cannot be used.
+    A baseline file that cannot be used fails the check (status ``error``) with the file and the problem,
+    and is never written over.
     """
     if policy.folder is None:
-        return Gated(label, result, "off", None, (), "", (), None, False)
+        return Gated(label, result, "off", None)
     if check not in CHECK_METRICS:
-        return Gated(label, result, "not gated", None, (), "", (), None, False)
+        return ungated(label, result)
     path = baseline_path(policy.folder, label, check)
-    old = read_baseline(path, check)
+    obtained = obtained_path(path)
+    # A .obtained file is this tool's output, not the user's: once the baseline is settled it is stale.
+    clear = (FileWrite(str(obtained), "", "clear"),) if obtained.exists() else ()
+    try:
+        old = read_baseline(path, check, label)
+    except BaselineError as error:
+        return Gated(label, result, "error", str(path), message=str(error), baseline_fails=True)
     current = new_baseline(label, check, sweep, bounds, old.tolerances if old is not None else None)
     text = to_text(current)
+    rewrite: Literal["updated", "regenerated"] = "regenerated" if policy.regen_all else "updated"
     if old is None:
         write = FileWrite(str(path), text, "new")
         if policy.rewriting:
-            return Gated(
-                label, result, "new", str(path), (), f"recorded a new baseline {shown(path)}", (write,), None, False
-            )  # fmt: skip
+            return Gated(label, result, "new", str(path), message=f"recorded {shown(path)}", writes=(write, *clear))
         return Gated(
-            label, result, "new", str(path), (),
-            f"no baseline yet for {label} / {check}: wrote {shown(path)} from this run; review and commit this "
-            f"file (git add {shown(path)}), then rerun",
-            (write,), None, True,
+            label, result, "new", str(path),
+            message=f"no baseline yet for {label} / {check}: wrote {shown(path)} from this run; review and commit "
+            f"this file (git add {shown(path)}), then rerun",
+            writes=(write,), baseline_fails=True,
         )  # fmt: skip
+    recorded = old.data["metrics"]
     changes = protocol_changes(old, current)
     comparisons = tuple(compare(old, current)) if not changes else ()
     worse = [row for row in comparisons if row.worse]
     if changes or worse:
-        status: BaselineStatus = "incomparable" if changes else "worse"
         if policy.rewriting:
+            why = "protocol changed" if changes else f"{len(worse)} number(s) were worse"
             return Gated(
-                label, result, "regenerated" if policy.regen_all else "updated", str(path), comparisons,
-                f"rewrote {shown(path)} ({'protocol changed' if changes else f'{len(worse)} number(s) were worse'})",
-                (FileWrite(str(path), text, "regenerated" if policy.regen_all else "updated"),),
-                old.data["metrics"], False,
+                label, result, rewrite, str(path), comparisons, f"rewrote {shown(path)} ({why})",
+                (FileWrite(str(path), text, rewrite), *clear), recorded,
             )  # fmt: skip
-        obtained = obtained_path(path)
         return Gated(
-            label, result, status, str(path), comparisons,
+            label, result, "incomparable" if changes else "worse", str(path), comparisons,
             _failure_message(path, obtained, changes, worse, recipe_changes(old, current)),
-            (FileWrite(str(obtained), text, "obtained"),), old.data["metrics"], True,
+            (FileWrite(str(obtained), text, "obtained"),), recorded, baseline_fails=True,
         )  # fmt: skip
     if policy.regen_all and path.read_text() != text:
         return Gated(
             label, result, "regenerated", str(path), comparisons, f"regenerated {shown(path)}",
-            (FileWrite(str(path), text, "regenerated"),), old.data["metrics"], False,
+            (FileWrite(str(path), text, "regenerated"), *clear), recorded,
         )  # fmt: skip
-    return Gated(label, result, "passed", str(path), comparisons, "", (), old.data["metrics"], False)
+    return Gated(label, result, "passed", str(path), comparisons, writes=clear, recorded=recorded)
 
 
 def _failure_message(path: Path, obtained: Path, changes: list[str], worse: list[Comparison], recipe: list[str]) -> str:
@@ -302,22 +314,32 @@ def _failure_message(path: Path, obtained: Path, changes: list[str], worse: list
 
 
 def write_files(writes: list[FileWrite] | tuple[FileWrite, ...]) -> list[str]:
-    """Write the files a run decided on, atomically; returns one line per file for the summary.
+    """Write (or clear) the files a run decided on, atomically; returns one line per file for the summary.
 
-    A baseline is replaced in place (git keeps its history); nothing is deleted.
+    A baseline is replaced in place (git keeps its history); the only file ever
+    removed is a stale ``.obtained`` one. A file that cannot be written is
+    reported in its line, not raised: the run's verdicts still stand.
     """
-    from trainstab.files import write_text_atomically
+    from trainstab.files import write_atomically
 
     done = []
     for write in writes:
         path = Path(write.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(path, write.text, keep=False)
+        try:
+            if write.reason == "clear":
+                path.unlink(missing_ok=True)
+                done.append(f"removed {shown(path)} (stale: its baseline now passes or was rewritten)")
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, write.text, keep=False)
+        except OSError as error:
+            done.append(f"could NOT write {shown(path)} ({error.strerror or error}); check that folder")
+            continue
         action = {
             "new": "new baseline, commit this file",
             "updated": "baseline rewritten by --trainstab-update-baseline",
             "regenerated": "baseline rewritten by --trainstab-regen-all",
             "obtained": "this run's metrics beside a failing baseline; not for committing",
         }[write.reason]
-        done.append(f"{shown(path)} ({action})")
+        done.append(f"wrote {shown(path)} ({action})")
     return done

@@ -13,11 +13,12 @@ import html
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainstab.baseline import file_name, lr_key
-from trainstab.files import write_text_atomically
+from trainstab.files import write_atomically, write_text_atomically
 from trainstab.plotting import label_axes
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def attach_baselines(curves: dict[str, dict[str, Any]], rows: list[dict[str, Any
     for row in rows:
         recorded = row["baseline"]["recorded"]
         if recorded and row["model"] in curves:
-            for metric in ("final_loss", "max_attention_logit", "lr_sensitivity"):
+            for metric in ("final_loss", "max_attention_logit"):  # what the panels draw
                 if metric in recorded:
                     curves[row["model"]]["baseline"][metric] = recorded[metric]
 
@@ -142,7 +143,7 @@ def _capped(losses: list[float | None], diverged: list[bool], initial: float | N
     return [initial if d or v is None else min(v, initial) for v, d in zip(losses, diverged, strict=True)]
 
 
-def _gaps(values: list[float | None]) -> list[float]:
+def _gaps(values: Sequence[float | None]) -> list[float]:
     """None as NaN, which matplotlib draws as a gap."""
     return [math.nan if v is None else v for v in values]
 
@@ -153,8 +154,9 @@ def _loss_panel(ax: Axes, curve: dict[str, Any]) -> None:
     ax.plot(lrs, _capped(curve["final_loss"], curve["diverged"], l0), marker="o", label="this run")
     recorded = curve["baseline"].get("final_loss")
     if recorded:
-        base = [recorded.get(lr_key(lr)) for lr in lrs]
-        capped = _capped(base, [v is None for v in base], l0)
+        # null in the baseline: that run diverged (counted at l0); an LR it does not hold: a gap.
+        base = [recorded.get(lr_key(lr), math.nan) for lr in lrs]
+        capped = _gaps(_capped(base, [v is None for v in base], l0))
         ax.plot(lrs, capped, marker="s", linestyle="--", color="grey", label="baseline (main)")
     diverged = [lr for lr, d in zip(lrs, curve["diverged"], strict=True) if d]
     if diverged and l0 is not None:
@@ -190,7 +192,9 @@ def draw_model(curve: dict[str, Any]) -> bytes:
     _loss_panel(axes[0], curve)
     _attention_panel(axes[1], curve)
     _log_z_panel(axes[2], curve)
-    figure.suptitle(f"{curve['model']}: LR sensitivity {curve['lr_sensitivity']:.4f}, best LR {curve['best_lr']:g}")
+    sensitivity = curve["lr_sensitivity"]
+    shown = f"{sensitivity:.4f}" if sensitivity is not None else "not measured"
+    figure.suptitle(f"{curve['model']}: LR sensitivity {shown}, best LR {curve['best_lr']:g}")
     out = io.BytesIO()
     figure.savefig(out, format="png", dpi=80)
     return out.getvalue()
@@ -213,9 +217,7 @@ def write_report(
     for label, curve in sorted(curves.items()):
         images[label] = draw_model(curve)
         path = folder / f"{file_name(label)}.png"
-        if path.exists():
-            path.replace(path.with_name(path.name + ".previous"))
-        path.write_bytes(images[label])
+        write_atomically(path, images[label])
         written.append(path)
     write_text_atomically(folder / HTML_NAME, render_html(data, images))
     written.append(folder / HTML_NAME)

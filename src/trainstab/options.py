@@ -53,6 +53,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("widths", int_list, None, "width ladder of the scaling checks (32,48,64)"),
     Option("depths", int_list, None, "depth ladder of the scaling checks (1,2,4)"),
 )
+#: The battery's checks, in report order (trainstab.checks.BATTERY holds the code; named here without torch).
+CHECK_NAMES = (
+    "no_divergence",
+    "attention_logits",
+    "log_z",
+    "lr_sensitivity",
+    "grad_rms_vs_eps",
+    "loss_spikes",
+    "parameters_move",
+)
 PROFILE_NAMES = ("quick", "default", "thorough")  # trainstab.config.PROFILES, named here without importing torch
 _EXPECTED = {
     "int": "an integer",

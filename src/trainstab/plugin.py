@@ -94,6 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _VERDICTS.clear()
     _CURVES.clear()
     _WRITTEN.clear()
+    _SENT_CURVES.clear()
     global _IS_WORKER
     _IS_WORKER = hasattr(config, "workerinput")
     if not _IS_WORKER:  # the controller, or a run without xdist
@@ -137,15 +138,23 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Carry a check's full row and its files to write on the call report (xdist sends it to the controller)."""
     report = yield
-    payload = item.stash.get(_PAYLOAD_KEY, None)
-    if call.when == "call" and payload is not None:
-        report.trainstab = payload
+    payloads = item.stash.get(_PAYLOAD_KEY, [])
+    if call.when == "call" and payloads:
+        report.trainstab = payloads
     return report
 
 
-def set_payload(item: pytest.Item, payload: dict[str, Any]) -> None:
-    """Store what a check reports for this test (its row, files to write, curves)."""
-    item.stash[_PAYLOAD_KEY] = payload
+def add_payload(item: pytest.Item, payload: dict[str, Any]) -> None:
+    """Store what a check reports for this test (its row, files to write, curves); a test may run several."""
+    item.stash.setdefault(_PAYLOAD_KEY, []).append(payload)
+
+
+def first_curves_of(label: str) -> bool:
+    """True the first time a process asks for ``label``: one copy of a model's curves is enough."""
+    if label in _SENT_CURVES:
+        return False
+    _SENT_CURVES.add(label)
+    return True
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -154,16 +163,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     Workers only decide; every file is written here, in one process, so
     parallel runs never race on a baseline.
     """
-    payload = getattr(report, "trainstab", None)
-    if report.when != "call" or payload is None or _IS_WORKER:
+    payloads = getattr(report, "trainstab", None)
+    if report.when != "call" or not payloads or _IS_WORKER:
         return
-    _VERDICTS.append(payload["row"])
-    if "curves" in payload:
-        _CURVES[payload["row"]["model"]] = payload["curves"]
-    if payload["writes"]:
-        from trainstab.gate import FileWrite, write_files
+    for payload in payloads:
+        _VERDICTS.append(payload["row"])
+        if "curves" in payload:
+            _CURVES[payload["row"]["model"]] = payload["curves"]
+        if payload["writes"]:
+            from trainstab.gate import FileWrite, write_files
 
-        _WRITTEN.extend(write_files([FileWrite(**w) for w in payload["writes"]]))
+            _WRITTEN.extend(write_files([FileWrite(**w) for w in payload["writes"]]))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -179,7 +189,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         Path(folder), list(_VERDICTS), dict(_CURVES),
         {"seed": seed, "environment": light_environment(seed)},
     )  # fmt: skip
-    _WRITTEN.append(f"{written[-1]} (report: {len(written)} files)")
+    _WRITTEN.append(f"wrote {written[-1]} (report: {len(written)} files)")
 
 
 @pytest.fixture
@@ -211,15 +221,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"{row['model']:<36} {row['check']:<18} {value} {bound} {shown.get(baseline, baseline):<12} {verdict}"
         )
     for line in _WRITTEN:
-        terminalreporter.write_line(f"trainstab wrote {line}")
+        terminalreporter.write_line(f"trainstab: {line}")
 
 
 _OPTIONS_KEY = pytest.StashKey[dict[str, Any]]()
-_PAYLOAD_KEY = pytest.StashKey[dict[str, Any]]()
+_PAYLOAD_KEY = pytest.StashKey[list[dict[str, Any]]]()
 _CURRENT: dict[str, pytest.Item] = {}
 _VERDICTS: list[dict[str, Any]] = []  # the rows of every check (controller)
 _CURVES: dict[str, dict[str, Any]] = {}  # per model label: what its report figure draws (controller)
 _WRITTEN: list[str] = []  # files written this session, for the summary (controller)
+_SENT_CURVES: set[str] = set()  # model labels whose curves this process already sent
 _IS_WORKER = False  # set in pytest_configure: xdist workers decide, the controller writes
 
 

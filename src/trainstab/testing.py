@@ -35,8 +35,10 @@ from trainstab.gate import (
     scaling_thresholds,
     sweep_config,
     thresholds,
+    ungated,
 )
-from trainstab.plugin import current_item, options_of, session_folder, set_payload
+from trainstab.options import CHECK_NAMES
+from trainstab.plugin import add_payload, current_item, first_curves_of, options_of, session_folder
 
 if TYPE_CHECKING:
     from trainstab.config import SweepConfig
@@ -57,16 +59,6 @@ __all__ = [  # ModelUnderTest lives in trainstab.gate (shared with the CLI) and 
     "sweep_of",
 ]
 
-#: The battery's checks, in report order (trainstab.checks.BATTERY holds the code).
-CHECK_NAMES = (
-    "no_divergence",
-    "attention_logits",
-    "log_z",
-    "lr_sensitivity",
-    "grad_rms_vs_eps",
-    "loss_spikes",
-    "parameters_move",
-)
 #: Checks across a ladder of sizes (trainstab.scaling.SCALING_CHECKS holds the code); opt in with
 #: ``parametrize_with_checks(models, checks=SCALING_CHECK_NAMES)``. They train the width and depth ladders.
 SCALING_CHECK_NAMES = ("attention_forecast", "eps_forecast", "sensitivity_scaling", "lr_transfer", "coordinates")
@@ -119,17 +111,13 @@ class StabilityCheck:
             from trainstab.scaling import SCALING_CHECKS
 
             result = SCALING_CHECKS[self.name](evidence(pytest_config, sweep), scaling_thresholds(options))
-            return Gated(label, result, "not gated", None, (), "", (), None, False), None
+            return ungated(label, result), None
         from trainstab.checks import BATTERY
 
         swept = cached_sweep(pytest_config, sweep)
         bounds = thresholds(options)
         result = BATTERY[self.name](swept, bounds)
         return gate(label, self.name, result, swept, bounds, policy_from(options)), swept
-
-
-#: Labels whose curves this process already sent to the controller (one copy per model is enough).
-_SENT_CURVES: set[str] = set()
 
 
 def _record(item: pytest.Item, gated: Gated, seed: int, sweep: SweepResult | None) -> None:
@@ -140,10 +128,9 @@ def _record(item: pytest.Item, gated: Gated, seed: int, sweep: SweepResult | Non
     item.user_properties.extend(junit_properties(row))
     payload: dict[str, Any] = {"row": row, "writes": [dataclasses.asdict(w) for w in gated.writes]}
     wants_report = options_of(item.config)["trainstab_report"] is not None
-    if wants_report and sweep is not None and gated.label not in _SENT_CURVES:
+    if wants_report and sweep is not None and first_curves_of(gated.label):
         payload["curves"] = model_curves(gated.label, sweep)
-        _SENT_CURVES.add(gated.label)
-    set_payload(item, payload)
+    add_payload(item, payload)
 
 
 def parametrize_with_checks(

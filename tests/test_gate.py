@@ -1,0 +1,78 @@
+"""gate(): every baseline status, the files it asks for, and whether the test fails."""
+
+import dataclasses
+
+import pytest
+
+from trainstab.checks import BATTERY, Thresholds
+from trainstab.config import SweepConfig
+from trainstab.gate import BaselinePolicy, gate, write_files
+from trainstab.sweep import run_sweep
+
+TINY = SweepConfig(lrs=(1e-2, 3e-1), workers=1)
+TINY = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=20))
+BOUNDS = Thresholds()
+
+
+@pytest.fixture(scope="module")
+def sweeps():
+    no_qk = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, qk_layernorm=False, init_scale=30.0))
+    return run_sweep(TINY), run_sweep(no_qk)
+
+
+def _gate(sweep, folder, **flags):
+    result = BATTERY["attention_logits"](sweep, BOUNDS)
+    return gate("reference", "attention_logits", result, sweep, BOUNDS, BaselinePolicy(folder, **flags))
+
+
+def test_baselines_off_is_status_off_with_nothing_to_write(sweeps):
+    gated = gate("reference", "log_z", BATTERY["log_z"](sweeps[0], BOUNDS), sweeps[0], BOUNDS, BaselinePolicy(None))
+    assert (gated.status, gated.writes, gated.baseline_fails) == ("off", (), False)
+
+
+def test_a_missing_baseline_fails_without_a_flag_and_passes_with_one(sweeps, tmp_path):
+    plain = _gate(sweeps[0], tmp_path)
+    assert (plain.status, plain.baseline_fails, [w.reason for w in plain.writes]) == ("new", True, ["new"])
+    assert "commit this file" in plain.message
+    flagged = _gate(sweeps[0], tmp_path, update_failing=True)
+    assert (flagged.status, flagged.baseline_fails, flagged.passed) == ("new", False, True)
+
+
+def test_regen_all_on_an_unchanged_baseline_writes_nothing(sweeps, tmp_path):
+    write_files(_gate(sweeps[0], tmp_path).writes)
+    again = _gate(sweeps[0], tmp_path, regen_all=True)
+    assert (again.status, again.writes) == ("passed", ())
+
+
+def test_worse_writes_only_the_obtained_file_and_update_rewrites_then_clears_it(sweeps, tmp_path):
+    write_files(_gate(sweeps[0], tmp_path).writes)
+    baseline = tmp_path / "reference" / "attention_logits.json"
+    recorded = baseline.read_text()
+    worse = _gate(sweeps[1], tmp_path)
+    assert (worse.status, worse.baseline_fails) == ("worse", True)
+    assert [w.path for w in worse.writes] == [str(baseline.with_name("attention_logits.obtained.json"))]
+    write_files(worse.writes)
+    assert baseline.read_text() == recorded
+    update = _gate(sweeps[1], tmp_path, update_failing=True)
+    assert (update.status, update.baseline_fails) == ("updated", False)
+    assert [w.reason for w in update.writes] == ["updated", "clear"]
+    lines = write_files(update.writes)
+    assert baseline.read_text() != recorded
+    assert not baseline.with_name("attention_logits.obtained.json").exists()
+    assert lines[1].startswith("removed ")
+
+
+def test_an_unusable_baseline_is_status_error_and_nothing_is_written(sweeps, tmp_path):
+    baseline = tmp_path / "reference" / "attention_logits.json"
+    baseline.parent.mkdir()
+    baseline.write_text("{")
+    for flags in ({}, {"update_failing": True}, {"regen_all": True}):
+        gated = _gate(sweeps[0], tmp_path, **flags)
+        assert (gated.status, gated.writes, gated.baseline_fails) == ("error", (), True)
+        assert "is not valid JSON" in gated.message
+
+
+def test_a_file_that_cannot_be_written_is_reported_not_raised(sweeps, tmp_path):
+    (tmp_path / "reference").write_text("a file where the model's folder should be")
+    lines = write_files(_gate(sweeps[0], tmp_path).writes)
+    assert "could NOT write" in lines[0] and "attention_logits.json" in lines[0]
