@@ -115,13 +115,13 @@ def test_junit_properties_are_flat_key_metrics(gated_rows):
 
 
 def test_the_worst_regression_property_names_the_largest_overshoot():
+    tolerance = {"rel": 0.5, "abs": 5.0, "worse_is": "higher", "worse": True}
+    comparisons = [
+        {"metric": "max_attention_logit", "lr": "0.01", "baseline": 4.0, "measured": 12.0, **tolerance},
+        {"metric": "max_attention_logit", "lr": "0.3", "baseline": 33.0, "measured": 3e4, **tolerance},
+    ]
     row = {
         "model": "m", "check": "attention_logits", "passed": False, "value": 1.0, "bound": 1.0, "lr": 0.3, "seed": 0,
-        "baseline": {"status": "worse", "comparisons": [
-            {"metric": "max_attention_logit", "lr": "0.01", "baseline": 4.0, "measured": 12.0, "rel": 0.5, "abs": 5.0,
-             "worse": True},
-            {"metric": "max_attention_logit", "lr": "0.3", "baseline": 33.0, "measured": 3e4, "rel": 0.5, "abs": 5.0,
-             "worse": True},
-        ]},
+        "baseline": {"status": "worse", "comparisons": comparisons},
     }  # fmt: skip
     assert dict(junit_properties(row))["trainstab_worst_regression"] == "max_attention_logit@lr=0.3: 33.0 -> 30000.0"

@@ -204,17 +204,16 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         task = bar.add_task("sweep", total=None)
         sweep = run_sweep(config, lambda done, total: bar.update(task, completed=done, total=total))
     bounds = thresholds(options)
-    rows, written = [], []
+    rows, written, failures = [], [], []
     for name in checks:
         gated = gate(label, name, BATTERY[name](sweep, bounds), sweep, bounds, policy)
         written += write_files(gated.writes)
         rows.append(gate_row(gated, list(BATTERY).index(name), seed))
+        if not gated.passed:
+            failures.append(f"FAIL {name}: {gated.failure}")
     console.print(check_table(rows, sweep.elapsed_seconds))
-    for row in rows:
-        if not row["passed"]:
-            text = row["message"] if not row["check_passed"] else ""
-            text += ("\n" if text and row["baseline"]["message"] else "") + row["baseline"]["message"]
-            console.print(f"FAIL {row['check']}: {text}", markup=False, highlight=False, soft_wrap=True)
+    for failure in failures:
+        console.print(failure, markup=False, highlight=False, soft_wrap=True)
     if report is not None:
         files = write_report(
             report, rows, {label: model_curves(label, sweep)}, {"seed": seed, "environment": light_environment(seed)}

@@ -65,7 +65,7 @@ class ModelUnderTest:
         """The model's name in reports and baseline folders: its id, or the resolved model and overrides."""
         if self.id is not None or self.name is not None:
             return str(self)
-        return dataclasses.replace(self, name=options["trainstab_model"]).__str__()
+        return str(dataclasses.replace(self, name=options["trainstab_model"]))
 
 
 def sweep_config(options: dict[str, Any], target: ModelUnderTest) -> SweepConfig:
@@ -223,6 +223,12 @@ class Gated:
     def passed(self) -> bool:
         """The check passed its bound and its baseline."""
         return self.result.passed and not self.baseline_fails
+
+    @property
+    def failure(self) -> str:
+        """Why it failed ("" when it passed): the check's own message, then the baseline's."""
+        parts = [self.result.message] if not self.result.passed else []
+        return "\n".join([*parts, self.message] if self.baseline_fails else parts)
 
 
 def ungated(label: str, result: CheckResult) -> Gated:

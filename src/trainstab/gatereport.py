@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainstab.baseline import file_name, lr_key
+from trainstab.baseline import Tolerance, file_name, lr_key
 from trainstab.files import write_atomically, write_text_atomically
 from trainstab.plotting import label_axes
 
@@ -98,7 +98,7 @@ def _overshoot(comparison: dict[str, Any]) -> float:
     base, measured = comparison["baseline"], comparison["measured"]
     if measured is None:
         return math.inf
-    allowed = comparison["abs"] + comparison["rel"] * abs(base)
+    allowed = Tolerance(comparison["rel"], comparison["abs"], comparison["worse_is"]).allowed(base)
     move = abs(measured - base)
     return move / allowed if allowed > 0 else math.inf
 

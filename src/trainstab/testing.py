@@ -95,14 +95,9 @@ class StabilityCheck:
         if problem:
             pytest.fail(f"trainstab: {target}: {problem}", pytrace=False)
         _record(item, gated, config.train.seed, sweep)
-        if not gated.result.passed:
-            pytest.fail(
-                f"{self.name} failed for {target} (seed {config.train.seed}): {gated.result.message}"
-                + (f"\n{gated.message}" if gated.baseline_fails else ""),
-                pytrace=False,
-            )
-        if gated.baseline_fails:
-            pytest.fail(f"{self.name} for {target} (seed {config.train.seed}): {gated.message}", pytrace=False)
+        if not gated.passed:
+            verb = "failed for" if not gated.result.passed else "for"  # only the baseline part failed: "for"
+            pytest.fail(f"{self.name} {verb} {target} (seed {config.train.seed}): {gated.failure}", pytrace=False)
 
     def _gated(self, pytest_config: pytest.Config, label: str, sweep: SweepConfig) -> tuple[Gated, SweepResult | None]:
         """This check's verdict on the model's sweep (battery, held to its baseline) or ladders (scaling checks)."""
