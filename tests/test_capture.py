@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from trainstab import capture_attention, is_capturing, record_attention_logits
 from trainstab.config import ModelConfig
@@ -92,3 +93,81 @@ def test_the_hook_records_hand_written_attention_only_inside_a_capture():
 def test_captures_do_not_nest():
     with capture_attention(), pytest.raises(RuntimeError, match="already active"), capture_attention():
         pass
+
+
+# --- what is not attention, and what is attention once ---------------------------------------
+
+B, T, DIM = 2, 5, 8
+
+
+class _NotAttention(nn.Module):
+    """Softmaxes and products that are not attention: none may be recorded."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.classifier = nn.Linear(DIM, 10)
+        self.router = nn.Linear(DIM, 4)
+        self.gate = nn.Parameter(torch.randn(DIM, 4, generator=g))
+        self.batched = nn.Parameter(torch.randn(1, DIM, 4, generator=g))
+
+    def forward(self, x, case):
+        if case == "classifier-head":
+            return F.softmax(self.classifier(x), dim=-1)
+        if case == "moe-router-linear":
+            return self.router(x).softmax(-1).topk(2, dim=-1).values
+        if case == "moe-router-einsum":
+            return torch.einsum("btd,de->bte", x, self.gate).softmax(-1)
+        if case == "batched-weight":
+            return torch.softmax(x @ self.batched, dim=-1)
+        if case == "loss":
+            return F.cross_entropy(self.classifier(x).flatten(0, 1), torch.zeros(B * T, dtype=torch.long))
+        if case == "mask-only":
+            mask = torch.zeros(T, T).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), -math.inf)
+            return mask.softmax(-1)
+        raise ValueError(case)
+
+
+@pytest.mark.parametrize(
+    "case", ["classifier-head", "moe-router-linear", "moe-router-einsum", "batched-weight", "loss", "mask-only"]
+)
+def test_a_softmax_that_is_not_attention_is_not_recorded(case):
+    x = torch.randn(B, T, DIM, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    with capture_attention() as records:
+        _NotAttention()(x, case)
+    assert records == []
+
+
+def _scores(seed=0):
+    q, k = (torch.randn(B, 2, T, DIM, generator=torch.Generator().manual_seed(seed + s)) for s in (0, 1))
+    return q, k, (q @ k.transpose(-2, -1)) / math.sqrt(DIM)
+
+
+def test_a_mask_built_from_the_data_by_a_product_is_not_an_attention_of_its_own():
+    q, k, _ = _scores()
+    valid = torch.ones(B, T)
+    valid[1, -2:] = 0  # padding
+    with capture_attention() as records:
+        pairs = valid[:, :, None] @ valid[:, None, :]  # (B, T, T): a product of data, but a mask
+        z = (q @ k.transpose(-2, -1)) / math.sqrt(DIM)
+        z.masked_fill(pairs[:, None] == 0, -math.inf).softmax(-1)
+    assert len(records) == 1
+    z = (q @ k.transpose(-2, -1)) / math.sqrt(DIM)
+    expected = z.abs().masked_fill(pairs[:, None] == 0, 0).amax((-2, -1))
+    assert torch.allclose(records[0].max_abs_logit, expected, rtol=TIGHT)
+
+
+@pytest.mark.parametrize("order", ["hook-then-softmax", "softmax-then-hook", "softmax-twice"])
+def test_an_attention_seen_twice_is_recorded_once(order):
+    q, k, _ = _scores()
+    with capture_attention() as records:
+        z = (q @ k.transpose(-2, -1)) / math.sqrt(DIM)
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        if order == "hook-then-softmax":
+            record_attention_logits(z)
+        z.masked_fill(~causal, -math.inf).softmax(-1)
+        if order == "softmax-then-hook":
+            record_attention_logits(z)
+        if order == "softmax-twice":
+            z.masked_fill(~causal, -math.inf).softmax(-1)
+    assert len(records) == 1

@@ -1,43 +1,46 @@
-"""Attention-logit capture: automatic for SDPA, a public hook for the rest.
+"""Attention-logit capture: automatic for every common attention, a public hook for the rest.
 
-Inside :func:`capture_attention`, every call of
-``torch.nn.functional.scaled_dot_product_attention`` is passed through to the
-original kernel unchanged (so the model's numerics are untouched) and, beside
-it, the pre-softmax logits z_ij = <q_i, k_j> * scale are recomputed in fp32
-without gradient to record, per batch element and head, the max |z| over the
-unmasked positions and the attention entropy. A model that computes attention
-by hand calls :func:`record_attention_logits` with its logits instead; outside
-a capture that call costs one attribute check and does nothing.
+Inside :func:`capture_attention` an :class:`~trainstab.attention_trace.AttentionTracer`
+watches the forward pass at the ATen level and records, per attention call,
+the max |pre-softmax logit| z_ij = <q_i, k_j> * scale over the unmasked
+positions and the attention entropy, per batch element and head. It sees,
+with no change to the model:
 
-Each call is one "layer", in call order. Shapes: q, k are (..., H, T, Dh);
-records are (N, H) with N the product of the leading batch dimensions.
+- ``F.scaled_dot_product_attention`` (boolean or additive masks, ``is_causal``,
+  ``scale``, grouped-query attention), on every backend;
+- ``nn.MultiheadAttention`` (``need_weights`` True or False) and torch's
+  ``TransformerEncoderLayer`` / ``TransformerDecoderLayer`` (self- and cross-attention);
+- hand-written ``softmax(q @ kᵀ * scale)`` in any spelling (``@``, ``matmul``,
+  ``einsum``, ``bmm``), masked with ``masked_fill``, ``where`` or an additive mask;
+- transformers' eager attention, soft-capped logits included (the pre-cap
+  logits are recorded: those are the ones that grow).
+
+The model's numbers are untouched: every op runs as called. Anything else (a
+custom kernel, ``flex_attention``) reports its logits with
+:func:`record_attention_logits`; outside a capture that call costs one
+attribute check and does nothing. An attention seen both ways is recorded once.
+
+Each attention call is one "layer", in call order. Records are (N, H), N the
+batch rows (M*B for a stacked model), H the heads.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-_ORIGINAL_SDPA = F.scaled_dot_product_attention
+from trainstab.attention_stats import AttentionRecord, attention_record, sdpa_allowed
+from trainstab.attention_trace import AttentionTracer
 
-
-@dataclass
-class AttentionRecord:
-    """Statistics of one attention call, per batch element and head."""
-
-    max_abs_logit: torch.Tensor  # (N, H) max |z| over unmasked (query, key) pairs, fp32
-    entropy: torch.Tensor  # (N, H) mean over queries of the attention entropy in nats, fp32
+__all__ = ["AttentionRecord", "capture_attention", "is_capturing", "record_attention_logits", "regroup_by_member"]
 
 
 class _CaptureState:
-    """The records of the capture in progress; ``None`` when none is active."""
+    """The tracer of the capture in progress; ``None`` when none is active."""
 
-    records: list[AttentionRecord] | None = None
+    tracer: AttentionTracer | None = None
 
 
 _STATE = _CaptureState()
@@ -48,22 +51,24 @@ def capture_attention() -> Iterator[list[AttentionRecord]]:
     """Record attention statistics of every attention call made inside the block.
 
     Yields the list the records are appended to, one per call in call order.
+    Only the ops run inside the block are watched, so steps that do not probe
+    pay nothing.
     """
-    if _STATE.records is not None:
+    if _STATE.tracer is not None:
         raise RuntimeError("capture_attention() is already active; captures do not nest")
     records: list[AttentionRecord] = []
-    _STATE.records = records
-    F.scaled_dot_product_attention = _capturing_sdpa
+    tracer = AttentionTracer(records)
+    _STATE.tracer = tracer
     try:
-        yield records
+        with tracer:
+            yield records
     finally:
-        F.scaled_dot_product_attention = _ORIGINAL_SDPA
-        _STATE.records = None
+        _STATE.tracer = None
 
 
 def is_capturing() -> bool:
     """True inside :func:`capture_attention` (lets hand-written models skip work)."""
-    return _STATE.records is not None
+    return _STATE.tracer is not None
 
 
 def record_attention_logits(
@@ -71,19 +76,28 @@ def record_attention_logits(
     attn_mask: torch.Tensor | None = None,
     is_causal: bool = True,
 ) -> None:
-    """Report pre-softmax attention logits from a hand-written attention.
+    """Report pre-softmax attention logits from an attention trainstab cannot see by itself.
 
     Call it from the model's forward with the scaled logits, shape
-    (..., H, T_query, T_key), *before* masking. ``attn_mask`` follows
-    ``scaled_dot_product_attention``: a boolean mask (True = may attend) or an
-    additive float mask. With ``is_causal`` (the default) the causal mask is
-    applied too. Outside a trainstab capture this does nothing.
+    (..., H, T_query, T_key), *before* masking and soft-capping. ``attn_mask``
+    follows ``scaled_dot_product_attention``: a boolean mask (True = may
+    attend) or an additive float mask. With ``is_causal`` (the default) SDPA's
+    causal mask is applied too (query i sees keys 0..i). Outside a trainstab
+    capture this does nothing; logits that the capture also sees reach a
+    softmax are recorded once.
     """
-    records = _STATE.records
-    if records is None:
+    tracer = _STATE.tracer
+    if tracer is None:
         return
-    with torch.no_grad():
-        records.append(_statistics(logits.detach().float(), attn_mask, is_causal))
+
+    def record() -> AttentionRecord:
+        with torch.no_grad():
+            z = logits.detach().float()
+            allowed = sdpa_allowed(z.shape[-2], z.shape[-1], attn_mask, is_causal, z.device)
+            softmax_input = z if attn_mask is None or attn_mask.dtype == torch.bool else z + attn_mask.float()
+            return attention_record(z, allowed, softmax_input)
+
+    tracer.record_reported(logits, record)
 
 
 @contextmanager
@@ -94,7 +108,7 @@ def regroup_by_member(members: int) -> Iterator[None]:
     member 0's layers, then member 1's, ...; after it, there is one record per
     layer with the members' rows concatenated, (M*B, H), as for a stacked model.
     """
-    records = _STATE.records
+    records = _STATE.tracer.records if _STATE.tracer is not None else None
     start = len(records) if records is not None else 0
     yield
     if records is None or len(records) == start:
@@ -112,63 +126,3 @@ def regroup_by_member(members: int) -> Iterator[None]:
     ]
     del records[start:]
     records.extend(merged)
-
-
-def _capturing_sdpa(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attn_mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-    enable_gqa: bool = False,
-) -> torch.Tensor:
-    """Drop-in SDPA that records statistics beside the unchanged original call."""
-    out = _ORIGINAL_SDPA(
-        query,
-        key,
-        value,
-        attn_mask=attn_mask,
-        dropout_p=dropout_p,
-        is_causal=is_causal,
-        scale=scale,
-        enable_gqa=enable_gqa,
-    )
-    records = _STATE.records
-    if records is not None:
-        with torch.no_grad():
-            q = query.detach().float()
-            k = key.detach().float()
-            if k.shape[-3] != q.shape[-3]:  # grouped-query attention: share each k head
-                k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
-            s = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-            logits = (q @ k.transpose(-2, -1)) * s  # (..., H, Tq, Tk)
-            records.append(_statistics(logits, attn_mask, is_causal))
-    return out
-
-
-def _statistics(logits: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool) -> AttentionRecord:
-    """Max |z| and entropy per (batch, head) of logits (..., H, Tq, Tk)."""
-    tq, tk = logits.shape[-2], logits.shape[-1]
-    allowed = torch.ones(tq, tk, dtype=torch.bool, device=logits.device)
-    if is_causal:  # queries are the last tq positions of the keys (SDPA's convention)
-        allowed = torch.ones(tq, tk, dtype=torch.bool, device=logits.device).tril(diagonal=tk - tq)
-    additive = torch.zeros((), device=logits.device)
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            allowed = allowed & attn_mask
-        else:
-            additive = attn_mask.float()
-            allowed = allowed & torch.isfinite(additive)
-    masked = (logits + additive).masked_fill(~allowed, float("-inf"))
-    max_abs = logits.abs().masked_fill(~allowed, 0.0).amax(dim=(-2, -1))  # (..., H)
-    log_p = torch.log_softmax(masked, dim=-1)
-    p = log_p.exp()
-    # p * log p is 0 where p is 0 (masked keys or underflow), never NaN.
-    entropy = -(p * log_p).nan_to_num(nan=0.0, neginf=0.0).sum(-1)  # (..., H, Tq)
-    # Rows with no allowed key (fully masked queries) carry no attention.
-    has_key = allowed.expand_as(masked).any(-1)
-    entropy = (entropy * has_key).sum(-1) / has_key.sum(-1).clamp(min=1)  # (..., H)
-    heads = logits.shape[-3]
-    return AttentionRecord(max_abs.reshape(-1, heads), entropy.reshape(-1, heads))

@@ -9,9 +9,9 @@ A model is named by a string:
 - ``package.module:callable``: the user's factory. It is called as
   ``factory(size)`` with a :class:`ModelSize` and returns an ``nn.Module``
   mapping LongTensor (B, T) to logits (B, T, V), or to an object with
-  ``.logits``. Its attention logits are captured from
-  ``torch.nn.functional.scaled_dot_product_attention`` or reported with
-  :func:`trainstab.record_attention_logits`.
+  ``.logits``. Its attention logits are captured automatically from every
+  common attention implementation (:mod:`trainstab.capture` lists them) or
+  reported with :func:`trainstab.record_attention_logits`.
 
 Anything but ``reference`` is trained as a :class:`FunctionalStack`: one
 template module, its parameters stacked M times, called once per member.
@@ -113,7 +113,9 @@ def _hf_model(model_type: str, size: ModelSize) -> nn.Module:
             getattr(config, attribute, None), float
         ):
             setattr(config, attribute, 0.0)
-    model: nn.Module = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")  # type: ignore[no-untyped-call]
+    # transformers' own choice of attention: SDPA where the architecture supports it,
+    # eager where it does not (Gemma 2, whose attention logits are soft-capped).
+    model: nn.Module = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     return model
 
 
@@ -160,6 +162,7 @@ class FunctionalStack(nn.Module):
     def __init__(self, template: nn.Module, members: int, name: str, size: ModelSize) -> None:
         super().__init__()
         object.__setattr__(self, "template", template)  # not a submodule: only the stack is trained
+        template.train()  # the sweep trains it (and a module in eval mode may take fused paths nothing sees)
         self.model_name = name
         self.size = size
         named = [(n, p) for n, p in template.named_parameters() if p.requires_grad]
@@ -205,9 +208,10 @@ def build_stack(name: str, config: ModelConfig, members: int, seed: int) -> tupl
 
 
 NO_ATTENTION_HINT = (
-    "no attention logits were captured: the model does not call "
-    "torch.nn.functional.scaled_dot_product_attention; report hand-written attention logits "
-    "with trainstab.record_attention_logits(logits) in its forward"
+    "no attention logits were captured. trainstab sees scaled_dot_product_attention, nn.MultiheadAttention, "
+    "torch's Transformer layers, transformers' attention and hand-written softmax(q @ k^T) attention; "
+    "anything else (a custom kernel, flex_attention) must report its pre-softmax logits with "
+    "trainstab.record_attention_logits(logits) in its forward"
 )
 
 

@@ -1,0 +1,383 @@
+"""Find attention in a forward pass, however it is written, by watching ATen ops.
+
+PyTorch lowers every way of writing attention to a few ATen operators, so a
+``TorchDispatchMode`` sees them all with no change to the model, inside
+``nn.MultiheadAttention``, torch's Transformer layers, ``functional_call``
+and transformers alike:
+
+1. **Fused SDPA kernels** (``scaled_dot_product_attention`` on its flash,
+   memory-efficient or cuDNN path): one op with q, k, the mask, ``is_causal``
+   and the scale. The logits are recomputed from q and k.
+2. **Everything else** (hand-written ``softmax(q @ kᵀ * scale)``, einsum,
+   ``nn.MultiheadAttention(need_weights=True)``, transformers eager, SDPA's
+   own math path): a batched matmul of two *data* tensors starts a score
+   lineage; scalar scaling, additive masks and biases, ``masked_fill``,
+   ``where``, soft-capping (tanh, clamp), casts and reshapes carry it; a
+   softmax over its key axis records it. Any other op ends the lineage.
+
+"Data" means computed from something other than parameters and constants,
+which is what tells q @ kᵀ from x @ W: a classifier head, an MoE router
+(einsum or linear) or the loss on the logits has a weight operand and is
+never mistaken for attention, and neither is an op on a mask alone.
+
+Along a lineage the logits are kept as q·k times every scalar factor applied,
+with soft-capping taken as the identity: ``cap * tanh(z / cap)`` keeps z, the
+pre-cap logit that grows. Masks and additive terms are kept beside them, not
+in them. Shapes follow the watched tensors; a score tensor is (N, ..., Tq, Tk).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakIdKeyDictionary
+
+from trainstab.attention_stats import AttentionRecord, allowed_by_additive_mask, attention_record, sdpa_allowed
+
+aten = torch.ops.aten
+V = TypeVar("V")
+
+#: Fused SDPA kernels (CPU flash, CUDA flash / memory-efficient / cuDNN, out-of-tree backends).
+_SDPA_KERNELS = {
+    aten._scaled_dot_product_flash_attention_for_cpu,
+    aten._scaled_dot_product_flash_attention,
+    aten._scaled_dot_product_efficient_attention,
+    aten._scaled_dot_product_cudnn_attention,
+    aten._scaled_dot_product_fused_attention_overrideable,
+}
+#: Products that start a score lineage when both operands are data.
+_PRODUCTS = {aten.bmm, aten.baddbmm, aten.mm}
+#: Ops that leave the logits as they are: copies, casts, and soft-capping.
+_KEEP = {aten.clone, aten.detach, aten.alias, aten._to_copy, aten.tanh, aten.clamp, aten.clamp_min, aten.clamp_max}
+#: Ops that move elements around: applied alike to the logits and their masks.
+_SHAPE = {
+    aten.view,
+    aten._unsafe_view,
+    aten.transpose,
+    aten.t,
+    aten.permute,
+    aten.unsqueeze,
+    aten.squeeze,
+    aten.expand,
+    aten.slice,
+    aten.select,
+}
+_SCALE = {aten.mul, aten.div, aten.neg}
+_ADD = {aten.add, aten.sub}
+_MASK = {aten.masked_fill, aten.where}
+_SOFTMAX = {aten._softmax, aten._safe_softmax}
+_VIEWS = {aten.view, aten._unsafe_view}  # replayed as reshape: the copies kept here need not share strides
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """What is known of a tensor that descends from a q @ kᵀ product."""
+
+    logits: torch.Tensor  # the tensor's shape: q·k times the scalars applied, no masks, biases or caps
+    allowed: torch.Tensor | None  # bool, broadcastable to it: False where masked_fill / where removed a key
+    bias: torch.Tensor | None  # sum of the additive terms that are not q·k (masks, position biases)
+    keys: int  # Tk of the product: a softmax over an axis of another length is not attention
+    root: int  # which product this came from, to record each attention once
+    heads: int | None  # heads of the enclosing nn.MultiheadAttention, which computes (N*H, Tq, Tk)
+
+    def reshaped(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Scores:
+        """The same op applied to the logits and to the masks (expanded to the tensor's shape first)."""
+        shape = self.logits.shape
+        if func.overloadpacket in _VIEWS:
+
+            def apply(t: torch.Tensor) -> torch.Tensor:
+                return t.expand(shape).reshape(args[1])
+
+        else:
+
+            def apply(t: torch.Tensor) -> torch.Tensor:
+                moved: torch.Tensor = func(t.expand(shape), *args[1:], **kwargs)
+                return moved
+
+        return replace(
+            self,
+            logits=apply(self.logits),
+            allowed=None if self.allowed is None else apply(self.allowed),
+            bias=None if self.bias is None else apply(self.bias),
+        )
+
+    def masked(self, allowed: torch.Tensor) -> _Scores:
+        """These scores with more keys removed."""
+        return replace(self, allowed=allowed if self.allowed is None else self.allowed & allowed)
+
+    def plus_bias(self, term: Any) -> _Scores:
+        """These scores with an additive term that is not q·k."""
+        term = torch.as_tensor(term, device=self.logits.device).float()
+        return replace(self, bias=term if self.bias is None else self.bias + term)
+
+    def final_allowed(self) -> torch.Tensor | None:
+        """The pairs that count: not removed, and not pushed to -inf by an additive mask."""
+        if self.bias is None:
+            return self.allowed
+        from_bias = allowed_by_additive_mask(self.bias)
+        return from_bias if self.allowed is None else self.allowed & from_bias
+
+
+class _ByTensor(Generic[V]):
+    """A map keyed by tensor identity that forgets a tensor once it is freed; any other key is absent."""
+
+    def __init__(self) -> None:
+        self._map: Any = WeakIdKeyDictionary()
+
+    def get(self, key: Any) -> V | None:
+        """The value for ``key``, or None."""
+        return self._map.get(key) if isinstance(key, torch.Tensor) else None
+
+    def __contains__(self, key: Any) -> bool:
+        return isinstance(key, torch.Tensor) and key in self._map
+
+    def set(self, key: torch.Tensor, value: V) -> None:
+        """Map ``key`` to ``value``."""
+        self._map[key] = value
+
+    def pop(self, key: torch.Tensor) -> None:
+        """Forget ``key`` if it is there."""
+        self._map.pop(key, None)
+
+
+def _named_arguments(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """An op's arguments by their schema names, defaults filled in."""
+    named: dict[str, Any] = {}
+    for index, argument in enumerate(func._schema.arguments):
+        if index < len(args) and not argument.kwarg_only:
+            named[argument.name] = args[index]
+        elif argument.name in kwargs:
+            named[argument.name] = kwargs[argument.name]
+        else:
+            named[argument.name] = argument.default_value if argument.has_default_value() else None
+    return named
+
+
+def _tensors(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[torch.Tensor]:
+    """The tensors among an ATen op's arguments (ATen nests them one list deep at most)."""
+    for value in itertools.chain(args, kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, list | tuple):
+            yield from (item for item in value if isinstance(item, torch.Tensor))
+
+
+def _outputs(out: Any) -> Iterator[torch.Tensor]:
+    """The tensors an op returned."""
+    if isinstance(out, torch.Tensor):
+        yield out
+    elif isinstance(out, list | tuple):
+        yield from (item for item in out if isinstance(item, torch.Tensor))
+
+
+def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """True if ``a`` and ``b`` are views of one storage (an in-place op on b changes a)."""
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+class AttentionTracer(TorchDispatchMode):
+    """A dispatch mode that appends one :class:`AttentionRecord` per attention call to ``records``.
+
+    It never changes what an op computes: every op runs as called, and the
+    statistics are computed beside it. Enter it around a forward pass only.
+    """
+
+    def __init__(self, records: list[AttentionRecord]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.records = records
+        self.paused = False  # True while the tracer's own bookkeeping runs ops at the Python level
+        self._scores: _ByTensor[_Scores] = _ByTensor()  # the score lineage of each tensor that has one
+        self._static: _ByTensor[bool] = _ByTensor()  # tensors computed from parameters and constants only
+        self._recorded_roots: set[int] = set()
+        self._roots = itertools.count()
+        self._heads: list[int] = []  # stack of enclosing nn.MultiheadAttention head counts
+        self._hooks: list[Any] = []
+
+    def __enter__(self) -> AttentionTracer:
+        # nn.MultiheadAttention merges heads into the batch, (N*H, T, T); its head count splits them again.
+        self._hooks = [
+            nn.modules.module.register_module_forward_pre_hook(self._enter_module),
+            nn.modules.module.register_module_forward_hook(self._leave_module, always_call=True),
+        ]
+        super().__enter__()  # type: ignore[no-untyped-call]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)  # type: ignore[no-untyped-call]
+        for hook in self._hooks:
+            hook.remove()
+
+    def _enter_module(self, module: nn.Module, inputs: Any) -> None:
+        if isinstance(module, nn.MultiheadAttention):
+            self._heads.append(module.num_heads)
+
+    def _leave_module(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(module, nn.MultiheadAttention) and self._heads:
+            self._heads.pop()
+
+    def record_reported(self, logits: torch.Tensor, record: Callable[[], AttentionRecord]) -> None:
+        """Append ``record()`` for logits a model reports itself, unless this attention is already recorded."""
+        scores = self._scores.get(logits)
+        if scores is not None:
+            if scores.root in self._recorded_roots:
+                return
+            self._recorded_roots.add(scores.root)
+        self.paused = True
+        try:
+            self.records.append(record())
+        finally:
+            self.paused = False
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        """Run ``func`` unchanged; record attention and carry score lineages beside it."""
+        kwargs = kwargs or {}
+        if self.paused:
+            return func(*args, **kwargs)
+        packet = func.overloadpacket
+        if packet in _SDPA_KERNELS:
+            out = func(*args, **kwargs)
+            with torch.no_grad():
+                self._record_sdpa(func, args, kwargs)
+            return out
+        inputs = list(_tensors(args, kwargs))
+        in_place = func._schema.name.endswith("_")
+        scored = [t for t in inputs if t in self._scores]
+        # Before running: an in-place op changes its input, and the lineage reads the old values.
+        new_scores = self._follow(func, packet, args, kwargs) if scored else None
+        if in_place and args and isinstance(args[0], torch.Tensor):
+            if new_scores is not None and _shares_storage(new_scores.logits, args[0]):
+                new_scores = replace(new_scores, logits=new_scores.logits.clone())
+            self._scores.pop(args[0])
+        out = func(*args, **kwargs)
+        static = all(isinstance(t, nn.Parameter) or t in self._static for t in inputs)
+        for tensor in _outputs(out):
+            if static:
+                self._static.set(tensor, True)
+            else:
+                self._static.pop(tensor)
+        if new_scores is not None and isinstance(out, torch.Tensor):
+            self._scores.set(out, new_scores)
+        elif packet in _PRODUCTS and not static and isinstance(out, torch.Tensor):
+            self._start(func, args, kwargs, out)
+        return out
+
+    def _start(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: torch.Tensor) -> None:
+        """Start a lineage at a product of two data tensors (q @ kᵀ, and also attention @ v)."""
+        named = _named_arguments(func, args, kwargs)
+        baddbmm = func.overloadpacket is aten.baddbmm
+        a, b = (named["batch1"], named["batch2"]) if baddbmm else (named["self"], named["mat2"])
+        if isinstance(a, nn.Parameter) or a in self._static or isinstance(b, nn.Parameter) or b in self._static:
+            return  # x @ W: a weight operand
+        with torch.no_grad():
+            if baddbmm:  # beta * input + alpha * (a @ b): the input is a mask or bias
+                logits = torch.bmm(a.float(), b.float()) * named["alpha"]
+                bias = named["self"].float() * named["beta"]
+            else:
+                logits, bias = out.float(), None
+        self._scores.set(
+            out,
+            _Scores(
+                logits=logits,
+                allowed=None,
+                bias=bias,
+                keys=out.shape[-1],
+                root=next(self._roots),
+                heads=self._heads[-1] if self._heads else None,
+            ),
+        )
+
+    def _follow(self, func: Any, packet: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Scores | None:
+        """The lineage of ``func``'s output, or None where the op ends it; records a softmax."""
+        with torch.no_grad():
+            first = self._scores.get(args[0]) if args else None
+            if packet in _KEEP:
+                return first
+            if packet in _SHAPE:
+                return first.reshaped(func, args, kwargs) if first is not None else None
+            if packet in _SOFTMAX:
+                if first is not None:
+                    self._record_softmax(first, args[0], args[1])
+                return None
+            if packet in _SCALE and "rounding_mode" not in kwargs:
+                return self._scaled(packet, args, first)
+            if packet in _ADD:
+                return self._added(packet, args, kwargs, first)
+            if packet in _MASK:
+                return self._masked(packet, args, first)
+        return None
+
+    def _scaled(self, packet: Any, args: tuple[Any, ...], first: _Scores | None) -> _Scores | None:
+        """mul, div, neg: a scalar or per-head temperature scales the logits."""
+        if first is None:  # other * scores
+            second = self._scores.get(args[1]) if packet is aten.mul and len(args) > 1 else None
+            if second is None:
+                return None
+            return replace(second, logits=second.logits * args[0])
+        if packet is aten.neg:
+            return replace(first, logits=-first.logits)
+        other = args[1]
+        if other in self._scores:
+            return None  # a product of two score tensors is not a logit
+        return replace(first, logits=first.logits * other if packet is aten.mul else first.logits / other)
+
+    def _added(
+        self, packet: Any, args: tuple[Any, ...], kwargs: dict[str, Any], first: _Scores | None
+    ) -> _Scores | None:
+        """add, sub: terms that are not scores (masks, position biases) go beside the logits."""
+        alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
+        sign = -1 if packet is aten.sub else 1
+        other = args[1]
+        second = self._scores.get(other)
+        if first is not None and second is None:
+            return first.plus_bias(other * (sign * alpha))
+        if first is None and second is not None:  # bias + scores
+            return replace(second, logits=second.logits * (sign * alpha)).plus_bias(args[0])
+        if first is not None and second is not None:  # e.g. content + position scores of one attention
+            combined = replace(first, logits=first.logits + second.logits * (sign * alpha))
+            if second.allowed is not None:
+                combined = combined.masked(second.allowed)
+            return combined if second.bias is None else combined.plus_bias(second.bias * (sign * alpha))
+        return None
+
+    def _masked(self, packet: Any, args: tuple[Any, ...], first: _Scores | None) -> _Scores | None:
+        """masked_fill(scores, mask, value) and where(keep, scores, value) remove keys."""
+        if packet is aten.masked_fill:
+            return first.masked(~args[1]) if first is not None else None
+        condition, when_true, when_false = args
+        kept, dropped = self._scores.get(when_true), self._scores.get(when_false)
+        if kept is not None and dropped is None:
+            return kept.masked(condition)
+        if dropped is not None and kept is None:
+            return dropped.masked(~condition)
+        return None
+
+    def _record_softmax(self, scores: _Scores, softmax_input: torch.Tensor, dim: int) -> None:
+        """A softmax over the key axis of a score lineage is one attention call."""
+        if dim % softmax_input.dim() != softmax_input.dim() - 1 or softmax_input.shape[-1] != scores.keys:
+            return
+        if scores.root in self._recorded_roots:
+            return  # already reported through record_attention_logits, or softmaxed twice
+        self._recorded_roots.add(scores.root)
+        self.records.append(attention_record(scores.logits, scores.final_allowed(), softmax_input, scores.heads))
+
+    def _record_sdpa(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A fused SDPA kernel: the logits from its q and k, its mask, causal flag and scale."""
+        named = _named_arguments(func, args, kwargs)
+        q, k = named["query"].float(), named["key"].float()
+        mask = named.get("attn_mask", named.get("attn_bias"))
+        if k.shape[-3] != q.shape[-3]:  # grouped-query attention: each k head serves several q heads
+            k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+        scale = named["scale"] if named["scale"] is not None else 1.0 / math.sqrt(q.shape[-1])
+        logits = (q @ k.transpose(-2, -1)) * scale  # (..., H, Tq, Tk)
+        allowed = sdpa_allowed(logits.shape[-2], logits.shape[-1], mask, bool(named["is_causal"]), logits.device)
+        softmax_input = logits if mask is None or mask.dtype == torch.bool else logits + mask.float()
+        self.records.append(attention_record(logits, allowed, softmax_input))
