@@ -171,3 +171,12 @@ def test_an_attention_seen_twice_is_recorded_once(order):
         if order == "softmax-twice":
             z.masked_fill(~causal, -math.inf).softmax(-1)
     assert len(records) == 1
+
+
+def test_token_ids_made_inside_the_capture_are_data_not_constants():
+    torch.manual_seed(0)
+    embedding = nn.Embedding(16, DIM)
+    with capture_attention() as records:
+        x = embedding(torch.zeros(B, T, dtype=torch.long))  # ids from a factory, inside the block
+        (x @ x.transpose(-2, -1)).softmax(-1)
+    assert len(records) == 1

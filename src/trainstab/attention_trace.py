@@ -15,8 +15,8 @@ and transformers alike:
    ``where``, soft-capping (tanh, clamp), casts and reshapes carry it; a
    softmax over its key axis records it. Any other op ends the lineage.
 
-"Data" means computed from something other than parameters and constants,
-which is what tells q @ kᵀ from x @ W: a classifier head, an MoE router
+"Data" means not computed from parameters alone, which is what tells
+q @ kᵀ from x @ W: a classifier head, an MoE router
 (einsum or linear) or the loss on the logits has a weight operand and is
 never mistaken for attention, and neither is an op on a mask alone.
 
@@ -194,7 +194,7 @@ class AttentionTracer(TorchDispatchMode):
         self.records = records
         self.paused = False  # True while the tracer's own bookkeeping runs ops at the Python level
         self._scores: _ByTensor[_Scores] = _ByTensor()  # the score lineage of each tensor that has one
-        self._static: _ByTensor[bool] = _ByTensor()  # tensors computed from parameters and constants only
+        self._static: _ByTensor[bool] = _ByTensor()  # tensors computed from parameters alone
         self._recorded_roots: set[int] = set()
         self._roots = itertools.count()
         self._heads: list[int] = []  # stack of enclosing nn.MultiheadAttention head counts
@@ -258,7 +258,8 @@ class AttentionTracer(TorchDispatchMode):
                 new_scores = replace(new_scores, logits=new_scores.logits.clone())
             self._scores.pop(args[0])
         out = func(*args, **kwargs)
-        static = all(isinstance(t, nn.Parameter) or t in self._static for t in inputs)
+        # Parameters seed "static"; a factory (ones, arange, zeros) does not, since token ids can come from one.
+        static = bool(inputs) and all(isinstance(t, nn.Parameter) or t in self._static for t in inputs)
         for tensor in _outputs(out):
             if static:
                 self._static.set(tensor, True)

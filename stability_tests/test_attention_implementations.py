@@ -1,0 +1,41 @@
+"""The battery sees attention however a model writes it (attention_models.py, no trainstab calls).
+
+Built on nn.MultiheadAttention with its defaults, on nn.TransformerDecoderLayer
+(self- and cross-attention) and on minGPT's hand-written softmax(q kᵀ): none
+has qk-norm, and each must fail attention_logits at LR 0.3. Each must also
+pass the checks for problems it does not have, which a model whose attention
+could not be seen would error on; minGPT with qk-layernorm keeps its logits
+bounded and passes attention_logits.
+"""
+
+import pytest
+
+from trainstab.testing import case, expect_failure
+
+MHA = "attention_models:mha"
+DECODER_LAYERS = "attention_models:decoder_layers"
+MINGPT = "attention_models:mingpt"
+MINGPT_QK_NORM = "attention_models:mingpt_qk_norm"
+
+
+@pytest.mark.parametrize(
+    ("model", "check"),
+    [
+        expect_failure(MHA, "attention_logits", "nn.MultiheadAttention, no qk-norm: 1.1e5 at lr 0.3"),
+        expect_failure(DECODER_LAYERS, "attention_logits", "nn.TransformerDecoderLayer, no qk-norm: 1.1e5 at lr 0.3"),
+        expect_failure(MINGPT, "attention_logits", "minGPT attention, no qk-norm: 1.6e5 at lr 0.3"),
+    ],
+)
+def test_models_without_qk_norm_fail_attention_logits_however_they_write_attention(model, check):
+    check(model)
+
+
+@pytest.mark.parametrize(
+    ("model", "check"),
+    [
+        case(MINGPT_QK_NORM, "attention_logits"),
+        *(case(model, check) for model in (MHA, DECODER_LAYERS, MINGPT) for check in ("no_divergence", "log_z")),
+    ],
+)
+def test_the_same_models_pass_the_checks_for_problems_they_do_not_have(model, check):
+    check(model)
