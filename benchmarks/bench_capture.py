@@ -91,9 +91,8 @@ def main() -> None:
     print(f"{args.model}: {train.steps} steps x 7 LRs, {probes} probe steps, {args.repeats} repeats alternating")
     print(f"capture off: {off_s:6.2f} s  (runs: {', '.join(f'{s:.2f}' for s in off)})")
     print(f"capture on:  {on_s:6.2f} s  (runs: {', '.join(f'{s:.2f}' for s in on)})")
-    print(
-        f"overhead: {overhead:+.1%} of the sweep (target <= {TARGET:.0%}), {(on_s - off_s) / probes * 1e3:.1f} ms a probe"
-    )
+    per_probe_ms = (on_s - off_s) / probes * 1e3
+    print(f"overhead: {overhead:+.1%} of the sweep (target <= {TARGET:.0%}), {per_probe_ms:.1f} ms a probe")
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"model": args.model, "capture_on_seconds": on, "capture_off_seconds": off,

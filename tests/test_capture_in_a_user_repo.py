@@ -37,10 +37,14 @@ class MultiheadAttentionLM(nn.Module):
 
 
 class HandWrittenLM(MultiheadAttentionLM):
+    def __init__(self, size):
+        super().__init__(size)
+        self.qkv = nn.Linear(size.width, 3 * size.width)
+
     def forward(self, idx):
         t = idx.shape[1]
         x = self.embedding(idx)
-        q = k = v = self.norm(x)
+        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=-1)  # one head
         att = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
         att = att.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
         return self.head(x + att @ v)
