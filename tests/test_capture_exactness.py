@@ -346,3 +346,38 @@ def test_transformers_sdpa_and_eager_record_the_same_logits():
         captured.append(records)
     for sdpa, eager in zip(*captured, strict=True):
         torch.testing.assert_close(sdpa.max_abs_logit, eager.max_abs_logit, rtol=EXACT, atol=0.0)
+
+
+# --- the fused CUDA kernels ----------------------------------------------------------------------
+
+CUDA_BACKENDS = [
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.MATH,
+]
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA device here: the fused CUDA SDPA kernels (flash, memory-efficient, cuDNN) need a GPU machine",
+)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS, ids=lambda b: b.name.lower())
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("masking", ["is_causal", "additive-mask", "gqa"])
+def test_cuda_sdpa_kernels_logits_are_exact(backend, dtype, masking):
+    q = _randn(B, H, T, 64, seed=0).detach().to("cuda", dtype).requires_grad_()
+    kv_heads = H // 2 if masking == "gqa" else H
+    k, v = (_randn(B, kv_heads, T, 64, seed=s).detach().to("cuda", dtype).requires_grad_() for s in (1, 2))
+    kwargs = {"is_causal": True} if masking != "additive-mask" else {}
+    if masking == "additive-mask":
+        kwargs["attn_mask"] = torch.zeros(T, T, device="cuda", dtype=dtype).masked_fill(~CAUSAL.cuda(), -math.inf)
+    if masking == "gqa":
+        kwargs["enable_gqa"] = True
+    try:
+        with sdpa_kernel(backend), capture_attention() as records:
+            F.scaled_dot_product_attention(q, k, v, **kwargs)
+    except RuntimeError as error:  # e.g. flash attention takes no attn_mask
+        pytest.skip(f"{backend.name} does not run this case on this GPU: {str(error).splitlines()[0]}")
+    k_all = k.repeat_interleave(H // kv_heads, dim=1)
+    _assert_one_record_matches(records, _expected(q.float(), k_all.float(), 1 / 8, CAUSAL.cuda()).cuda())

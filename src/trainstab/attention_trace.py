@@ -44,36 +44,31 @@ from trainstab.attention_stats import AttentionRecord, allowed_by_additive_mask,
 aten = torch.ops.aten
 V = TypeVar("V")
 
+
+def _ops(*names: str) -> set[Any]:
+    """The ATen op packets of these names that this torch has (newer kernels are absent from older ones)."""
+    return {getattr(aten, name) for name in names if hasattr(aten, name)}
+
+
 #: Fused SDPA kernels (CPU flash, CUDA flash / memory-efficient / cuDNN, out-of-tree backends).
-_SDPA_KERNELS = {
-    aten._scaled_dot_product_flash_attention_for_cpu,
-    aten._scaled_dot_product_flash_attention,
-    aten._scaled_dot_product_efficient_attention,
-    aten._scaled_dot_product_cudnn_attention,
-    aten._scaled_dot_product_fused_attention_overrideable,
-}
+_SDPA_KERNELS = _ops(
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_fused_attention_overrideable",
+)
 #: Products that start a score lineage when both operands are data.
-_PRODUCTS = {aten.bmm, aten.baddbmm, aten.mm}
+_PRODUCTS = _ops("bmm", "baddbmm", "mm")
 #: Ops that leave the logits as they are: copies, casts, and soft-capping.
-_KEEP = {aten.clone, aten.detach, aten.alias, aten._to_copy, aten.tanh, aten.clamp, aten.clamp_min, aten.clamp_max}
+_KEEP = _ops("clone", "detach", "alias", "_to_copy", "tanh", "clamp", "clamp_min", "clamp_max")
 #: Ops that move elements around: applied alike to the logits and their masks.
-_SHAPE = {
-    aten.view,
-    aten._unsafe_view,
-    aten.transpose,
-    aten.t,
-    aten.permute,
-    aten.unsqueeze,
-    aten.squeeze,
-    aten.expand,
-    aten.slice,
-    aten.select,
-}
-_SCALE = {aten.mul, aten.div, aten.neg}
-_ADD = {aten.add, aten.sub}
-_MASK = {aten.masked_fill, aten.where}
-_SOFTMAX = {aten._softmax, aten._safe_softmax}
-_VIEWS = {aten.view, aten._unsafe_view}  # replayed as reshape: the copies kept here need not share strides
+_SHAPE = _ops("view", "_unsafe_view", "transpose", "t", "permute", "unsqueeze", "squeeze", "expand", "slice", "select")
+_SCALE = _ops("mul", "div", "neg")
+_ADD = _ops("add", "sub")
+_MASK = _ops("masked_fill", "where")
+_SOFTMAX = _ops("_softmax", "_safe_softmax")  # _safe_softmax: SDPA's math path, torch >= 2.5
+_VIEWS = _ops("view", "_unsafe_view")  # replayed as reshape: the copies kept here need not share strides
 
 
 @dataclass(frozen=True)
