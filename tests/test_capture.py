@@ -180,3 +180,23 @@ def test_token_ids_made_inside_the_capture_are_data_not_constants():
         x = embedding(torch.zeros(B, T, dtype=torch.long))  # ids from a factory, inside the block
         (x @ x.transpose(-2, -1)).softmax(-1)
     assert len(records) == 1
+
+
+def test_an_op_the_tracer_cannot_follow_ends_the_lineage_and_leaves_the_model_alone(monkeypatch):
+    from trainstab.attention_trace import _Scores
+
+    def cannot_follow(*args, **kwargs):
+        raise RuntimeError("an op with arguments the tracer does not expect")
+
+    monkeypatch.setattr(_Scores, "reshaped", cannot_follow)
+    q, k, _ = _scores()
+
+    def attention():
+        dots = torch.einsum("bhid,bhjd->bhij", q, k)  # einsum reshapes its product: the lineage must follow a view
+        return dots.softmax(-1)
+
+    plain = attention()
+    with capture_attention() as records:
+        captured = attention()
+    assert torch.equal(plain, captured)
+    assert records == []  # not followed, so not recorded (and the model's run is untouched)

@@ -56,3 +56,13 @@ def test_hand_written_attention_reported_through_the_hook_is_probed_per_member()
     # Identical at init, so the first probe is the same; the high LR moves further.
     assert runs[0].history[0]["attn/max_logit"] == runs[1].history[0]["attn/max_logit"]
     assert runs[1].history[-1]["updates/rms"] > 0
+
+
+def test_attention_is_traced_on_probe_steps_only(monkeypatch):
+    from trainstab.attention_trace import AttentionTracer
+
+    entered = []
+    original = AttentionTracer.__enter__
+    monkeypatch.setattr(AttentionTracer, "__enter__", lambda self: entered.append(1) or original(self))
+    _train(StackedBigram(members=2, attention=True), [1e-3, 1e-2])
+    assert len(entered) == 3  # steps 0, 3 and the last (5): the other three forwards run untraced

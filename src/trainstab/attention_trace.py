@@ -247,7 +247,7 @@ class AttentionTracer(TorchDispatchMode):
         in_place = func._schema.name.endswith("_")
         scored = [t for t in inputs if t in self._scores]
         # Before running: an in-place op changes its input, and the lineage reads the old values.
-        new_scores = self._follow(func, packet, args, kwargs) if scored else None
+        new_scores = self._guarded(self._follow, func, packet, args, kwargs) if scored else None
         if in_place and args and isinstance(args[0], torch.Tensor):
             if new_scores is not None and _shares_storage(new_scores.logits, args[0]):
                 new_scores = replace(new_scores, logits=new_scores.logits.clone())
@@ -263,8 +263,18 @@ class AttentionTracer(TorchDispatchMode):
         if new_scores is not None and isinstance(out, torch.Tensor):
             self._scores.set(out, new_scores)
         elif packet in _PRODUCTS and not static and isinstance(out, torch.Tensor):
-            self._start(func, args, kwargs, out)
+            self._guarded(self._start, func, args, kwargs, out)
         return out
+
+    def _guarded(self, step: Callable[..., _Scores | None], *args: Any) -> _Scores | None:
+        """Run a bookkeeping step; one that cannot follow an op (odd arguments) ends the lineage there.
+
+        The tracer only watches: whatever its bookkeeping meets, the model's op has run or will run as called.
+        """
+        try:
+            return step(*args)
+        except (RuntimeError, TypeError, ValueError, IndexError):
+            return None
 
     def _start(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: torch.Tensor) -> None:
         """Start a lineage at a product of two data tensors (q @ kᵀ, and also attention @ v)."""
@@ -347,7 +357,7 @@ class AttentionTracer(TorchDispatchMode):
     def _masked(self, packet: Any, args: tuple[Any, ...], first: _Scores | None) -> _Scores | None:
         """masked_fill(scores, mask, value) and where(keep, scores, value) remove keys."""
         if packet is aten.masked_fill:
-            return first.masked(~args[1]) if first is not None else None
+            return first.masked(~args[1].bool()) if first is not None else None
         condition, when_true, when_false = args
         kept, dropped = self._scores.get(when_true), self._scores.get(when_false)
         if kept is not None and dropped is None:
