@@ -172,11 +172,6 @@ def _outputs(out: Any) -> Iterator[torch.Tensor]:
         yield from (item for item in out if isinstance(item, torch.Tensor))
 
 
-def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """True if ``a`` and ``b`` are views of one storage (an in-place op on b changes a)."""
-    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
-
-
 class AttentionTracer(TorchDispatchMode):
     """A dispatch mode that appends one :class:`AttentionRecord` per attention call to ``records``.
 
@@ -245,12 +240,10 @@ class AttentionTracer(TorchDispatchMode):
             return out
         inputs = list(_tensors(args, kwargs))
         in_place = func._schema.name.endswith("_")
-        scored = [t for t in inputs if t in self._scores]
+        scored = any(t in self._scores for t in inputs)
         # Before running: an in-place op changes its input, and the lineage reads the old values.
         new_scores = self._guarded(self._follow, func, packet, args, kwargs) if scored else None
         if in_place and args and isinstance(args[0], torch.Tensor):
-            if new_scores is not None and _shares_storage(new_scores.logits, args[0]):
-                new_scores = replace(new_scores, logits=new_scores.logits.clone())
             self._scores.pop(args[0])
         out = func(*args, **kwargs)
         # Parameters seed "static"; a factory (ones, arange, zeros) does not, since token ids can come from one.
@@ -287,8 +280,8 @@ class AttentionTracer(TorchDispatchMode):
             if baddbmm:  # beta * input + alpha * (a @ b): the input is a mask or bias
                 logits = torch.bmm(a.float(), b.float()) * named["alpha"]
                 bias = named["self"].float() * named["beta"]
-            else:
-                logits, bias = out.float(), None
+            else:  # a copy: the lineage's tensors are the tracer's own and never change in place
+                logits, bias = out.to(torch.float32, copy=True), None
         self._scores.set(
             out,
             _Scores(
