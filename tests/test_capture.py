@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainstab import capture_attention, is_capturing, record_attention_logits
+from trainstab import TrainstabError, capture_attention, is_capturing, record_attention_logits
 from trainstab.config import ModelConfig
 from trainstab.reference import ReferenceTransformer
 
@@ -200,3 +200,113 @@ def test_an_op_the_tracer_cannot_follow_ends_the_lineage_and_leaves_the_model_al
         captured = attention()
     assert torch.equal(plain, captured)
     assert records == []  # not followed, so not recorded (and the model's run is untouched)
+
+
+# --- in-place ops, inference mode, masks and weights that are easy to get wrong ---------------
+
+CAUSAL = torch.ones(T, T, dtype=torch.bool).tril()
+SCALE = 1 / math.sqrt(DIM)
+
+
+def _expected_causal(q, k, scale=SCALE, allowed=CAUSAL):
+    z = (q.detach().double() @ k.detach().double().transpose(-2, -1)) * scale
+    return z.masked_fill(~allowed, 0).abs().amax((-2, -1)).float()
+
+
+def _in_place(q, k, spelling):
+    s = q @ k.transpose(-2, -1)
+    if spelling == "div_-masked_fill_":
+        s.div_(math.sqrt(DIM))
+        s.masked_fill_(~CAUSAL, -math.inf)
+    elif spelling == "imul-iadd":
+        s *= 1 / math.sqrt(DIM)
+        s += torch.zeros(T, T).masked_fill(~CAUSAL, -math.inf)
+    elif spelling == "stable-softmax":  # a -1e4 mask, a positive position bias, then the row max subtracted
+        s = s / math.sqrt(DIM) + (1.0 - CAUSAL.float()) * -10000.0 + torch.rand(2, T, T) * 2
+        s = s - s.amax(-1, keepdim=True)
+    return s.softmax(-1)
+
+
+@pytest.mark.parametrize("spelling", ["div_-masked_fill_", "imul-iadd", "stable-softmax"])
+@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode"])
+def test_in_place_scores_and_inference_mode_are_captured_exactly(spelling, mode):
+    q, k, _ = _scores()
+    q.requires_grad_()
+    context = {"grad": torch.enable_grad, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}[mode]
+    with context(), capture_attention() as records:
+        _in_place(q, k, spelling)
+    assert len(records) == 1
+    assert torch.allclose(records[0].max_abs_logit, _expected_causal(q, k), rtol=TIGHT)
+
+
+def test_sdpa_and_multihead_attention_are_captured_under_inference_mode():
+    q, k, _ = _scores()
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(2 * DIM, 2, batch_first=True)
+    with torch.inference_mode(), capture_attention() as records:
+        F.scaled_dot_product_attention(q, k, k, is_causal=True)
+        mha(torch.randn(B, T, 2 * DIM), torch.randn(B, T, 2 * DIM), torch.randn(B, T, 2 * DIM))
+    assert len(records) == 2
+    assert torch.allclose(records[0].max_abs_logit, _expected_causal(q, k), rtol=TIGHT)
+
+
+def test_baddbmm_with_beta_zero_ignores_its_input_as_pytorch_does():
+    q, k, _ = _scores()
+    garbage = torch.full((B * 2, T, T), math.nan)
+    with capture_attention() as records:
+        torch.baddbmm(garbage, q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), beta=0.0).softmax(-1)
+    expected = _expected_causal(q, k, 1.0, torch.ones(T, T, dtype=torch.bool)).reshape(B * 2, 1)
+    assert torch.allclose(records[0].max_abs_logit, expected, rtol=TIGHT)
+
+
+def test_learned_queries_inside_multihead_attention_are_attention():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(2 * DIM, 2, batch_first=True)
+    latents = nn.Parameter(torch.randn(1, 3, 2 * DIM))  # Perceiver-style queries: parameters alone
+    with capture_attention() as records:
+        mha(latents.expand(B, -1, -1), torch.randn(B, T, 2 * DIM), torch.randn(B, T, 2 * DIM))
+    assert len(records) == 1
+
+
+def test_a_classifier_whose_weight_is_a_buffer_is_not_attention():
+    class Prototypes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("prototypes", torch.randn(1, 10, DIM))
+
+        def forward(self, h):
+            return (h @ self.prototypes.transpose(-2, -1)).softmax(-1)
+
+    with capture_attention() as records:
+        Prototypes()(torch.randn(B, T, DIM))
+    assert records == []
+
+
+def test_a_write_through_a_view_of_the_scores_is_never_recorded_as_if_it_had_not_happened():
+    q, k, _ = _scores()
+    with capture_attention() as records:
+        s = (q @ k.transpose(-2, -1)) / math.sqrt(DIM)
+        s[..., :2] = -math.inf  # an untracked write into the scores
+        s.softmax(-1)
+    # Missing it is allowed (it is an op the tracer does not follow); a value counting the written keys is not.
+    allowed = torch.ones(T, T, dtype=torch.bool)
+    allowed[:, :2] = False
+    assert records == [] or torch.allclose(records[0].max_abs_logit, _expected_causal(q, k, allowed=allowed))
+
+
+def test_scores_broadcast_to_more_heads_by_a_bias_are_followed():
+    q, k, _ = _scores()
+    bias = torch.zeros(1, 3, T, T)
+    with capture_attention() as records:
+        s = (q[:, 0] @ k[:, 0].transpose(-2, -1)) / math.sqrt(DIM)  # (B, T, T)
+        (s[:, None] + bias).softmax(-1)  # (B, 3, T, T)
+    expected = _expected_causal(q[:, :1], k[:, :1], allowed=torch.ones(T, T, dtype=torch.bool)).expand(B, 3)
+    assert torch.allclose(records[0].max_abs_logit, expected, rtol=TIGHT)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_attention_under_capture_gets_a_clear_error():
+    flex = pytest.importorskip("torch.nn.attention.flex_attention")
+    q, k, _ = _scores()
+    with pytest.raises(TrainstabError, match="record_attention_logits"), capture_attention():
+        flex.flex_attention(q, k, k)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -73,17 +74,20 @@ _VIEWS = _ops("view", "_unsafe_view")  # replayed as reshape: the copies kept he
 
 @dataclass(frozen=True)
 class _Scores:
-    """What is known of a tensor that descends from a q @ kᵀ product."""
+    """What is known of a tensor that descends from a q @ kᵀ product.
 
-    logits: torch.Tensor  # the tensor's shape: q·k times the scalars applied, no masks, biases or caps
-    allowed: torch.Tensor | None  # bool, broadcastable to it: False where masked_fill / where removed a key
-    bias: torch.Tensor | None  # sum of the additive terms that are not q·k (masks, position biases)
+    The lineage's tensors are the tracer's own: never the model's, never changed in place.
+    """
+
+    logits: torch.Tensor  # the tensor's shape: q·k times the scalars applied, no masks, biases or caps, fp32
+    allowed: torch.Tensor | None  # bool, broadcastable to it: False where a mask removed the key
     keys: int  # Tk of the product: a softmax over an axis of another length is not attention
     root: int  # which product this came from, to record each attention once
     heads: int | None  # heads of the enclosing nn.MultiheadAttention, which computes (N*H, Tq, Tk)
+    version: int | None = None  # the tensor's version counter when this was set: a write since ends the lineage
 
     def reshaped(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Scores:
-        """The same op applied to the logits and to the masks (expanded to the tensor's shape first)."""
+        """The same op applied to the logits and to the mask (expanded to the tensor's shape first)."""
         shape = self.logits.shape
         if func.overloadpacket in _VIEWS:
 
@@ -96,28 +100,31 @@ class _Scores:
                 moved: torch.Tensor = func(t.expand(shape), *args[1:], **kwargs)
                 return moved
 
-        return replace(
-            self,
-            logits=apply(self.logits),
-            allowed=None if self.allowed is None else apply(self.allowed),
-            bias=None if self.bias is None else apply(self.bias),
-        )
+        return replace(self, logits=apply(self.logits), allowed=None if self.allowed is None else apply(self.allowed))
+
+    def broadcast(self, other: Any) -> _Scores:
+        """These scores expanded to the shape they take when combined with ``other``."""
+        if not isinstance(other, torch.Tensor):
+            return self
+        shape = torch.broadcast_shapes(self.logits.shape, other.shape)  # type: ignore[no-untyped-call]
+        return self if shape == self.logits.shape else replace(self, logits=self.logits.expand(shape))
 
     def masked(self, allowed: torch.Tensor) -> _Scores:
-        """These scores with more keys removed."""
-        return replace(self, allowed=allowed if self.allowed is None else self.allowed & allowed)
+        """These scores with more keys removed (``allowed`` is copied: it may be the model's tensor)."""
+        allowed = allowed.bool()
+        return replace(self, allowed=allowed.clone() if self.allowed is None else self.allowed & allowed)
 
-    def plus_bias(self, term: Any) -> _Scores:
-        """These scores with an additive term that is not q·k."""
-        term = torch.as_tensor(term, device=self.logits.device).float()
-        return replace(self, bias=term if self.bias is None else self.bias + term)
+    def plus(self, term: Any) -> _Scores:
+        """These scores plus a term that is not q·k: a mask where it is at or below MASK_LIMIT.
 
-    def final_allowed(self) -> torch.Tensor | None:
-        """The pairs that count: not removed, and not pushed to -inf by an additive mask."""
-        if self.bias is None:
-            return self.allowed
-        from_bias = allowed_by_additive_mask(self.bias)
-        return from_bias if self.allowed is None else self.allowed & from_bias
+        A term constant along the key axis (a scalar, or last dimension 1, such as
+        the row max a hand-written stable softmax subtracts) does not change the
+        softmax, and masks nothing. Each term is judged alone, so a -1e4 mask plus
+        a positive position bias still masks.
+        """
+        if not isinstance(term, torch.Tensor) or term.dim() == 0 or term.shape[-1] == 1:
+            return self
+        return self.broadcast(term).masked(allowed_by_additive_mask(term))
 
 
 class _ByTensor(Generic[V]):
@@ -140,6 +147,24 @@ class _ByTensor(Generic[V]):
     def pop(self, key: torch.Tensor) -> None:
         """Forget ``key`` if it is there."""
         self._map.pop(key, None)
+
+
+def _out_of_place(func: Any) -> Any:
+    """The out-of-place op whose lineage rule an in-place op follows (add_ -> add), or None.
+
+    Only ops whose rule never runs the op itself: an in-place reshape or cast ends the lineage.
+    """
+    name = func._schema.name.split("::")[-1].removesuffix("_")
+    packet = getattr(aten, name, None) if hasattr(aten, name) else None
+    return packet if packet in _SCALE | _ADD | _MASK | _KEEP else None
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """The tensor's version counter (None for inference tensors, which have none)."""
+    try:
+        return int(tensor._version)
+    except RuntimeError:
+        return None
 
 
 def _named_arguments(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +201,8 @@ class AttentionTracer(TorchDispatchMode):
     """A dispatch mode that appends one :class:`AttentionRecord` per attention call to ``records``.
 
     It never changes what an op computes: every op runs as called, and the
-    statistics are computed beside it. Enter it around a forward pass only.
+    statistics are computed beside it. Enter it around a forward pass only,
+    inside :meth:`module_hooks`.
     """
 
     def __init__(self, records: list[AttentionRecord]) -> None:
@@ -184,37 +210,46 @@ class AttentionTracer(TorchDispatchMode):
         self.records = records
         self.paused = False  # True while the tracer's own bookkeeping runs ops at the Python level
         self._scores: _ByTensor[_Scores] = _ByTensor()  # the score lineage of each tensor that has one
-        self._static: _ByTensor[bool] = _ByTensor()  # tensors computed from parameters alone
+        self._static: _ByTensor[bool] = _ByTensor()  # buffers, and tensors computed from parameters and buffers
         self._recorded_roots: set[int] = set()
         self._roots = itertools.count()
         self._heads: list[int] = []  # stack of enclosing nn.MultiheadAttention head counts
-        self._hooks: list[Any] = []
+        self._composite: dict[Any, bool] = {}  # op -> has a CompositeImplicitAutograd kernel
 
-    def __enter__(self) -> AttentionTracer:
-        # nn.MultiheadAttention merges heads into the batch, (N*H, T, T); its head count splits them again.
-        self._hooks = [
+    @contextmanager
+    def module_hooks(self) -> Iterator[None]:
+        """Global module hooks, for the block: the heads of nn.MultiheadAttention, and buffers as weights."""
+        hooks = [
             nn.modules.module.register_module_forward_pre_hook(self._enter_module),
             nn.modules.module.register_module_forward_hook(self._leave_module, always_call=True),
         ]
-        super().__enter__()  # type: ignore[no-untyped-call]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        super().__exit__(*exc)  # type: ignore[no-untyped-call]
-        for hook in self._hooks:
-            hook.remove()
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
 
     def _enter_module(self, module: nn.Module, inputs: Any) -> None:
+        for buffer in module.buffers(recurse=False):  # a buffer is a weight too, e.g. prototypes or a fixed head
+            self._static.set(buffer, True)
         if isinstance(module, nn.MultiheadAttention):
+            # It merges heads into the batch, (N*H, T, T); its head count splits them again.
             self._heads.append(module.num_heads)
 
     def _leave_module(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if isinstance(module, nn.MultiheadAttention) and self._heads:
             self._heads.pop()
 
+    def _lineage(self, tensor: Any) -> _Scores | None:
+        """The score lineage of ``tensor``, unless it was written to since (through any view)."""
+        scores = self._scores.get(tensor)
+        if scores is None or scores.version != _version(tensor):
+            return None
+        return scores
+
     def record_reported(self, logits: torch.Tensor, record: Callable[[], AttentionRecord]) -> None:
         """Append ``record()`` for logits a model reports itself, unless this attention is already recorded."""
-        scores = self._scores.get(logits)
+        scores = self._lineage(logits)
         if scores is not None:
             if scores.root in self._recorded_roots:
                 return
@@ -232,6 +267,13 @@ class AttentionTracer(TorchDispatchMode):
         kwargs = kwargs or {}
         if self.paused:
             return func(*args, **kwargs)
+        if self._is_composite(func):
+            # Under inference_mode composite ops (matmul, softmax, SDPA) arrive whole: run their own
+            # decomposition with the tracer on, so their parts are seen as they are otherwise.
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
         packet = func.overloadpacket
         if packet in _SDPA_KERNELS:
             out = func(*args, **kwargs)
@@ -240,13 +282,16 @@ class AttentionTracer(TorchDispatchMode):
             return out
         inputs = list(_tensors(args, kwargs))
         in_place = func._schema.name.endswith("_")
-        scored = any(t in self._scores for t in inputs)
         # Before running: an in-place op changes its input, and the lineage reads the old values.
-        new_scores = self._guarded(self._follow, func, packet, args, kwargs) if scored else None
+        new_scores = None
+        if any(self._lineage(t) is not None for t in inputs):
+            followed = _out_of_place(func) if in_place else packet
+            if followed is not None:
+                new_scores = self._guarded(self._follow, func, followed, args, kwargs)
         if in_place and args and isinstance(args[0], torch.Tensor):
             self._scores.pop(args[0])
         out = func(*args, **kwargs)
-        # Parameters seed "static"; a factory (ones, arange, zeros) does not, since token ids can come from one.
+        # Parameters and buffers seed "static"; a factory (ones, arange, zeros) does not: token ids can come from one.
         static = bool(inputs) and all(isinstance(t, nn.Parameter) or t in self._static for t in inputs)
         for tensor in _outputs(out):
             if static:
@@ -254,10 +299,21 @@ class AttentionTracer(TorchDispatchMode):
             else:
                 self._static.pop(tensor)
         if new_scores is not None and isinstance(out, torch.Tensor):
-            self._scores.set(out, new_scores)
+            version = _version(out)
+            if in_place and version is not None:
+                version += 1  # autograd's in-place layer bumps the counter right after this op returns
+            self._scores.set(out, replace(new_scores, version=version))
         elif packet in _PRODUCTS and not static and isinstance(out, torch.Tensor):
             self._guarded(self._start, func, args, kwargs, out)
         return out
+
+    def _is_composite(self, func: Any) -> bool:
+        """Whether ``func`` has a CompositeImplicitAutograd kernel (memoised: one C++ query per op)."""
+        known = self._composite.get(func)
+        if known is None:
+            key = torch._C.DispatchKey.CompositeImplicitAutograd
+            known = self._composite[func] = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), key)
+        return known
 
     def _guarded(self, step: Callable[..., _Scores | None], *args: Any) -> _Scores | None:
         """Run a bookkeeping step; one that cannot follow an op (odd arguments) ends the lineage there.
@@ -272,32 +328,31 @@ class AttentionTracer(TorchDispatchMode):
     def _start(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: torch.Tensor) -> None:
         """Start a lineage at a product of two data tensors (q @ kᵀ, and also attention @ v)."""
         named = _named_arguments(func, args, kwargs)
-        baddbmm = func.overloadpacket is aten.baddbmm
-        a, b = (named["batch1"], named["batch2"]) if baddbmm else (named["self"], named["mat2"])
-        if isinstance(a, nn.Parameter) or a in self._static or isinstance(b, nn.Parameter) or b in self._static:
-            return  # x @ W: a weight operand
-        with torch.no_grad():
-            if baddbmm:  # beta * input + alpha * (a @ b): the input is a mask or bias
-                logits = torch.bmm(a.float(), b.float()) * named["alpha"]
-                bias = named["self"].float() * named["beta"]
-            else:  # a copy: the lineage's tensors are the tracer's own and never change in place
-                logits, bias = out.to(torch.float32, copy=True), None
-        self._scores.set(
-            out,
-            _Scores(
+        packet = func.overloadpacket
+        a, b = (named["batch1"], named["batch2"]) if packet is aten.baddbmm else (named["self"], named["mat2"])
+        weight = any(isinstance(t, nn.Parameter) or t in self._static for t in (a, b))
+        if weight and not self._heads:
+            return  # x @ W; inside nn.MultiheadAttention every product is attention (learned queries too)
+        with torch.no_grad():  # recomputed in fp32, as for the fused kernels: one precision for every path
+            logits = torch.mm(a.float(), b.float()) if packet is aten.mm else torch.bmm(a.float(), b.float())
+            scores = _Scores(
                 logits=logits,
                 allowed=None,
-                bias=bias,
                 keys=out.shape[-1],
                 root=next(self._roots),
                 heads=self._heads[-1] if self._heads else None,
-            ),
-        )
+                version=_version(out),
+            )
+            if packet is aten.baddbmm:  # beta * input + alpha * (a @ b): the input is a mask or bias
+                scores = replace(scores, logits=logits * named["alpha"])
+                if named["beta"] != 0:  # with beta 0 the input is ignored (it may hold NaN or garbage)
+                    scores = scores.plus(named["self"].float() * named["beta"])
+        self._scores.set(out, scores)
 
     def _follow(self, func: Any, packet: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Scores | None:
         """The lineage of ``func``'s output, or None where the op ends it; records a softmax."""
         with torch.no_grad():
-            first = self._scores.get(args[0]) if args else None
+            first = self._lineage(args[0]) if args else None
             if packet in _KEEP:
                 return first
             if packet in _SHAPE:
@@ -316,35 +371,32 @@ class AttentionTracer(TorchDispatchMode):
 
     def _scaled(self, packet: Any, args: tuple[Any, ...], first: _Scores | None) -> _Scores | None:
         """mul, div, neg: a scalar or per-head temperature scales the logits."""
-        if first is None:  # other * scores
-            second = self._scores.get(args[1]) if packet is aten.mul and len(args) > 1 else None
-            if second is None:
-                return None
-            return replace(second, logits=second.logits * args[0])
         if packet is aten.neg:
-            return replace(first, logits=-first.logits)
+            return replace(first, logits=-first.logits) if first is not None else None
         other = args[1]
-        if other in self._scores:
+        if first is None:  # other * scores
+            second = self._lineage(other) if packet is aten.mul else None
+            return replace(second, logits=second.logits * args[0]) if second is not None else None
+        if self._lineage(other) is not None:
             return None  # a product of two score tensors is not a logit
         return replace(first, logits=first.logits * other if packet is aten.mul else first.logits / other)
 
     def _added(
         self, packet: Any, args: tuple[Any, ...], kwargs: dict[str, Any], first: _Scores | None
     ) -> _Scores | None:
-        """add, sub: terms that are not scores (masks, position biases) go beside the logits."""
+        """add, sub: terms that are not scores (masks, position biases) stay out of the logits."""
         alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
         sign = -1 if packet is aten.sub else 1
         other = args[1]
-        second = self._scores.get(other)
+        second = self._lineage(other)
         if first is not None and second is None:
-            return first.plus_bias(other * (sign * alpha))
+            return first.plus(other * (sign * alpha) if isinstance(other, torch.Tensor) else other)
         if first is None and second is not None:  # bias + scores
-            return replace(second, logits=second.logits * (sign * alpha)).plus_bias(args[0])
+            return replace(second, logits=second.logits * (sign * alpha)).plus(args[0])
         if first is not None and second is not None:  # e.g. content + position scores of one attention
-            combined = replace(first, logits=first.logits + second.logits * (sign * alpha))
-            if second.allowed is not None:
-                combined = combined.masked(second.allowed)
-            return combined if second.bias is None else combined.plus_bias(second.bias * (sign * alpha))
+            combined = first.broadcast(second.logits)
+            combined = replace(combined, logits=combined.logits + second.logits * (sign * alpha))
+            return combined if second.allowed is None else combined.masked(second.allowed)
         return None
 
     def _masked(self, packet: Any, args: tuple[Any, ...], first: _Scores | None) -> _Scores | None:
@@ -352,11 +404,11 @@ class AttentionTracer(TorchDispatchMode):
         if packet is aten.masked_fill:
             return first.masked(~args[1].bool()) if first is not None else None
         condition, when_true, when_false = args
-        kept, dropped = self._scores.get(when_true), self._scores.get(when_false)
+        kept, dropped = self._lineage(when_true), self._lineage(when_false)
         if kept is not None and dropped is None:
-            return kept.masked(condition)
+            return kept.broadcast(condition).masked(condition)
         if dropped is not None and kept is None:
-            return dropped.masked(~condition)
+            return dropped.broadcast(condition).masked(~condition.bool())
         return None
 
     def _record_softmax(self, scores: _Scores, softmax_input: torch.Tensor, dim: int) -> None:
@@ -366,7 +418,8 @@ class AttentionTracer(TorchDispatchMode):
         if scores.root in self._recorded_roots:
             return  # already reported through record_attention_logits, or softmaxed twice
         self._recorded_roots.add(scores.root)
-        self.records.append(attention_record(scores.logits, scores.final_allowed(), softmax_input, scores.heads))
+        logits = scores.logits.expand(softmax_input.shape)
+        self.records.append(attention_record(logits, scores.allowed, softmax_input, scores.heads))
 
     def _record_sdpa(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """A fused SDPA kernel: the logits from its q and k, its mask, causal flag and scale."""

@@ -33,6 +33,7 @@ import torch
 
 from trainstab.attention_stats import AttentionRecord, attention_record, sdpa_allowed
 from trainstab.attention_trace import AttentionTracer
+from trainstab.errors import TrainstabError
 
 __all__ = ["AttentionRecord", "capture_attention", "is_capturing", "record_attention_logits", "regroup_by_member"]
 
@@ -60,8 +61,16 @@ def capture_attention() -> Iterator[list[AttentionRecord]]:
     tracer = AttentionTracer(records)
     _STATE.tracer = tracer
     try:
-        with tracer:
+        with tracer.module_hooks(), tracer:
             yield records
+    except NotImplementedError as error:
+        if "HigherOrderOperator" not in str(error):
+            raise
+        raise TrainstabError(
+            f"{error}: a higher-order operator (flex_attention, torch.cond, ...) cannot run under trainstab's "
+            "attention capture; call it only outside capture_attention() (trainstab.is_capturing() tells) and "
+            "report its logits with trainstab.record_attention_logits"
+        ) from None
     finally:
         _STATE.tracer = None
 

@@ -1,0 +1,224 @@
+"""Calibrate the battery's defaults on the zoo: per check, a confusion table and the margin.
+
+    python benchmarks/calibrate.py [--profiles default,quick] [--seeds 0] [--no-confirm] [--cache DIR]
+
+For every model of ``stability_tests/zoo.py`` and every profile it trains the
+sweep ``trainstab check`` trains, and runs the battery at its default bounds.
+Sweeps are cached as JSON in DIR (default ``.calibration/``), keyed by model,
+protocol, seed, torch version and CPU kernel set, so a rerun only reads them.
+
+Printed per check: how many stable and unstable models pass and fail, the
+worst value over the stable models, the least severe value over the models
+whose problem that check names, and their ratio (the margin a default bound
+can sit in; below 1 the check cannot separate them). Beside the battery, two
+loss-based measures of the high-LR side, for the LR-sensitivity redesign.
+
+The label confirmations (``stability_tests/zoo.py`` says how each label is
+decided without the battery) train each model 800 steps at LR 0.3; a label
+they contradict is printed. ``--no-confirm`` skips them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY / "stability_tests"))  # the zoo and its factories
+
+from zoo import ZOO, ZooModel  # noqa: E402
+
+from trainstab.checks import BATTERY, CheckResult  # noqa: E402
+from trainstab.gate import ModelUnderTest, sweep_config, thresholds  # noqa: E402
+from trainstab.options import CHECK_NAMES, parse_options  # noqa: E402
+from trainstab.report import sweep_to_dict  # noqa: E402
+from trainstab.sweep import RunResult, SweepResult, run_sweep  # noqa: E402
+
+#: The check that must fail for each problem of the zoo.
+CAUSE_CHECK = {
+    "attention growth": "attention_logits",
+    "divergence": "no_divergence",
+    "output logits": "log_z",
+    "dead layer": "parameters_move",
+}
+#: Checks whose value is worse when lower (the rest: worse when higher).
+LOWER_IS_WORSE = {"grad_rms_vs_eps"}
+CONFIRM_STEPS, CONFIRM_LR = 800, 0.3  # 4x the default proxy's steps, at the top of the checked range
+ATTENTION_GROWN, ATTENTION_BOUNDED, LOG_Z_FAR = 1e4, 1e3, 20.0
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One zoo model under one protocol: its sweep and the battery's verdicts."""
+
+    model: ZooModel
+    sweep: SweepResult
+    verdicts: dict[str, CheckResult]
+
+
+def _cache_key(model: ZooModel, profile: str, seed: int, steps: int | None, lrs: str | None) -> str:
+    """Everything that changes the numbers: model, protocol, seed, torch, the CPU kernels, the model's code."""
+    module = model.name.partition(":")[0]
+    source = REPOSITORY / "stability_tests" / f"{module}.py"
+    code = hashlib.sha256(source.read_bytes()).hexdigest()[:12] if source.exists() else model.name
+    kernels = f"{torch.backends.cpu.get_cpu_capability()}/{os.environ.get('ATEN_CPU_CAPABILITY', '')}"
+    parts = [model.label, profile, str(seed), str(steps), str(lrs), torch.__version__, kernels, code]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def _from_dict(data: dict, sweep: SweepResult) -> SweepResult:  # type: ignore[type-arg]
+    """A cached sweep's runs put back into ``sweep`` (a placeholder carrying the config)."""
+
+    def number(value: float | None) -> float:
+        return math.nan if value is None else float(value)
+
+    runs = []
+    for run in data["runs"]:
+        fields = dict(run)
+        for key in ("initial_loss", "final_loss", "eval_loss", "max_attention_logit", "log_z_mean"):
+            fields[key] = number(fields[key])
+        fields["losses"] = tuple(number(v) for v in fields["losses"])
+        fields["history"] = tuple({k: number(v) for k, v in h.items()} for h in fields["history"])
+        runs.append(RunResult(**fields))
+    return replace(
+        sweep,
+        runs=tuple(runs),
+        lr_sensitivity=number(data["lr_sensitivity"]),
+        best_lr=data["best_lr"],
+        environment=data["environment"],
+        elapsed_seconds=data["elapsed_seconds"],
+    )
+
+
+def measure(model: ZooModel, profile: str, seed: int, cache: Path, steps: int | None = None, lrs: str | None = None):  # type: ignore[no-untyped-def]
+    """The sweep of ``model`` (from the cache when there) and the battery's verdicts at the default bounds."""
+    raw = {"trainstab_profile": ("profile", profile), "trainstab_seed": ("seed", str(seed))}
+    if steps is not None:
+        raw["trainstab_steps"] = ("steps", str(steps))
+    if lrs is not None:
+        raw["trainstab_lrs"] = ("lrs", lrs)
+    options = parse_options(raw, [])
+    config = sweep_config(options, ModelUnderTest(model.name, model.overrides))
+    path = cache / f"{_cache_key(model, profile, seed, steps, lrs)}.json"
+    placeholder = SweepResult(config, (), math.nan, math.nan, {}, 0.0)
+    if path.exists():
+        sweep = _from_dict(json.loads(path.read_text()), placeholder)
+    else:
+        sweep = run_sweep(config)
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(sweep_to_dict(sweep)))
+        partial.replace(path)  # atomic: an interrupted run leaves no half-written cache entry
+    bounds = thresholds(options)
+    return Measured(model, sweep, {name: BATTERY[name](sweep, bounds) for name in CHECK_NAMES})
+
+
+def high_lr_side(sweep: SweepResult) -> tuple[float, float]:
+    """Mean of (min(l, l0) - l*) over the LRs at or above the best; and loss at the top LR minus l*."""
+    capped = [run.capped_loss() for run in sweep.runs]
+    best = min(capped)
+    best_index = capped.index(best)
+    above = capped[best_index:]
+    return sum(c - best for c in above) / len(above), capped[-1] - best
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else str(value)
+
+
+def print_tables(measured: list[Measured], profile: str, seed: int) -> int:
+    """The per-check confusion tables and margins; returns the number of misclassified models."""
+    misclassified = 0
+    print(f"\n=== profile {profile}, seed {seed}: {len(measured)} zoo models ===")
+    print(f"{'check':<18} {'stable pass/fail':>16} {'cause pass/fail':>16} {'worst stable':>13} "
+          f"{'mildest cause':>14} {'margin':>7}")  # fmt: skip
+    for check in CHECK_NAMES:
+        stable = [m for m in measured if m.model.stable]
+        cause = [m for m in measured if m.model.problem and CAUSE_CHECK[m.model.problem] == check]
+        stable_fail = [m for m in stable if not m.verdicts[check].passed]
+        cause_pass = [m for m in cause if m.verdicts[check].passed]
+        lower = check in LOWER_IS_WORSE
+        pick_worst, pick_mildest = (min, max) if lower else (max, min)
+        worst = pick_worst((m.verdicts[check].value for m in stable), default=math.nan)
+        mildest = pick_mildest((m.verdicts[check].value for m in cause), default=math.nan)
+        margin = (worst / mildest if lower else mildest / worst) if worst and mildest else math.nan
+        print(
+            f"{check:<18} {len(stable) - len(stable_fail):>7}/{len(stable_fail):<8} "
+            f"{len(cause) - len(cause_pass):>7}/{len(cause_pass):<8} "
+            f"{_fmt(worst):>13} {_fmt(mildest):>14} {_fmt(margin):>7}"
+        )
+        for m in stable_fail:
+            print(f"    false alarm: {m.model.label}: {m.verdicts[check].message[:160]}")
+        for m in cause_pass:
+            print(
+                f"    missed: {m.model.label} ({m.model.problem}) passes {check}: value {_fmt(m.verdicts[check].value)}"
+            )
+        misclassified += len(stable_fail) + len(cause_pass)
+    print("\nper model: full-grid LR sensitivity | high-LR-side mean | loss at top LR - best | checks failed")
+    for m in measured:
+        side, top = high_lr_side(m.sweep)
+        failed = [c for c in CHECK_NAMES if not m.verdicts[c].passed]
+        tag = "stable" if m.model.stable else m.model.problem
+        print(f"  {m.model.label:<44} {tag:<17} {m.sweep.lr_sensitivity:6.3f} {side:6.3f} {top:6.3f}  "
+              f"{', '.join(failed) or '-'}")  # fmt: skip
+    return misclassified
+
+
+def confirm_labels(cache: Path, seed: int) -> int:
+    """Train each model 800 steps at LR 0.3 and check its label; returns how many labels were contradicted."""
+    print(f"\n=== label confirmations: {CONFIRM_STEPS} steps at lr {CONFIRM_LR}, seed {seed} ===")
+    contradicted = 0
+    for model in ZOO:
+        m = measure(model, "default", seed, cache, steps=CONFIRM_STEPS, lrs=str(CONFIRM_LR))
+        (run,) = m.sweep.runs
+        log_z0 = abs(run.history[0]["output/log_z/mean"]) if run.history else math.nan
+        grown = run.max_attention_logit > ATTENTION_GROWN
+        facts = {
+            "attention growth": grown,
+            "divergence": run.diverged,
+            "output logits": log_z0 > LOG_Z_FAR,
+            "dead layer": True,  # by construction: a detached branch
+        }
+        if model.stable:
+            agrees = not run.diverged and run.max_attention_logit < ATTENTION_BOUNDED
+        else:
+            agrees = facts[model.problem or ""]
+        contradicted += not agrees
+        verdict = "ok " if agrees else "NO "
+        attention = _fmt(run.max_attention_logit)
+        print(f"  {verdict} {model.label:<44} {model.problem or 'stable':<17} max attn {attention:>8}  "
+              f"diverged {run.diverged!s:<5}  |log Z| at init {log_z0:.1f}")  # fmt: skip
+    return contradicted
+
+
+def main() -> None:
+    """Measure the zoo under each profile, print the tables and the label confirmations."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", default="default,quick")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--no-confirm", action="store_true", help="skip the 800-step label confirmations")
+    parser.add_argument("--cache", type=Path, default=REPOSITORY / ".calibration")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    print(f"torch {torch.__version__}, CPU kernels {torch.backends.cpu.get_cpu_capability()}")
+    misclassified = 0
+    for profile in args.profiles.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            measured = [measure(model, profile, seed, args.cache) for model in ZOO]
+            misclassified += print_tables(measured, profile, seed)
+    contradicted = 0 if args.no_confirm else confirm_labels(args.cache, 0)
+    print(f"\n{misclassified} misclassified verdicts, {contradicted} contradicted labels, "
+          f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
