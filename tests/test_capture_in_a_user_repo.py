@@ -102,7 +102,10 @@ def project(pytester):
 
 
 def test_every_way_of_writing_attention_is_measured_and_a_blind_model_is_told_about_the_hook(project):
-    result = project.runpytest("-p", "no:cacheprovider", "--trainstab-steps=150", "--trainstab-lrs=1e-2,3e-1")
+    # In a subprocess, as in a user's repository: an in-process run would restore sys.modules under transformers.
+    result = project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--trainstab-steps=150", "--trainstab-lrs=1e-2,3e-1"
+    )
     outcomes = result.parseoutcomes()
     text = result.stdout.str()
     summary = {

@@ -15,10 +15,16 @@ with no change to the model:
 - transformers' eager attention, soft-capped logits included (the pre-cap
   logits are recorded: those are the ones that grow).
 
-The model's numbers are untouched: every op runs as called. Anything else (a
-custom kernel, ``flex_attention``) reports its logits with
+The model's numbers are untouched: every op runs as called, under grad,
+``no_grad`` or ``inference_mode``. Anything else (a custom kernel, a softmax
+written as exp and sum, sigmoid attention) reports its logits with
 :func:`record_attention_logits`; outside a capture that call costs one
-attribute check and does nothing. An attention seen both ways is recorded once.
+attribute check and does nothing. Reported logits that also reach a
+recognised softmax are recorded once. Higher-order operators
+(``flex_attention``) cannot run under the tracer and stop with a
+:class:`~trainstab.errors.TrainstabError` that says so. Wrap forward passes
+only: a backward inside the block would record recomputed (checkpointed)
+attention again.
 
 Each attention call is one "layer", in call order. Records are (N, H), N the
 batch rows (M*B for a stacked model), H the heads.
