@@ -1,6 +1,7 @@
 """Calibrate the battery's defaults on the zoo: per check, a confusion table and the margin.
 
     python benchmarks/calibrate.py [--profiles default,quick] [--seeds 0] [--no-confirm] [--cache DIR]
+    python benchmarks/calibrate.py --robustness   # seeds 0-2 x both profiles x three CPU kernel sets
 
 For every model of ``stability_tests/zoo.py`` and every profile it trains the
 sweep ``trainstab check`` trains, and runs the battery at its default bounds.
@@ -16,6 +17,12 @@ loss-based measures of the high-LR side, for the LR-sensitivity redesign.
 The label confirmations (``stability_tests/zoo.py`` says how each label is
 decided without the battery) train each model 800 steps at LR 0.3; a label
 they contradict is printed. ``--no-confirm`` skips them.
+
+``--robustness`` runs the seeds 0, 1, 2 under both profiles in one child
+process per CPU kernel set (this machine's, ``ATEN_CPU_CAPABILITY=avx2`` and
+``=default``, which must be chosen before torch starts) and prints every
+model whose failed checks differ anywhere in that matrix. It takes about an
+hour on 2 cores the first time.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -200,6 +208,39 @@ def confirm_labels(cache: Path, seed: int) -> int:
     return contradicted
 
 
+KERNEL_SETS = ("", "avx2", "default")  # "": this machine's best; the others as ATEN_CPU_CAPABILITY
+
+
+def robustness(cache: Path) -> None:
+    """Every zoo model's failed checks under seeds 0-2, both profiles and each kernel set; prints the flips."""
+    verdicts: dict[str, dict[str, list[str]]] = {}
+    for kernels in KERNEL_SETS:
+        path = cache / f"verdicts-{kernels or 'native'}.json"
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": kernels} if kernels else dict(os.environ)
+        command = [sys.executable, __file__, "--profiles", "default,quick", "--seeds", "0,1,2", "--no-confirm"]
+        subprocess.run([*command, "--cache", str(cache), "--verdicts", str(path)], env=env, check=True)
+        for key, failed in json.loads(path.read_text()).items():
+            verdicts.setdefault(key, {})[kernels or "native"] = failed
+    print("\n=== robustness: failed checks per model, over seeds 0-2 x default, quick x kernel sets ===")
+    flips = 0
+    for model in ZOO:
+        seen = {
+            f"{where} {key.split('|')[1]} seed {key.split('|')[2]}": tuple(failed)
+            for key, by_kernels in verdicts.items()
+            if key.split("|")[0] == model.label
+            for where, failed in by_kernels.items()
+        }
+        outcomes = set(seen.values())
+        if len(outcomes) == 1:
+            print(f"  same  {model.label:<44} fails: {', '.join(next(iter(outcomes))) or '-'}")
+            continue
+        flips += 1
+        print(f"  FLIPS {model.label}")
+        for where, failed in sorted(seen.items()):
+            print(f"          {where:<28} {', '.join(failed) or '-'}")
+    print(f"{flips} of {len(ZOO)} models change verdicts across seeds, profiles or kernel sets")
+
+
 def main() -> None:
     """Measure the zoo under each profile, print the tables and the label confirmations."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -207,14 +248,24 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--no-confirm", action="store_true", help="skip the 800-step label confirmations")
     parser.add_argument("--cache", type=Path, default=REPOSITORY / ".calibration")
+    parser.add_argument("--robustness", action="store_true", help="seeds 0-2 x profiles x kernel sets")
+    parser.add_argument("--verdicts", type=Path, help="also write each model's failed checks here (JSON)")
     args = parser.parse_args()
+    if args.robustness:
+        robustness(args.cache)
+        return
     started = time.perf_counter()
     print(f"torch {torch.__version__}, CPU kernels {torch.backends.cpu.get_cpu_capability()}")
     misclassified = 0
+    verdicts: dict[str, list[str]] = {}
     for profile in args.profiles.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             measured = [measure(model, profile, seed, args.cache) for model in ZOO]
             misclassified += print_tables(measured, profile, seed)
+            for m in measured:
+                verdicts[f"{m.model.label}|{profile}|{seed}"] = [c for c in CHECK_NAMES if not m.verdicts[c].passed]
+    if args.verdicts:
+        args.verdicts.write_text(json.dumps(verdicts, indent=1))
     contradicted = 0 if args.no_confirm else confirm_labels(args.cache, 0)
     print(f"\n{misclassified} misclassified verdicts, {contradicted} contradicted labels, "
           f"{time.perf_counter() - started:.0f} s")  # fmt: skip

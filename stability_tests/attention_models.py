@@ -3,7 +3,9 @@
 None of them calls trainstab: their attention logits must be captured as
 they are. ``attention_models:mha`` is built on ``nn.MultiheadAttention`` with
 its defaults (``need_weights=True``), ``attention_models:decoder_layers`` on
-``nn.TransformerDecoderLayer`` (self- and cross-attention), and
+``nn.TransformerDecoderLayer`` (self- and cross-attention),
+``attention_models:encoder_layers`` on a causally masked
+``nn.TransformerEncoder`` (post-LN, torch's default), and
 ``attention_models:mingpt`` is minGPT's hand-written attention, with
 ``mingpt_qk_norm`` its qk-layernorm variant. Each factory takes a
 :class:`trainstab.models.ModelSize`; each model maps token ids (B, T) to
@@ -74,6 +76,25 @@ class DecoderLayersLM(nn.Module):
         return self.head(self.final_norm(x))
 
 
+class EncoderLayersLM(nn.Module):
+    """GPT as many write it from torch's parts: nn.TransformerEncoder with a causal mask, post-LN defaults."""
+
+    def __init__(self, size):
+        super().__init__()
+        d = size.width
+        self.embedding = nn.Embedding(size.vocab_size, d)
+        self.position = nn.Embedding(size.context_length, d)
+        layer = nn.TransformerEncoderLayer(d, size.heads, 4 * d, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, size.depth, enable_nested_tensor=False)
+        self.head = nn.Linear(d, size.vocab_size, bias=False)
+
+    def forward(self, idx):
+        t = idx.shape[1]
+        x = self.embedding(idx) + self.position(torch.arange(t))
+        mask = nn.Transformer.generate_square_subsequent_mask(t)
+        return self.head(self.encoder(x, mask=mask, is_causal=True))
+
+
 class MinGPTAttention(nn.Module):
     """minGPT's CausalSelfAttention: softmax(q kᵀ / sqrt(d_head)) with a tril buffer as the mask."""
 
@@ -139,6 +160,11 @@ def mha(size):
 def decoder_layers(size):
     """nn.TransformerDecoderLayer stack; no qk-norm."""
     return DecoderLayersLM(size)
+
+
+def encoder_layers(size):
+    """A causally masked nn.TransformerEncoder; no qk-norm."""
+    return EncoderLayersLM(size)
 
 
 def mingpt(size):

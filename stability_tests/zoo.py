@@ -67,10 +67,12 @@ ZOO: tuple[ZooModel, ...] = (
     ZooModel("attention_models:mingpt_qk_norm", (), "minGPT", None),
     ZooModel("attention_models:mingpt", (), "minGPT", ATTENTION),
     ZooModel("attention_models:mha", (), "nn.MultiheadAttention", ATTENTION),
-    ZooModel("attention_models:decoder_layers", (), "nn.TransformerDecoderLayer", ATTENTION),
+    ZooModel("attention_models:decoder_layers", (), "torch Transformer layers", ATTENTION),
+    ZooModel("attention_models:encoder_layers", (), "torch Transformer layers", ATTENTION),
     # transformers
     ZooModel("hf:olmo2", (), "transformers", None),
     ZooModel("hf:qwen3", (), "transformers", None),
+    ZooModel("hf:gemma3_text", (), "transformers", None),
     ZooModel("hf:llama", (), "transformers", ATTENTION),
     ZooModel("hf:gpt2", (), "transformers", ATTENTION),
     ZooModel("hf:mistral", (), "transformers", ATTENTION),
