@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from trainstab.checks import BATTERY, Thresholds, check_attention_logits, spike_score
+from trainstab.checks import BATTERY, Thresholds, check_attention_logits, check_grad_rms_vs_eps, spike_score
 from trainstab.config import SweepConfig
 from trainstab.sweep import RunResult, SweepResult
 from trainstab.testing import CHECK_NAMES
@@ -32,6 +32,33 @@ def test_the_spike_score_counts_points_seven_sigma_from_the_rolling_mean():
     spiky = list(flat)
     spiky[50] = 3.0
     assert spike_score(spiky, sigmas=7, window=20) == pytest.approx(1 / 80)
+
+
+def test_a_sudden_drop_in_the_loss_is_not_a_spike():
+    flat = [1.0 + 0.01 * ((-1) ** i) for i in range(100)]
+    dropped = flat[:50] + [0.5 + 0.01 * ((-1) ** i) for i in range(50)]  # e.g. the model learns to copy
+    assert spike_score(dropped, sigmas=7, window=20) == 0.0
+
+
+def _grad_history(**per_step):
+    """Probes at steps 0, 50, 100 with the given gradient RMS per tensor name."""
+    return tuple(
+        {"step": float(step), **{f"grads/rms/{name}": values[i] for name, values in per_step.items()}}
+        for i, step in enumerate((0, 50, 100))
+    )
+
+
+def test_gradient_rms_check_flags_a_tensor_whose_gradient_falls_near_eps():
+    run = dataclasses.replace(_run(0.3), history=_grad_history(mlp=(1e-3, 1e-5, 5e-8)))
+    result = check_grad_rms_vs_eps(_sweep(run), Thresholds())
+    assert not result.passed and "mlp" in result.message and result.value == pytest.approx(5.0)
+
+
+def test_gradient_rms_check_leaves_out_a_tensor_with_no_learning_signal_from_the_start():
+    # A k-norm bias: softmax cancels it, so its gradient is rounding noise (6e-11 on the zoo) from step 0.
+    history = _grad_history(mlp=(1e-3, 1e-5, 1e-5), k_norm_bias=(6e-11, 2e-11, 1e-11))
+    result = check_grad_rms_vs_eps(_sweep(dataclasses.replace(_run(0.3), history=history)), Thresholds())
+    assert result.passed and result.value == pytest.approx(1e3)
 
 
 def test_attention_check_fails_clearly_when_every_run_diverged_at_once():

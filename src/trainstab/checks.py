@@ -10,9 +10,13 @@ override the bound. Defaults are grounded in the literature:
   range without z-loss (0.31-0.51; 0.03-0.24 with it);
 - gradient RMS: 10x AdamW's epsilon. Adam divides by sqrt(v) + eps, so at
   RMS r x eps a typical update shrinks by about 1/(1 + r): 9% at 10x, the
-  stall the paper's epsilon finding describes as gradients approach eps;
+  stall the paper's epsilon finding describes as gradients approach eps. A
+  tensor whose gradient is already below that at initialisation carries no
+  learning signal to stall (a k-norm bias, which softmax cancels: 6e-11 on
+  the zoo) and is left out;
 - loss spikes: OLMo 2's spike score, the share of steps more than 7 standard
-  deviations from the rolling mean of the previous steps; the bound is 0.
+  deviations above the rolling mean of the previous steps; the bound is 0.
+  Only rises count: a sudden drop (a model learning to copy) is not a spike.
 """
 
 from __future__ import annotations
@@ -161,18 +165,24 @@ def check_lr_sensitivity(sweep: SweepResult, t: Thresholds) -> CheckResult:
     return CheckResult("lr_sensitivity", passed, value, t.lr_sensitivity, sweep.best_lr, message)
 
 
-def smallest_grad_rms_over_eps(run: RunResult, eps: float, warmup: int) -> tuple[float, str]:
+def smallest_grad_rms_over_eps(run: RunResult, eps: float, warmup: int, signal: float = 0.0) -> tuple[float, str]:
     """The smallest non-zero (gradient RMS / eps) of any tensor at any probe after warm-up, and that tensor.
 
+    Tensors whose gradient RMS at the first probe (initialisation) is below
+    ``signal`` x eps are left out: they have no learning signal to lose.
     Returns (inf, "") when no probe after warm-up has a non-zero gradient (a run that diverged at once).
     """
+    scale = max(eps, 1e-300)
+    first = run.history[0] if run.history else {}
     worst, name = math.inf, ""
     for h in run.history:
         if h["step"] < warmup:
             continue
         for key, value in h.items():
-            if key.startswith("grads/rms/") and value > 0 and value / max(eps, 1e-300) < worst:
-                worst, name = value / max(eps, 1e-300), key.removeprefix("grads/rms/")
+            if not key.startswith("grads/rms/") or first.get(key, math.inf) < signal * scale:
+                continue
+            if value > 0 and value / scale < worst:
+                worst, name = value / scale, key.removeprefix("grads/rms/")
     return worst, name
 
 
@@ -184,7 +194,7 @@ def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
     for run in _considered(sweep, t):
         if run.diverged:
             continue
-        ratio, name = smallest_grad_rms_over_eps(run, eps, warmup)
+        ratio, name = smallest_grad_rms_over_eps(run, eps, warmup, signal=t.grad_rms_over_eps)
         if ratio < worst_ratio:
             worst_ratio, worst_lr, worst_name = ratio, run.lr, name
     passed = worst_ratio >= t.grad_rms_over_eps
@@ -200,13 +210,13 @@ def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
 
 
 def spike_score(losses: tuple[float, ...] | list[float], sigmas: float, window: int, start: int = 0) -> float:
-    """OLMo 2's spike score: share of steps > ``sigmas`` std from the rolling mean of the ``window`` before."""
+    """OLMo 2's spike score: share of steps > ``sigmas`` std above the rolling mean of the ``window`` before."""
     points = range(max(start, window), len(losses))
     spikes = 0
     for i in points:
         previous = losses[i - window : i]
         mean, std = statistics.fmean(previous), statistics.pstdev(previous)
-        spikes += abs(losses[i] - mean) > sigmas * std if std > 0 else losses[i] != mean
+        spikes += losses[i] - mean > sigmas * std if std > 0 else losses[i] > mean
     return spikes / len(points) if len(points) else 0.0
 
 
@@ -224,7 +234,7 @@ def check_loss_spikes(sweep: SweepResult, t: Thresholds) -> CheckResult:
     message = (
         f"spike score {value:.3g} <= {t.spike_score:g}"
         if passed
-        else f"loss spikes: {value:.1%} of steps at lr={lr:g} are more than {t.spike_sigmas:g} std from the rolling "
+        else f"loss spikes: {value:.1%} of steps at lr={lr:g} are more than {t.spike_sigmas:g} std above the rolling "
         f"mean (bound {t.spike_score:g}): consider qk-layernorm, a lower LR or gradient clipping "
         "(override with --trainstab-spike-score-bound)"
     )
