@@ -22,8 +22,13 @@ never mistaken for attention, and neither is an op on a mask alone.
 
 Along a lineage the logits are kept as q·k times every scalar factor applied,
 with soft-capping taken as the identity: ``cap * tanh(z / cap)`` keeps z, the
-pre-cap logit that grows. Masks and additive terms are kept beside them, not
-in them. Shapes follow the watched tensors; a score tensor is (N, ..., Tq, Tk).
+pre-cap logit that grows. Masks are kept beside them as the keys they remove
+(``masked_fill``, ``where``, and additive terms at or below -1e4); other
+additive terms (position biases) are left out of z. A write the tracer does
+not follow (``s[..., :2] = -inf``) ends the lineage, through any view, by the
+tensor's version counter. Under ``inference_mode`` composite ops arrive
+whole and are decomposed here. Shapes follow the watched tensors; a score
+tensor is (N, ..., Tq, Tk).
 """
 
 from __future__ import annotations
@@ -155,7 +160,7 @@ def _out_of_place(func: Any) -> Any:
     Only ops whose rule never runs the op itself: an in-place reshape or cast ends the lineage.
     """
     name = func._schema.name.split("::")[-1].removesuffix("_")
-    packet = getattr(aten, name, None) if hasattr(aten, name) else None
+    packet = getattr(aten, name) if hasattr(aten, name) else None
     return packet if packet in _SCALE | _ADD | _MASK | _KEEP else None
 
 
