@@ -208,20 +208,23 @@ def confirm_labels(cache: Path, seed: int) -> int:
     return contradicted
 
 
-KERNEL_SETS = ("", "avx2", "default")  # "": this machine's best; the others as ATEN_CPU_CAPABILITY
+KERNEL_SETS = ("native", "avx2", "default")  # native: this machine's best; the others as ATEN_CPU_CAPABILITY
 
 
-def robustness(cache: Path) -> None:
+def robustness(cache: Path, kernel_sets: list[str]) -> None:
     """Every zoo model's failed checks under seeds 0-2, both profiles and each kernel set; prints the flips."""
     verdicts: dict[str, dict[str, list[str]]] = {}
-    for kernels in KERNEL_SETS:
-        path = cache / f"verdicts-{kernels or 'native'}.json"
-        env = {**os.environ, "ATEN_CPU_CAPABILITY": kernels} if kernels else dict(os.environ)
+    for kernels in kernel_sets:
+        path = cache / f"verdicts-{kernels}.json"
+        env = dict(os.environ)
+        env.pop("ATEN_CPU_CAPABILITY", None)
+        if kernels != "native":
+            env["ATEN_CPU_CAPABILITY"] = kernels
         command = [sys.executable, __file__, "--profiles", "default,quick", "--seeds", "0,1,2", "--no-confirm"]
         subprocess.run([*command, "--cache", str(cache), "--verdicts", str(path)], env=env, check=True)
         for key, failed in json.loads(path.read_text()).items():
-            verdicts.setdefault(key, {})[kernels or "native"] = failed
-    print("\n=== robustness: failed checks per model, over seeds 0-2 x default, quick x kernel sets ===")
+            verdicts.setdefault(key, {})[kernels] = failed
+    print(f"\n=== robustness: failed checks per model, seeds 0-2 x default, quick x {', '.join(kernel_sets)} ===")
     flips = 0
     for model in ZOO:
         seen = {
@@ -249,10 +252,11 @@ def main() -> None:
     parser.add_argument("--no-confirm", action="store_true", help="skip the 800-step label confirmations")
     parser.add_argument("--cache", type=Path, default=REPOSITORY / ".calibration")
     parser.add_argument("--robustness", action="store_true", help="seeds 0-2 x profiles x kernel sets")
+    parser.add_argument("--kernel-sets", default=",".join(KERNEL_SETS), help="for --robustness: native,avx2,default")
     parser.add_argument("--verdicts", type=Path, help="also write each model's failed checks here (JSON)")
     args = parser.parse_args()
     if args.robustness:
-        robustness(args.cache)
+        robustness(args.cache, args.kernel_sets.split(","))
         return
     started = time.perf_counter()
     print(f"torch {torch.__version__}, CPU kernels {torch.backends.cpu.get_cpu_capability()}")
