@@ -224,24 +224,26 @@ def robustness(cache: Path, kernel_sets: list[str]) -> None:
         subprocess.run([*command, "--cache", str(cache), "--verdicts", str(path)], env=env, check=True)
         for key, failed in json.loads(path.read_text()).items():
             verdicts.setdefault(key, {})[kernels] = failed
-    print(f"\n=== robustness: failed checks per model, seeds 0-2 x default, quick x {', '.join(kernel_sets)} ===")
-    flips = 0
-    for model in ZOO:
-        seen = {
-            f"{where} {key.split('|')[1]} seed {key.split('|')[2]}": tuple(failed)
-            for key, by_kernels in verdicts.items()
-            if key.split("|")[0] == model.label
-            for where, failed in by_kernels.items()
-        }
-        outcomes = set(seen.values())
-        if len(outcomes) == 1:
-            print(f"  same  {model.label:<44} fails: {', '.join(next(iter(outcomes))) or '-'}")
-            continue
-        flips += 1
-        print(f"  FLIPS {model.label}")
-        for where, failed in sorted(seen.items()):
-            print(f"          {where:<28} {', '.join(failed) or '-'}")
-    print(f"{flips} of {len(ZOO)} models change verdicts across seeds, profiles or kernel sets")
+    print(f"\n=== robustness: seeds 0-2 x default, quick x {', '.join(kernel_sets)}, per check ===")
+    print(f"{'check':<18} {'stable cases failing':>21} {'cause cases passing':>20}  models whose verdict flips")
+    for check in CHECK_NAMES:
+        stable_fail = stable_all = cause_pass = cause_all = 0
+        flipping = []
+        for model in ZOO:
+            outcomes = [
+                check in failed
+                for key, by_kernels in verdicts.items()
+                if key.split("|")[0] == model.label
+                for failed in by_kernels.values()
+            ]
+            if len(set(outcomes)) > 1:
+                flipping.append(f"{model.label} ({sum(outcomes)}/{len(outcomes)} fail)")
+            if model.stable:
+                stable_fail, stable_all = stable_fail + sum(outcomes), stable_all + len(outcomes)
+            elif model.problem and CAUSE_CHECK[model.problem] == check:
+                cause_pass, cause_all = cause_pass + outcomes.count(False), cause_all + len(outcomes)
+        print(f"{check:<18} {stable_fail:>10} of {stable_all:<8} {cause_pass:>9} of {cause_all:<8}  "
+              f"{'; '.join(flipping) or '-'}")  # fmt: skip
 
 
 def main() -> None:
