@@ -55,6 +55,14 @@ def sdpa_allowed(
     return allowed
 
 
+def sdpa_record(logits: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool) -> AttentionRecord:
+    """The record of logits (..., H, Tq, Tk) masked the way ``scaled_dot_product_attention`` masks them."""
+    logits = logits.float()
+    allowed = sdpa_allowed(logits.shape[-2], logits.shape[-1], attn_mask, is_causal, logits.device)
+    softmax_input = logits if attn_mask is None or attn_mask.dtype == torch.bool else logits + attn_mask.float()
+    return attention_record(logits, allowed, softmax_input)
+
+
 def attention_record(
     logits: torch.Tensor,
     allowed: torch.Tensor | None,

@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from trainstab.attention_stats import AttentionRecord, allowed_by_additive_mask, attention_record, sdpa_allowed
+from trainstab.attention_stats import AttentionRecord, allowed_by_additive_mask, attention_record, sdpa_record
 
 aten = torch.ops.aten
 V = TypeVar("V")
@@ -435,6 +435,4 @@ class AttentionTracer(TorchDispatchMode):
             k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
         scale = named["scale"] if named["scale"] is not None else 1.0 / math.sqrt(q.shape[-1])
         logits = (q @ k.transpose(-2, -1)) * scale  # (..., H, Tq, Tk)
-        allowed = sdpa_allowed(logits.shape[-2], logits.shape[-1], mask, bool(named["is_causal"]), logits.device)
-        softmax_input = logits if mask is None or mask.dtype == torch.bool else logits + mask.float()
-        self.records.append(attention_record(logits, allowed, softmax_input))
+        self.records.append(sdpa_record(logits, mask, bool(named["is_causal"])))

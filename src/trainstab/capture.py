@@ -37,7 +37,7 @@ from contextlib import contextmanager
 
 import torch
 
-from trainstab.attention_stats import AttentionRecord, attention_record, sdpa_allowed
+from trainstab.attention_stats import AttentionRecord, sdpa_record
 from trainstab.attention_trace import AttentionTracer
 from trainstab.errors import TrainstabError
 
@@ -107,10 +107,7 @@ def record_attention_logits(
 
     def record() -> AttentionRecord:
         with torch.no_grad():
-            z = logits.detach().float()
-            allowed = sdpa_allowed(z.shape[-2], z.shape[-1], attn_mask, is_causal, z.device)
-            softmax_input = z if attn_mask is None or attn_mask.dtype == torch.bool else z + attn_mask.float()
-            return attention_record(z, allowed, softmax_input)
+            return sdpa_record(logits.detach(), attn_mask, is_causal)
 
     tracer.record_reported(logits, record)
 
