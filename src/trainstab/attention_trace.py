@@ -33,6 +33,7 @@ tensor is (N, ..., Tq, Tk).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -164,6 +165,13 @@ def _out_of_place(func: Any) -> Any:
     return packet if packet in _SCALE | _ADD | _MASK | _KEEP else None
 
 
+@functools.cache
+def _is_composite(func: Any) -> bool:
+    """Whether ``func`` has a CompositeImplicitAutograd kernel (one C++ query per op per process)."""
+    key = torch._C.DispatchKey.CompositeImplicitAutograd
+    return bool(torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), key))
+
+
 def _version(tensor: torch.Tensor) -> int | None:
     """The tensor's version counter (None for inference tensors, which have none)."""
     try:
@@ -219,7 +227,6 @@ class AttentionTracer(TorchDispatchMode):
         self._recorded_roots: set[int] = set()
         self._roots = itertools.count()
         self._heads: list[int] = []  # stack of enclosing nn.MultiheadAttention head counts
-        self._composite: dict[Any, bool] = {}  # op -> has a CompositeImplicitAutograd kernel
 
     @contextmanager
     def module_hooks(self) -> Iterator[None]:
@@ -272,7 +279,7 @@ class AttentionTracer(TorchDispatchMode):
         kwargs = kwargs or {}
         if self.paused:
             return func(*args, **kwargs)
-        if self._is_composite(func):
+        if _is_composite(func):
             # Under inference_mode composite ops (matmul, softmax, SDPA) arrive whole: run their own
             # decomposition with the tracer on, so their parts are seen as they are otherwise.
             with self:
@@ -311,14 +318,6 @@ class AttentionTracer(TorchDispatchMode):
         elif packet in _PRODUCTS and not static and isinstance(out, torch.Tensor):
             self._guarded(self._start, func, args, kwargs, out)
         return out
-
-    def _is_composite(self, func: Any) -> bool:
-        """Whether ``func`` has a CompositeImplicitAutograd kernel (memoised: one C++ query per op)."""
-        known = self._composite.get(func)
-        if known is None:
-            key = torch._C.DispatchKey.CompositeImplicitAutograd
-            known = self._composite[func] = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), key)
-        return known
 
     def _guarded(self, step: Callable[..., _Scores | None], *args: Any) -> _Scores | None:
         """Run a bookkeeping step; one that cannot follow an op (odd arguments) ends the lineage there.
