@@ -143,6 +143,16 @@ def test_check_exits_1_on_a_failed_check_with_its_message(capsys):
     assert "1 of 7 checks failed" in out
 
 
+def test_a_report_only_check_over_its_bound_warns_with_exit_0_unless_asserted(capsys):
+    strict = [*CHECK, "--grad-rms-over-eps", "1e12", "--checks", "grad_rms_vs_eps,no_divergence"]
+    assert main(strict) == 0
+    out = capsys.readouterr().out
+    assert "warn grad_rms_vs_eps: gradient RMS of" in out and "report-only, so the test passes" in out
+    assert "all 2 checks passed (1 report-only warning(s) above)" in out
+    assert main([*strict, "--report-only", "none"]) == 1
+    assert "FAIL grad_rms_vs_eps" in capsys.readouterr().out
+
+
 def test_check_gates_on_baselines_and_writes_the_report_folder(tmp_path, capsys):
     baselines, report = tmp_path / "baselines", tmp_path / "report"
     gate = [*CHECK, "--baselines", str(baselines), "--attention-logit-bound", "1e6"]
@@ -166,6 +176,7 @@ def test_check_gates_on_baselines_and_writes_the_report_folder(tmp_path, capsys)
         (["--regen-all"], "needs a baseline folder"),
         (["--set", "qk_layernorm=maybe"], "--set: "),
         (["--update-baseline", "--regen-all"], "not allowed with argument"),
+        (["--report-only", "speed"], "--report-only='speed': expected none or check names from no_divergence"),
     ],
 )
 def test_check_exits_2_on_bad_input_with_a_one_line_message(args, message):

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from trainstab.checks import BATTERY, Thresholds
+from trainstab.checks import BATTERY, Thresholds, run_check
 from trainstab.config import SweepConfig
 from trainstab.gate import BaselinePolicy, gate, write_files
 from trainstab.sweep import run_sweep
@@ -76,3 +76,27 @@ def test_a_file_that_cannot_be_written_is_reported_not_raised(sweeps, tmp_path):
     (tmp_path / "reference").write_text("a file where the model's folder should be")
     lines = write_files(_gate(sweeps[0], tmp_path).writes)
     assert "could NOT write" in lines[0] and "attention_logits.json" in lines[0]
+
+
+def _gate_report_only(sweep, folder):
+    bounds = dataclasses.replace(BOUNDS, report_only=frozenset({"attention_logits"}))
+    result = run_check("attention_logits", sweep, bounds)
+    return gate("reference", "attention_logits", result, sweep, bounds, BaselinePolicy(folder))
+
+
+def test_a_report_only_check_over_its_bound_or_worse_than_its_baseline_warns_instead_of_failing(sweeps, tmp_path):
+    over = _gate_report_only(sweeps[1], None)
+    assert not over.result.passed and not over.result.asserted
+    assert (over.passed, over.verdict, over.failure) == (True, "warn", "")
+    assert "report-only" in over.result.message
+    write_files(_gate(sweeps[0], tmp_path, update_failing=True).writes)
+    worse = _gate_report_only(sweeps[1], tmp_path)
+    assert (worse.status, worse.baseline_fails, worse.verdict) == ("worse", False, "warn")
+    assert [w.reason for w in worse.writes] == ["obtained"]  # the comparison is kept for review
+
+
+def test_a_report_only_check_still_fails_on_a_baseline_it_cannot_use(sweeps, tmp_path):
+    write_files(_gate(sweeps[0], tmp_path, update_failing=True).writes)
+    (tmp_path / "reference" / "attention_logits.json").write_text("{not json")
+    broken = _gate_report_only(sweeps[0], tmp_path)
+    assert (broken.status, broken.passed, broken.verdict) == ("error", False, "FAIL")

@@ -121,7 +121,8 @@ def test_the_worst_regression_property_names_the_largest_overshoot():
         {"metric": "max_attention_logit", "lr": "0.3", "baseline": 33.0, "measured": 3e4, **tolerance},
     ]
     row = {
-        "model": "m", "check": "attention_logits", "passed": False, "value": 1.0, "bound": 1.0, "lr": 0.3, "seed": 0,
+        "model": "m", "check": "attention_logits", "passed": False, "verdict": "FAIL", "value": 1.0, "bound": 1.0,
+        "lr": 0.3, "seed": 0,
         "baseline": {"status": "worse", "comparisons": comparisons},
     }  # fmt: skip
     assert dict(junit_properties(row))["trainstab_worst_regression"] == "max_attention_logit@lr=0.3: 33.0 -> 30000.0"

@@ -146,9 +146,7 @@ def measure(sweep: SweepResult, check: str, thresholds: Thresholds) -> dict[str,
         "max_abs_log_z": lambda run: _round(max_abs_log_z(run)),
         "final_loss": lambda run: _round(run.final_loss),
         "grad_rms_over_eps": lambda run: (
-            None
-            if run.diverged
-            else _round(smallest_grad_rms_over_eps(run, train.eps, train.warmup_steps, thresholds.grad_rms_over_eps)[0])
+            None if run.diverged else _round(smallest_grad_rms_over_eps(run, train.eps, train.warmup_steps)[0])
         ),
         "spike_score": lambda run: (
             None

@@ -2,21 +2,33 @@
 
 Every check compares one measured number with one bound and, on failure,
 says which LR, what was measured, the bound, the likely cause and how to
-override the bound. Defaults are grounded in the literature:
+override the bound. Defaults are grounded in the literature and were
+calibrated on the zoo of ``stability_tests/zoo.py`` (28 models from 7
+independently written code paths, seeds 0-2, the default and quick profiles,
+three CPU kernel sets; ``benchmarks/calibrate.py`` prints the tables):
 
 - attention logits: 1e3, where the paper saw forcing the max attention logit
-  already hurt the loss (runs above 1e4 all diverged);
-- LR sensitivity: 0.3, the low end of a public nanoGPT replication's
-  range without z-loss (0.31-0.51; 0.03-0.24 with it);
-- gradient RMS: 10x AdamW's epsilon. Adam divides by sqrt(v) + eps, so at
+  already hurt the loss (runs above 1e4 all diverged). Zoo: stable models
+  reach at most 84, models without qk-norm at least 2.1e3;
+- log Z: 20. Zoo: stable models reach at most 10.7; a 10x init and a 30x
+  output head at least 35;
+- LR sensitivity: 1.0, for gross problems only. The paper's measure is
+  comparative (one model with and without an intervention); across
+  architectures at 200 steps the under-trained low-LR runs dominate it, and
+  stable zoo models measure up to 0.43 while unstable ones measure 0.06 to
+  0.43. A gross problem (a 10x init, a 30x output head) measures 2.4 or more.
+  Smaller changes are gated against the baseline of main, where the
+  comparison is the paper's: the same model before and after a change;
+- gradient RMS (report-only): 10x AdamW's epsilon. Adam divides by sqrt(v) + eps, so at
   RMS r x eps a typical update shrinks by about 1/(1 + r): 9% at 10x, the
   stall the paper's epsilon finding describes as gradients approach eps. A
-  tensor whose gradient is already below that at initialisation carries no
-  learning signal to stall (a k-norm bias, which softmax cancels: 6e-11 on
-  the zoo) and is left out;
-- loss spikes: OLMo 2's spike score, the share of steps more than 7 standard
-  deviations above the rolling mean of the previous steps; the bound is 0.
-  Only rises count: a sudden drop (a model learning to copy) is not a spike.
+  tensor with no gradient to speak of at initialisation carries no learning
+  signal to stall (a k-norm bias, which softmax cancels) and is left out
+  (NO_SIGNAL). Report-only by default: see REPORT_ONLY;
+- loss spikes (report-only): OLMo 2's spike score, the share of steps more
+  than 7 standard deviations above the rolling mean of the previous steps;
+  the bound is 0. Only rises count: a sudden drop (a model learning to copy)
+  is not a spike. Report-only by default: see REPORT_ONLY.
 """
 
 from __future__ import annotations
@@ -24,9 +36,24 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trainstab.sweep import RunResult, SweepResult
+
+#: Checks that are measured, shown, reported and baselined, but do not fail a test by default, and why.
+#: Both were measured on the zoo (benchmarks/calibrate.py --robustness, 108 stable cases) and cannot separate:
+REPORT_ONLY: dict[str, str] = {
+    "grad_rms_vs_eps": (
+        "5 of 9 stable zoo models fall below 10x eps (q/k-norm gains and qk-normed projections, whose gradients "
+        "shrink as their weights grow: 0.006x to 8.5x), and eps 1e-15 changed their loss by at most 0.035; "
+        "the zoo has no model whose loss the fall hurts at proxy scale (eps_forecast forecasts it at the target)"
+    ),
+    "loss_spikes": (
+        "a stable zoo model (GPT-2 init, tied embeddings, qk-norm) spikes once by 1.1 nats at lr 0.01 and recovers "
+        "the next step, a score of 0.012, while the only model that spikes without diverging scores 0.01: "
+        "no bound separates them, and divergence is asserted by no_divergence"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -36,12 +63,13 @@ class Thresholds:
     max_lr: float = 0.3  # checks look at the LRs of the grid up to this one
     attention_logit: float = 1e3  # max |attention logit| allowed at every LR <= max_lr
     log_z: float = 20.0  # max |log Z| (init is ln V = 6.2 for V = 512; diverging runs drift tens of nats)
-    lr_sensitivity: float = 0.3  # max LR sensitivity of the grid
+    lr_sensitivity: float = 1.0  # max LR sensitivity of the grid: gross problems only (module docstring)
     grad_rms_over_eps: float = 10.0  # min (gradient RMS / AdamW eps) of any parameter tensor
     spike_score: float = 0.0  # max share of loss spikes (OLMo 2); 0: no spike allowed
     spike_sigmas: float = 7.0  # a spike is this many std from the rolling mean (OLMo 2)
     spike_window: int = 20  # steps in the rolling mean and std
     min_update_steps: int = 1  # a parameter must get a non-zero gradient at this many probes
+    report_only: frozenset[str] = frozenset(REPORT_ONLY)  # checks shown and baselined that never fail a test
 
 
 @dataclass(frozen=True)
@@ -54,6 +82,12 @@ class CheckResult:
     bound: float  # the bound it was held to
     lr: float | None  # the LR of the worst case, if one LR is to blame
     message: str  # one paragraph: what, where, likely cause, how to override
+    asserted: bool = True  # False: a report-only check, whose failure is shown but never fails a test
+
+    @property
+    def verdict(self) -> str:
+        """``pass``, ``FAIL``, or ``warn`` (a report-only check over its bound)."""
+        return "pass" if self.passed else "FAIL" if self.asserted else "warn"
 
 
 def _considered(sweep: SweepResult, t: Thresholds) -> list[RunResult]:
@@ -151,12 +185,22 @@ def check_log_z(sweep: SweepResult, t: Thresholds) -> CheckResult:
     return CheckResult("log_z", passed, worst_value, t.log_z, worst_lr, message)
 
 
+#: The largest LR sensitivity a stable zoo model measured (any profile, seed or kernel set): below it, the
+#: absolute number cannot tell a stable architecture from an unstable one; the baseline of main can.
+STABLE_SENSITIVITY_RANGE = 0.43
+
+
 def check_lr_sensitivity(sweep: SweepResult, t: Thresholds) -> CheckResult:
-    """LR sensitivity of the grid stays below the bound."""
+    """LR sensitivity of the grid stays below the bound (gross problems; regressions are the baseline's job)."""
     value = sweep.lr_sensitivity
     passed = value <= t.lr_sensitivity
+    undecided = (
+        f"; across architectures stable models measure up to {STABLE_SENSITIVITY_RANGE:g} at this size, so this "
+        "number alone cannot tell stable from unstable: compare it with main's baseline (--trainstab-baselines)"
+    )
     message = (
         f"LR sensitivity {value:.4f} <= {t.lr_sensitivity:g} (best lr={sweep.best_lr:g})"
+        + (undecided if t.lr_sensitivity > STABLE_SENSITIVITY_RANGE else "")
         if passed
         else f"LR sensitivity {value:.4f} is above {t.lr_sensitivity:g} (best lr={sweep.best_lr:g}): the loss "
         "degrades quickly away from the best LR; consider qk-layernorm, z-loss, a longer warm-up or independent "
@@ -165,21 +209,28 @@ def check_lr_sensitivity(sweep: SweepResult, t: Thresholds) -> CheckResult:
     return CheckResult("lr_sensitivity", passed, value, t.lr_sensitivity, sweep.best_lr, message)
 
 
-def smallest_grad_rms_over_eps(run: RunResult, eps: float, warmup: int, signal: float = 0.0) -> tuple[float, str]:
+#: A tensor whose gradient RMS at initialisation is below this share of the model's largest has no learning signal
+#: (softmax cancels it). Zoo: k-norm biases at 2e-9 to 9e-9 of the largest; every other tensor at 1.8e-4 or more.
+NO_SIGNAL = 1e-6
+
+
+def smallest_grad_rms_over_eps(run: RunResult, eps: float, warmup: int) -> tuple[float, str]:
     """The smallest non-zero (gradient RMS / eps) of any tensor at any probe after warm-up, and that tensor.
 
     Tensors whose gradient RMS at the first probe (initialisation) is below
-    ``signal`` x eps are left out: they have no learning signal to lose.
-    Returns (inf, "") when no probe after warm-up has a non-zero gradient (a run that diverged at once).
+    :data:`NO_SIGNAL` times the largest there are left out: they have no
+    learning signal to lose. Returns (inf, "") when no probe after warm-up has
+    a non-zero gradient (a run that diverged at once).
     """
     scale = max(eps, 1e-300)
-    first = run.history[0] if run.history else {}
+    first = {k: v for k, v in (run.history[0] if run.history else {}).items() if k.startswith("grads/rms/")}
+    floor = NO_SIGNAL * max(first.values(), default=0.0)
     worst, name = math.inf, ""
     for h in run.history:
         if h["step"] < warmup:
             continue
         for key, value in h.items():
-            if not key.startswith("grads/rms/") or first.get(key, math.inf) < signal * scale:
+            if not key.startswith("grads/rms/") or first.get(key, math.inf) < floor:
                 continue
             if value > 0 and value / scale < worst:
                 worst, name = value / scale, key.removeprefix("grads/rms/")
@@ -194,7 +245,7 @@ def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
     for run in _considered(sweep, t):
         if run.diverged:
             continue
-        ratio, name = smallest_grad_rms_over_eps(run, eps, warmup, signal=t.grad_rms_over_eps)
+        ratio, name = smallest_grad_rms_over_eps(run, eps, warmup)
         if ratio < worst_ratio:
             worst_ratio, worst_lr, worst_name = ratio, run.lr, name
     passed = worst_ratio >= t.grad_rms_over_eps
@@ -267,6 +318,17 @@ def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
         "(detached path, unused module, dead activation) wastes capacity"
     )
     return CheckResult("parameters_move", passed, float(len(dead)), 0.0, None, message)
+
+
+def run_check(name: str, sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """The verdict of the battery's check ``name`` on ``sweep``, marked report-only when ``t`` says so."""
+    result = BATTERY[name](sweep, t)
+    if name not in t.report_only:
+        return result
+    if result.passed:
+        return replace(result, asserted=False, message=f"{result.message} (report-only)")
+    why = REPORT_ONLY.get(name, "made report-only by --trainstab-report-only")
+    return replace(result, asserted=False, message=f"{result.message} [report-only, so the test passes: {why}]")
 
 
 #: The standard battery, in the order it is reported.

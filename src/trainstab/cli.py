@@ -169,7 +169,7 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
 
 def run_check_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab check``: train the sweep, run the battery, compare with baselines, print the table."""
-    from trainstab.checks import BATTERY
+    from trainstab.checks import BATTERY, run_check
     from trainstab.environment import light_environment
     from trainstab.gate import ModelUnderTest, baseline_header, gate, policy_from, sweep_config, thresholds, write_files
     from trainstab.gatereport import gate_row, model_curves, write_report
@@ -206,11 +206,13 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     bounds = thresholds(options)
     rows, written, failures = [], [], []
     for name in checks:
-        gated = gate(label, name, BATTERY[name](sweep, bounds), sweep, bounds, policy)
+        gated = gate(label, name, run_check(name, sweep, bounds), sweep, bounds, policy)
         written += write_files(gated.writes)
         rows.append(gate_row(gated, list(BATTERY).index(name), seed))
         if not gated.passed:
             failures.append(f"FAIL {name}: {gated.failure}")
+        elif gated.verdict == "warn":  # report-only: shown with its reason, never failing the run
+            failures.append(f"warn {name}: " + "\n".join(filter(None, (gated.result.message, gated.message))))
     console.print(check_table(rows, sweep.elapsed_seconds))
     for failure in failures:
         console.print(failure, markup=False, highlight=False, soft_wrap=True)
@@ -222,7 +224,9 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     for line in written:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     failed = sum(not row["passed"] for row in rows)
-    console.print(f"{failed} of {len(rows)} checks failed" if failed else f"all {len(rows)} checks passed")
+    warned = sum(row["verdict"] == "warn" for row in rows)
+    verdict = f"{failed} of {len(rows)} checks failed" if failed else f"all {len(rows)} checks passed"
+    console.print(verdict + (f" ({warned} report-only warning(s) above)" if warned else ""))
     return EXIT_FAILED if failed else 0
 
 
@@ -234,8 +238,8 @@ def check_table(rows: list[dict[str, Any]], seconds: float) -> Table:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         number = [f"{x:.4g}" if x is not None else "-" for x in (row["value"], row["bound"])]
-        verdict = "pass" if row["passed"] else "FAIL"
-        table.add_row(row["check"], *number, row["baseline"]["status"], verdict, style=None if row["passed"] else "red")
+        style = {"FAIL": "red", "warn": "yellow"}.get(row["verdict"])
+        table.add_row(row["check"], *number, row["baseline"]["status"], row["verdict"], style=style)
     return table
 
 

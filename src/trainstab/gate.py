@@ -108,6 +108,7 @@ def thresholds(options: dict[str, Any]) -> Thresholds:
             "trainstab_lr_sensitivity_bound": "lr_sensitivity",
             "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
             "trainstab_spike_score_bound": "spike_score",
+            "trainstab_report_only": "report_only",
         },
     )
     return result
@@ -221,13 +222,20 @@ class Gated:
 
     @property
     def passed(self) -> bool:
-        """The check passed its bound and its baseline."""
-        return self.result.passed and not self.baseline_fails
+        """The check passed its bound (or is report-only) and its baseline."""
+        return (self.result.passed or not self.result.asserted) and not self.baseline_fails
+
+    @property
+    def verdict(self) -> str:
+        """``pass``, ``FAIL``, or ``warn``: a report-only check over its bound or worse than its baseline."""
+        if not self.passed:
+            return "FAIL"
+        return "warn" if not self.result.passed or self.status == "worse" else "pass"
 
     @property
     def failure(self) -> str:
         """Why it failed ("" when it passed): the check's own message, then the baseline's."""
-        parts = [self.result.message] if not self.result.passed else []
+        parts = [self.result.message] if not self.result.passed and self.result.asserted else []
         return "\n".join([*parts, self.message] if self.baseline_fails else parts)
 
 
@@ -285,10 +293,11 @@ def gate(
                 label, result, rewrite, str(path), comparisons, f"rewrote {shown(path)} ({why})",
                 (FileWrite(str(path), text, rewrite), *clear), recorded,
             )  # fmt: skip
+        # A report-only check's worse numbers are shown, not failed; a baseline it cannot compare with still fails.
         return Gated(
             label, result, "incomparable" if changes else "worse", str(path), comparisons,
             _failure_message(path, obtained, changes, worse, recipe_changes(old, current)),
-            (FileWrite(str(obtained), text, "obtained"),), recorded, baseline_fails=True,
+            (FileWrite(str(obtained), text, "obtained"),), recorded, baseline_fails=result.asserted or bool(changes),
         )  # fmt: skip
     if policy.regen_all and path.read_text() != text:
         return Gated(

@@ -45,6 +45,7 @@ def gate_row(gated: Gated, order: int, seed: int) -> dict[str, Any]:
         "check": result.check,
         "order": order,
         "passed": gated.passed,
+        "verdict": gated.verdict,
         "check_passed": result.passed,
         "value": _finite(result.value),
         "bound": _finite(result.bound),
@@ -78,7 +79,7 @@ def junit_properties(row: dict[str, Any]) -> list[tuple[str, object]]:
     props: list[tuple[str, object]] = [
         ("trainstab_model", row["model"]),
         ("trainstab_check", row["check"]),
-        ("trainstab_verdict", "pass" if row["passed"] else "fail"),
+        ("trainstab_verdict", row["verdict"].lower()),
         ("trainstab_value", row["value"]),
         ("trainstab_bound", row["bound"]),
         ("trainstab_lr", row["lr"]),
@@ -229,6 +230,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; margin: 0 0 .3em; }
 .summary { font-size: 1.1em; margin-bottom: 1em; }
 .pass { color: #176f2c; font-weight: bold; } .fail { color: #b00020; font-weight: bold; }
+.warn { color: #8a5a00; font-weight: bold; }
 table { border-collapse: collapse; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -248,11 +250,12 @@ def render_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
     """The page: verdict summary, the table (failures first, with their messages), then each model's figure."""
     rows = data["checks"]
     failed = [r for r in rows if not r["passed"]]
+    warned = sum(r["verdict"] == "warn" for r in rows)
     verdict = (
         f'<span class="fail">FAILED</span>: {len(failed)} of {len(rows)} checks'
         if failed
         else f'<span class="pass">PASSED</span>: all {len(rows)} checks'
-    )
+    ) + (f' · <span class="warn">{warned} report-only warning(s)</span>' if warned else "")
     body = [
         "<h1>trainstab report</h1>",
         f'<div class="summary">{verdict} · seed {data.get("seed")}</div>',
@@ -267,7 +270,7 @@ def render_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
         body.append(
             f'<tr class="{"" if row["passed"] else "failed"}"><td>{html.escape(row["model"])}</td>'
             f"<td>{html.escape(row['check'])}</td>"
-            f'<td class="{"pass" if row["passed"] else "fail"}">{"pass" if row["passed"] else "FAIL"}</td>'
+            f'<td class="{row["verdict"].lower()}">{row["verdict"]}</td>'
             f'<td class="num">{_cell(row["value"])}</td><td class="num">{_cell(row["bound"])}</td>'
             f"<td>{html.escape(baseline['status'])}</td><td><pre>{html.escape(details)}</pre></td></tr>"
         )

@@ -32,6 +32,28 @@ class Option:
         return "trainstab_" + self.name.replace("-", "_")
 
 
+#: The battery's checks, in report order (trainstab.checks.BATTERY holds the code; named here without torch).
+CHECK_NAMES = (
+    "no_divergence",
+    "attention_logits",
+    "log_z",
+    "lr_sensitivity",
+    "grad_rms_vs_eps",
+    "loss_spikes",
+    "parameters_move",
+)
+
+
+def check_list(value: str) -> frozenset[str]:
+    """Comma-separated battery check names (``none`` for the empty set); ValueError on an unknown name."""
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    if names == {"none"}:
+        return frozenset()
+    if not names or not names <= set(CHECK_NAMES):
+        raise ValueError(value)
+    return frozenset(names)
+
+
 # Thresholds default to the battery's (trainstab.checks.Thresholds).
 OPTIONS: tuple[Option, ...] = (
     Option("model", str, "reference", "default model: reference, hf:<type> or package.module:factory"),
@@ -44,24 +66,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("max-lr", float, None, "checks look at LRs up to this (default 0.3)"),
     Option("attention-logit-bound", float, None, "max attention logit (1e3)"),
     Option("log-z-bound", float, None, "max |log Z| (20)"),
-    Option("lr-sensitivity-bound", float, None, "max LR sensitivity (0.3)"),
+    Option("lr-sensitivity-bound", float, None, "max LR sensitivity (1.0: gross problems; baselines gate the rest)"),
     Option("grad-rms-over-eps", float, None, "min gradient RMS / AdamW eps (10)"),
     Option("spike-score-bound", float, None, "max loss spike score (0)"),
+    Option(
+        "report-only",
+        check_list,
+        None,
+        "checks shown, reported and baselined that never fail a test (grad_rms_vs_eps,loss_spikes; none: all fail)",
+    ),
     Option("report", str, None, "write a JSON, plots and an HTML page of every check to this folder"),
     Option("baselines", str, None, "folder of committed baselines to compare with (off when unset)"),
     Option("target-params", float, None, "size the scaling forecasts extrapolate to (1e9)"),
     Option("widths", int_list, None, "width ladder of the scaling checks (32,48,64)"),
     Option("depths", int_list, None, "depth ladder of the scaling checks (1,2,4)"),
-)
-#: The battery's checks, in report order (trainstab.checks.BATTERY holds the code; named here without torch).
-CHECK_NAMES = (
-    "no_divergence",
-    "attention_logits",
-    "log_z",
-    "lr_sensitivity",
-    "grad_rms_vs_eps",
-    "loss_spikes",
-    "parameters_move",
 )
 PROFILE_NAMES = ("quick", "default", "thorough")  # trainstab.config.PROFILES, named here without importing torch
 _EXPECTED = {
@@ -69,6 +87,7 @@ _EXPECTED = {
     "float": "a number",
     "lr_list": "numbers like 1e-3,1e-2",
     "int_list": "integers like 32,48,64",
+    "check_list": f"none or check names from {', '.join(CHECK_NAMES)}",
 }
 
 

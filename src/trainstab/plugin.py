@@ -215,11 +215,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(f"{'model':<36} {'check':<18} {'value':>10} {'bound':>10} {'baseline':<12} verdict")
     shown = {"off": "-", "not gated": "-"}  # baselines off, or a check without baselines
     for row in sorted(_VERDICTS, key=lambda r: (r["model"], r["order"])):
-        verdict, baseline = "pass" if row["passed"] else "FAIL", row["baseline"]["status"]
+        verdict, baseline = row["verdict"], row["baseline"]["status"]
         value, bound = (f"{x:>10.4g}" if x is not None else f"{'-':>10}" for x in (row["value"], row["bound"]))
         terminalreporter.write_line(
             f"{row['model']:<36} {row['check']:<18} {value} {bound} {shown.get(baseline, baseline):<12} {verdict}"
         )
+    for row in _VERDICTS:
+        if row["verdict"] == "warn":  # report-only checks pass their test; say why they are over
+            why = "\n".join(filter(None, (row["message"], row["baseline"]["message"])))
+            terminalreporter.write_line(f"trainstab: warn {row['model']} {row['check']}: {why}")
     for line in _WRITTEN:
         terminalreporter.write_line(f"trainstab: {line}")
 

@@ -107,11 +107,11 @@ class StabilityCheck:
 
             result = SCALING_CHECKS[self.name](evidence(pytest_config, sweep), scaling_thresholds(options))
             return ungated(label, result), None
-        from trainstab.checks import BATTERY
+        from trainstab.checks import run_check
 
         swept = cached_sweep(pytest_config, sweep)
         bounds = thresholds(options)
-        result = BATTERY[self.name](swept, bounds)
+        result = run_check(self.name, swept, bounds)
         return gate(label, self.name, result, swept, bounds, policy_from(options)), swept
 
 
