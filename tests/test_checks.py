@@ -112,7 +112,7 @@ def test_grad_rms_and_loss_spikes_are_report_only_by_default_and_the_rest_assert
     run = dataclasses.replace(_run(0.3), history=_grad_history(mlp=(1e-3, 1e-5, 5e-8)))
     result = run_check("grad_rms_vs_eps", _sweep(run), Thresholds())
     assert (result.passed, result.asserted, result.verdict) == (False, False, "warn")
-    assert "report-only" in result.message and "stable zoo models" in result.message
+    assert "report-only" in result.message and "well-built qk-norm models" in result.message
     asserted = run_check("grad_rms_vs_eps", _sweep(run), Thresholds(report_only=frozenset()))
     assert (asserted.asserted, asserted.verdict) == (True, "FAIL")
 

@@ -98,10 +98,36 @@ def test_xdist_and_serial_runs_give_the_same_verdicts_and_numbers(project):
     assert serial == parallel
 
 
+def test_a_report_only_check_warns_in_the_summary_and_fails_once_the_ini_asserts_it(pytester):
+    pytester.makepyfile(
+        mymodels=USER_MODELS,
+        test_eps="""
+from trainstab.testing import parametrize_with_checks
+
+
+@parametrize_with_checks(["mymodels:stable"], checks=["grad_rms_vs_eps"])
+def test_gradients_stay_clear_of_eps(model, check):
+    check(model)
+""",
+    )
+    pytester.syspathinsert()
+    large_eps = [*FAST, "--trainstab-set", "eps=1e-2"]  # Adam's eps far above every gradient
+    warned = pytester.runpytest_subprocess(*large_eps)
+    warned.assert_outcomes(passed=1)
+    warned.stdout.fnmatch_lines(
+        ["*grad_rms_vs_eps*warn", "trainstab: warn mymodels:stable grad_rms_vs_eps: *report-only*"]
+    )
+    pytester.makeini("[pytest]\ntrainstab_report_only = none\n")
+    asserted = pytester.runpytest_subprocess(*large_eps)
+    asserted.assert_outcomes(failed=1)
+    asserted.stdout.fnmatch_lines(["*grad_rms_vs_eps failed for mymodels:stable (seed 0): gradient RMS of *"])
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [
         ("--trainstab-seed=abc", "--trainstab-seed='abc': expected an integer"),
+        ("--trainstab-report-only=speed", "expected none or check names from"),
         ("--trainstab-lrs=fast", "expected numbers like 1e-3,1e-2"),
         ("--trainstab-attention-logit-bound=big", "expected a number"),
         ("--trainstab-device=cuda", "is not supported"),
