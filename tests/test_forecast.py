@@ -117,6 +117,27 @@ def test_gradient_rms_falling_toward_eps_is_flagged_and_a_smaller_eps_clears_it(
     assert not forecast_gradient_rms(cleared, 1e8, ratio_to_eps=10.0).flagged
 
 
+def _with_eps(ladder, eps):
+    import dataclasses
+
+    config = SweepConfig(train=dataclasses.replace(SweepConfig().train, eps=eps))
+    return LadderResult(
+        "width", tuple(dataclasses.replace(r, sweep=dataclasses.replace(r.sweep, config=config)) for r in ladder.rungs)
+    )
+
+
+def test_a_scattered_gradient_floor_far_above_the_level_is_clear_without_a_fit_and_refused_near_it():
+    # The AVX2 machine of issue 12: the floor at lr 0.3 scatters by 0.8 decades between tensors, nine decades
+    # above eps 1e-15's level; a least-squares fit would refuse (residual 0.32 > 0.3).
+    grads = {0.3: [1.26e-05, 2.56e-05, 2.96e-06]}
+    ladder = _ladder({0.3: [1.0, 1.0, 1.0]}, parameters=(2.48e4, 5.56e4, 9.87e4), grads_by_lr=grads)
+    clear = forecast_gradient_rms(_with_eps(ladder, 1e-15), 1e9, ratio_to_eps=10.0)
+    (lr,) = clear.per_lr
+    assert not lr.crosses and lr.fit is None and "no fit needed" in clear.describe()
+    with pytest.raises(TrainstabError, match="refusing to extrapolate"):  # at eps 1e-8 the fit decides: refused
+        forecast_gradient_rms(_with_eps(ladder, 1e-8), 1e9, ratio_to_eps=10.0)
+
+
 def test_the_gradient_floor_is_the_quietest_tensors_median_after_warmup():
     history = (
         {"step": 0.0, "grads/rms/a": 1e-9, "grads/rms/b": 1.0},  # warm-up: ignored

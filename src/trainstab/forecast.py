@@ -47,6 +47,12 @@ ATTENTION_DIVERGENCE_LEVEL = 1e4
 MAX_RESIDUAL_DEX = 0.3
 #: Fewest sizes a forecast is made from.
 MIN_SIZES = 3
+#: The steepest fall of gradient RMS with size that a forecast allows for, in decades per decade of parameters:
+#: twice the 0.5 of the width^-1 law (parameters grow as width^2). An LR whose smallest measured value stays above
+#: the level even at this fall is clear without a fit. Why: at LR 0.3 the floor switches between tensors (q/k-norm
+#: gains, an MLP), and on one AVX2 machine its scatter (1.26e-5, 2.56e-5, 2.96e-6) refused the fit, nine decades
+#: above eps 1e-15's level, where no trend could reach it.
+STEEPEST_GRADIENT_FALL = 1.0
 
 
 @dataclass(frozen=True)
@@ -155,8 +161,14 @@ class Forecast:
         ]
         for f in self.per_lr:
             measured = " ".join(f"{v:.3g}" for v in f.measured)
-            if f.fit is None:
+            if f.fit is None and f.already_at is not None:
                 lines.append(f"  lr={f.lr:g}: measured {measured}: crossed already at {f.already_at} parameters")
+                continue
+            if f.fit is None:
+                lines.append(
+                    f"  lr={f.lr:g}: measured {measured}; even a fall of {STEEPEST_GRADIENT_FALL:g} decade per decade "
+                    f"stays above {f.forecast:.3g} at the target: stays clear (no fit needed)"
+                )
                 continue
             vertex = f.fit.held_from_log_params
             held = (
@@ -181,8 +193,13 @@ def _forecast(
     target_parameters: float,
     max_lr: float,
     degree: int,
+    steepest_fall: float | None = None,
 ) -> Forecast:
-    """Fit and extrapolate ``value_of(run)`` per LR; a diverged run counts as crossed."""
+    """Fit and extrapolate ``value_of(run)`` per LR; a diverged run counts as crossed.
+
+    With ``steepest_fall`` (direction "below" only), an LR whose smallest value cannot reach the level at that fall
+    (decades per decade of parameters) is clear without a fit.
+    """
     if len(ladder.rungs) < MIN_SIZES:
         raise TrainstabError(
             f"cannot forecast {metric} from {len(ladder.rungs)} size(s); measure at least {MIN_SIZES} "
@@ -204,6 +221,12 @@ def _forecast(
             bad = math.inf if direction == "above" else 0.0
             per_lr.append(LrForecast(lr, measured, None, bad, True, min(crossed)))
             continue
+        decades = math.log10(target_parameters / max(ladder.parameters))
+        if steepest_fall is not None and direction == "below":
+            floor = min(measured) * 10 ** (-steepest_fall * max(decades, 0.0))
+            if floor > level:
+                per_lr.append(LrForecast(lr, measured, None, floor, False, None))
+                continue
         fit = fit_log_log(ladder.parameters, measured, f"{metric} at lr={lr:g}", direction, degree)
         value = fit.predict(target_parameters)
         crosses = value > level if direction == "above" else value < level
@@ -265,4 +288,5 @@ def forecast_gradient_rms(
         target_parameters,
         max_lr,
         degree,
+        STEEPEST_GRADIENT_FALL,
     )
