@@ -9,8 +9,9 @@ import dataclasses
 import pytest
 from hypothesis import Phase, example, given, settings
 
+from trainstab.checks import Thresholds
 from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-from trainstab.fuzz import FUZZ_STEPS, _evaluate_once, assert_stable
+from trainstab.fuzz import FUZZ_STEPS, _evaluate_once, assert_stable, evaluate
 from trainstab.strategies import FuzzPoint, stability_region
 from trainstab.sweep import run_sweep
 
@@ -83,3 +84,11 @@ def test_a_pinned_unstable_example_is_replayed_first():
         stable_region()
     assert seen[0] == PINNED_UNSTABLE
     assert dataclasses.asdict(seen[0])["qk_layernorm"] is False
+
+
+def test_a_gradient_near_eps_is_a_cause_only_where_the_battery_asserts_it():
+    point = FuzzPoint(lr=0.01, eps=1e-2)  # eps far above every gradient
+    reported = evaluate(point, "reference", FUZZ_STEPS, 0, Thresholds())
+    assert reported.cause is None and reported.min_grad_rms_over_eps < 10
+    asserted = evaluate(point, "reference", FUZZ_STEPS, 0, Thresholds(report_only=frozenset()))
+    assert asserted.cause == "epsilon"

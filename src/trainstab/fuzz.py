@@ -90,8 +90,8 @@ def evaluate(
         cause = "attention_logits"
     elif log_z > t.log_z:
         cause = "output_logits"
-    elif min_ratio < t.grad_rms_over_eps:
-        cause = "epsilon"
+    elif min_ratio < t.grad_rms_over_eps and "grad_rms_vs_eps" not in t.report_only:
+        cause = "epsilon"  # only where the battery asserts it: report-only by default (trainstab.checks.REPORT_ONLY)
     return Outcome(point, cause, run.max_attention_logit, log_z, min_ratio, run.final_loss, run.diverged)
 
 
