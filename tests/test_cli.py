@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from trainstab.cli import main
+from trainstab.cli import EXIT_FAILED, main
 
 QUICK = ["sweep", "--steps", "8", "--lrs", "1e-2,3e-1", "--set", "width=16", "--set", "batch_size=4", "--no-progress"]
 
@@ -96,8 +96,9 @@ def test_the_json_config_is_resolved(tmp_path):
 def test_fuzz_writes_the_map_as_json_and_png(tmp_path):
     out, png = tmp_path / "fuzz.json", tmp_path / "fuzz.png"
     args = ["fuzz", "--set", "qk_layernorm=false", "--budget", "4", "--json", str(out), "--plot", str(png)]
-    assert main([*args, "--no-progress"]) == 0
+    status = main([*args, "--no-progress"])
     data = json.loads(out.read_text())
+    assert status == (EXIT_FAILED if sum(data["unstable_by_cause"].values()) else 0)  # gate-able, like check
     assert data["model"] == "reference" and data["steps_per_example"] == 60
     assert 1 <= len(data["points"]) <= 4
     assert all(p["qk_layernorm"] is False for p in data["points"])

@@ -44,6 +44,10 @@ def test_the_factory_is_seeded():
         ("user_models:raises", "raised ValueError: width must be a power of two"),
         ("user_models:wrong_vocab", "expected (B, T, V)"),
         ("user_models:returns_a_string", "not a torch.nn.Module"),
+        (
+            "user_models:short_context",
+            "sequences of context_length=16 tokens, so the model must take sequences of that length",
+        ),
         ("user_models:missing", "has no callable 'missing'"),
         ("no_such_package_xyz:build", "cannot import"),
         ("user_models", "package.module:callable"),

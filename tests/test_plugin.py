@@ -98,6 +98,34 @@ def test_xdist_and_serial_runs_give_the_same_verdicts_and_numbers(project):
     assert serial == parallel
 
 
+def test_without_pytest_xdist_the_checks_run_with_strict_markers_and_no_marker_warning(project):
+    result = project.runpytest_subprocess(*FAST, "-p", "no:xdist", "--strict-markers")
+    result.assert_outcomes(passed=3, failed=1)
+    assert "PytestUnknownMarkWarning" not in result.stdout.str()
+
+
+def test_a_strict_xfail_shows_xfail_in_the_summary_and_the_report_not_fail(pytester, tmp_path):
+    pytester.makepyfile(
+        mymodels=USER_MODELS,
+        test_known="""
+import pytest
+from trainstab.testing import expect_failure
+
+
+@pytest.mark.parametrize(("model", "check"), [expect_failure("mymodels:unstable", "attention_logits", "no qk-norm")])
+def test_known_unstable(model, check):
+    check(model)
+""",
+    )
+    pytester.syspathinsert()
+    report = tmp_path / "report"
+    result = pytester.runpytest_subprocess(*FAST, f"--trainstab-report={report}")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["mymodels:unstable*attention_logits*xfail"])
+    data = json.loads((report / "trainstab-report.json").read_text())
+    assert data["passed"] is True and [row["verdict"] for row in data["checks"]] == ["xfail"]
+
+
 def test_a_report_only_check_warns_in_the_summary_and_fails_once_the_ini_asserts_it(pytester):
     pytester.makepyfile(
         mymodels=USER_MODELS,

@@ -74,3 +74,20 @@ def wrong_vocab(size):
 
 def returns_a_string(size):
     return "not a model"
+
+
+class ShortContext(nn.Module):
+    """A model with a hard-coded block_size of 8, shorter than the sweep's context."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.inner = Tiny(size)
+        self.position = nn.Embedding(8, size.width)
+
+    def forward(self, idx):
+        positions = self.position(torch.arange(idx.shape[1]))  # IndexError past 8 tokens
+        return self.inner(idx) + positions.sum() * 0
+
+
+def short_context(size):
+    return ShortContext(size)

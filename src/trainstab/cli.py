@@ -278,7 +278,10 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
                            progress=lambda done, total: bar.update(task, completed=done))  # fmt: skip
     data = fuzz_to_dict(outcomes, args.model, args.seed, args.budget, FUZZ_STEPS)
     causes = {cause: n for cause, n in data["unstable_by_cause"].items() if n}
-    console.print(f"explored {len(outcomes)} points; unstable: {causes or 'none'}")
+    # Hypothesis may draw a point twice (each trains once) or run out of distinct points in a narrow region.
+    repeated = len(outcomes) < args.budget
+    fewer = f" (of {args.budget} draws: the rest repeated points already trained)" if repeated else ""
+    console.print(f"explored {len(outcomes)} distinct points{fewer}; unstable: {causes or 'none'}")
     for width, bounds in lr_boundary(outcomes, "width").items():
         stable, first_unstable = bounds["max_stable_lr"], bounds["min_unstable_lr"]
         console.print(
@@ -293,6 +296,10 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
         previous = keep_previous(args.plot)
         plot_map(outcomes, args.plot, f"trainstab fuzz: {args.model} {' '.join(args.overrides)} (seed {args.seed})")
         console.print(f"wrote {args.plot}" + (f" (the file it replaced is now {previous})" if previous else ""))
+    unstable = sum(causes.values())
+    if unstable:  # like `trainstab check`: a script or CI job can gate on the map
+        console.print(f"{unstable} unstable point(s) found: exit {EXIT_FAILED}")
+        return EXIT_FAILED
     return 0
 
 

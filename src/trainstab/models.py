@@ -229,7 +229,7 @@ def check_model(name: str, config: ModelConfig, seed: int) -> None:
     from trainstab.capture import capture_attention
 
     model, _ = build_stack(name, config, members=1, seed=seed)
-    idx = torch.zeros(1, min(8, config.context_length), dtype=torch.long)
+    idx = torch.zeros(1, config.context_length, dtype=torch.long)  # full length: a short block_size fails here
     with torch.no_grad(), capture_attention() as records:
         try:
             logits = model(idx)
@@ -237,7 +237,10 @@ def check_model(name: str, config: ModelConfig, seed: int) -> None:
             raise
         except Exception as error:
             raise TrainstabError(
-                f"model {name!r} failed on a (1, {idx.shape[1]}) batch of token ids: {type(error).__name__}: {error}"
+                f"model {name!r} failed on a (1, {idx.shape[1]}) batch of token ids: {type(error).__name__}: {error} "
+                f"(the sweep trains on sequences of context_length={config.context_length} tokens, so the model "
+                "must take sequences of that length: check a hard-coded block_size or max_position_embeddings, "
+                "or set context_length with --set)"
             ) from None
     if tuple(logits.shape[1:]) != (*idx.shape, config.vocab_size):
         raise TrainstabError(
