@@ -178,6 +178,7 @@ def test_check_gates_on_baselines_and_writes_the_report_folder(tmp_path, capsys)
         (["--set", "qk_layernorm=maybe"], "--set: "),
         (["--update-baseline", "--regen-all"], "not allowed with argument"),
         (["--report-only", "speed"], "--report-only='speed': expected none or check names from no_divergence"),
+        (["--model", "hf:llama", "--set", "qk_layernorm=false"], "qk_layernorm=False: built-in-model setting(s)"),
     ],
 )
 def test_check_exits_2_on_bad_input_with_a_one_line_message(args, message):

@@ -51,3 +51,38 @@ def test_inconsistent_configs_are_rejected_by_validate(assignment, message):
 def test_non_positive_learning_rates_are_rejected():
     with pytest.raises(TrainstabError, match="must be > 0"):
         validate(SweepConfig(lrs=(1e-3, -1.0)))
+
+
+@pytest.mark.parametrize("model", ["mypkg.models:build", "hf:llama"])
+def test_a_built_in_model_key_for_another_model_is_refused_with_how_to_express_it(model):
+    config = apply_overrides(SweepConfig(model_name=model), ["qk_layernorm=false", "init_scale=3", "width=64"])
+    with pytest.raises(TrainstabError) as error:
+        validate(config)
+    message = str(error.value)
+    assert message.startswith("qk_layernorm=False, init_scale=3.0: built-in-model setting(s) of the reference")
+    assert model in message and "factory" in message and "width" in message and "\n" not in message
+
+
+def test_training_and_size_keys_apply_to_every_model():
+    assignments = ["eps=1e-15", "warmup_fraction=0.3", "z_loss=0", "width=64", "heads=4", "context_length=32"]
+    validate(apply_overrides(SweepConfig(model_name="mypkg.models:build"), assignments))
+    validate(apply_overrides(SweepConfig(), [*assignments, "qk_layernorm=false"]))  # the reference takes all
+
+
+def test_a_user_models_baseline_recipe_records_only_what_applies_to_it():
+    from trainstab.baseline import describe_config
+    from trainstab.config import REFERENCE_ONLY_KEYS
+    from trainstab.sweep import SweepResult
+
+    def recipe(name):
+        return describe_config(SweepResult(SweepConfig(model_name=name), (), 0.0, 0.0, {}, 0.0))[1]
+
+    assert not {f"model.{key}" for key in REFERENCE_ONLY_KEYS} & set(recipe("mypkg.models:build"))
+    assert recipe("reference")["model.qk_layernorm"] is True
+
+
+def test_mu_param_advice_names_the_set_key_for_the_reference_only():
+    from trainstab.scaling import mup_advice
+
+    assert "--set parameterization=mup_simple" in mup_advice("reference")
+    assert "--set" not in mup_advice("mypkg.models:build") and "in your model" in mup_advice("mypkg.models:build")

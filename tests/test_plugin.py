@@ -98,6 +98,16 @@ def test_xdist_and_serial_runs_give_the_same_verdicts_and_numbers(project):
     assert serial == parallel
 
 
+def test_a_built_in_model_key_in_the_ini_fails_a_user_models_checks_with_one_line(project):
+    project.makeini("[pytest]\ntrainstab_set = qk_layernorm=false\n")
+    result = project.runpytest_subprocess(*FAST)
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(
+        ["*trainstab: mymodels:stable: qk_layernorm=False: built-in-model setting(s) of the reference model only*"]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_without_pytest_xdist_the_checks_run_with_strict_markers_and_no_marker_warning(project):
     result = project.runpytest_subprocess(*FAST, "-p", "no:xdist", "--strict-markers")
     result.assert_outcomes(passed=3, failed=1)

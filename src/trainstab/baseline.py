@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from trainstab.config import REFERENCE_ONLY_KEYS
 from trainstab.errors import TrainstabError
 from trainstab.files import shown
 
@@ -199,6 +200,9 @@ def describe_config(sweep: SweepResult) -> tuple[dict[str, Any], dict[str, Any]]
     flat["corpus"] = f"{corpus.name} ({corpus.stat().st_size} bytes)" if corpus.exists() else corpus.name
     for machine_specific in ("workers", "stack_size", "train.seed"):
         flat.pop(machine_specific, None)
+    if sweep.config.model_name != "reference":  # another model's architecture is its code, not these keys
+        for key in REFERENCE_ONLY_KEYS:
+            flat.pop(f"model.{key}", None)
     for key, value in flat.items():  # JSON has no inf (e.g. --set grad_clip=inf): written as text
         if isinstance(value, float) and not math.isfinite(value):
             flat[key] = str(value)

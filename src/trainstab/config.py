@@ -58,6 +58,12 @@ class ModelConfig:
         return self.width // self.heads
 
 
+#: The model keys every model takes: a user factory or ``hf:`` config receives them as its ModelSize.
+SIZE_KEYS = ("vocab_size", "context_length", "width", "depth", "heads")
+#: The model keys only the built-in reference is built from; another model's own code decides these.
+REFERENCE_ONLY_KEYS = tuple(name for name in ModelConfig.__dataclass_fields__ if name not in SIZE_KEYS)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimizer, schedule, loss and probing of one training run."""
@@ -112,8 +118,29 @@ def int_list(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
 
 
+def check_scope(config: SweepConfig) -> None:
+    """Refuse a built-in-model key set for a model that is not the reference: it would be silently ignored.
+
+    Training keys (optimizer, schedule, loss, data) and the size keys apply to every model; the rest of
+    :class:`ModelConfig` builds the reference alone. A key left at its default is not a setting.
+    """
+    if config.model_name == "reference":
+        return
+    defaults = ModelConfig()
+    changed = [name for name in REFERENCE_ONLY_KEYS if getattr(config.model, name) != getattr(defaults, name)]
+    if changed:
+        shown = ", ".join(f"{name}={getattr(config.model, name)}" for name in changed)
+        raise TrainstabError(
+            f"{shown}: built-in-model setting(s) of the reference model only, and {config.model_name} is built by "
+            "its own code, which would ignore them. Put the switch in your model (a factory argument or a second "
+            f"factory) and test each variant as its own model; every model takes the training keys and "
+            f"{', '.join(SIZE_KEYS)} (set by --set / trainstab_set, a ModelUnderTest's overrides or a FuzzPoint)"
+        )
+
+
 def validate(config: SweepConfig) -> None:
     """Raise :class:`TrainstabError` naming the first inconsistency in ``config``."""
+    check_scope(config)
     m, t = config.model, config.train
     positives = {
         "vocab_size": m.vocab_size,

@@ -181,6 +181,16 @@ def lr_drift(ladder: LadderResult) -> float:
     return float(np.polyfit(widths, optima, 1)[0])
 
 
+def mup_advice(model_name: str) -> str:
+    """How to adopt µParam: a ``--set`` key for the reference; in the model's own code for any other model."""
+    if model_name == "reference":
+        return "consider µParam (--set parameterization=mup_simple)"
+    return (
+        "consider µParam in your model (hidden layers' LR scaled by base_width / width and their init by "
+        "1/sqrt(fan_in), as trainstab's reference does under parameterization=mup_simple)"
+    )
+
+
 def check_lr_transfer(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
     """The optimal LR does not drift with width (what µParam promises)."""
     ladder = evidence.width_ladder
@@ -191,8 +201,8 @@ def check_lr_transfer(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
         f"optimal LR stays put across widths ({optima}; drift {drift:+.2f} decades per decade of width)"
         if passed
         else f"the optimal LR drifts with width ({optima}; {drift:+.2f} decades per decade of width, bound "
-        f"{t.lr_drift:g}): an LR tuned on a small model will be wrong on the large one; consider µParam "
-        "(--set parameterization=mup_simple)"
+        f"{t.lr_drift:g}): an LR tuned on a small model will be wrong on the large one; "
+        + mup_advice(evidence.base.model_name)
     )
     return CheckResult("lr_transfer", passed, drift, t.lr_drift, None, message)
 
@@ -209,7 +219,7 @@ def check_coordinates(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
         if result.passed
         else f"activation RMS of layer{layer} grows as width^{result.slopes[layer]:.2f} after {steps} steps "
         f"(widths {widths}; slopes {slopes}; band +-{result.band:g}): the parameterization does not transfer "
-        "across widths; consider µParam (--set parameterization=mup_simple)"
+        "across widths; " + mup_advice(evidence.base.model_name)
     )
     return CheckResult("coordinates", result.passed, result.slopes[layer], result.band, None, message)
 
