@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from trainstab.errors import TrainstabError
+from trainstab.hypothesis_profiles import load_default_profile  # at import: before any conftest loads a profile
 from trainstab.options import OPTIONS, parse_options
 
 SESSION_ENV = "TRAINSTAB_SESSION"  # shared by the controller and its xdist workers
@@ -93,6 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.hasplugin("xdist"):  # case() groups each model's checks; harmless without xdist
         config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's worker group (xdist is not active)")
     config.stash[_OPTIONS_KEY] = read_options(config)
+    # Training properties need no deadline; loaded only when the user chose no profile of their own.
+    load_default_profile(config.getoption("--hypothesis-profile", None))
     _VERDICTS.clear()
     _CURVES.clear()
     _WRITTEN.clear()
