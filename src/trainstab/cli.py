@@ -25,6 +25,7 @@ from rich.table import Table
 
 from trainstab.config import SweepConfig, int_list, lr_list
 from trainstab.errors import TrainstabError
+from trainstab.inifile import read_ini
 from trainstab.options import CHECK_NAMES, OPTIONS
 from trainstab.overrides import apply_overrides
 
@@ -176,8 +177,18 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     from trainstab.options import parse_options
     from trainstab.sweep import preflight, run_sweep
 
-    raw = {option.key: (f"--{option.name}", getattr(args, option.key)) for option in OPTIONS}
-    options = parse_options(raw, args.overrides, "--set")
+    ini = read_ini()  # the pytest configuration's trainstab_* keys: one configuration for both front ends
+    raw: dict[str, tuple[str, Any]] = {}
+    for option in OPTIONS:
+        flag = getattr(args, option.key)
+        if flag is None and option.key in ini.values:
+            raw[option.key] = (f"{option.key} in {ini.path}", ini.values[option.key])
+        else:
+            raw[option.key] = (f"--{option.name}", flag)
+    source = f"--set / trainstab_set in {ini.path}" if ini.overrides else "--set"
+    options = parse_options(raw, [*ini.overrides, *args.overrides], source)
+    if args.trainstab_baselines is None and options["trainstab_baselines"] is not None:  # relative to the file
+        options["trainstab_baselines"] = str(ini.folder / options["trainstab_baselines"])
     options["trainstab_update_baseline"], options["trainstab_regen_all"] = args.update_baseline, args.regen_all
     checks = [name.strip() for name in args.checks.split(",") if name.strip()]
     unknown = [name for name in checks if name not in BATTERY]
@@ -197,8 +208,10 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         f"lrs={','.join(f'{x:g}' for x in config.lrs)}",
         soft_wrap=True,
     )
+    if ini.path is not None and (ini.values or ini.overrides):
+        console.print(f"configuration: {ini.path} (flags on the command line win)", markup=False, soft_wrap=True)
     for line in baseline_header(options):
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.print(for_cli(line), markup=False, highlight=False, soft_wrap=True)
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
         task = bar.add_task("sweep", total=None)
@@ -208,11 +221,13 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     for name in checks:
         gated = gate(label, name, run_check(name, sweep, bounds), sweep, bounds, policy)
         written += write_files(gated.writes)
-        rows.append(gate_row(gated, list(BATTERY).index(name), seed))
+        row = gate_row(gated, list(BATTERY).index(name), seed)
+        row["message"], row["baseline"]["message"] = for_cli(row["message"]), for_cli(row["baseline"]["message"])
+        rows.append(row)
         if not gated.passed:
-            failures.append(f"FAIL {name}: {gated.failure}")
+            failures.append(for_cli(f"FAIL {name}: {gated.failure}"))
         elif gated.verdict == "warn":  # report-only: shown with its reason, never failing the run
-            failures.append(f"warn {name}: " + "\n".join(filter(None, (gated.result.message, gated.message))))
+            failures.append("warn " + for_cli(f"{name}: " + "\n".join(filter(None, (row["message"], gated.message)))))
     console.print(check_table(rows, sweep.elapsed_seconds))
     for failure in failures:
         console.print(failure, markup=False, highlight=False, soft_wrap=True)
@@ -228,6 +243,11 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     verdict = f"{failed} of {len(rows)} checks failed" if failed else f"all {len(rows)} checks passed"
     console.print(verdict + (f" ({warned} report-only warning(s) above)" if warned else ""))
     return EXIT_FAILED if failed else 0
+
+
+def for_cli(text: str) -> str:
+    """A message written with the plugin's flags, naming this command's: ``--trainstab-<name>`` is ``--<name>``."""
+    return text.replace("--trainstab-", "--")
 
 
 def check_table(rows: list[dict[str, Any]], seconds: float) -> Table:
@@ -381,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "forecast":
             return run_forecast_command(args, console)
     except TrainstabError as error:
-        errors.print(f"trainstab: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"trainstab: error: {for_cli(str(error))}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     raise AssertionError(f"unhandled command {args.command}")
 

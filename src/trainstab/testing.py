@@ -93,11 +93,12 @@ class StabilityCheck:
         else:
             problem = ""
         if problem:
-            pytest.fail(f"trainstab: {target}: {problem}", pytrace=False)
+            pytest.fail(f"trainstab: {target.label(options)}: {problem}", pytrace=False)
         _record(item, gated, config.train.seed, sweep)
         if not gated.passed:
             verb = "failed for" if not gated.result.passed else "for"  # only the baseline part failed: "for"
-            pytest.fail(f"{self.name} {verb} {target} (seed {config.train.seed}): {gated.failure}", pytrace=False)
+            label = gated.label  # the resolved model, also for parametrize_with_checks() without models
+            pytest.fail(f"{self.name} {verb} {label} (seed {config.train.seed}): {gated.failure}", pytrace=False)
 
     def _gated(self, pytest_config: pytest.Config, label: str, sweep: SweepConfig) -> tuple[Gated, SweepResult | None]:
         """This check's verdict on the model's sweep (battery, held to its baseline) or ladders (scaling checks)."""
