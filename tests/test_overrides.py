@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from trainstab.config import SweepConfig, validate
@@ -86,3 +88,11 @@ def test_mu_param_advice_names_the_set_key_for_the_reference_only():
 
     assert "--set parameterization=mup_simple" in mup_advice("reference")
     assert "--set" not in mup_advice("mypkg.models:build") and "in your model" in mup_advice("mypkg.models:build")
+
+
+def test_a_user_models_older_baseline_recipe_with_reference_keys_is_not_a_change():
+    from trainstab.baseline import Baseline, recipe_changes
+
+    old = Baseline(Path("b.json"), {"recipe": {"model.qk_layernorm": True, "train.eps": 1e-8}})
+    assert recipe_changes(old, {"recipe": {"train.eps": 1e-8}}) == []
+    assert recipe_changes(old, {"recipe": {"train.eps": 1e-15}}) == ["train.eps: baseline 1e-08, this run 1e-15"]

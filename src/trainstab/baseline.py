@@ -457,8 +457,13 @@ def protocol_changes(baseline: Baseline, current: dict[str, Any]) -> list[str]:
 
 
 def recipe_changes(baseline: Baseline, current: dict[str, Any]) -> list[str]:
-    """Recipe settings (architecture, optimizer) that differ: context for a regression message."""
-    return _differences(baseline.data["recipe"], current["recipe"])
+    """Recipe settings (architecture, optimizer) that differ: context for a regression message.
+
+    A setting this run no longer records (the reference's architecture keys, once recorded for a user
+    model too) is not a change the user made, and is left out.
+    """
+    recorded = {key: value for key, value in baseline.data["recipe"].items() if key in current["recipe"]}
+    return _differences(recorded, current["recipe"])
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -182,10 +182,10 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     for option in OPTIONS:
         flag = getattr(args, option.key)
         if flag is None and option.key in ini.values:
-            raw[option.key] = (f"{option.key} in {ini.path}", ini.values[option.key])
+            raw[option.key] = (f"{option.key} in {ini.name}", ini.values[option.key])
         else:
             raw[option.key] = (f"--{option.name}", flag)
-    source = f"--set / trainstab_set in {ini.path}" if ini.overrides else "--set"
+    source = f"--set / trainstab_set in {ini.name}" if ini.overrides else "--set"
     options = parse_options(raw, [*ini.overrides, *args.overrides], source)
     if args.trainstab_baselines is None and options["trainstab_baselines"] is not None:  # relative to the file
         options["trainstab_baselines"] = str(ini.folder / options["trainstab_baselines"])
@@ -209,7 +209,7 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         soft_wrap=True,
     )
     if ini.path is not None and (ini.values or ini.overrides):
-        console.print(f"configuration: {ini.path} (flags on the command line win)", markup=False, soft_wrap=True)
+        console.print(f"configuration: {ini.name} (flags on the command line win)", markup=False, soft_wrap=True)
     for line in baseline_header(options):
         console.print(for_cli(line), markup=False, highlight=False, soft_wrap=True)
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn())

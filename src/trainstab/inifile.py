@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trainstab.errors import TrainstabError
+from trainstab.files import shown
 
 #: (file name, section) in the order pytest tries them within one folder.
 _CANDIDATES = (
@@ -35,6 +36,11 @@ class IniFile:
     path: Path | None  # None when no configuration file was found
     values: dict[str, str] = field(default_factory=dict)  # trainstab_* key -> raw value (not trainstab_set)
     overrides: tuple[str, ...] = ()  # the trainstab_set lines
+
+    @property
+    def name(self) -> str:
+        """The file as messages show it: relative to the working folder when below it."""
+        return shown(self.path) if self.path is not None else "(no pytest configuration file)"
 
     @property
     def folder(self) -> Path:
