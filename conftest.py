@@ -12,25 +12,12 @@ Training examples take about a second each, so no profile has a deadline.
 
 import os
 
-from hypothesis import HealthCheck, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis import settings
 
-settings.register_profile("dev", max_examples=5, deadline=None)
-settings.register_profile(
-    "ci",
-    max_examples=10,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "nightly",
-    max_examples=200,
-    deadline=None,
-    database=DirectoryBasedExampleDatabase(".hypothesis/examples"),
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+from trainstab.hypothesis_profiles import register_profiles
+
+# This repository's profile names, as the shipped profiles (trainstab.hypothesis_profiles) under their own names.
+register_profiles()
+for name in ("dev", "ci", "nightly"):
+    settings.register_profile(name, parent=settings.get_profile(f"trainstab-{name}"))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))

@@ -85,7 +85,7 @@ def test_training_stability(model, check):
 """
 
 
-def _readme_block(first_line: str) -> str:
+def readme_block(first_line: str) -> str:
     """The README's fenced python block that starts with ``first_line``, as written."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     (block,) = [b for b in blocks if b.startswith(first_line)]
@@ -95,7 +95,7 @@ def _readme_block(first_line: str) -> str:
 @pytest.fixture
 def project(pytester):
     pytester.makepyfile(
-        mymodels=_readme_block("# mymodels.py: sigmoid attention"), torchmodels=TORCH_MODELS, test_stability=USER_TEST
+        mymodels=readme_block("# mymodels.py: sigmoid attention"), torchmodels=TORCH_MODELS, test_stability=USER_TEST
     )
     pytester.syspathinsert()
     return pytester

@@ -7,51 +7,23 @@ must make the example pass as written, off CI and on it, while a profile or
 """
 
 import re
-from pathlib import Path
 
 import pytest
 
+from test_capture_in_a_user_repo import readme_block
+from test_plugin import USER_MODELS
+
 pytest_plugins = ["pytester"]
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-MODELS = '''
-import torch.nn.functional as F
-from torch import nn
-
-
-class Tiny(nn.Module):
-    """A pre-LN block with qk-layernorm, written the way a user writes one."""
-
-    def __init__(self, size):
-        super().__init__()
-        d, self.heads = size.width, size.heads
-        self.emb = nn.Embedding(size.vocab_size, d)
-        self.norm = nn.LayerNorm(d)
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, size.vocab_size, bias=False))
-
-    def forward(self, idx):
-        b, t = idx.shape
-        x = self.emb(idx)
-        q, k, v = self.qkv(self.norm(x)).view(b, t, 3, self.heads, -1).unbind(2)
-        q, k = F.layer_norm(q, q.shape[-1:]), F.layer_norm(k, k.shape[-1:])
-        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
-        x = x + y.transpose(1, 2).reshape(b, t, -1)
-        return self.head(x + self.mlp(x))
-
+# The user's factory: a pre-LN block with qk-layernorm, written the way a user writes one.
+MODELS = (
+    USER_MODELS
+    + """
 
 def build(size):
-    return Tiny(size)
-'''
-
-
-def _readme_block(first_line: str) -> str:
-    """The README's fenced python block that starts with ``first_line``, as written."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    (block,) = [b for b in blocks if b.startswith(first_line)]
-    return block
+    return Tiny(size, qk_norm=True)
+"""
+)
 
 
 @pytest.fixture
@@ -59,7 +31,7 @@ def project(pytester, monkeypatch):
     monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)  # this repository's CI sets its own
     pytester.mkpydir("mypkg")
     (pytester.path / "mypkg" / "models.py").write_text(MODELS)
-    pytester.makepyfile(test_fuzz=_readme_block("from hypothesis import example, given"))
+    pytester.makepyfile(test_fuzz=readme_block("from hypothesis import example, given"))
     pytester.syspathinsert()
     return pytester
 
