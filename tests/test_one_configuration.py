@@ -76,3 +76,11 @@ def test_a_bad_value_in_the_configuration_names_the_key_and_the_file(project):
     checked = _check(project)
     assert checked.returncode == 2
     assert "trainstab_steps in pyproject.toml='many': expected an integer" in checked.stderr
+
+
+def test_sweep_reads_the_same_configuration(project):
+    env = {**os.environ, "PYTHONPATH": str(project.path)}
+    command = [sys.executable, "-m", "trainstab", "sweep", "--no-progress", "--steps", "20"]
+    swept = subprocess.run(command, cwd=project.path, env=env, capture_output=True, text=True, check=False)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert "trainstab sweep: model=mymodels:unstable seed=0 lrs=0.01,0.3" in swept.stdout  # the file's; --steps wins

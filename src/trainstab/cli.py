@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="train one tiny model per learning rate and report stability")
     sweep.add_argument(
         "--model",
-        default="reference",
+        default=None,
         help="reference (default), hf:<model_type>, or a factory package.module:callable taking a ModelSize",
     )
     sweep.add_argument(
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     fuzz = commands.add_parser("fuzz", help="search hyperparameters for unstable regions and map them")
-    fuzz.add_argument("--model", default="reference", help="reference (default), hf:<model_type> or a factory")
+    fuzz.add_argument("--model", default=None, help="reference (default), hf:<model_type> or a factory")
     fuzz.add_argument(
         "--set",
         dest="overrides",
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fixed model or training option for every example, e.g. --set qk_layernorm=false",
     )
     fuzz.add_argument("--budget", type=int, default=40, help="examples to train (default: 40)")
-    fuzz.add_argument("--seed", type=int, default=0, help="seed of the search and of every run (default: 0)")
+    fuzz.add_argument("--seed", type=int, default=None, help="seed of the search and of every run (default: 0)")
     fuzz.add_argument("--max-lr", type=float, default=1.0, help="largest LR explored (default: 1.0)")
     fuzz.add_argument("--json", type=Path, help="write every explored point and the map here")
     fuzz.add_argument("--plot", type=Path, help="write the map as a PNG here")
@@ -118,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     forecast = commands.add_parser("forecast", help="forecast attention logits and gradient RMS at a target size")
-    forecast.add_argument("--model", default="reference", help="reference (default), hf:<model_type> or a factory")
+    forecast.add_argument("--model", default=None, help="reference (default), hf:<model_type> or a factory")
     forecast.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="model or training option, e.g. --set qk_layernorm=false")  # fmt: skip
-    forecast.add_argument("--target-params", type=float, default=1e9, help="target non-embedding parameters")
+    forecast.add_argument("--target-params", type=float, default=None, help="target non-embedding parameters (1e9)")
     forecast.add_argument("--widths", default="32,48,64", help="width ladder (at least 3; default 32,48,64)")
     forecast.add_argument("--steps", type=int, help="optimizer steps per run (default: 200)")
     forecast.add_argument("--seed", type=int, help="seed of the init and the data order (default: 0)")
@@ -384,12 +384,49 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
     return 1 if flagged else 0
 
 
+#: Flags of sweep, fuzz and forecast that the pytest configuration's trainstab keys supply: (dest, ini key, default).
+_FROM_INI = (
+    ("model", "trainstab_model", "reference"),
+    ("seed", "trainstab_seed", None),
+    ("steps", "trainstab_steps", None),
+    ("lrs", "trainstab_lrs", None),
+    ("corpus", "trainstab_corpus", None),
+    ("target_params", "trainstab_target_params", 1e9),
+)
+
+
+def with_configuration(args: argparse.Namespace) -> None:
+    """Fill the flags not given on the command line from the pytest configuration file (``trainstab check``'s).
+
+    ``--set`` adds to the file's ``trainstab_set`` lines, as in pytest. Parsed as the shared option table parses.
+    """
+    ini = read_ini()
+    parsers = {option.key: option.parse for option in OPTIONS}
+    for dest, key, default in _FROM_INI:
+        if not hasattr(args, dest) or getattr(args, dest) is not None:
+            continue
+        value: Any = default
+        if key in ini.values:
+            try:
+                value = parsers[key](ini.values[key])
+            except ValueError:
+                raw = ini.values[key]
+                raise TrainstabError(f"{key} in {ini.name}={raw!r}: not a valid value for --{dest}") from None
+        setattr(args, dest, value)
+    if hasattr(args, "overrides"):
+        args.overrides = [*ini.overrides, *args.overrides]
+    if getattr(args, "seed", 0) is None and args.command == "fuzz":
+        args.seed = 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainstab`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     console = Console()
     errors = Console(stderr=True)
     try:
+        if args.command in ("sweep", "fuzz", "forecast"):
+            with_configuration(args)
         if args.command == "sweep":
             return run_sweep_command(args, console)
         if args.command == "check":
