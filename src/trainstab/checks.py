@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 from trainstab.sweep import RunResult, SweepResult
 
 #: Checks that are measured, shown, reported and baselined, but do not fail a test by default, and why.
-#: Both were measured on the zoo (benchmarks/calibrate.py --robustness, 108 stable cases) and cannot separate:
+#: Both were measured on the zoo (benchmarks/calibrate.py --robustness, 162 stable cases) and cannot separate:
 REPORT_ONLY: dict[str, str] = {
     # 75 of the 162 stable cases fall below 10x eps (5 of the 9 stable models at seed 0: q/k-norm gains and
     # qk-normed projections, whose gradients shrink as their weights grow, 0.006x to 8.5x eps), and eps 1e-15

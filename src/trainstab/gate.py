@@ -230,7 +230,7 @@ class Gated:
         """``pass``, ``FAIL``, or ``warn``: a report-only check over its bound or worse than its baseline."""
         if not self.passed:
             return "FAIL"
-        return "warn" if not self.result.passed or self.status == "worse" else "pass"
+        return "warn" if self.status == "worse" else self.result.verdict
 
     @property
     def failure(self) -> str:
