@@ -51,8 +51,9 @@ def _check(project, *args):
 def test_pytest_and_trainstab_check_read_one_configuration_and_say_the_same_in_their_own_flags(project):
     tested = project.runpytest_subprocess()
     tested.assert_outcomes(passed=1, failed=1)
-    failure = r"attention_logits failed for mymodels:unstable \(seed 0\): (.*)"
-    (pytest_message,) = re.findall(failure, tested.stdout.str())
+    # The failure's own line (under CI=true pytest repeats it whole in the short summary, after "FAILED ... - ").
+    failure = r"^attention_logits failed for mymodels:unstable \(seed 0\): (.*)"
+    (pytest_message,) = re.findall(failure, tested.stdout.str(), flags=re.M)
     checked = _check(project)
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "configuration: pyproject.toml (flags on the command line win)" in checked.stdout
