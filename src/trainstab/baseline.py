@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from trainstab.config import REFERENCE_ONLY_KEYS
 from trainstab.errors import TrainstabError
 from trainstab.files import shown
+from trainstab.model_names import split_model_name
 
 if TYPE_CHECKING:
     from trainstab.checks import Thresholds
@@ -203,6 +204,9 @@ def describe_config(sweep: SweepResult) -> tuple[dict[str, Any], dict[str, Any]]
     if sweep.config.model_name != "reference":  # another model's architecture is its code, not these keys
         for key in REFERENCE_ONLY_KEYS:
             flat.pop(f"model.{key}", None)
+    # ...and the keyword options it is built with: one recipe line each, so a diff names the switch that moved.
+    flat["model_name"], model_options = split_model_name(sweep.config.model_name)
+    flat.update({f"model.options.{key}": value for key, value in model_options.items()})
     for key, value in flat.items():  # JSON has no inf (e.g. --set grad_clip=inf): written as text
         if isinstance(value, float) and not math.isfinite(value):
             flat[key] = str(value)
@@ -462,7 +466,11 @@ def recipe_changes(baseline: Baseline, current: dict[str, Any]) -> list[str]:
     A setting this run no longer records (the reference's architecture keys, once recorded for a user
     model too) is not a change the user made, and is left out.
     """
-    recorded = {key: value for key, value in baseline.data["recipe"].items() if key in current["recipe"]}
+    recorded = {
+        key: value
+        for key, value in baseline.data["recipe"].items()
+        if key in current["recipe"] or key.startswith("model.options.")  # a dropped option is a change
+    }
     return _differences(recorded, current["recipe"])
 
 

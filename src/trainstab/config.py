@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from trainstab.errors import TrainstabError
+from trainstab.model_names import canonical_model_name, format_value, split_model_name
 
 NormKind = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
@@ -100,12 +101,16 @@ class TrainConfig:
 class SweepConfig:
     """What to sweep: the model, its training, the LR grid and the corpus."""
 
-    model_name: str = "reference"  # "reference", "hf:<model_type>" or "package.module:callable"
+    model_name: str = "reference"  # "reference", "hf:<model_type>" or "package.module:callable", + "[k=v,...]"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lrs: tuple[float, ...] = PAPER_LR_GRID  # peak learning rates, one run each
     corpus: str | None = None  # token file; None means the bundled corpus
     workers: int | None = None  # processes to train in; None: one per available core
+
+    def __post_init__(self) -> None:
+        # One spelling per model, so caches, baselines and reports see "[a=1,b=2]" and "[b=2,a=1]" as one.
+        object.__setattr__(self, "model_name", canonical_model_name(self.model_name))
 
 
 def lr_list(text: str) -> tuple[float, ...]:
@@ -124,16 +129,29 @@ def check_scope(config: SweepConfig) -> None:
     Training keys (optimizer, schedule, loss, data) and the size keys apply to every model; the rest of
     :class:`ModelConfig` builds the reference alone. A key left at its default is not a setting.
     """
+    base, options = split_model_name(config.model_name)
+    if base == "reference" and options:
+        as_set_keys = " ".join(f"--set {key}={format_value(value)}" for key, value in options.items())
+        raise TrainstabError(
+            f"model {config.model_name!r}: the reference takes no [options]; its switches are --set keys "
+            f"(trainstab_set in the ini): {as_set_keys}"
+        )
     if config.model_name == "reference":
         return
     defaults = ModelConfig()
     changed = [name for name in REFERENCE_ONLY_KEYS if getattr(config.model, name) != getattr(defaults, name)]
     if changed:
         shown = ", ".join(f"{name}={getattr(config.model, name)}" for name in changed)
+        if base.startswith("hf:"):
+            how = f"set the architecture through its config fields, e.g. {base}[tie_word_embeddings=true]"
+        else:
+            how = (
+                "put the switch in your factory as a keyword option and name it in the model, e.g. "
+                f"{base}[qk_norm=false] calls build(size, qk_norm=False)"
+            )
         raise TrainstabError(
             f"{shown}: built-in-model setting(s) of the reference model only, and {config.model_name} is built by "
-            "its own code, which would ignore them. Put the switch in your model (a factory argument or a second "
-            f"factory) and test each variant as its own model; every model takes the training keys and "
+            f"its own code, which would ignore them. Instead, {how}. Every model takes the training keys and "
             f"{', '.join(SIZE_KEYS)} (set by --set / trainstab_set, a ModelUnderTest's overrides or a FuzzPoint)"
         )
 

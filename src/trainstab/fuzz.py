@@ -70,7 +70,7 @@ def evaluate(
     config = apply_overrides(
         dataclasses.replace(
             start,
-            model_name=model,
+            model_name=point.model(model),
             lrs=(point.lr,),
             workers=1,
             train=dataclasses.replace(start.train, steps=steps, probe_every=5, seed=seed),
@@ -104,7 +104,7 @@ def _evaluate_once(point: FuzzPoint, model: str, steps: int, seed: int, threshol
 def describe(outcome: Outcome, model: str, seed: int) -> str:
     """The failure report: the point, the measurements and the line that pins it."""
     return (
-        f"unstable ({outcome.cause}) for model {model!r}, seed {seed}: {outcome.point}\n"
+        f"unstable ({outcome.cause}) for model {outcome.point.model(model)!r}, seed {seed}: {outcome.point}\n"
         f"  max attention logit {outcome.max_attention_logit:.3g}, max |log Z| {outcome.max_abs_log_z:.3g}, "
         f"min gradient RMS {outcome.min_grad_rms_over_eps:.3g}x eps, diverged {outcome.diverged}\n"
         f"  pin it with: @example({outcome.point!r})"

@@ -20,6 +20,7 @@ Imports torch only through the sweep and check modules, when a check runs.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,6 +40,7 @@ from trainstab.baseline import (
 )
 from trainstab.errors import TrainstabError
 from trainstab.files import shown
+from trainstab.model_names import canonical_model_name
 
 if TYPE_CHECKING:
     from trainstab.checks import CheckResult, Thresholds
@@ -49,23 +51,38 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelUnderTest:
-    """A model to check: its name and any ``key=value`` overrides of the run's config."""
+    """A model to check: its name, its factory's keyword options and ``key=value`` overrides of the run's config.
+
+    ``ModelUnderTest("mypkg.models:build", options={"qk_norm": False})`` checks ``build(size, qk_norm=False)``,
+    the same model as the name ``"mypkg.models:build[qk_norm=false]"``; options given here win over
+    options written in the name.
+    """
 
     name: str | None = None  # None: the run's --trainstab-model
-    overrides: tuple[str, ...] = ()  # e.g. ("qk_layernorm=false",)
-    id: str | None = None  # the test id; default: name plus overrides
+    overrides: tuple[str, ...] = ()  # e.g. ("z_loss=0",): training keys, and the reference's switches
+    id: str | None = None  # the test id; default: the model's canonical name plus overrides
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)  # the factory's keywords
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", dict(self.options))  # a private copy: the caller may mutate theirs
+        if self.name is not None:
+            canonical_model_name(self.name, self.options)  # a malformed name or option fails at collection
+
+    def model_name(self, options: dict[str, Any]) -> str:
+        """The canonical model this checks, the run's --trainstab-model standing in for a missing name."""
+        return canonical_model_name(self.name or options["trainstab_model"], self.options)
 
     def __str__(self) -> str:
         if self.id is not None:
             return self.id
-        base = self.name or "default-model"
-        return base + "".join(f"[{o}]" for o in self.overrides)
+        named = self.name or "default-model"  # the run's model, not known here
+        return canonical_model_name(named, self.options) + "".join(f"[{o}]" for o in self.overrides)
 
     def label(self, options: dict[str, Any]) -> str:
         """The model's name in reports and baseline folders: its id, or the resolved model and overrides."""
         if self.id is not None or self.name is not None:
             return str(self)
-        return str(dataclasses.replace(self, name=options["trainstab_model"]))
+        return str(dataclasses.replace(self, name=self.model_name(options), options={}))
 
 
 def sweep_config(options: dict[str, Any], target: ModelUnderTest) -> SweepConfig:
@@ -74,7 +91,7 @@ def sweep_config(options: dict[str, Any], target: ModelUnderTest) -> SweepConfig
     from trainstab.overrides import apply_overrides
 
     profile_steps, profile_lrs = PROFILES[options["trainstab_profile"]]
-    base = SweepConfig(model_name=target.name or options["trainstab_model"], lrs=profile_lrs)
+    base = SweepConfig(model_name=target.model_name(options), lrs=profile_lrs)
     base = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=profile_steps))
     # Precedence: profile, then --trainstab-set / ini, then the model's own overrides, then explicit options.
     sweep = apply_overrides(base, [*options["trainstab_set"], *target.overrides])

@@ -7,7 +7,10 @@ A model is named by a string:
 - ``hf:<model_type>``: a tiny causal LM of any transformers architecture,
   built from a config alone (no weights downloaded; needs the ``hf`` extra).
 - ``package.module:callable``: the user's factory. It is called as
-  ``factory(size)`` with a :class:`ModelSize` and returns an ``nn.Module``
+  ``factory(size, **options)`` with a :class:`ModelSize` and the keyword
+  options written in the name (``mypkg.models:build[qk_norm=false]``, see
+  :mod:`trainstab.model_names`; an ``hf:`` model's options are config
+  fields). It returns an ``nn.Module``
   mapping LongTensor (B, T) to logits (B, T, V), or to an object with
   ``.logits``. Its attention logits are captured automatically from every
   common attention implementation (:mod:`trainstab.capture` lists them) or
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +36,7 @@ from torch.func import functional_call
 from trainstab.capture import regroup_by_member
 from trainstab.config import ModelConfig
 from trainstab.errors import TrainstabError
+from trainstab.model_names import split_model_name
 
 REFERENCE = "reference"
 HF_PREFIX = "hf:"
@@ -57,15 +62,16 @@ Factory = Callable[[ModelSize], nn.Module]
 
 
 def resolve_factory(name: str) -> Factory:
-    """The factory a model name stands for; raises :class:`TrainstabError` if there is none."""
-    if name.startswith(HF_PREFIX):
-        model_type = name[len(HF_PREFIX) :]
-        return lambda size: _hf_model(model_type, size)
-    module_name, sep, attribute = name.partition(":")
+    """The factory a model name (with any ``[key=value]`` options) stands for; raises :class:`TrainstabError`."""
+    base, options = split_model_name(name)
+    if base.startswith(HF_PREFIX):
+        model_type = base[len(HF_PREFIX) :]
+        return lambda size: _hf_model(model_type, size, options)
+    module_name, sep, attribute = base.partition(":")
     if not sep or not module_name or not attribute:
         raise TrainstabError(
-            f"model {name!r} is not 'reference', 'hf:<model_type>' or 'package.module:callable'; "
-            "name a factory such as mypkg.models:build_model"
+            f"model {name!r} is not 'reference', 'hf:<model_type>' or 'package.module:callable' (with optional "
+            "[key=value,...] options); name a factory such as mypkg.models:build_model"
         )
     try:
         module = importlib.import_module(module_name)
@@ -78,11 +84,39 @@ def resolve_factory(name: str) -> Factory:
         raise TrainstabError(
             f"{module_name} has no callable {attribute!r}; model {name!r} must name a factory function"
         )
-    return factory  # type: ignore[no-any-return]
+    if not options:
+        return factory  # type: ignore[no-any-return]
+    _check_keywords(factory, options, name)
+    return functools.partial(factory, **options)
 
 
-def _hf_model(model_type: str, size: ModelSize) -> nn.Module:
-    """A tiny transformers causal LM of ``model_type`` from its config (no download)."""
+def _check_keywords(factory: Callable[..., Any], options: dict[str, Any], name: str) -> None:
+    """Refuse options the factory cannot take, naming those it can (before any training starts)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return  # no signature to read (a C callable): the call itself reports a bad keyword
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    keywords = [
+        p.name
+        for i, p in enumerate(parameters.values())
+        if i > 0 and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    unknown = [key for key in options if key not in keywords]
+    if unknown:
+        accepted = ", ".join(keywords) if keywords else "none (it takes only the size)"
+        raise TrainstabError(
+            f"model {name!r}: the factory takes no keyword option {', '.join(map(repr, unknown))}; its keyword "
+            f"options are: {accepted}. Add the argument to the factory, e.g. def build(size, qk_norm=True)"
+        )
+
+
+def _hf_model(model_type: str, size: ModelSize, options: dict[str, Any]) -> nn.Module:
+    """A tiny transformers causal LM of ``model_type`` from its config (no download).
+
+    ``options`` are config fields set after the sizes, so they win (``hf:llama[tie_word_embeddings=true]``).
+    """
     try:
         from transformers import AutoConfig, AutoModelForCausalLM
     except ImportError:
@@ -113,6 +147,13 @@ def _hf_model(model_type: str, size: ModelSize) -> nn.Module:
             getattr(config, attribute, None), float
         ):
             setattr(config, attribute, 0.0)
+    for key, value in options.items():
+        if key not in config.to_dict():
+            raise TrainstabError(
+                f"model 'hf:{model_type}': its config ({type(config).__name__}) has no field {key!r}; "
+                "options of an hf: model are config fields, e.g. hf:llama[tie_word_embeddings=true]"
+            )
+        setattr(config, key, value)
     # transformers' own choice of attention: SDPA where the architecture supports it,
     # eager where it does not (Gemma 2, whose attention logits are soft-capped).
     model: nn.Module = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]

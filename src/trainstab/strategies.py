@@ -15,12 +15,15 @@ a search for the smallest failing grid point.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from hypothesis import strategies as st
 
 from trainstab.config import ModelConfig, NormPlacement, TrainConfig, WeightDecayMode
 from trainstab.errors import TrainstabError
+from trainstab.model_names import canonical_model_name, format_value, join_model_name
 
 POINTS_PER_DECADE = 12  # log-grid resolution of learning rates, eps and z-loss (factor 1.21)
 
@@ -44,10 +47,22 @@ class FuzzPoint:
     qk_layernorm: bool = True
     norm_placement: NormPlacement = "pre"
     init_scale: float = 1.0
+    # A user factory's keyword options (an hf: model's config fields), e.g. {"qk_norm": False}:
+    # the model checked is model[qk_norm=false]. Left out of the hash; equality still compares it.
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def overrides(self) -> list[str]:
-        """The point as ``key=value`` overrides (everything but the LR)."""
-        return [f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name != "lr"]
+        """The point as ``key=value`` overrides (everything but the LR and the model's options)."""
+        return [f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name not in ("lr", "options")]
+
+    def model(self, name: str) -> str:
+        """The model this point trains: ``name`` with the point's options (``mypkg.models:build[qk_norm=false]``)."""
+        return canonical_model_name(name, self.options)
+
+    def __repr__(self) -> str:
+        # Every knob, so the repr alone reproduces the run; options only when there are some.
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "options" or self.options]
+        return f"FuzzPoint({', '.join(shown)})"
 
 
 def _check(name: str, low: float, high: float, floor: float = -math.inf) -> None:
@@ -176,6 +191,7 @@ def stability_region(
     beta2: tuple[float, float] = (TrainConfig.beta2, TrainConfig.beta2),
     grad_clip: tuple[float, float] = (TrainConfig.grad_clip, TrainConfig.grad_clip),
     batch_size: tuple[int, int] = (TrainConfig.batch_size, TrainConfig.batch_size),
+    options: Mapping[str, st.SearchStrategy[Any] | Sequence[Any]] | None = None,
 ) -> st.SearchStrategy[FuzzPoint]:
     """Points of a declared region; by default only the LR varies, up to 0.3.
 
@@ -184,6 +200,10 @@ def stability_region(
 
     Widen any knob by giving bounds or options, e.g.
     ``stability_region(lr=(1e-3, 1.0), qk_layernorm=(False, True), depth=(1, 4))``.
+    ``qk_layernorm``, ``norm_placement`` and ``init_scale`` are the reference's switches. A model of
+    your own fuzzes its own switches through ``options``: each of its factory's keyword options maps
+    to a strategy or a sequence of values (shrinking toward the first), e.g.
+    ``stability_region(options={"qk_norm": (True, False), "init_scale": st.sampled_from([1.0, 3.0])})``.
     """
     return st.builds(
         _point,
@@ -200,7 +220,28 @@ def stability_region(
         beta2=beta2s(*beta2),
         grad_clip=grad_clips(*grad_clip),
         batch_size=batch_sizes(*batch_size),
+        options=model_options(options or {}),
     )
+
+
+def model_options(
+    options: Mapping[str, st.SearchStrategy[Any] | Sequence[Any]],
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Dicts of a model's keyword options: each key's strategy, or its values sampled (shrinking toward the first)."""
+    drawn: dict[str, st.SearchStrategy[Any]] = {}
+    for key, values in options.items():
+        if isinstance(values, st.SearchStrategy):
+            drawn[key] = values
+        elif isinstance(values, Sequence) and not isinstance(values, str) and len(values) > 0:
+            format_value(values[0])  # a value a model name cannot carry fails here, not mid-search
+            drawn[key] = st.sampled_from(values)
+        else:
+            raise TrainstabError(
+                f"model option {key!r}: give a strategy or a non-empty sequence of values, e.g. (True, False); "
+                f"got {values!r}"
+            )
+    join_model_name("model", dict.fromkeys(drawn))  # every key is a Python name
+    return st.fixed_dictionaries(drawn)
 
 
 def _point(width_heads: tuple[int, int], **values: object) -> FuzzPoint:
