@@ -67,3 +67,40 @@ def test_forecast_refuses_fewer_than_three_widths(capsys):
 def test_forecast_rejects_widths_that_are_not_integers(capsys):
     assert main(["forecast", "--widths", "32,x", "--no-progress"]) == 2
     assert "expected comma-separated integers" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")  # the stand-in finding draws nothing
+def test_on_a_users_model_the_findings_run_on_it_and_the_reference_only_ones_are_listed(tmp_path, monkeypatch):
+    import dataclasses
+
+    import trainstab.reproduce as module
+    from trainstab.findings import FINDINGS, FindingResult
+
+    trained = []
+
+    def tiny_finding(lab, plan):  # stands in for a training-key finding: one 5-step run of the lab's model
+        config = lab.config("batch_size=4")
+        sweep = lab.run(dataclasses.replace(config, lrs=(0.01,), train=dataclasses.replace(config.train, steps=5)))
+        trained.append(sweep.config.model_name)
+        return FindingResult("warmup", "Warm-up", "claim", None, "measured")
+
+    monkeypatch.setattr(module, "FINDINGS", {"qk_layernorm": FINDINGS["qk_layernorm"], "warmup": tiny_finding})
+    result = reproduce(tmp_path, quick=True, model="user_models:stable")
+    assert trained == ["user_models:stable"]
+    assert [key for key, _ in result.skipped] == ["qk_layernorm"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "model user_models:stable" in summary
+    assert "- qk_layernorm: compares the reference's qk_layernorm switch on and off" in summary
+    assert json.loads((tmp_path / "findings.json").read_text())["model"] == "user_models:stable"
+
+
+def test_naming_a_reference_only_finding_for_a_users_model_is_an_error(tmp_path, capsys):
+    argv = ["reproduce", "--out", str(tmp_path), "--model", "user_models:stable", "--only", "mup", "--no-progress"]
+    assert main(argv) == 2
+    assert "finding mup compares the reference's parameterization switch" in capsys.readouterr().err
+
+
+def test_a_broken_model_fails_before_the_output_folder_is_touched(tmp_path):
+    with pytest.raises(TrainstabError, match="returned logits of shape"):
+        reproduce(tmp_path / "out", quick=True, model="user_models:wrong_vocab")
+    assert not (tmp_path / "out").exists()

@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--out", type=Path, default=Path("trainstab-findings"), help="output folder")
     reproduce.add_argument("--quick", action="store_true", help="fewer steps and sizes: about 4 minutes on 2 cores")
     reproduce.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    reproduce.add_argument(
+        "--model",
+        default="reference",
+        help="the model to run the findings on (default: reference); on your own model, the findings that flip "
+        "a switch of the reference are skipped and listed",
+    )
     reproduce.add_argument("--only", default="", help="comma-separated findings to run (default: all)")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
@@ -328,7 +334,8 @@ def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
     from trainstab.reproduce import reproduce
 
     only = tuple(key.strip() for key in args.only.split(",") if key.strip())
-    console.print(f"trainstab reproduce: {'quick' if args.quick else 'full'} run, seed={args.seed}, out={args.out}")
+    mode = "quick" if args.quick else "full"
+    console.print(f"trainstab reproduce: {mode} run, model={args.model}, seed={args.seed}, out={args.out}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
         task = bar.add_task("finding", total=None)
@@ -336,10 +343,12 @@ def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
         def on_finding(key: str, index: int, total: int) -> None:
             bar.update(task, description=f"finding {key}", completed=index, total=total)
 
-        result = reproduce(args.out, args.quick, args.seed, only, on_finding)
+        result = reproduce(args.out, args.quick, args.seed, only, on_finding, model=args.model)
     for finding in result.results:
         verdict = {True: "held", False: "did NOT hold", None: "measured"}[finding.held]
         console.print(f"  {finding.key:<15} {verdict:<13} {finding.evidence}", soft_wrap=True)
+    for key, why in result.skipped:
+        console.print(f"  {key:<15} {'not run':<13} {why}", soft_wrap=True)
     console.print(f"wrote {len(result.files)} files to {args.out} in {result.elapsed_seconds:.0f} s")
     return 0
 

@@ -361,7 +361,29 @@ FINDINGS: dict[str, Callable[[Lab, FindingsPlan], FindingResult]] = {
 }
 
 
-def plan_base(plan: FindingsPlan, seed: int) -> SweepConfig:
-    """The default sweep at the plan's step count and the given seed."""
-    base = SweepConfig()
+#: Findings that flip a switch of the reference model (finding -> the switch). A model of the user's own
+#: has its architecture in its code, so these are skipped for it, saying why; the rest vary training
+#: keys and sizes, which apply to every model.
+REFERENCE_SWITCHES = {
+    "qk_layernorm": "qk_layernorm",
+    "mup": "parameterization",
+    "coordinates": "parameterization",
+    "clipping": "qk_layernorm",
+    "forecast": "qk_layernorm",
+}
+
+
+def applicable(key: str, model: str) -> str | None:
+    """Why finding ``key`` cannot run on ``model`` (None when it can)."""
+    if model == "reference" or key not in REFERENCE_SWITCHES:
+        return None
+    return (
+        f"compares the reference's {REFERENCE_SWITCHES[key]} switch on and off, which {model} does not have; "
+        "check your own variants as models (e.g. mypkg.models:build[qk_norm=false]) with trainstab check"
+    )
+
+
+def plan_base(plan: FindingsPlan, seed: int, model: str = "reference") -> SweepConfig:
+    """The sweep of ``model`` at the plan's step count and the given seed."""
+    base = SweepConfig(model_name=model)
     return dataclasses.replace(base, train=dataclasses.replace(base.train, steps=plan.steps, seed=seed))

@@ -120,13 +120,29 @@ def session_folder(config: pytest.Config) -> Path:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """The seed and default model under test, and the baselines (with a warning if recorded elsewhere)."""
+    """The seed and default model, and the baselines (with a warning if recorded elsewhere).
+
+    The models the collected checks name are listed after collection (:func:`pytest_report_collectionfinish`).
+    """
     options = config.stash[_OPTIONS_KEY]
-    lines = [f"trainstab: model={options['trainstab_model']} seed={options['trainstab_seed']}"]
+    lines = [f"trainstab: seed={options['trainstab_seed']} default model={options['trainstab_model']}"]
     from trainstab.gate import baseline_header
 
     lines += [f"trainstab: {line}" for line in baseline_header(options)]
     return lines
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """The models the collected checks will train, each once however many checks name it."""
+    from trainstab.gate import ModelUnderTest
+
+    options = config.stash[_OPTIONS_KEY]
+    labels: dict[str, None] = {}  # ordered, unique
+    for item in items:
+        target = getattr(item, "callspec", None) and item.callspec.params.get("model")  # type: ignore[attr-defined]
+        if isinstance(target, ModelUnderTest):
+            labels[target.label(options)] = None
+    return [f"trainstab: checking {len(labels)} model(s): {', '.join(labels)}"] if labels else []
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -13,6 +13,7 @@ Files already in the folder are kept as ``<name>.previous``, never overwritten.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -24,7 +25,17 @@ from trainstab.config import SweepConfig
 from trainstab.environment import environment
 from trainstab.errors import TrainstabError
 from trainstab.files import keep_previous, write_text_atomically
-from trainstab.findings import FINDINGS, FULL_PLAN, QUICK_PLAN, FindingResult, FindingsPlan, Lab, plan_base
+from trainstab.findings import (
+    FINDINGS,
+    FULL_PLAN,
+    QUICK_PLAN,
+    FindingResult,
+    FindingsPlan,
+    Lab,
+    applicable,
+    plan_base,
+)
+from trainstab.models import check_model
 from trainstab.report import finite_or_none
 from trainstab.sweep import available_cores
 
@@ -38,6 +49,8 @@ class Reproduction:
     elapsed_seconds: float
     seed: int
     quick: bool
+    model: str = "reference"
+    skipped: tuple[tuple[str, str], ...] = ()  # (finding, why it does not apply to the model)
 
 
 def _verdict(held: bool | None) -> str:
@@ -52,14 +65,17 @@ def summary_markdown(reproduction: Reproduction, plan: FindingsPlan) -> str:
         "# trainstab reproduce: the paper's findings at proxy scale",
         "",
         f"Mode {mode}: {plan.steps} steps per run, widths {list(plan.widths)}, depths {list(plan.depths)}, "
-        f"seed {reproduction.seed}; {reproduction.elapsed_seconds:.0f} s on this machine. Source: Wortsman et al. "
-        "2023, arXiv 2309.14322.",
+        f"seed {reproduction.seed}, model {reproduction.model}; {reproduction.elapsed_seconds:.0f} s on this "
+        "machine. Source: Wortsman et al. 2023, arXiv 2309.14322.",
         "",
         "| finding | paper's direction | at proxy scale |",
         "|---|---|---|",
     ]
     for r in reproduction.results:
         lines.append(f"| [{r.title}](#{r.key}) | {r.claim} | **{_verdict(r.held)}** |")
+    if reproduction.skipped:
+        lines += ["", f"Not run on {reproduction.model}:", ""]
+        lines += [f"- {key}: {why}" for key, why in reproduction.skipped]
     for r in reproduction.results:
         lines += ["", f'<a id="{r.key}"></a>', f"## {r.title}", "", f"Claim: {r.claim}", "", f"Measured: {r.evidence}"]
         lines += ["", f"Verdict: **{_verdict(r.held)}**", "", f"![{r.title}]({r.key}.png)"]
@@ -79,8 +95,12 @@ def reproduce(
     only: tuple[str, ...] = (),
     on_finding: Callable[[str, int, int], None] | None = None,
     on_sweep: Callable[[SweepConfig], None] | None = None,
+    model: str = "reference",
 ) -> Reproduction:
-    """Run the findings (all, or those named in ``only``) and write their PNGs and summary into ``out``.
+    """Run the findings (all, or those named in ``only``) on ``model`` and write their PNGs and summary into ``out``.
+
+    On a model other than the reference, the findings that flip one of the reference's switches are
+    skipped and listed with the reason (naming one in ``only`` is an error).
 
     ``on_finding(key, index, total)`` is called before each finding and
     ``on_sweep(config)`` before each sweep that trains (progress). Raises
@@ -92,6 +112,13 @@ def reproduce(
     if unknown:
         raise TrainstabError(f"unknown finding(s) {', '.join(unknown)}; known: {', '.join(FINDINGS)}")
     plan = QUICK_PLAN if quick else FULL_PLAN
+    base = plan_base(plan, seed, model)  # a malformed model name fails here
+    model = base.model_name
+    refused = [f"{key} {why}" for key in only if (why := applicable(key, model))]
+    if refused:
+        raise TrainstabError(f"finding {refused[0]}")
+    if model != "reference":
+        check_model(model, base.model, seed)  # a broken factory fails before the output folder is touched
     # 1. Writable output folder, before any training.
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -101,8 +128,9 @@ def reproduce(
     except OSError as error:
         raise TrainstabError(f"cannot write to the output folder {out}: {error.strerror or error}") from None
     started = time.perf_counter()
-    lab = Lab(plan_base(plan, seed), on_sweep=on_sweep)
-    keys = [key for key in FINDINGS if not only or key in only]
+    lab = Lab(base, on_sweep=on_sweep)
+    keys = [key for key in FINDINGS if (not only or key in only) and not applicable(key, model)]
+    skipped = tuple((key, why) for key in FINDINGS if not only and (why := applicable(key, model)))
     # 2-3. Measure, then draw each finding as soon as it is measured.
     results, files = [], []
     for index, key in enumerate(keys):
@@ -113,13 +141,15 @@ def reproduce(
         png = out / f"{key}.png"
         keep_previous(png)
         files.append(draw(result, png))
-    reproduction = Reproduction(tuple(results), (), time.perf_counter() - started, seed, quick)
+    reproduction = Reproduction(tuple(results), (), time.perf_counter() - started, seed, quick, model, skipped)
     summary = out / "summary.md"
     write_text_atomically(summary, summary_markdown(reproduction, plan))
-    data = {"mode": "quick" if quick else "full", "seed": seed, "elapsed_seconds": reproduction.elapsed_seconds,
+    data = {"mode": "quick" if quick else "full", "seed": seed, "model": model,
+            "elapsed_seconds": reproduction.elapsed_seconds, "skipped": dict(skipped),
             "environment": environment(seed, threads_per_stack=1, workers=available_cores()),
             "findings": {r.key: _numbers(r) for r in results}}  # fmt: skip
     findings_json = out / "findings.json"
     text = json.dumps(finite_or_none(data), indent=2, default=str, allow_nan=False) + "\n"
     write_text_atomically(findings_json, text)
-    return Reproduction(tuple(results), (summary, findings_json, *files), reproduction.elapsed_seconds, seed, quick)
+    files = [summary, findings_json, *files]
+    return dataclasses.replace(reproduction, files=tuple(files))
