@@ -82,7 +82,10 @@ def test_ini_keys_are_honoured_and_the_header_prints_the_seed(project):
     project.makeini("[pytest]\ntrainstab_seed = 7\ntrainstab_attention_logit_bound = 1e12\n")
     result = project.runpytest_subprocess(*FAST)
     result.stdout.fnmatch_lines(
-        ["trainstab: seed=7 default model=reference", "trainstab: checking 2 model(s): mymodels:stable, mymodels:unstable"]
+        [
+            "trainstab: seed=7 default model=reference",
+            "trainstab: checking 2 model(s): mymodels:stable, mymodels:unstable",
+        ]
     )
     result.assert_outcomes(passed=4)
 
