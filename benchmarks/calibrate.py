@@ -46,9 +46,12 @@ sys.path.insert(0, str(REPOSITORY / "stability_tests"))  # the zoo and its facto
 from zoo import ZOO, ZooModel  # noqa: E402
 
 from trainstab.checks import CheckResult, Thresholds, run_check  # noqa: E402
+from trainstab.forecast import forecast_attention_logits  # noqa: E402
 from trainstab.gate import ModelUnderTest, sweep_config, thresholds  # noqa: E402
+from trainstab.ladder import DEFAULT_WIDTHS, LadderResult, Rung, non_embedding_parameters, width_configs  # noqa: E402
 from trainstab.options import CHECK_NAMES, parse_options  # noqa: E402
 from trainstab.report import sweep_to_dict  # noqa: E402
+from trainstab.scaling import ScalingThresholds  # noqa: E402
 from trainstab.sweep import RunResult, SweepResult, run_sweep  # noqa: E402
 
 #: The checks that must fail for each problem of the zoo: the one that names it, and LR sensitivity for the
@@ -79,13 +82,17 @@ class Measured:
     verdicts: dict[str, CheckResult]
 
 
-def _cache_key(model: ZooModel, profile: str, seed: int, steps: int | None, lrs: str | None) -> str:
+def _cache_key(
+    model: ZooModel, profile: str, seed: int, steps: int | None, lrs: str | None, width: int | None = None
+) -> str:
     """Everything that changes the numbers: model, protocol, seed, torch, the CPU kernels, the model's code."""
     module = model.name.partition(":")[0]
     source = REPOSITORY / "stability_tests" / f"{module}.py"
     code = hashlib.sha256(source.read_bytes()).hexdigest()[:12] if source.exists() else model.name
     kernels = f"{torch.backends.cpu.get_cpu_capability()}/{os.environ.get('ATEN_CPU_CAPABILITY', '')}"
     parts = [model.label, profile, str(seed), str(steps), str(lrs), torch.__version__, kernels, code]
+    if width is not None:  # a rung of the width ladder (the base width keeps its old key)
+        parts.append(f"width={width}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
@@ -113,8 +120,12 @@ def _from_dict(data: dict, sweep: SweepResult) -> SweepResult:  # type: ignore[t
     )
 
 
-def measure(model: ZooModel, profile: str, seed: int, cache: Path, steps: int | None = None, lrs: str | None = None):  # type: ignore[no-untyped-def]
-    """The sweep of ``model`` (from the cache when there) and the battery's verdicts at the default bounds."""
+def measure(model: ZooModel, profile: str, seed: int, cache: Path, steps: int | None = None, lrs: str | None = None,  # type: ignore[no-untyped-def]
+            width: int | None = None):  # fmt: skip
+    """The sweep of ``model`` (from the cache when there) and the battery's verdicts at the default bounds.
+
+    ``width``: the model at that width, heads scaled to keep the head dimension (a rung of the width ladder).
+    """
     raw = {"trainstab_profile": ("profile", profile), "trainstab_seed": ("seed", str(seed))}
     if steps is not None:
         raw["trainstab_steps"] = ("steps", str(steps))
@@ -122,7 +133,9 @@ def measure(model: ZooModel, profile: str, seed: int, cache: Path, steps: int | 
         raw["trainstab_lrs"] = ("lrs", lrs)
     options = parse_options(raw, [])
     config = sweep_config(options, ModelUnderTest(model.name, model.overrides))
-    path = cache / f"{_cache_key(model, profile, seed, steps, lrs)}.json"
+    if width is not None:
+        (config,) = width_configs(config, (width,))
+    path = cache / f"{_cache_key(model, profile, seed, steps, lrs, width)}.json"
     placeholder = SweepResult(config, (), math.nan, math.nan, {}, 0.0)
     if path.exists():
         sweep = _from_dict(json.loads(path.read_text()), placeholder)
@@ -271,6 +284,36 @@ def robustness(cache: Path, kernel_sets: list[str]) -> None:
               f"{'; '.join(flipping) or '-'}")  # fmt: skip
 
 
+def forecasts(cache: Path, seed: int = 0) -> int:
+    """The attention forecast on every zoo model's width ladder, at the default target and bounds.
+
+    Returns the number of wrong calls: a stable model flagged, or an unstable one that reached the level at a
+    measured size and is not flagged.
+    """
+    t = ScalingThresholds()
+    wrong = 0
+    print(f"\nattention_forecast at {t.target_parameters:.0e} parameters, widths {DEFAULT_WIDTHS}, lr <= {t.max_lr}")
+    for model in ZOO:
+        rungs = []
+        for width in DEFAULT_WIDTHS:
+            # The base width is the battery's sweep, under its old cache key.
+            sweep = measure(model, "default", seed, cache, width=None if width == 32 else width).sweep
+            parameters = non_embedding_parameters(sweep.config.model_name, sweep.config.model)
+            rungs.append(Rung(f"width={width}", parameters, sweep))
+        ladder = LadderResult("width", tuple(rungs))
+        forecast = forecast_attention_logits(ladder, t.target_parameters, t.attention_logit, t.max_lr)
+        reached = any(f.already_at is not None for f in forecast.per_lr)
+        flagged = bool(forecast.flagged)
+        bad = (model.stable and flagged) or (not model.stable and reached and not flagged)
+        wrong += bad
+        state = "stable  " if model.stable else "unstable"
+        print(f"{'WRONG ' if bad else ''}{state} {model.label}: {'FLAGGED' if flagged else 'clear'}"
+              f"{' (reached the level at a measured size)' if reached else ''}")  # fmt: skip
+        print("  " + forecast.describe().replace("\n", "\n  "))
+    print(f"{wrong} wrong attention forecast(s)")
+    return wrong
+
+
 def main() -> None:
     """Measure the zoo under each profile, print the tables and the label confirmations."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -281,7 +324,11 @@ def main() -> None:
     parser.add_argument("--robustness", action="store_true", help="seeds 0-2 x profiles x kernel sets")
     parser.add_argument("--kernel-sets", default=",".join(KERNEL_SETS), help="for --robustness: native,avx2,default")
     parser.add_argument("--verdicts", type=Path, help="also write each model's failed checks here (JSON)")
+    parser.add_argument("--forecast", action="store_true", help="only the attention forecast on the width ladders")
     args = parser.parse_args()
+    if args.forecast:
+        forecasts(args.cache)
+        return
     if args.robustness:
         robustness(args.cache, args.kernel_sets.split(","))
         return

@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="model or training option, e.g. --set qk_layernorm=false")  # fmt: skip
     forecast.add_argument("--target-params", type=float, default=None, help="target non-embedding parameters (1e9)")
     forecast.add_argument("--widths", default="32,48,64", help="width ladder (at least 3; default 32,48,64)")
+    forecast.add_argument("--max-extrapolation", type=float, default=None, metavar="DECADES",
+                          help="decades past the largest width the attention forecast goes (default 2)")  # fmt: skip
     forecast.add_argument("--steps", type=int, help="optimizer steps per run (default: 200)")
     forecast.add_argument("--seed", type=int, help="seed of the init and the data order (default: 0)")
     forecast.add_argument("--fit", choices=("power", "quadratic"), default="power",
@@ -384,10 +386,12 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
 
         ladder = run_ladder("width", configs, sweep)
     degree = 2 if args.fit == "quadratic" else 1
-    attention = forecast_attention_logits(ladder, args.target_params, max_lr=args.max_lr, degree=degree)
+    attention = forecast_attention_logits(
+        ladder, args.target_params, max_lr=args.max_lr, degree=degree, max_decades=args.max_extrapolation
+    )
     gradients = forecast_gradient_rms(ladder, args.target_params, ratio_to_eps=10.0, max_lr=args.max_lr, degree=degree)
-    console.print(attention.describe(), markup=False, highlight=False, soft_wrap=True)
-    console.print(gradients.describe(), markup=False, highlight=False, soft_wrap=True)
+    console.print(for_cli(attention.describe()), markup=False, highlight=False, soft_wrap=True)
+    console.print(for_cli(gradients.describe()), markup=False, highlight=False, soft_wrap=True)
     flagged = len(attention.flagged) + len(gradients.flagged)
     console.print(f"{flagged} LR(s) flagged" if flagged else "no LR flagged")
     return 1 if flagged else 0
@@ -401,6 +405,7 @@ _FROM_INI = (
     ("lrs", "trainstab_lrs", None),
     ("corpus", "trainstab_corpus", None),
     ("target_params", "trainstab_target_params", 1e9),
+    ("max_extrapolation", "trainstab_max_extrapolation", None),  # None: trainstab.forecast's default
 )
 
 

@@ -30,6 +30,7 @@ and the quadratic is there for targets close to the ladder.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -53,6 +54,17 @@ MIN_SIZES = 3
 #: gains, an MLP), and on one AVX2 machine its scatter (1.26e-5, 2.56e-5, 2.96e-6) refused the fit, nine decades
 #: above eps 1e-15's level, where no trend could reach it.
 STEEPEST_GRADIENT_FALL = 1.0
+#: The steepest growth of max attention logits with size that a forecast allows for, in decades per decade of
+#: parameters: an LR whose largest value stays below the level even at this rise is clear without a fit.
+STEEPEST_ATTENTION_GROWTH = 1.5
+#: How far past the largest measured size an attention forecast extrapolates by default, in decades of parameters.
+#: A 3-rung ladder (widths 32/48/64) spans 0.6 decades, and the paper and we have checked such forecasts to +0.6
+#: decades only. A power law through three points is a claim that the trend continues; growth of attention logits
+#: has no law that says it must (with qk-norm they saturate), so a clean trend at small size flagged stable models
+#: at 4 decades: the zoo's GPT-2-init qk-norm model at LR 0.1 measured 7.3, 12.9, 24.4 and was forecast 8.1e4 at
+#: 1e9 (1.4e3 at +2 decades). The gradient forecast is not capped: its fall is bounded (STEEPEST_GRADIENT_FALL).
+#: Users who trust their trend further ask for more (--trainstab-max-extrapolation).
+MAX_EXTRAPOLATION_DECADES = 2.0
 
 
 @dataclass(frozen=True)
@@ -125,10 +137,11 @@ class LrForecast:
 
     lr: float
     measured: tuple[float, ...]  # per size, smallest first (NaN where the run diverged)
-    fit: LogLogFit | None  # None when a measured size already crossed (nothing to extrapolate)
-    forecast: float  # the value forecast at the target size (inf if already crossed)
+    fit: LogLogFit | None  # None when nothing was extrapolated (see ``why_no_fit``)
+    forecast: float  # the value forecast at the horizon (inf if already crossed; a bound when not fitted)
     crosses: bool  # forecast (or measurement) on the wrong side of the level
     already_at: int | None  # parameters of the smallest size that crossed when measured
+    why_no_fit: str = ""  # why the series was not extrapolated, when it was not
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,12 @@ class Forecast:
     target_parameters: float
     parameters: tuple[int, ...]  # the ladder's sizes
     per_lr: tuple[LrForecast, ...]
+    horizon_parameters: float = math.inf  # the forecast is made at min(target, horizon): the extrapolation cap
+
+    @property
+    def forecast_parameters(self) -> float:
+        """Where the forecast is made: the target, or the cap's horizon when the target lies beyond it."""
+        return min(self.target_parameters, self.horizon_parameters)
 
     @property
     def flagged(self) -> list[LrForecast]:
@@ -159,21 +178,25 @@ class Forecast:
             f"({self.extrapolation_decades:+.1f} decades from the largest size measured, "
             f"{max(self.parameters):.3g}); level {self.level:g} ({self.direction})"
         ]
+        if self.forecast_parameters < self.target_parameters:
+            capped = math.log10(self.horizon_parameters / max(self.parameters))
+            lines.append(
+                f"  forecast at {self.forecast_parameters:.3g} parameters, {capped:.1f} decades out (the extrapolation "
+                f"cap): the target lies further than a {len(self.parameters)}-size ladder can vouch for; measure "
+                "larger sizes (--trainstab-widths) or allow more (--trainstab-max-extrapolation)"
+            )
         for f in self.per_lr:
             measured = " ".join(f"{v:.3g}" for v in f.measured)
             if f.fit is None and f.already_at is not None:
                 lines.append(f"  lr={f.lr:g}: measured {measured}: crossed already at {f.already_at} parameters")
                 continue
             if f.fit is None:
-                lines.append(
-                    f"  lr={f.lr:g}: measured {measured}; even a fall of {STEEPEST_GRADIENT_FALL:g} decade per decade "
-                    f"stays above {f.forecast:.3g} at the target: stays clear (no fit needed)"
-                )
+                lines.append(f"  lr={f.lr:g}: measured {measured}; {f.why_no_fit}: stays clear (not extrapolated)")
                 continue
             vertex = f.fit.held_from_log_params
             held = (
                 " (held at the fit's vertex)"
-                if vertex is not None and (math.log10(self.target_parameters) > vertex)
+                if vertex is not None and (math.log10(self.forecast_parameters) > vertex)
                 else ""
             )
             verdict = "CROSSES" if f.crosses else "stays clear"
@@ -193,12 +216,19 @@ def _forecast(
     target_parameters: float,
     max_lr: float,
     degree: int,
-    steepest_fall: float | None = None,
+    steepest: float,
+    max_decades: float,
 ) -> Forecast:
     """Fit and extrapolate ``value_of(run)`` per LR; a diverged run counts as crossed.
 
-    With ``steepest_fall`` (direction "below" only), an LR whose smallest value cannot reach the level at that fall
-    (decades per decade of parameters) is clear without a fit.
+    In this order, an LR is:
+
+    1. flagged when a measured size already crossed the level (or diverged);
+    2. clear, not extrapolated, when even the steepest trend ``steepest`` (decades per decade of parameters)
+       cannot carry its nearest value to the level at the horizon;
+    3. clear, not extrapolated, when its values do not move toward the level at every step up in size (there
+       is no trend: three noisy points around a flat line fit any slope);
+    4. otherwise fitted and forecast at the target, or at ``max_decades`` past the largest size if nearer.
     """
     if len(ladder.rungs) < MIN_SIZES:
         raise TrainstabError(
@@ -207,7 +237,13 @@ def _forecast(
         )
     if target_parameters <= 0:
         raise TrainstabError(f"target size {target_parameters:g} must be a positive parameter count, e.g. 1e9")
+    if not max_decades > 0:
+        raise TrainstabError(f"extrapolation cap {max_decades:g} decades must be positive, e.g. 2")
     lrs = [run.lr for run in ladder.rungs[0].sweep.runs if run.lr <= max_lr * (1 + 1e-9)]
+    horizon = max(ladder.parameters) * 10**max_decades
+    at = min(target_parameters, horizon)
+    decades = max(math.log10(at / max(ladder.parameters)), 0.0)
+    toward = "increasing" if direction == "above" else "falling"
     per_lr = []
     for lr in lrs:
         runs = [next(r for r in rung.sweep.runs if math.isclose(r.lr, lr)) for rung in ladder.rungs]
@@ -221,17 +257,29 @@ def _forecast(
             bad = math.inf if direction == "above" else 0.0
             per_lr.append(LrForecast(lr, measured, None, bad, True, min(crossed)))
             continue
-        decades = math.log10(target_parameters / max(ladder.parameters))
-        if steepest_fall is not None and direction == "below":
-            floor = min(measured) * 10 ** (-steepest_fall * max(decades, 0.0))
-            if floor > level:
-                per_lr.append(LrForecast(lr, measured, None, floor, False, None))
-                continue
+        if direction == "above":
+            bound = max(measured) * 10 ** (steepest * decades)
+            out_of_reach = bound < level
+        else:
+            bound = min(measured) * 10 ** (-steepest * decades)
+            out_of_reach = bound > level
+        if out_of_reach:
+            why = (
+                f"even a {'rise' if direction == 'above' else 'fall'} of {steepest:g} decade(s) per decade stays "
+                f"{'below' if direction == 'above' else 'above'} {bound:.3g} at {at:.3g} parameters"
+            )
+            per_lr.append(LrForecast(lr, measured, None, bound, False, None, why))
+            continue
+        if not all(b > a if direction == "above" else b < a for a, b in itertools.pairwise(measured)):
+            nearest = max(measured) if direction == "above" else min(measured)
+            why = f"not {toward} with size, so there is no trend to extrapolate"
+            per_lr.append(LrForecast(lr, measured, None, nearest, False, None, why))
+            continue
         fit = fit_log_log(ladder.parameters, measured, f"{metric} at lr={lr:g}", direction, degree)
-        value = fit.predict(target_parameters)
+        value = fit.predict(at)
         crosses = value > level if direction == "above" else value < level
         per_lr.append(LrForecast(lr, measured, fit, value, crosses, None))
-    return Forecast(metric, level, direction, target_parameters, tuple(ladder.parameters), tuple(per_lr))
+    return Forecast(metric, level, direction, target_parameters, tuple(ladder.parameters), tuple(per_lr), horizon)
 
 
 def forecast_attention_logits(
@@ -240,8 +288,10 @@ def forecast_attention_logits(
     level: float = ATTENTION_DIVERGENCE_LEVEL,
     max_lr: float = math.inf,
     degree: int = 1,
+    max_decades: float | None = None,
 ) -> Forecast:
-    """Forecast each LR's max attention logit at ``target_parameters``; flag those above ``level``."""
+    """Forecast each LR's max attention logit at ``target_parameters`` (at most ``max_decades`` past the largest
+    size measured, default :data:`MAX_EXTRAPOLATION_DECADES`); flag those above ``level``."""
     return _forecast(
         ladder,
         "max attention logit",
@@ -251,6 +301,8 @@ def forecast_attention_logits(
         target_parameters,
         max_lr,
         degree,
+        STEEPEST_ATTENTION_GROWTH,
+        MAX_EXTRAPOLATION_DECADES if max_decades is None else max_decades,
     )
 
 
@@ -289,4 +341,5 @@ def forecast_gradient_rms(
         max_lr,
         degree,
         STEEPEST_GRADIENT_FALL,
+        math.inf,  # not capped: the fall a forecast allows for is bounded by STEEPEST_GRADIENT_FALL
     )

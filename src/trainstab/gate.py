@@ -140,6 +140,7 @@ def scaling_thresholds(options: dict[str, Any]) -> ScalingThresholds:
         ScalingThresholds,
         {
             "trainstab_target_params": "target_parameters",
+            "trainstab_max_extrapolation": "max_extrapolation_decades",
             "trainstab_max_lr": "max_lr",
             "trainstab_lr_sensitivity_bound": "lr_sensitivity",
             "trainstab_grad_rms_over_eps": "grad_rms_over_eps",

@@ -78,6 +78,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("report", str, None, "write a JSON, plots and an HTML page of every check to this folder"),
     Option("baselines", str, None, "folder of committed baselines to compare with (off when unset)"),
     Option("target-params", float, None, "size the scaling forecasts extrapolate to (1e9)"),
+    Option(
+        "max-extrapolation",
+        float,
+        None,
+        "decades past the largest size measured that the attention forecast may extrapolate (2)",
+    ),
     Option("widths", int_list, None, "width ladder of the scaling checks (32,48,64)"),
     Option("depths", int_list, None, "depth ladder of the scaling checks (1,2,4)"),
 )

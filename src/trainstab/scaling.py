@@ -30,6 +30,7 @@ from trainstab.config import SweepConfig
 from trainstab.coordinates import CoordinateConfig, CoordinateResult, coordinate_check
 from trainstab.forecast import (
     ATTENTION_DIVERGENCE_LEVEL,
+    MAX_EXTRAPOLATION_DECADES,
     Forecast,
     forecast_attention_logits,
     forecast_gradient_rms,
@@ -52,6 +53,8 @@ class ScalingThresholds:
     """Bounds of the scaling checks; each can be overridden per project."""
 
     target_parameters: float = 1e9  # the size the team will train (non-embedding parameters)
+    # The attention forecast is made at most this far past the largest size measured (forecast.py says why).
+    max_extrapolation_decades: float = MAX_EXTRAPOLATION_DECADES
     max_lr: float = 0.3  # LRs of the grid looked at (as the battery's max_lr)
     attention_logit: float = ATTENTION_DIVERGENCE_LEVEL  # paper: every run above 1e4 diverged
     grad_rms_over_eps: float = 10.0  # as the battery: a 9% update shrink at 10x eps
@@ -111,11 +114,22 @@ def _forecast_verdict(name: str, forecast: Forecast, hint: str) -> CheckResult:
 
 def check_attention_forecast(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
     """No LR up to ``max_lr`` is forecast to pass the attention-logit level at the target size."""
-    forecast = forecast_attention_logits(evidence.width_ladder, t.target_parameters, t.attention_logit, t.max_lr)
-    return _forecast_verdict(
-        "attention_forecast",
-        forecast,
-        "the paper saw every such run diverge; consider qk-layernorm (override with --trainstab-target-params)",
+    forecast = forecast_attention_logits(
+        evidence.width_ladder, t.target_parameters, t.attention_logit, t.max_lr, max_decades=t.max_extrapolation_decades
+    )
+    return _forecast_verdict("attention_forecast", forecast, attention_advice(evidence.base))
+
+
+def attention_advice(base: SweepConfig) -> str:
+    """What to do about attention logits forecast to grow past the level, for the model at hand."""
+    paper = "the paper saw every run above 1e4 diverge"
+    if base.model_name == "reference":
+        if base.model.qk_layernorm:
+            return f"{paper}; the model has qk-layernorm already: lower the peak LR or lengthen the warm-up"
+        return f"{paper}; consider qk-layernorm (--set qk_layernorm=true)"
+    return (
+        f"{paper}; if {base.model_name} has no qk-layernorm, add it (layer-normalise q and k per head before "
+        "q @ k^T); if it has, lower the peak LR or lengthen the warm-up"
     )
 
 
