@@ -10,6 +10,7 @@ from trainstab.checks import (
     check_attention_logits,
     check_grad_rms_vs_eps,
     check_lr_sensitivity,
+    check_parameters_move,
     run_check,
     spike_score,
 )
@@ -125,3 +126,78 @@ def test_lr_sensitivity_says_when_its_number_cannot_tell_stable_from_unstable():
     assert not gross.passed and "above 1" in gross.message
     strict = check_lr_sensitivity(sweep, Thresholds(lr_sensitivity=0.4))  # a project's own calibrated bound
     assert strict.passed and "cannot tell" not in strict.message
+
+
+def _with_entropy(history, **entropy_by_layer):
+    """The history with each probe's attention entropy per layer (attn/entropy/layer<N>)."""
+    return tuple(
+        {**h, **{f"attn/entropy/{layer}": value for layer, value in entropy_by_layer.items()}} for h in history
+    )
+
+
+def test_a_vanished_gradient_in_a_uniform_attention_layer_is_not_called_an_epsilon_problem():
+    # The issue-13 user's model: layer-1 attention went uniform (3.20 nats of 3.21 for 64 tokens), and the gradient
+    # of blocks/1/attn/k_norm/weight fell under 10x eps. A smaller eps would not help.
+    history = _with_entropy(
+        _grad_history(**{"blocks/0/mlp/weight": (1e-3, 1e-4, 1e-4), "blocks/1/attn/k_norm/weight": (1e-3, 1e-6, 5e-8)}),
+        layer0=2.1,
+        layer1=3.20,
+    )
+    result = check_grad_rms_vs_eps(_sweep(dataclasses.replace(_run(0.3), history=history)), Thresholds())
+    assert not result.passed
+    assert "the cause is not epsilon: attention in layer 1 is uniform (entropy 3.20 nats of 3.21)" in result.message
+    assert "eps=1e-15" not in result.message and "lower the peak LR" in result.message
+
+
+def test_a_one_hot_attention_layer_is_named_too_and_other_layers_are_not_blamed():
+    grads = _grad_history(**{"blocks/0/attn/qkv/weight": (1e-3, 1e-6, 5e-8)})
+    one_hot = check_grad_rms_vs_eps(
+        _sweep(dataclasses.replace(_run(0.3), history=_with_entropy(grads, layer0=0.05, layer1=2.0))), Thresholds()
+    )
+    assert "attention in layer 0 is one-hot (entropy 0.05 nats" in one_hot.message
+    elsewhere = check_grad_rms_vs_eps(  # layer 1 is uniform, but the tensor lives in layer 0, which is healthy
+        _sweep(dataclasses.replace(_run(0.3), history=_with_entropy(grads, layer0=2.0, layer1=3.2))), Thresholds()
+    )
+    assert "not epsilon" not in elsewhere.message and "eps=1e-15" in elsewhere.message
+
+
+def test_a_true_epsilon_stall_gets_the_eps_advice_and_points_to_the_size_trend():
+    history = _with_entropy(_grad_history(**{"blocks/0/mlp/weight": (1e-3, 1e-6, 5e-8)}), layer0=2.0)
+    result = check_grad_rms_vs_eps(_sweep(dataclasses.replace(_run(0.3), history=history)), Thresholds())
+    assert "consider eps=1e-15" in result.message and "eps_forecast" in result.message
+
+
+def test_ignored_parameters_are_left_out_of_the_gradient_check_by_pattern():
+    history = _grad_history(**{"blocks/0/mlp/weight": (1e-3, 1e-4, 1e-4), "blocks.1.frozen_gate": (1e-3, 1e-6, 5e-8)})
+    sweep = _sweep(dataclasses.replace(_run(0.3), history=history))
+    assert not check_grad_rms_vs_eps(sweep, Thresholds()).passed
+    assert check_grad_rms_vs_eps(sweep, Thresholds(ignore_params=("blocks.*.frozen_gate",))).passed
+
+
+def test_parameters_move_fails_on_a_dead_tensor_unless_ignored_and_names_inert_ones_without_failing():
+    history = _grad_history(**{"mlp": (1e-3, 1e-3, 1e-3), "unused": (0.0, 0.0, 0.0), "k_norm/bias": (1e-12,) * 3})
+    sweep = _sweep(dataclasses.replace(_run(0.3), history=history))
+    dead = check_parameters_move(sweep, Thresholds())
+    assert not dead.passed and "never received a gradient: unused" in dead.message
+    assert "get no learning signal by construction" in dead.message and "k_norm/bias" in dead.message
+    kept = check_parameters_move(sweep, Thresholds(ignore_params=("unused",)))
+    assert kept.passed and "k_norm/bias" in kept.message and "--trainstab-ignore-params" in kept.message
+    quiet = check_parameters_move(sweep, Thresholds(ignore_params=("unused", "*/bias")))
+    assert quiet.message == "every parameter tensor received a gradient"
+
+
+def test_a_real_key_bias_is_found_inert_and_the_model_passes_parameters_move():
+    """A LayerNorm on k with a bias (nn.LayerNorm's default): softmax cancels the bias, parameters_move says so."""
+    from trainstab.config import ModelConfig, TrainConfig
+    from trainstab.sweep import run_sweep
+
+    config = SweepConfig(
+        model_name="user_models:with_key_bias",
+        model=ModelConfig(width=16, heads=2, depth=1, context_length=16),
+        train=TrainConfig(steps=10, batch_size=4, probe_every=5),
+        lrs=(0.01,),
+        workers=1,
+    )
+    result = check_parameters_move(run_sweep(config), Thresholds())
+    assert result.passed
+    assert "1 tensor(s) get no learning signal by construction" in result.message and "k_norm/bias" in result.message

@@ -91,3 +91,28 @@ class ShortContext(nn.Module):
 
 def short_context(size):
     return ShortContext(size)
+
+
+class WithKeyBias(nn.Module):
+    """One attention block whose keys are layer-normalised with a bias: a parameter softmax cancels."""
+
+    def __init__(self, size):
+        super().__init__()
+        d, self.h = size.width, size.heads
+        self.emb = nn.Embedding(size.vocab_size, d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.k_norm = nn.LayerNorm(d // size.heads)  # weight and bias
+        self.head = nn.Linear(d, size.vocab_size, bias=False)
+
+    def forward(self, idx):
+        b, t = idx.shape
+        x = self.emb(idx)
+        q, k, v = self.qkv(x).view(b, t, 3, self.h, -1).unbind(2)
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2), self.k_norm(k).transpose(1, 2), v.transpose(1, 2), is_causal=True
+        )
+        return self.head(x + y.transpose(1, 2).reshape(b, t, -1))
+
+
+def with_key_bias(size):
+    return WithKeyBias(size)

@@ -35,7 +35,9 @@ below are over all of them (``benchmarks/calibrate.py --robustness``):
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -70,6 +72,15 @@ class Thresholds:
     spike_window: int = 20  # steps in the rolling mean and std
     min_update_steps: int = 1  # a parameter must get a non-zero gradient at this many probes
     report_only: frozenset[str] = frozenset(REPORT_ONLY)  # checks shown and baselined that never fail a test
+    # Parameter tensors left out of grad_rms_vs_eps and parameters_move: shell-style patterns on their names
+    # ("blocks/*/attn/k_norm/bias"; "." and "/" are the same), for tensors the team knows are frozen or inert.
+    ignore_params: tuple[str, ...] = ()
+
+
+def ignored(name: str, t: Thresholds) -> bool:
+    """Whether the parameter tensor ``name`` matches one of ``t.ignore_params``."""
+    normal = name.replace(".", "/")
+    return any(fnmatch.fnmatchcase(normal, pattern.replace(".", "/")) for pattern in t.ignore_params)
 
 
 @dataclass(frozen=True)
@@ -214,13 +225,28 @@ def check_lr_sensitivity(sweep: SweepResult, t: Thresholds) -> CheckResult:
 NO_SIGNAL = 1e-6
 
 
-def smallest_grad_rms_over_eps(run: RunResult, eps: float, warmup: int) -> tuple[float, str]:
+def no_signal_tensors(run: RunResult) -> list[str]:
+    """Tensors whose gradient RMS at the first probe (initialisation) is below :data:`NO_SIGNAL` times the largest.
+
+    A gradient that small is rounding, not signal: the tensor cannot change the loss, whatever is trained.
+    The classic case is a bias on the keys (a key bias, or the bias of a LayerNorm on k): it adds the same
+    q . b to every logit of a query, which softmax cancels.
+    """
+    first = {k: v for k, v in (run.history[0] if run.history else {}).items() if k.startswith("grads/rms/")}
+    floor = NO_SIGNAL * max(first.values(), default=0.0)
+    return sorted(key.removeprefix("grads/rms/") for key, value in first.items() if 0 < value < floor)
+
+
+def smallest_grad_rms_over_eps(
+    run: RunResult, eps: float, warmup: int, t: Thresholds | None = None
+) -> tuple[float, str]:
     """The smallest non-zero (gradient RMS / eps) of any tensor at any probe after warm-up, and that tensor.
 
     Tensors whose gradient RMS at the first probe (initialisation) is below
     :data:`NO_SIGNAL` times the largest there are left out: they have no
-    learning signal to lose. Returns (inf, "") when no probe after warm-up has
-    a non-zero gradient (a run that diverged at once).
+    learning signal to lose (:func:`no_signal_tensors`; ``parameters_move``
+    reports them). So are those ``t.ignore_params`` names. Returns (inf, "")
+    when no probe after warm-up has a non-zero gradient (a run that diverged at once).
     """
     scale = max(eps, 1e-300)
     first = {k: v for k, v in (run.history[0] if run.history else {}).items() if k.startswith("grads/rms/")}
@@ -232,9 +258,51 @@ def smallest_grad_rms_over_eps(run: RunResult, eps: float, warmup: int) -> tuple
         for key, value in h.items():
             if not key.startswith("grads/rms/") or first.get(key, math.inf) < floor:
                 continue
+            if t is not None and ignored(key.removeprefix("grads/rms/"), t):
+                continue
             if value > 0 and value / scale < worst:
                 worst, name = value / scale, key.removeprefix("grads/rms/")
     return worst, name
+
+
+#: Attention whose mean entropy is at least this share of the uniform value is "uniform": every key weighs the
+#: same. The issue-13 model's layer-1 attention sat at 3.20 nats of 3.21 (T=64); the stable reference's last layer
+#: reaches 0.99 of it at LR 0.3, so it is a state models visit, named only when it explains a vanished gradient.
+UNIFORM_ATTENTION = 0.97
+#: ...and at most this share is "one-hot": each query looks at one key (entropy collapse).
+ONE_HOT_ATTENTION = 0.05
+#: Parameter names that belong to the query/key path, whose gradients collapsed attention starves.
+QUERY_KEY_NAMES = re.compile(r"(^|[/_.])(q|k|qk|qkv|query|key|c_attn|in_proj|attn|attention|self_attn)([/_.]|$)")
+
+
+def uniform_causal_entropy(context_length: int) -> float:
+    """Mean over query positions of ln(keys visible): the entropy of uniform causal attention, in nats."""
+    return statistics.fmean(math.log(i) for i in range(1, context_length + 1))
+
+
+def collapsed_attention(run: RunResult | None, context_length: int, tensor: str) -> str:
+    """Why ``tensor``'s gradient may have vanished: a collapsed attention layer it belongs to ("" if none).
+
+    Read at the run's last probe. The layer of a tensor is the first number in its name (``blocks/1/...``,
+    ``h.1.``, ``layers.1.``), counted as the capture counts attention calls; a name without one matches any layer.
+    """
+    if run is None or not run.history or not QUERY_KEY_NAMES.search(tensor.lower()):
+        return ""
+    uniform = uniform_causal_entropy(context_length)
+    last = run.history[-1]
+    number = re.search(r"\d+", tensor)
+    found = []
+    for key, entropy in sorted(last.items()):
+        layer = key.removeprefix("attn/entropy/layer")
+        if not key.startswith("attn/entropy/layer") or not layer.isdigit():
+            continue
+        if number is not None and int(layer) != int(number.group()):
+            continue
+        if entropy >= UNIFORM_ATTENTION * uniform:
+            found.append(f"attention in layer {layer} is uniform (entropy {entropy:.2f} nats of {uniform:.2f})")
+        elif entropy <= ONE_HOT_ATTENTION * uniform:
+            found.append(f"attention in layer {layer} is one-hot (entropy {entropy:.2f} nats of {uniform:.2f})")
+    return "; ".join(found)
 
 
 def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
@@ -242,21 +310,35 @@ def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
     eps = sweep.config.train.eps
     warmup = sweep.config.train.warmup_steps
     worst_ratio, worst_lr, worst_name = math.inf, None, ""
+    worst_run: RunResult | None = None
     for run in _considered(sweep, t):
         if run.diverged:
             continue
-        ratio, name = smallest_grad_rms_over_eps(run, eps, warmup)
+        ratio, name = smallest_grad_rms_over_eps(run, eps, warmup, t)
         if ratio < worst_ratio:
-            worst_ratio, worst_lr, worst_name = ratio, run.lr, name
+            worst_ratio, worst_lr, worst_name, worst_run = ratio, run.lr, name, run
     passed = worst_ratio >= t.grad_rms_over_eps
     shown = f"{worst_ratio:.3g}" if math.isfinite(worst_ratio) else "inf"
-    message = (
-        f"gradient RMS stays >= {shown}x eps={eps:g}"
-        if passed
-        else f"gradient RMS of {worst_name} fell to {shown}x AdamW eps={eps:g} at lr={worst_lr:g} "
-        f"(bound {t.grad_rms_over_eps:g}x): updates shrink and learning stalls; consider eps=1e-15 "
-        "(override with --trainstab-grad-rms-over-eps)"
-    )
+    if passed:
+        message = f"gradient RMS stays >= {shown}x eps={eps:g}"
+    else:
+        where = (
+            f"gradient RMS of {worst_name} fell to {shown}x AdamW eps={eps:g} at lr={worst_lr:g} "
+            f"(bound {t.grad_rms_over_eps:g}x)"
+        )
+        collapsed = collapsed_attention(worst_run, sweep.config.model.context_length, worst_name)
+        if collapsed:
+            message = (
+                f"{where}, but the cause is not epsilon: {collapsed}. Collapsed attention passes almost no gradient "
+                "to its queries and keys, and a smaller eps would not bring it back: lower the peak LR, lengthen "
+                "the warm-up, or check the attention scale (1/sqrt(head_dim), applied once)"
+            )
+        else:
+            message = (
+                f"{where}: updates shrink toward eps and learning stalls. A true epsilon stall gets worse with size "
+                "(the eps_forecast scaling check measures how); consider eps=1e-15, or ignore an inert tensor with "
+                "--trainstab-ignore-params (override the bound with --trainstab-grad-rms-over-eps)"
+            )
     return CheckResult("grad_rms_vs_eps", passed, worst_ratio, t.grad_rms_over_eps, worst_lr, message)
 
 
@@ -307,16 +389,31 @@ def dead_tensors(sweep: SweepResult, min_update_steps: int) -> list[str]:
 
 
 def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
-    """Every trainable parameter tensor gets a gradient (no frozen or dead layers)."""
-    dead = dead_tensors(sweep, t.min_update_steps)
+    """Every trainable parameter tensor gets a gradient (no frozen or dead layers).
+
+    Fails on tensors whose gradient is exactly zero (a detached path, an unused module, a dead activation).
+    Tensors with no learning signal by construction (:func:`no_signal_tensors`, such as a key bias) pass, and
+    are named in the message: harmless, but parameters that cannot learn. ``t.ignore_params`` are left out.
+    """
+    dead = [name for name in dead_tensors(sweep, t.min_update_steps) if not ignored(name, t)]
+    first = next((run for run in sweep.runs if not run.diverged and run.history), None)
+    inert = [name for name in (no_signal_tensors(first) if first else []) if not ignored(name, t)]
     passed = not dead
-    names = ", ".join(dead)
-    message = (
-        "every parameter tensor received a gradient"
-        if passed
-        else f"{len(dead)} parameter tensor(s) never received a gradient: {names}; a frozen or dead layer "
-        "(detached path, unused module, dead activation) wastes capacity"
-    )
+    if passed:
+        message = "every parameter tensor received a gradient"
+    else:
+        message = (
+            f"{len(dead)} parameter tensor(s) never received a gradient: {', '.join(dead)}; a frozen or dead layer "
+            "(detached path, unused module, dead activation) wastes capacity. If one is frozen on purpose, leave "
+            "it out with --trainstab-ignore-params"
+        )
+    if inert:
+        message += (
+            f"; {len(inert)} tensor(s) get no learning signal by construction (gradient below {NO_SIGNAL:g} of the "
+            f"largest at initialisation): {', '.join(inert)}. A bias on the keys is the usual one: softmax cancels "
+            "the q . b it adds to every logit of a query. Harmless; drop it (bias=False) or list it in "
+            "--trainstab-ignore-params"
+        )
     return CheckResult("parameters_move", passed, float(len(dead)), 0.0, None, message)
 
 

@@ -122,6 +122,7 @@ def thresholds(options: dict[str, Any]) -> Thresholds:
             "trainstab_max_lr": "max_lr",
             "trainstab_attention_logit_bound": "attention_logit",
             "trainstab_log_z_bound": "log_z",
+            "trainstab_ignore_params": "ignore_params",
             "trainstab_lr_sensitivity_bound": "lr_sensitivity",
             "trainstab_grad_rms_over_eps": "grad_rms_over_eps",
             "trainstab_spike_score_bound": "spike_score",

@@ -54,6 +54,14 @@ def check_list(value: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def pattern_list(value: str) -> tuple[str, ...]:
+    """Comma-separated shell-style patterns of parameter names, e.g. ``*/k_norm/bias,pos_emb``."""
+    patterns = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not patterns:
+        raise ValueError(value)
+    return patterns
+
+
 # Thresholds default to the battery's (trainstab.checks.Thresholds).
 OPTIONS: tuple[Option, ...] = (
     Option("model", str, "reference", "default model: reference, hf:<type> or package.module:factory"),
@@ -75,6 +83,12 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "checks shown, reported and baselined that never fail a test (grad_rms_vs_eps,loss_spikes; none: all fail)",
     ),
+    Option(
+        "ignore-params",
+        pattern_list,
+        None,
+        "parameter tensors grad_rms_vs_eps and parameters_move leave out: patterns like */k_norm/bias,pos_emb",
+    ),
     Option("report", str, None, "write a JSON, plots and an HTML page of every check to this folder"),
     Option("baselines", str, None, "folder of committed baselines to compare with (off when unset)"),
     Option("target-params", float, None, "size the scaling forecasts extrapolate to (1e9)"),
@@ -94,6 +108,7 @@ _EXPECTED = {
     "lr_list": "numbers like 1e-3,1e-2",
     "int_list": "integers like 32,48,64",
     "check_list": f"none or check names from {', '.join(CHECK_NAMES)}",
+    "pattern_list": "comma-separated parameter name patterns like */k_norm/bias",
 }
 
 
