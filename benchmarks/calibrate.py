@@ -2,6 +2,7 @@
 
     python benchmarks/calibrate.py [--profiles default,quick] [--seeds 0] [--no-confirm] [--cache DIR]
     python benchmarks/calibrate.py --robustness   # seeds 0-2 x both profiles x three CPU kernel sets
+    python benchmarks/calibrate.py --forecast     # attention_forecast on every model's width ladder 32/48/64
 
 For every model of ``stability_tests/zoo.py`` and every profile it trains the
 sweep ``trainstab check`` trains, and runs the battery at its default bounds.
@@ -18,6 +19,12 @@ The label confirmations (``stability_tests/zoo.py`` says how each label is
 decided without the battery) train each model 800 steps at LR 0.3; a label
 they contradict is printed. ``--no-confirm`` skips them.
 
+``--forecast`` trains each model's width ladder (32, 48, 64; the base width is
+the battery's cached sweep) and runs ``attention_forecast`` at its defaults
+(target 1e9, the 2-decade cap): a wrong call is a stable model flagged, or an
+unstable one that reached 1e4 at a measured size and is not flagged. About 20
+minutes on 2 cores the first time, seconds from the cache.
+
 ``--robustness`` runs the seeds 0, 1, 2 under both profiles in one child
 process per CPU kernel set (this machine's, ``ATEN_CPU_CAPABILITY=avx2`` and
 ``=default``, which must be chosen before torch starts) and prints every
@@ -29,9 +36,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -46,7 +55,8 @@ sys.path.insert(0, str(REPOSITORY / "stability_tests"))  # the zoo and its facto
 from zoo import ZOO, ZooModel  # noqa: E402
 
 from trainstab.checks import CheckResult, Thresholds, run_check  # noqa: E402
-from trainstab.forecast import forecast_attention_logits  # noqa: E402
+from trainstab.errors import TrainstabError  # noqa: E402
+from trainstab.forecast import fit_log_log, forecast_attention_logits  # noqa: E402
 from trainstab.gate import ModelUnderTest, sweep_config, thresholds  # noqa: E402
 from trainstab.ladder import DEFAULT_WIDTHS, LadderResult, Rung, non_embedding_parameters, width_configs  # noqa: E402
 from trainstab.options import CHECK_NAMES, parse_options  # noqa: E402
@@ -284,23 +294,30 @@ def robustness(cache: Path, kernel_sets: list[str]) -> None:
               f"{'; '.join(flipping) or '-'}")  # fmt: skip
 
 
-def forecasts(cache: Path, seed: int = 0) -> int:
+def width_ladder(model: ZooModel, widths: tuple[int, ...], seed: int, cache: Path) -> LadderResult:
+    """The model's default-profile sweeps at ``widths`` (heads scaled to keep the head dimension), cached."""
+    rungs = []
+    for width in widths:
+        # The base width is the battery's sweep, under its old cache key.
+        sweep = measure(model, "default", seed, cache, width=None if width == 32 else width).sweep
+        parameters = non_embedding_parameters(sweep.config.model_name, sweep.config.model)
+        rungs.append(Rung(f"width={width}", parameters, sweep))
+    return LadderResult("width", tuple(rungs))
+
+
+def forecasts(cache: Path, seed: int = 0, check_width: int | None = None) -> int:
     """The attention forecast on every zoo model's width ladder, at the default target and bounds.
 
     Returns the number of wrong calls: a stable model flagged, or an unstable one that reached the level at a
-    measured size and is not flagged.
+    measured size and is not flagged. With ``check_width``, the model is also trained at that width and each
+    LR's forecast from the ladder is set beside the value measured there (the forecast made at that size).
     """
     t = ScalingThresholds()
     wrong = 0
+    errors: list[tuple[float, bool]] = []
     print(f"\nattention_forecast at {t.target_parameters:.0e} parameters, widths {DEFAULT_WIDTHS}, lr <= {t.max_lr}")
     for model in ZOO:
-        rungs = []
-        for width in DEFAULT_WIDTHS:
-            # The base width is the battery's sweep, under its old cache key.
-            sweep = measure(model, "default", seed, cache, width=None if width == 32 else width).sweep
-            parameters = non_embedding_parameters(sweep.config.model_name, sweep.config.model)
-            rungs.append(Rung(f"width={width}", parameters, sweep))
-        ladder = LadderResult("width", tuple(rungs))
+        ladder = width_ladder(model, DEFAULT_WIDTHS, seed, cache)
         forecast = forecast_attention_logits(ladder, t.target_parameters, t.attention_logit, t.max_lr)
         reached = any(f.already_at is not None for f in forecast.per_lr)
         flagged = bool(forecast.flagged)
@@ -310,8 +327,49 @@ def forecasts(cache: Path, seed: int = 0) -> int:
         print(f"{'WRONG ' if bad else ''}{state} {model.label}: {'FLAGGED' if flagged else 'clear'}"
               f"{' (reached the level at a measured size)' if reached else ''}")  # fmt: skip
         print("  " + forecast.describe().replace("\n", "\n  "))
+        if check_width is not None:
+            errors += _check_at(model, ladder, check_width, seed, cache, t)
     print(f"{wrong} wrong attention forecast(s)")
+    for rising in (True, False):
+        chosen = [e for e, r in errors if r == rising]
+        if chosen:
+            print(f"at width {check_width}, series {'rising' if rising else 'not rising'} on the ladder: "
+                  f"{len(chosen)} LR(s); fit minus measured (decades): median {statistics.median(chosen):+.2f}, "
+                  f"worst over {max(chosen):+.2f}, worst under {min(chosen):+.2f}; "
+                  f"{sum(abs(e) <= 0.3 for e in chosen)} within a factor of 2")  # fmt: skip
     return wrong
+
+
+def _check_at(
+    model: ZooModel, ladder: LadderResult, width: int, seed: int, cache: Path, t: ScalingThresholds
+) -> list[tuple[float, bool]]:
+    """Train ``model`` at ``width``; print each LR's power-law fit from the ladder beside the value measured there.
+
+    Every LR with finite values is fitted, whatever the forecast's rules say, so the rules can be judged: returns
+    (forecast minus measured in decades, whether the ladder's values rose at every size) per fitted LR.
+    """
+    sweep = measure(model, "default", seed, cache, width=width).sweep
+    at = non_embedding_parameters(sweep.config.model_name, sweep.config.model)
+    errors = []
+    for run in sweep.runs:
+        if run.lr > t.max_lr * (1 + 1e-9):
+            continue
+        series = [next(r for r in rung.sweep.runs if math.isclose(r.lr, run.lr)) for rung in ladder.rungs]
+        values = [math.nan if r.diverged else r.max_attention_logit for r in series]
+        measured = math.nan if run.diverged else run.max_attention_logit
+        if not all(math.isfinite(v) and v > 0 for v in [*values, measured]):
+            print(f"    width {width}, lr={run.lr:g}: diverged or not measured on the way")
+            continue
+        rising = all(b > a for a, b in itertools.pairwise(values))
+        try:
+            predicted = fit_log_log(ladder.parameters, values, "x").predict(at)
+        except TrainstabError:
+            print(f"    width {width}, lr={run.lr:g}: the fit refused (scatter); measured {measured:.3g}")
+            continue
+        errors.append((math.log10(predicted / measured), rising))
+        print(f"    width {width}, lr={run.lr:g}: fit {predicted:.3g}, measured {measured:.3g} "
+              f"({errors[-1][0]:+.2f} decades; {'rising' if rising else 'not rising'} on the ladder)")  # fmt: skip
+    return errors
 
 
 def main() -> None:
@@ -325,9 +383,10 @@ def main() -> None:
     parser.add_argument("--kernel-sets", default=",".join(KERNEL_SETS), help="for --robustness: native,avx2,default")
     parser.add_argument("--verdicts", type=Path, help="also write each model's failed checks here (JSON)")
     parser.add_argument("--forecast", action="store_true", help="only the attention forecast on the width ladders")
+    parser.add_argument("--check-width", type=int, help="with --forecast: also train this width, compare forecasts")
     args = parser.parse_args()
     if args.forecast:
-        forecasts(args.cache)
+        forecasts(args.cache, check_width=args.check_width)
         return
     if args.robustness:
         robustness(args.cache, args.kernel_sets.split(","))

@@ -169,10 +169,10 @@ def test_values_that_do_not_rise_at_every_size_are_not_extrapolated_and_say_so()
 
 
 def test_values_far_below_the_level_are_clear_without_a_fit():
-    forecast = forecast_attention_logits(_ladder({0.01: [1.0, 1.5, 2.0]}, parameters=USER_LADDER_PARAMETERS), 1e9)
+    forecast = forecast_attention_logits(_ladder({0.0003: [0.2, 0.3, 0.5]}, parameters=USER_LADDER_PARAMETERS), 1e9)
     (lr,) = forecast.per_lr
     assert lr.fit is None and not lr.crosses
-    assert "even a rise of 1.5 decade(s) per decade stays below" in forecast.describe()
+    assert "even a rise of 2 decade(s) per decade stays below 5e+03" in forecast.describe()
 
 
 def test_the_forecast_stops_at_the_extrapolation_cap_unless_asked_for_more():

@@ -163,11 +163,17 @@ def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
     worst = max(runs, key=lambda run: run.max_attention_logit)
     value = worst.max_attention_logit
     passed = value < t.attention_logit and not any(run.diverged for run in _considered(sweep, t))
+    has_qk_norm = sweep.config.model_name == "reference" and sweep.config.model.qk_layernorm
+    fix = (
+        "it has qk-layernorm already: lower the peak LR or lengthen the warm-up"
+        if has_qk_norm
+        else ("consider qk-layernorm")
+    )
     message = (
         f"max attention logit {value:.3g} at lr={worst.lr:g} is below {t.attention_logit:g}"
         if passed
         else f"attention logits grew to {value:.3g} at lr={worst.lr:g}{layer_attribution(worst)}, above the bound "
-        f"{t.attention_logit:g}: consider qk-layernorm (override with --trainstab-attention-logit-bound)"
+        f"{t.attention_logit:g}: {fix} (override with --trainstab-attention-logit-bound)"
     )
     return CheckResult("attention_logits", passed, value, t.attention_logit, worst.lr, message)
 
