@@ -201,3 +201,32 @@ def test_a_real_key_bias_is_found_inert_and_the_model_passes_parameters_move():
     result = check_parameters_move(run_sweep(config), Thresholds())
     assert result.passed
     assert "1 tensor(s) get no learning signal by construction" in result.message and "k_norm/bias" in result.message
+
+
+def test_a_number_inside_a_name_is_not_a_layer_index():
+    # "l1_norm" has no layer segment: it matches every layer, so a uniform layer 0 is named.
+    grads = _grad_history(**{"attn/k_norm/l1_norm": (1e-3, 1e-6, 5e-8)})
+    result = check_grad_rms_vs_eps(
+        _sweep(dataclasses.replace(_run(0.3), history=_with_entropy(grads, layer0=3.2))), Thresholds()
+    )
+    assert "attention in layer 0 is uniform" in result.message
+
+
+def test_the_value_path_is_not_blamed_on_collapsed_attention():
+    grads = _grad_history(**{"blocks/0/attn/v_proj/weight": (1e-3, 1e-6, 5e-8)})
+    result = check_grad_rms_vs_eps(
+        _sweep(dataclasses.replace(_run(0.3), history=_with_entropy(grads, layer0=3.2))), Thresholds()
+    )
+    assert "not epsilon" not in result.message
+
+
+def test_baselines_leave_ignored_tensors_out_too():
+    from trainstab.baseline import measure
+
+    history = _grad_history(**{"mlp": (1e-3, 1e-4, 1e-4), "frozen": (1e-3, 1e-6, 5e-8), "unused": (0.0, 0.0, 0.0)})
+    sweep = _sweep(dataclasses.replace(_run(0.3), history=history))
+    ignoring = Thresholds(ignore_params=("frozen", "unused"))
+    assert measure(sweep, "grad_rms_vs_eps", Thresholds())["grad_rms_over_eps"]["0.3"] == pytest.approx(5.0)
+    assert measure(sweep, "grad_rms_vs_eps", ignoring)["grad_rms_over_eps"]["0.3"] == pytest.approx(1e4)
+    assert measure(sweep, "parameters_move", Thresholds())["dead_tensors"] == 1
+    assert measure(sweep, "parameters_move", ignoring)["dead_tensors"] == 0

@@ -192,3 +192,18 @@ def test_a_clean_rise_within_the_cap_is_still_flagged():
     # The reference without qk-layernorm at LR 0.03 and 0.1 (widths 32/48/64, 200 steps).
     ladder = _ladder({0.03: [36.2, 108, 243], 0.1: [1.26e3, 3.06e3, 6.57e3]}, parameters=USER_LADDER_PARAMETERS)
     assert [f.lr for f in forecast_attention_logits(ladder, 1e9).flagged] == [0.03, 0.1]
+
+
+def test_a_series_within_a_decade_of_the_level_is_fitted_even_without_a_clean_rise():
+    ladder = _ladder({0.3: [3000.0, 2900.0, 9000.0]}, parameters=USER_LADDER_PARAMETERS)
+    (lr,) = forecast_attention_logits(ladder, 1e9).per_lr
+    assert lr.fit is not None and lr.crosses
+
+
+def test_a_capped_forecast_names_the_size_it_was_made_at():
+    from trainstab.scaling import ScalingThresholds, check_attention_forecast
+
+    ladder = _ladder({0.03: [36.2, 108, 243]}, parameters=USER_LADDER_PARAMETERS)
+    evidence = type("Evidence", (), {"width_ladder": ladder, "base": SweepConfig()})()
+    result = check_attention_forecast(evidence, ScalingThresholds())
+    assert not result.passed and "at 9.87e+06 parameters" in result.message

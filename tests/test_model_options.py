@@ -159,3 +159,29 @@ def test_a_sweep_of_a_model_with_options_differs_from_its_default():
 
     assert sweep("user_models:Tiny").losses == sweep("user_models:Tiny[qk_norm=true]").losses  # the default
     assert sweep("user_models:Tiny").losses != sweep("user_models:Tiny[qk_norm=false]").losses
+
+
+@pytest.mark.parametrize(("name", "message"), [("m:b[a=b=c]", "no usable value"), ("m:b[a=nan]", "no usable value")])
+def test_values_a_name_cannot_hold_are_refused_when_read(name, message):
+    with pytest.raises(TrainstabError, match=message):
+        SweepConfig(model_name=name)
+
+
+def test_every_value_of_a_fuzzed_option_is_checked_before_the_search():
+    with pytest.raises(TrainstabError, match="would not read back"):
+        stability_region(options={"act": ("gelu", "a,b")})
+
+
+def test_a_model_option_in_the_run_options_is_written_canonically_and_a_malformed_one_refused():
+    from trainstab.options import parse_options
+
+    assert parse_options({"trainstab_model": ("ini", "m:b[z=1, a=true]")}, [])["trainstab_model"] == "m:b[a=true,z=1]"
+    with pytest.raises(TrainstabError, match="one pair of brackets"):
+        parse_options({"trainstab_model": ("ini", "m:b[x")}, [])
+
+
+def test_overrides_and_options_never_share_a_label():
+    with_override = ModelUnderTest("user_models:Tiny", ("z_loss=0",))
+    with_option = ModelUnderTest("user_models:Tiny", options={"qk_norm": False})
+    assert str(with_override) == "user_models:Tiny+z_loss=0"
+    assert str(with_option) == "user_models:Tiny[qk_norm=false]"

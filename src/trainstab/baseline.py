@@ -140,7 +140,7 @@ def _round(value: float) -> float | None:
 
 def measure(sweep: SweepResult, check: str, thresholds: Thresholds) -> dict[str, Any]:
     """The metrics ``check`` records for a sweep, rounded, per LR where they are per run."""
-    from trainstab.checks import dead_tensors, max_abs_log_z, smallest_grad_rms_over_eps, spike_score
+    from trainstab.checks import dead_tensors, ignored, max_abs_log_z, smallest_grad_rms_over_eps, spike_score
 
     train = sweep.config.train
     per_run: dict[str, Callable[[RunResult], Any]] = {
@@ -148,7 +148,9 @@ def measure(sweep: SweepResult, check: str, thresholds: Thresholds) -> dict[str,
         "max_abs_log_z": lambda run: _round(max_abs_log_z(run)),
         "final_loss": lambda run: _round(run.final_loss),
         "grad_rms_over_eps": lambda run: (
-            None if run.diverged else _round(smallest_grad_rms_over_eps(run, train.eps, train.warmup_steps)[0])
+            None
+            if run.diverged
+            else _round(smallest_grad_rms_over_eps(run, train.eps, train.warmup_steps, thresholds)[0])
         ),
         "spike_score": lambda run: (
             None
@@ -163,7 +165,9 @@ def measure(sweep: SweepResult, check: str, thresholds: Thresholds) -> dict[str,
     whole: dict[str, Callable[[], Any]] = {
         "lr_sensitivity": lambda: _round(sweep.lr_sensitivity),
         "best_lr": lambda: sweep.best_lr,
-        "dead_tensors": lambda: len(dead_tensors(sweep, thresholds.min_update_steps)),
+        "dead_tensors": lambda: len(
+            [name for name in dead_tensors(sweep, thresholds.min_update_steps) if not ignored(name, thresholds)]
+        ),
     }
     metrics: dict[str, Any] = {}
     for name in CHECK_METRICS[check]:

@@ -278,7 +278,12 @@ UNIFORM_ATTENTION = 0.97
 #: ...and at most this share is "one-hot": each query looks at one key (entropy collapse).
 ONE_HOT_ATTENTION = 0.05
 #: Parameter names that belong to the query/key path, whose gradients collapsed attention starves.
-QUERY_KEY_NAMES = re.compile(r"(^|[/_.])(q|k|qk|qkv|query|key|c_attn|in_proj|attn|attention|self_attn)([/_.]|$)")
+QUERY_KEY_NAMES = re.compile(
+    r"(^|[/._])(q|k|wq|wk|qk|qkv|wqkv|query|key|c_attn|in_proj|q_proj|k_proj|to_q|to_k|q_norm|k_norm|qk_norm)"
+    r"([/._]|$)"
+)
+#: A layer index in a parameter name: a number that is a whole path segment ("blocks/1/", "h.1.", "layers.1.").
+LAYER_INDEX = re.compile(r"(?:^|[/.])(\d+)(?:[/.]|$)")
 
 
 def uniform_causal_entropy(context_length: int) -> float:
@@ -289,20 +294,21 @@ def uniform_causal_entropy(context_length: int) -> float:
 def collapsed_attention(run: RunResult | None, context_length: int, tensor: str) -> str:
     """Why ``tensor``'s gradient may have vanished: a collapsed attention layer it belongs to ("" if none).
 
-    Read at the run's last probe. The layer of a tensor is the first number in its name (``blocks/1/...``,
-    ``h.1.``, ``layers.1.``), counted as the capture counts attention calls; a name without one matches any layer.
+    Read at the run's last probe. The layer of a tensor is the first number that is a whole segment of its
+    name (``blocks/1/...``, ``h.1.``, ``layers.1.``: :data:`LAYER_INDEX`), counted as the capture counts
+    attention calls; a name without one matches any layer.
     """
     if run is None or not run.history or not QUERY_KEY_NAMES.search(tensor.lower()):
         return ""
     uniform = uniform_causal_entropy(context_length)
     last = run.history[-1]
-    number = re.search(r"\d+", tensor)
+    number = LAYER_INDEX.search(tensor)
     found = []
     for key, entropy in sorted(last.items()):
         layer = key.removeprefix("attn/entropy/layer")
         if not key.startswith("attn/entropy/layer") or not layer.isdigit():
             continue
-        if number is not None and int(layer) != int(number.group()):
+        if number is not None and int(layer) != int(number.group(1)):
             continue
         if entropy >= UNIFORM_ATTENTION * uniform:
             found.append(f"attention in layer {layer} is uniform (entropy {entropy:.2f} nats of {uniform:.2f})")

@@ -83,13 +83,15 @@ def _optimum_vs_width(ax: Axes, ladders: dict[str, LadderResult]) -> None:
 def _forecast_panel(ax: Axes, ladder: LadderResult, forecast: Forecast, title: str, ylabel: str) -> None:
     """Measured values per LR against parameters, the fit extrapolated to the target, and the level."""
     parameters = ladder.parameters
-    span = np.logspace(math.log10(min(parameters)), math.log10(forecast.target_parameters), 50)
+    span = np.logspace(math.log10(min(parameters)), math.log10(forecast.forecast_parameters), 50)
     for i, f in enumerate(forecast.per_lr):
         ax.plot(parameters, f.measured, marker="o", linestyle="none", color=f"C{i}", label=f"lr={f.lr:g}")
         if f.fit is not None:
             ax.plot(span, [f.fit.predict(n) for n in span], color=f"C{i}", linestyle="--", linewidth=1)
     ax.axhline(forecast.level, color="k", linestyle=":", linewidth=1.2, label=f"level {forecast.level:g}")
     ax.axvline(forecast.target_parameters, color="grey", linewidth=1, label="target size")
+    if forecast.forecast_parameters < forecast.target_parameters:
+        ax.axvline(forecast.forecast_parameters, color="grey", linestyle="--", linewidth=1, label="extrapolation cap")
     _label(ax, "non-embedding parameters", ylabel, title, logy=True, legend=7, ncol=2)
 
 

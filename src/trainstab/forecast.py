@@ -65,6 +65,9 @@ STEEPEST_GRADIENT_FALL = 1.0
 #: on the zoo's width ladders (benchmarks/calibrate.py --forecast): the steepest rise below the level was 1.81
 #: (hf:gpt_neox at LR 0.03: 24.1, 84.5, 288); series that had crossed rose up to 2.25 (hf:gpt2 at LR 0.3).
 STEEPEST_ATTENTION_GROWTH = 2.0
+#: A series whose nearest value is within this many decades of the level is fitted even without a clean trend:
+#: so close to the level, a dip between two sizes does not make it safe.
+NEAR_LEVEL_DECADES = 1.0
 #: How far past the largest measured size an attention forecast extrapolates by default, in decades of parameters.
 #: A 3-rung ladder (widths 32/48/64) spans 0.6 decades, and the paper and we have checked such forecasts to +0.6
 #: decades only. A power law through three points is a claim that the trend continues; growth of attention logits
@@ -235,7 +238,8 @@ def _forecast(
     2. clear, not extrapolated, when even the steepest trend ``steepest`` (decades per decade of parameters)
        cannot carry its nearest value to the level at the horizon;
     3. clear, not extrapolated, when its values do not move toward the level at every step up in size (there
-       is no trend: three noisy points around a flat line fit any slope);
+       is no trend: three noisy points around a flat line fit any slope), unless one is within
+       ``NEAR_LEVEL_DECADES`` of the level: so close, the fit decides (and refuses if the points scatter);
     4. otherwise fitted and forecast at the target, or at ``max_decades`` past the largest size if nearer.
     """
     if len(ladder.rungs) < MIN_SIZES:
@@ -248,7 +252,7 @@ def _forecast(
     if not max_decades > 0:
         raise TrainstabError(f"extrapolation cap {max_decades:g} decades must be positive, e.g. 2")
     lrs = [run.lr for run in ladder.rungs[0].sweep.runs if run.lr <= max_lr * (1 + 1e-9)]
-    horizon = max(ladder.parameters) * 10**max_decades
+    horizon = max(ladder.parameters) * 10**max_decades if max_decades < 100 else math.inf
     at = min(target_parameters, horizon)
     decades = max(math.log10(at / max(ladder.parameters)), 0.0)
     toward = "increasing" if direction == "above" else "falling"
@@ -278,7 +282,13 @@ def _forecast(
             )
             per_lr.append(LrForecast(lr, measured, None, bound, False, None, why))
             continue
-        if not all(b > a if direction == "above" else b < a for a, b in itertools.pairwise(measured)):
+        near = (
+            max(measured) > level / 10**NEAR_LEVEL_DECADES
+            if direction == "above"
+            else min(measured) < level * 10**NEAR_LEVEL_DECADES
+        )
+        moves = all(b > a if direction == "above" else b < a for a, b in itertools.pairwise(measured))
+        if not moves and not near:
             nearest = max(measured) if direction == "above" else min(measured)
             why = f"not {toward} with size, so there is no trend to extrapolate"
             per_lr.append(LrForecast(lr, measured, None, nearest, False, None, why))

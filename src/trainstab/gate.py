@@ -76,7 +76,9 @@ class ModelUnderTest:
         if self.id is not None:
             return self.id
         named = self.name or "default-model"  # the run's model, not known here
-        return canonical_model_name(named, self.options) + "".join(f"[{o}]" for o in self.overrides)
+        # Overrides as "+key=value": brackets belong to the model's own options, and a label pasted back as a
+        # model name must not turn an override into an option.
+        return canonical_model_name(named, self.options) + "".join(f"+{o}" for o in self.overrides)
 
     def label(self, options: dict[str, Any]) -> str:
         """The model's name in reports and baseline folders: its id, or the resolved model and overrides."""

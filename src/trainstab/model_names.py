@@ -16,6 +16,7 @@ This module needs no torch: the plugin and the baseline code read names without 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -49,6 +50,8 @@ def format_value(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "none"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TrainstabError(f"model option value {value!r} is not finite; a model name carries finite numbers")
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
@@ -86,7 +89,13 @@ def split_model_name(name: str) -> tuple[str, dict[str, OptionValue]]:
             )
         if key in options:
             raise TrainstabError(f"model {name!r} sets option {key!r} twice; keep one")
-        options[key] = parse_value(raw)
+        value = parse_value(raw)
+        if "=" in raw or (isinstance(value, float) and not math.isfinite(value)):
+            raise TrainstabError(
+                f"model {name!r}: option {item.strip()!r} has no usable value; give true/false, none, a finite "
+                "number or text without , [ ] ="
+            )
+        options[key] = value
     return base.strip(), options
 
 

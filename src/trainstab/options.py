@@ -14,6 +14,7 @@ from typing import Any
 
 from trainstab.config import SweepConfig, int_list, lr_list
 from trainstab.errors import TrainstabError
+from trainstab.model_names import canonical_model_name
 from trainstab.overrides import apply_overrides
 
 
@@ -54,6 +55,19 @@ def check_list(value: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def model_name(value: str) -> str:
+    """A model name written canonically (options sorted); a malformed one raises :class:`TrainstabError`."""
+    return canonical_model_name(value)
+
+
+def decades(value: str) -> float:
+    """A number of decades of parameters, above 0 and at most 10 (ValueError otherwise)."""
+    number = float(value)
+    if not 0 < number <= 10:
+        raise ValueError(value)
+    return number
+
+
 def pattern_list(value: str) -> tuple[str, ...]:
     """Comma-separated shell-style patterns of parameter names, e.g. ``*/k_norm/bias,pos_emb``."""
     patterns = tuple(part.strip() for part in value.split(",") if part.strip())
@@ -64,7 +78,7 @@ def pattern_list(value: str) -> tuple[str, ...]:
 
 # Thresholds default to the battery's (trainstab.checks.Thresholds).
 OPTIONS: tuple[Option, ...] = (
-    Option("model", str, "reference", "default model: reference, hf:<type> or package.module:factory"),
+    Option("model", model_name, "reference", "default model: reference, hf:<type> or package.module:factory[k=v]"),
     Option("profile", str, "default", "steps and LR grid preset: quick, default or thorough"),
     Option("seed", int, "0", "seed of init and data order"),
     Option("steps", int, None, "optimizer steps per run (default: 200)"),
@@ -94,7 +108,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("target-params", float, None, "size the scaling forecasts extrapolate to (1e9)"),
     Option(
         "max-extrapolation",
-        float,
+        decades,
         None,
         "decades past the largest size measured that the attention forecast may extrapolate (2)",
     ),
@@ -109,6 +123,7 @@ _EXPECTED = {
     "int_list": "integers like 32,48,64",
     "check_list": f"none or check names from {', '.join(CHECK_NAMES)}",
     "pattern_list": "comma-separated parameter name patterns like */k_norm/bias",
+    "decades": "a number of decades above 0 and at most 10, e.g. 2",
 }
 
 

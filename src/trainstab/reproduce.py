@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainstab.config import SweepConfig
+from trainstab.config import SweepConfig, check_scope
 from trainstab.environment import environment
 from trainstab.errors import TrainstabError
 from trainstab.files import keep_previous, write_text_atomically
@@ -113,6 +113,7 @@ def reproduce(
         raise TrainstabError(f"unknown finding(s) {', '.join(unknown)}; known: {', '.join(FINDINGS)}")
     plan = QUICK_PLAN if quick else FULL_PLAN
     base = plan_base(plan, seed, model)  # a malformed model name fails here
+    check_scope(base)  # ... and options given to the reference
     model = base.model_name
     refused = [f"{key} {why}" for key in only if (why := applicable(key, model))]
     if refused:

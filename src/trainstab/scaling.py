@@ -33,6 +33,7 @@ from trainstab.forecast import (
     ATTENTION_DIVERGENCE_LEVEL,
     MAX_EXTRAPOLATION_DECADES,
     Forecast,
+    LrForecast,
     forecast_attention_logits,
     forecast_gradient_rms,
 )
@@ -98,13 +99,20 @@ def _forecast_verdict(name: str, forecast: Forecast, hint: str) -> CheckResult:
     """A check result from a forecast: fails on the first flagged LR."""
     flagged = forecast.flagged
     if not flagged:
-        worst = max(forecast.per_lr, key=lambda f: f.forecast if forecast.direction == "above" else -f.forecast)
-        return CheckResult(name, True, worst.forecast, forecast.level, worst.lr, forecast.describe())
+        # The worst forecast, or where no forecast was made (no trend, out of reach) the worst measured value:
+        # never the bound of an out-of-reach rule, which is not a measurement.
+        def closest(f: LrForecast) -> float:
+            if f.fit is not None:
+                return f.forecast
+            return max(f.measured) if forecast.direction == "above" else min(f.measured)
+
+        worst = max(forecast.per_lr, key=lambda f: closest(f) if forecast.direction == "above" else -closest(f))
+        return CheckResult(name, True, closest(worst), forecast.level, worst.lr, forecast.describe())
     first = min(flagged, key=lambda f: f.lr)
     where = (
         f"measured already at {first.already_at} parameters"
         if first.already_at is not None
-        else f"forecast {first.forecast:.3g} at {forecast.target_parameters:.3g} parameters"
+        else f"forecast {first.forecast:.3g} at {forecast.forecast_parameters:.3g} parameters"
     )
     message = (
         f"{forecast.metric} crosses {forecast.level:.3g} at lr={first.lr:g} ({where}) and at "

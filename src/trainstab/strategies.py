@@ -233,7 +233,8 @@ def model_options(
         if isinstance(values, st.SearchStrategy):
             drawn[key] = values
         elif isinstance(values, Sequence) and not isinstance(values, str) and len(values) > 0:
-            format_value(values[0])  # a value a model name cannot carry fails here, not mid-search
+            for value in values:  # a value a model name cannot carry fails here, not mid-search
+                format_value(value)
             drawn[key] = st.sampled_from(values)
         else:
             raise TrainstabError(
