@@ -6,7 +6,8 @@ write one, with a keyword option (``build(size, qk_norm=True)``). Its files are 
 
 1. the first run records the baselines and fails asking to commit them;
 2. the committed project passes under ``-n 0`` and ``-n 2``, with pytest-xdist blocked (``-p no:xdist``,
-   with ``--strict-markers``), with ``CI`` set and unset, every run with the same numbers;
+   with ``--strict-markers``), with ``CI`` set and unset (each condition in one of three runs), every run
+   with the same numbers;
 3. ``trainstab check`` on the same project gives the same verdicts and numbers, and its messages are
    pytest's with its own flags.
 """
@@ -142,11 +143,10 @@ def test_a_users_project_copied_from_the_readme_passes_every_step(project, monke
     recipe = json.loads((baselines / "mymodel.model_build_qk_norm=false" / "attention_logits.json").read_text())
     assert recipe["recipe"]["model.options.qk_norm"] is False and "model.qk_layernorm" not in recipe["recipe"]
 
-    runs = {
-        "-n 0": (["-n", "0"], None),
+    runs = {  # each condition once: -n 0 and -n 2, xdist present and blocked, CI unset and set
+        "-n 0": (["-n", "0", "--trainstab-report", str(tmp_path / "report")], None),
         "-n 2, CI": (["-n", "2", "--dist", "loadgroup"], "true"),
         "no xdist, CI": (["-p", "no:xdist", "--strict-markers"], "true"),
-        "no xdist": (["-p", "no:xdist", "--strict-markers", "--trainstab-report", str(tmp_path / "report")], None),
     }
     summaries = {}
     for label, (args, ci) in runs.items():
