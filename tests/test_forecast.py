@@ -207,3 +207,15 @@ def test_a_capped_forecast_names_the_size_it_was_made_at():
     evidence = type("Evidence", (), {"width_ladder": ladder, "base": SweepConfig()})()
     result = check_attention_forecast(evidence, ScalingThresholds())
     assert not result.passed and "at 9.87e+06 parameters" in result.message
+
+
+def test_a_flag_that_rests_on_a_three_size_trend_says_how_to_confirm_it():
+    from trainstab.scaling import ScalingThresholds, check_attention_forecast
+
+    ladder = _ladder({0.3: [83.6, 140, 405]}, parameters=USER_LADDER_PARAMETERS)  # hf:olmo2 on the zoo
+    evidence = type("Evidence", (), {"width_ladder": ladder, "base": SweepConfig(model_name="hf:olmo2")})()
+    result = check_attention_forecast(evidence, ScalingThresholds())
+    assert not result.passed and "confirm with a 4th, larger one (--trainstab-widths 32,48,64,128)" in result.message
+    crossed = _ladder({0.3: [2e4, 5e4, 9e4]}, parameters=USER_LADDER_PARAMETERS)  # measured: nothing to confirm
+    evidence = type("Evidence", (), {"width_ladder": crossed, "base": SweepConfig()})()
+    assert "confirm" not in check_attention_forecast(evidence, ScalingThresholds()).message

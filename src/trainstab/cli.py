@@ -25,6 +25,7 @@ from rich.table import Table
 
 from trainstab.config import SweepConfig, int_list, lr_list
 from trainstab.errors import TrainstabError
+from trainstab.files import WRITE_FAILED, check_folder_writable
 from trainstab.inifile import read_ini
 from trainstab.options import CHECK_NAMES, OPTIONS
 from trainstab.overrides import apply_overrides
@@ -208,8 +209,8 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     config = sweep_config(options, target)
     preflight(config)
     report = Path(options["trainstab_report"]) if options["trainstab_report"] is not None else None
-    if report is not None and report.exists() and not report.is_dir():
-        raise TrainstabError(f"--report {report} is a file; give a folder (it is created if missing)")
+    if report is not None:
+        check_folder_writable(report, "--report")
     seed = config.train.seed
     console.print(
         f"trainstab check: model={label} seed={seed} steps={config.train.steps} "
@@ -240,17 +241,23 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     for failure in failures:
         console.print(failure, markup=False, highlight=False, soft_wrap=True)
     if report is not None:
-        files = write_report(
-            report, rows, {label: model_curves(label, sweep)}, {"seed": seed, "environment": light_environment(seed)}
-        )
-        written.append(f"wrote {files[-1]} (report: {len(files)} files)")
+        try:
+            header = {"seed": seed, "environment": light_environment(seed)}
+            files = write_report(report, rows, {label: model_curves(label, sweep)}, header)
+        except OSError as error:
+            written.append(f"{WRITE_FAILED} the report in {report} ({error.strerror or error}); check that folder")
+        else:
+            written.append(f"wrote {files[-1]} (report: {len(files)} files)")
     for line in written:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     failed = sum(not row["passed"] for row in rows)
     warned = sum(row["verdict"] == "warn" for row in rows)
+    unwritten = sum(line.startswith(WRITE_FAILED) for line in written)
     verdict = f"{failed} of {len(rows)} checks failed" if failed else f"all {len(rows)} checks passed"
+    if unwritten:  # never report success when a file the run owed was not written
+        verdict += f", but {unwritten} file(s) could not be written (above)"
     console.print(verdict + (f" ({warned} report-only warning(s) above)" if warned else ""))
-    return EXIT_FAILED if failed else 0
+    return EXIT_FAILED if failed or unwritten else 0
 
 
 def for_cli(text: str) -> str:

@@ -41,6 +41,34 @@ def write_text_atomically(path: Path, text: str) -> Path | None:
     return write_atomically(path, text)
 
 
+#: The start of a summary line for a file that could not be written: the run must not report success.
+WRITE_FAILED = "could NOT write"
+
+
+def check_folder_writable(folder: Path, what: str) -> None:
+    """Fail before any training when files cannot be written in ``folder`` (created later if missing).
+
+    ``what`` names the option, e.g. ``--trainstab-report``. Tries for real (a temporary file in the
+    folder, or in its nearest existing parent): permission bits say nothing when running as root.
+    """
+    from trainstab.errors import TrainstabError
+
+    if folder.exists() and not folder.is_dir():
+        raise TrainstabError(f"{what} {folder} is a file; give a folder (it is created if missing)")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TrainstabError(f"{what} {folder}: {existing} is a file, so the folder cannot be created")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise TrainstabError(
+            f"{what} {folder} cannot be written ({error.strerror or error}); choose a folder you can write to"
+        ) from None
+
+
 def shown(path: Path) -> str:
     """``path`` relative to the working directory when it lies below it (shorter messages, copy-pasteable)."""
     try:

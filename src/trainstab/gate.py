@@ -39,7 +39,7 @@ from trainstab.baseline import (
     to_text,
 )
 from trainstab.errors import TrainstabError
-from trainstab.files import shown
+from trainstab.files import WRITE_FAILED, check_folder_writable, shown
 from trainstab.model_names import canonical_model_name
 
 if TYPE_CHECKING:
@@ -185,6 +185,13 @@ def policy_from(options: dict[str, Any]) -> BaselinePolicy:
             f"--{flag} / --trainstab-{flag} needs a baseline folder: in pytest set trainstab_baselines = <folder> "
             "in the ini file or pass --trainstab-baselines=<folder>; with trainstab check pass --baselines <folder>"
         )
+    if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+        raise TrainstabError(
+            f"the baseline folder {folder} (trainstab_baselines / --trainstab-baselines) is a file; give a folder"
+        )
+    if folder is not None and (update_failing or regen_all):  # they will write: find out now, not after training
+        flag = "--trainstab-update-baseline" if update_failing else "--trainstab-regen-all"
+        check_folder_writable(Path(folder), f"{flag} rewrites baselines, but the baseline folder")
     return BaselinePolicy(Path(folder) if folder is not None else None, update_failing, regen_all)
 
 
@@ -369,7 +376,7 @@ def write_files(writes: list[FileWrite] | tuple[FileWrite, ...]) -> list[str]:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path, write.text, keep=False)
         except OSError as error:
-            done.append(f"could NOT write {shown(path)} ({error.strerror or error}); check that folder")
+            done.append(f"{WRITE_FAILED} {shown(path)} ({error.strerror or error}); check that folder")
             continue
         action = {
             "new": "new baseline, commit this file",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,10 @@ from typing import Any
 import pytest
 
 from trainstab.errors import TrainstabError
+from trainstab.files import WRITE_FAILED, check_folder_writable
 from trainstab.hypothesis_profiles import load_default_profile  # at import: before any conftest loads a profile
 from trainstab.options import OPTIONS, parse_options
+from trainstab.session_cache import check_private, make_session_folder
 
 SESSION_ENV = "TRAINSTAB_SESSION"  # shared by the controller and its xdist workers
 
@@ -94,6 +94,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.hasplugin("xdist"):  # case() groups each model's checks; harmless without xdist
         config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's worker group (xdist is not active)")
     config.stash[_OPTIONS_KEY] = read_options(config)
+    report = config.stash[_OPTIONS_KEY]["trainstab_report"]
+    if report is not None and not hasattr(config, "workerinput"):
+        try:  # before any training: a wrong folder costs seconds, not a sweep
+            check_folder_writable(Path(report), "--trainstab-report")
+        except TrainstabError as error:
+            raise pytest.UsageError(str(error)) from None
     # Training properties need no deadline; loaded only when the user chose no profile of their own.
     load_default_profile(config.getoption("--hypothesis-profile", None))
     _VERDICTS.clear()
@@ -102,21 +108,30 @@ def pytest_configure(config: pytest.Config) -> None:
     _SENT_CURVES.clear()
     global _IS_WORKER
     _IS_WORKER = hasattr(config, "workerinput")
-    if not _IS_WORKER:  # the controller, or a run without xdist
-        os.environ[SESSION_ENV] = uuid.uuid4().hex  # workers inherit it: one sweep cache per session
+    if not _IS_WORKER:  # the controller, or a run without xdist: workers inherit the folder's path
+        os.environ[SESSION_ENV] = str(make_session_folder(_cache_root(config)))
+
+
+def _cache_root(config: pytest.Config) -> Path | None:
+    """pytest's cache folder for trainstab, or None (no cache provider, or a read-only checkout)."""
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+    try:
+        return Path(cache.mkdir("trainstab")) if cache is not None else None
+    except OSError:
+        return None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The controller removes the session's sweep cache."""
     if not hasattr(config, "workerinput") and SESSION_ENV in os.environ:
-        shutil.rmtree(session_folder(config), ignore_errors=True)
+        shutil.rmtree(os.environ.pop(SESSION_ENV), ignore_errors=True)
 
 
 def session_folder(config: pytest.Config) -> Path:
-    """Where this session's sweeps are cached (shared by every xdist worker)."""
-    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
-    root = cache.mkdir("trainstab") if cache is not None else Path(tempfile.gettempdir()) / "trainstab"
-    return Path(root) / f"session-{os.environ.get(SESSION_ENV, 'local')}"
+    """Where this session's sweeps are cached (shared by every xdist worker): private to this user, or an error."""
+    if SESSION_ENV not in os.environ:  # the plugin was not configured in this process (a direct library call)
+        os.environ[SESSION_ENV] = str(make_session_folder(_cache_root(config)))
+    return check_private(Path(os.environ[SESSION_ENV]))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -201,7 +216,18 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The controller writes the report folder, if asked (``--trainstab-report DIR``, relative to the cwd)."""
+    """The controller writes the report folder, if asked (``--trainstab-report DIR``, relative to the cwd).
+
+    A file the run could not write (a baseline, the report) makes the run fail: it never reports success.
+    """
+    _write_report(session)
+    unwritten = any(line.startswith(WRITE_FAILED) for line in _WRITTEN)
+    if not _IS_WORKER and unwritten and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _write_report(session: pytest.Session) -> None:
+    """Write the report folder when one was asked for (controller only)."""
     folder = options_of(session.config)["trainstab_report"]
     if folder is None or _IS_WORKER or not _VERDICTS:
         return
@@ -209,11 +235,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from trainstab.gatereport import write_report
 
     seed = options_of(session.config)["trainstab_seed"]
-    written = write_report(
-        Path(folder), list(_VERDICTS), dict(_CURVES),
-        {"seed": seed, "environment": light_environment(seed)},
-    )  # fmt: skip
-    _WRITTEN.append(f"wrote {written[-1]} (report: {len(written)} files)")
+    try:
+        written = write_report(
+            Path(folder), list(_VERDICTS), dict(_CURVES),
+            {"seed": seed, "environment": light_environment(seed)},
+        )  # fmt: skip
+    except OSError as error:
+        _WRITTEN.append(f"{WRITE_FAILED} the report in {folder} ({error.strerror or error}); check that folder")
+    else:
+        _WRITTEN.append(f"wrote {written[-1]} (report: {len(written)} files)")
 
 
 @pytest.fixture

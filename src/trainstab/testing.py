@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from trainstab.gate import (
 )
 from trainstab.options import CHECK_NAMES
 from trainstab.plugin import add_payload, current_item, first_curves_of, options_of, session_folder
+from trainstab.session_cache import read_sweep, write_sweep
 
 if TYPE_CHECKING:
     from trainstab.config import SweepConfig
@@ -215,14 +215,11 @@ def cached_sweep(config: pytest.Config, sweep: SweepConfig) -> SweepResult:
     key = cache_key(sweep)
     if key in _MEMO:
         return _MEMO[key]
-    folder = session_folder(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{key}.pickle"
+    path = session_folder(config) / f"{key}.json"
     with FileLock(str(path) + ".lock"):
-        if path.exists():
-            result: SweepResult = pickle.loads(path.read_bytes())
-        else:
+        result = read_sweep(path, sweep)
+        if result is None:
             result = run_sweep(sweep)
-            path.write_bytes(pickle.dumps(result))
+            write_sweep(path, result)
     _MEMO[key] = result
     return result

@@ -1,0 +1,98 @@
+"""The session's sweep cache: numbers as JSON in a private folder; nothing planted there is ever read."""
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from trainstab.config import SweepConfig
+from trainstab.errors import TrainstabError
+from trainstab.session_cache import (
+    PREFIX,
+    STALE_SECONDS,
+    check_private,
+    make_session_folder,
+    read_sweep,
+    remove_stale,
+    write_sweep,
+)
+from trainstab.sweep import RunResult, SweepResult
+
+SRC = Path(__file__).parent.parent / "src" / "trainstab"
+
+
+def _result() -> SweepResult:
+    history = ({"step": 0.0, "grads/rms/a": 1e-3, "attn/max_logit": math.inf},)
+    runs = (
+        RunResult(0.01, 6.2, 3.1, 3.2, 12.5, 0.3, False, None, (6.2, 3.1), history),
+        RunResult(0.3, 6.2, math.nan, math.nan, math.nan, math.nan, True, 7, (6.2, math.inf), ()),
+    )
+    return SweepResult(SweepConfig(), runs, 0.25, 0.01, {"torch": "2.13.0"}, 1.5)
+
+
+def test_a_sweep_round_trips_exactly_nan_and_inf_included(tmp_path):
+    path = tmp_path / "key.json"
+    write_sweep(path, _result())
+    back = read_sweep(path, SweepConfig())
+    assert back is not None and back.config == SweepConfig()
+    assert repr(back) == repr(_result())  # nan and inf print alike; every other number is equal
+    assert [p.name for p in tmp_path.iterdir()] == ["key.json"]  # no temporary file left behind
+
+
+def test_a_file_cut_short_or_from_another_version_is_trained_again_not_trusted(tmp_path):
+    path = tmp_path / "key.json"
+    write_sweep(path, _result())
+    path.write_text(path.read_text()[:100])  # a worker killed mid-write (before this cache was atomic)
+    assert read_sweep(path, SweepConfig()) is None
+    path.write_text(json.dumps({"runs": [], "surprise": 1}))
+    assert read_sweep(path, SweepConfig()) is None
+
+
+def test_a_planted_link_or_another_users_file_is_not_read(tmp_path, monkeypatch):
+    target = tmp_path / "elsewhere.json"
+    write_sweep(target, _result())
+    link = tmp_path / "key.json"
+    link.symlink_to(target)
+    assert read_sweep(link, SweepConfig()) is None
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(target).st_uid + 1)  # as if another user wrote it
+    assert read_sweep(target, SweepConfig()) is None
+
+
+def test_the_session_folder_is_private_unpredictable_and_checked(tmp_path):
+    first, second = make_session_folder(tmp_path), make_session_folder(tmp_path)
+    assert first != second and first.name.startswith(PREFIX) and first.parent == tmp_path
+    assert first.stat().st_mode & 0o777 == 0o700
+    assert check_private(first) == first
+    first.chmod(0o755)
+    with pytest.raises(TrainstabError, match="not a private folder of this user"):
+        check_private(first)
+    link = tmp_path / "link"
+    link.symlink_to(second)
+    with pytest.raises(TrainstabError, match="not a private folder"):
+        check_private(link)
+
+
+def test_an_unwritable_cache_root_falls_back_to_a_private_temporary_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    folder = make_session_folder(blocker / "cache")  # cannot be created: a file is in the way
+    assert folder.name.startswith(PREFIX) and folder.parent != blocker
+    folder.rmdir()
+
+
+def test_stale_session_folders_of_ours_are_removed_and_fresh_ones_kept(tmp_path):
+    old, fresh = make_session_folder(tmp_path), make_session_folder(tmp_path)
+    (tmp_path / "not-ours").mkdir()
+    then = time.time() - STALE_SECONDS - 60
+    os.utime(old, (then, then))
+    remove_stale(tmp_path)
+    assert not old.exists() and fresh.exists() and (tmp_path / "not-ours").exists()
+
+
+def test_nothing_in_trainstab_unpickles():
+    for path in SRC.glob("*.py"):
+        text = path.read_text()
+        assert "import pickle" not in text and "pickle.load" not in text, path.name
