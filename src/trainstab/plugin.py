@@ -108,8 +108,12 @@ def pytest_configure(config: pytest.Config) -> None:
     _SENT_CURVES.clear()
     global _IS_WORKER
     _IS_WORKER = hasattr(config, "workerinput")
-    if not _IS_WORKER:  # the controller, or a run without xdist: workers inherit the folder's path
-        os.environ[SESSION_ENV] = str(make_session_folder(_cache_root(config)))
+    if _IS_WORKER:  # the path the controller handed down when it started this worker
+        config.stash[_SESSION_KEY] = (Path(os.environ[SESSION_ENV]), None)
+    else:  # the controller, or a run without xdist: workers inherit the folder's path through the environment
+        folder = make_session_folder(_cache_root(config))
+        config.stash[_SESSION_KEY] = (folder, os.environ.get(SESSION_ENV))  # restored at the end (nested runs)
+        os.environ[SESSION_ENV] = str(folder)
 
 
 def _cache_root(config: pytest.Config) -> Path | None:
@@ -122,16 +126,22 @@ def _cache_root(config: pytest.Config) -> Path | None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The controller removes the session's sweep cache."""
-    if not hasattr(config, "workerinput") and SESSION_ENV in os.environ:
-        shutil.rmtree(os.environ.pop(SESSION_ENV), ignore_errors=True)
+    """The controller removes the session's sweep cache, and hands the environment back as it found it."""
+    if hasattr(config, "workerinput") or _SESSION_KEY not in config.stash:
+        return
+    folder, previous = config.stash[_SESSION_KEY]
+    shutil.rmtree(folder, ignore_errors=True)
+    if previous is None:
+        os.environ.pop(SESSION_ENV, None)
+    else:  # a session run inside another (pytester): the outer one's workers still need theirs
+        os.environ[SESSION_ENV] = previous
 
 
 def session_folder(config: pytest.Config) -> Path:
     """Where this session's sweeps are cached (shared by every xdist worker): private to this user, or an error."""
-    if SESSION_ENV not in os.environ:  # the plugin was not configured in this process (a direct library call)
-        os.environ[SESSION_ENV] = str(make_session_folder(_cache_root(config)))
-    return check_private(Path(os.environ[SESSION_ENV]))
+    if _SESSION_KEY not in config.stash:  # the plugin was not configured for this config (a direct library call)
+        config.stash[_SESSION_KEY] = (make_session_folder(_cache_root(config)), os.environ.get(SESSION_ENV))
+    return check_private(config.stash[_SESSION_KEY][0])
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -283,6 +293,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 _OPTIONS_KEY = pytest.StashKey[dict[str, Any]]()
+_SESSION_KEY = pytest.StashKey[tuple[Path, str | None]]()  # the session cache folder; the env value it replaced
 _PAYLOAD_KEY = pytest.StashKey[list[dict[str, Any]]]()
 _CURRENT: dict[str, pytest.Item] = {}
 _VERDICTS: list[dict[str, Any]] = []  # the rows of every check (controller)
