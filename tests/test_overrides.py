@@ -62,7 +62,8 @@ def test_a_built_in_model_key_for_another_model_is_refused_with_how_to_express_i
         validate(config)
     message = str(error.value)
     assert message.startswith("qk_layernorm=False, init_scale=3.0: built-in-model setting(s) of the reference")
-    assert model in message and "factory" in message and "width" in message and "\n" not in message
+    how = "config fields, e.g. hf:llama[tie_word_embeddings=true]" if model.startswith("hf:") else "[qk_norm=false]"
+    assert model in message and how in message and "width" in message and "\n" not in message
 
 
 def test_training_and_size_keys_apply_to_every_model():
