@@ -303,6 +303,8 @@ def read_baseline(path: Path, check: str, label: str | None = None) -> Baseline 
         raise BaselineError(path, f"is not valid JSON ({where}: {error.msg})") from None
     except ValueError as error:  # NaN or Infinity
         raise BaselineError(path, str(error)) from None
+    except RecursionError:  # nesting no baseline has: a damaged or hostile file
+        raise BaselineError(path, "is nested too deeply to be a baseline") from None
     _validate(path, data, check, label)
     return Baseline(path, data)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,13 +27,14 @@ from trainstab.config import SweepConfig, int_list, lr_list
 from trainstab.errors import TrainstabError
 from trainstab.files import WRITE_FAILED, check_folder_writable
 from trainstab.inifile import read_ini
-from trainstab.options import CHECK_NAMES, OPTIONS
+from trainstab.options import CHECK_NAMES, OPTIONS, decades, expected, positive, positive_int, seed, steps
 from trainstab.overrides import apply_overrides
 
 if TYPE_CHECKING:
     from trainstab.sweep import SweepResult
 
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 EXIT_BAD_INPUT = 2
 
 
@@ -41,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"trainstab: error: {message} (see trainstab {self.prog.split()[-1]} --help)\n")
+        self.exit(EXIT_BAD_INPUT, f"trainstab: error: {message} (see {self.prog} --help)\n")
 
 
 def _lrs(text: str) -> tuple[float, ...]:
@@ -52,6 +53,19 @@ def _lrs(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(
             f"--lrs {text!r}: expected comma-separated numbers such as 1e-3,1e-2"
         ) from None
+
+
+def _typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser of the shared option table, with its "expected ..." wording."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected(parse)}") from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a model or training option, e.g. --set qk_layernorm=false (repeatable)",
     )
     sweep.add_argument("--lrs", type=_lrs, help="comma-separated peak learning rates (default: the paper's grid)")
-    sweep.add_argument("--steps", type=int, help="optimizer steps per run (default: 200)")
-    sweep.add_argument("--seed", type=int, help="seed of the init and the data order (default: 0)")
+    sweep.add_argument("--steps", type=_typed(steps), help="optimizer steps per run (default: 200)")
+    sweep.add_argument("--seed", type=_typed(seed), help="seed of the init and the data order (default: 0)")
     sweep.add_argument("--corpus", help="token file (.npy or uint16 .bin) instead of the bundled corpus")
-    sweep.add_argument("--workers", type=int, help="worker processes (default: one per available core)")
+    sweep.add_argument("--workers", type=_typed(positive_int), help="worker processes (default: one per core)")
     sweep.add_argument("--json", type=Path, help="write every metric, the config and the environment here")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
@@ -85,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for option in OPTIONS:  # the plugin's options, without the --trainstab- prefix
         default = f" (default: {option.default})" if option.default is not None else ""
-        check.add_argument(f"--{option.name}", dest=option.key, default=None, help=option.help + default)
+        metavar = option.name.upper().replace("-", "_")  # --max-lr MAX_LR, not the dict key TRAINSTAB_MAX_LR
+        help_text = option.help + default
+        check.add_argument(f"--{option.name}", dest=option.key, default=None, metavar=metavar, help=help_text)
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a model or training option, e.g. --set qk_layernorm=false")  # fmt: skip
     check.add_argument("--checks", default=",".join(CHECK_NAMES), help="comma-separated checks (default: all)")
@@ -104,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="fixed model or training option for every example, e.g. --set qk_layernorm=false",
     )
-    fuzz.add_argument("--budget", type=int, default=40, help="examples to train (default: 40)")
-    fuzz.add_argument("--seed", type=int, default=None, help="seed of the search and of every run (default: 0)")
-    fuzz.add_argument("--max-lr", type=float, default=1.0, help="largest LR explored (default: 1.0)")
+    fuzz.add_argument("--budget", type=_typed(positive_int), default=40, help="examples to train (default: 40)")
+    fuzz.add_argument("--seed", type=_typed(seed), default=None, help="seed of the search and every run (default 0)")
+    fuzz.add_argument("--max-lr", type=_typed(positive), default=1.0, help="largest LR explored (default: 1.0)")
     fuzz.add_argument("--json", type=Path, help="write every explored point and the map here")
     fuzz.add_argument("--plot", type=Path, help="write the map as a PNG here")
     fuzz.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
@@ -114,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser("reproduce", help="run the paper's findings at proxy scale: PNGs and a summary")
     reproduce.add_argument("--out", type=Path, default=Path("trainstab-findings"), help="output folder")
     reproduce.add_argument("--quick", action="store_true", help="fewer steps and sizes: about 4 minutes on 2 cores")
-    reproduce.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    reproduce.add_argument("--seed", type=_typed(seed), default=0, help="seed of every run (default: 0)")
     reproduce.add_argument(
         "--model",
         default="reference",
@@ -128,15 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     forecast.add_argument("--model", default=None, help="reference (default), hf:<model_type> or a factory")
     forecast.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="model or training option, e.g. --set qk_layernorm=false")  # fmt: skip
-    forecast.add_argument("--target-params", type=float, default=None, help="target non-embedding parameters (1e9)")
+    forecast.add_argument("--target-params", type=_typed(positive), default=None,
+                          help="target non-embedding parameters (1e9)")  # fmt: skip
     forecast.add_argument("--widths", default="32,48,64", help="width ladder (at least 3; default 32,48,64)")
-    forecast.add_argument("--max-extrapolation", type=float, default=None, metavar="DECADES",
+    forecast.add_argument("--max-extrapolation", type=_typed(decades), default=None, metavar="DECADES",
                           help="decades past the largest width the attention forecast goes (default 2)")  # fmt: skip
-    forecast.add_argument("--steps", type=int, help="optimizer steps per run (default: 200)")
-    forecast.add_argument("--seed", type=int, help="seed of the init and the data order (default: 0)")
+    forecast.add_argument("--steps", type=_typed(steps), help="optimizer steps per run (default: 200)")
+    forecast.add_argument("--seed", type=_typed(seed), help="seed of the init and the data order (default: 0)")
     forecast.add_argument("--fit", choices=("power", "quadratic"), default="power",
                           help="power law (default) or the paper's quadratic in log space (4+ widths)")  # fmt: skip
-    forecast.add_argument("--max-lr", type=float, default=0.3, help="largest LR of the grid forecast (default 0.3)")
+    forecast.add_argument("--max-lr", type=_typed(positive), default=0.3,
+                          help="largest LR of the grid forecast (default 0.3)")  # fmt: skip
     forecast.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return parser
 
@@ -302,9 +320,9 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
         batch_size=(t.batch_size, t.batch_size),
     )  # fmt: skip
     check_model(args.model, base.model, args.seed)
-    for path in (args.json, args.plot):
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None:
-            check_writable(path)
+            check_writable(path, flag)
     console.print(f"trainstab fuzz: model={args.model} seed={args.seed} budget={args.budget} steps={FUZZ_STEPS}")
     columns = (TextColumn("exploring"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
@@ -442,7 +460,11 @@ def with_configuration(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainstab`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the subcommand, so the hint names its --help
+        command = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+        command.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     console = Console()
     errors = Console(stderr=True)
     try:
@@ -461,6 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainstabError as error:
         errors.print(f"trainstab: error: {for_cli(str(error))}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        errors.print("trainstab: interrupted (Ctrl-C); nothing more was written", markup=False, highlight=False)
+        return EXIT_INTERRUPTED
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -8,6 +8,8 @@ configuration into a :class:`TrainstabError` that names the fix.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -114,8 +116,11 @@ class SweepConfig:
 
 
 def lr_list(text: str) -> tuple[float, ...]:
-    """Parse a comma-separated LR grid such as ``1e-3,1e-2`` (ValueError if not numbers)."""
-    return tuple(float(part) for part in text.split(",") if part.strip())
+    """Parse a comma-separated LR grid such as ``1e-3,1e-2`` (ValueError if not numbers, or none)."""
+    lrs = tuple(float(part) for part in text.split(",") if part.strip())
+    if not lrs:
+        raise ValueError(text)
+    return lrs
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -156,9 +161,47 @@ def check_scope(config: SweepConfig) -> None:
         )
 
 
+#: Ranges every front end is held to before any training (issue 14): a value outside is a one-line error.
+MAX_STEPS = 1_000_000  # a proxy trains hundreds of steps; a million is already hours
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
+LR_RANGE = (1e-8, 10.0)  # below, a float32 update is lost to rounding; above, nothing trains
+MEMORY_SHARE = 0.8  # a sweep estimated to need more than this share of the machine's memory is refused
+
+
+def _check_finite(config: SweepConfig) -> None:
+    """Every number of the config is a number: NaN nowhere, infinity only where it means "off" (grad_clip)."""
+    for section, owner in (("model", config.model), ("train", config.train)):
+        for name, value in vars(owner).items():
+            if not isinstance(value, float) or math.isfinite(value):
+                continue
+            if name == "grad_clip" and value == math.inf:
+                continue  # clipping at infinity is clipping off, and is written so
+            raise TrainstabError(f"{name}={value} in the {section} config is not a finite number; give a number")
+
+
+def estimated_bytes(config: SweepConfig) -> float:
+    """A rough upper bound of the memory a sweep needs, every LR in flight (fp32 weights, Adam, activations)."""
+    m, t = config.model, config.train
+    parameters = m.depth * 12 * m.width**2 + 2 * m.vocab_size * m.width + m.context_length * m.width
+    weights = 4 * 4 * parameters  # weights, gradients, Adam's two moments
+    tokens = t.batch_size * m.context_length
+    activations = 4 * tokens * (m.depth * 34 * m.width + 3 * m.vocab_size)
+    activations += 4 * 5 * t.batch_size * m.depth * m.heads * m.context_length**2  # attention scores
+    return float(len(config.lrs) * (weights + activations))
+
+
+def _machine_bytes() -> float:
+    """The machine's physical memory in bytes (inf where the OS does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
 def validate(config: SweepConfig) -> None:
     """Raise :class:`TrainstabError` naming the first inconsistency in ``config``."""
     check_scope(config)
+    _check_finite(config)
     m, t = config.model, config.train
     positives = {
         "vocab_size": m.vocab_size,
@@ -198,10 +241,28 @@ def validate(config: SweepConfig) -> None:
     if not config.lrs:
         raise TrainstabError("the LR grid is empty; pass e.g. --lrs 1e-3,1e-2,1e-1")
     for lr in config.lrs:
+        if math.isnan(lr):
+            raise TrainstabError("a learning rate is nan; pass numbers, e.g. --lrs 1e-3,1e-2")
         if not lr > 0:
             raise TrainstabError(f"learning rate {lr} must be > 0; pass positive values, e.g. --lrs 1e-3,1e-2")
+        if not LR_RANGE[0] <= lr <= LR_RANGE[1]:
+            raise TrainstabError(
+                f"learning rate {lr:g} is outside [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}]: below, a float32 update is "
+                "lost to rounding; above, nothing trains. Pass e.g. --lrs 1e-3,1e-2,1e-1"
+            )
     if config.workers is not None and config.workers <= 0:
         raise TrainstabError(f"workers={config.workers} must be a positive integer")
+    if t.steps > MAX_STEPS:
+        raise TrainstabError(f"steps={t.steps} is more than {MAX_STEPS:,}; a proxy needs hundreds, e.g. --steps 200")
+    if not 0 <= t.seed <= MAX_SEED:
+        raise TrainstabError(f"seed={t.seed} must be an integer from 0 to 2**63-1, e.g. --seed 0")
+    need, have = estimated_bytes(config), _machine_bytes()
+    if need > MEMORY_SHARE * have:
+        raise TrainstabError(
+            f"this sweep would need about {need / 2**30:,.1f} GiB (width {m.width}, depth {m.depth}, batch "
+            f"{t.batch_size}, context {m.context_length}, vocab {m.vocab_size}, {len(config.lrs)} LRs at once) and "
+            f"the machine has {have / 2**30:,.1f} GiB; choose smaller sizes"
+        )
 
 
 def _largest_divisor_at_most(n: int, k: int) -> int:

@@ -6,33 +6,59 @@ Imports nothing heavy, so the pytest plugin can use it at session end.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 
 def keep_previous(path: Path) -> Path | None:
-    """Move an existing file at ``path`` aside to ``<path>.previous``; returns where it went.
+    """Move an existing file at ``path`` aside, never over another kept one; returns where it went.
 
-    A report the user already has is never silently lost to a rerun.
+    Generations are numbered: ``<path>.previous``, then ``<path>.previous.2``, ``.previous.3``, ... A file
+    the user already has is never silently lost to a rerun, however many reruns there are.
     """
     if not path.exists():
         return None
     previous = path.with_name(path.name + ".previous")
-    os.replace(path, previous)
+    generation = 1
+    while previous.exists() or previous.is_symlink():
+        generation += 1
+        previous = path.with_name(f"{path.name}.previous.{generation}")
+    os.rename(path, previous)
     return previous
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode a rewrite of ``path`` keeps: the old file's, or what the umask gives a new file."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_atomically(path: Path, data: str | bytes, keep: bool = True) -> Path | None:
     """Write ``data`` to ``path`` through a temporary file, so a crash never leaves half a file.
 
-    With ``keep``, an existing file is kept as ``<path>.previous`` (returned);
-    without, it is replaced (for files under version control). Raises OSError.
+    With ``keep``, an existing file is kept (:func:`keep_previous`, returned); without, it is replaced (for
+    files under version control). The file keeps its mode (a new one gets the umask's). The temporary file
+    is removed on every failure. Raises OSError.
     """
-    previous = keep_previous(path) if keep else None
+    mode = _new_file_mode(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "wb" if isinstance(data, bytes) else "w") as out:
-        out.write(data)
-    os.replace(temporary, path)
+    previous = None
+    try:
+        with os.fdopen(handle, "wb" if isinstance(data, bytes) else "w") as out:
+            out.write(data)
+        os.chmod(temporary, mode)
+        previous = keep_previous(path) if keep else None
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        if previous is not None and not path.exists():
+            os.rename(previous, path)  # the old file goes back where it was
+        raise
     return previous
 
 

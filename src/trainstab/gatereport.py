@@ -260,6 +260,8 @@ def render_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
         if failed
         else f'<span class="pass">PASSED</span>: all {len(rows)} checks'
     ) + (f' · <span class="warn">{warned} report-only warning(s)</span>' if warned else "")
+    if not data.get("complete", True):  # a run stopped early (Ctrl-C, -x, a crash): say so before anything else
+        verdict = '<span class="fail">INCOMPLETE</span>: the run was stopped early; only these checks ran · ' + verdict
     body = [
         "<h1>trainstab report</h1>",
         f'<div class="summary">{verdict} · seed {data.get("seed")}</div>',

@@ -37,6 +37,7 @@ from trainstab.capture import regroup_by_member
 from trainstab.config import ModelConfig
 from trainstab.errors import TrainstabError
 from trainstab.model_names import split_model_name
+from trainstab.torch_state import isolated_torch_state
 
 REFERENCE = "reference"
 HF_PREFIX = "hf:"
@@ -78,6 +79,10 @@ def resolve_factory(name: str) -> Factory:
     except ImportError as error:
         raise TrainstabError(
             f"cannot import {module_name!r} for model {name!r} ({error}); install it or add its folder to PYTHONPATH"
+        ) from None
+    except (Exception, SystemExit) as error:  # a SyntaxError in the module, or code that fails at import
+        raise TrainstabError(
+            f"importing {module_name!r} for model {name!r} raised {type(error).__name__}: {error}; fix that module"
         ) from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
@@ -169,7 +174,7 @@ def build_template(name: str, size: ModelSize, seed: int) -> nn.Module:
             module = factory(size)
         except TrainstabError:
             raise
-        except Exception as error:
+        except (Exception, SystemExit) as error:  # a factory that calls sys.exit is a broken factory, not an exit
             raise TrainstabError(
                 f"model factory {name!r} raised {type(error).__name__}: {error} (asked for {size}); "
                 "fix the factory or the size options"
@@ -178,6 +183,12 @@ def build_template(name: str, size: ModelSize, seed: int) -> nn.Module:
         raise TrainstabError(f"model factory {name!r} returned {type(module).__name__}, not a torch.nn.Module")
     if not any(p.requires_grad for p in module.parameters()):
         raise TrainstabError(f"model {name!r} has no trainable parameters")
+    devices = sorted({p.device.type for p in module.parameters()} - {"cpu"})
+    if devices:
+        raise TrainstabError(
+            f"model factory {name!r} returned parameters on {', '.join(devices)}; return a model on the CPU with real "
+            "tensors (trainstab moves nothing; a 'meta' model has no weights to train)"
+        )
     return module
 
 
@@ -233,6 +244,11 @@ class FunctionalStack(nn.Module):
                 f"model {self.model_name!r} returned logits of shape {tuple(outputs[0].shape)} for input "
                 f"{tuple(idx.shape)}; expected (B, T, V) = {expected} with V = vocab_size"
             )
+        if not outputs[0].is_floating_point():
+            raise TrainstabError(
+                f"model {self.model_name!r} returned logits of dtype {outputs[0].dtype}; logits must be floating "
+                "point (the output of a Linear head, not argmax or token ids)"
+            )
         return torch.stack(outputs).float()  # (M, B, T, V)
 
 
@@ -258,6 +274,15 @@ NO_ATTENTION_HINT = (
 
 @functools.cache
 def check_model(name: str, config: ModelConfig, seed: int) -> None:
+    """Build ``name`` once and run one tiny forward, so a broken model fails before training (isolated).
+
+    See :func:`_check_model`; the forward cannot leave torch's global state changed for what runs next.
+    """
+    with isolated_torch_state():
+        _check_model(name, config, seed)
+
+
+def _check_model(name: str, config: ModelConfig, seed: int) -> None:
     """Build ``name`` once and run one tiny forward, so a broken model fails before training.
 
     Memoised (a failure is not, so it is raised every time): a CLI preflight
@@ -271,12 +296,12 @@ def check_model(name: str, config: ModelConfig, seed: int) -> None:
 
     model, _ = build_stack(name, config, members=1, seed=seed)
     idx = torch.zeros(1, config.context_length, dtype=torch.long)  # full length: a short block_size fails here
-    with torch.no_grad(), capture_attention() as records:
+    with torch.enable_grad(), capture_attention() as records:  # with gradients, as training calls it
         try:
             logits = model(idx)
         except TrainstabError:
             raise
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             raise TrainstabError(
                 f"model {name!r} failed on a (1, {idx.shape[1]}) batch of token ids: {type(error).__name__}: {error} "
                 f"(the sweep trains on sequences of context_length={config.context_length} tokens, so the model "
@@ -287,6 +312,16 @@ def check_model(name: str, config: ModelConfig, seed: int) -> None:
         raise TrainstabError(
             f"model {name!r} returned logits of shape {tuple(logits.shape[1:])}; expected (B, T, V) = "
             f"{(*idx.shape, config.vocab_size)}"
+        )
+    if not logits.requires_grad:
+        raise TrainstabError(
+            f"model {name!r} returned logits without a gradient: its forward turns gradients off (torch.no_grad, "
+            "detach or set_grad_enabled(False)); training needs them"
+        )
+    if not bool(torch.isfinite(logits).all()):
+        raise TrainstabError(
+            f"model {name!r} returns non-finite logits at initialisation, before any training; check its init "
+            "and forward (a run would be reported as diverged at step 0)"
         )
     if not records:
         raise TrainstabError(f"model {name!r}: {NO_ATTENTION_HINT}")

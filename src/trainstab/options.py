@@ -8,6 +8,7 @@ reject bad values with the same message. Imports neither torch nor pytest.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,46 @@ def model_name(value: str) -> str:
     return canonical_model_name(value)
 
 
+def positive(value: str) -> float:
+    """A finite number above 0 (ValueError otherwise: NaN, inf, 0 and negatives are not bounds)."""
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(value)
+    return number
+
+
+def non_negative(value: str) -> float:
+    """A finite number, 0 or above (ValueError otherwise)."""
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(value)
+    return number
+
+
+def seed(value: str) -> int:
+    """A seed: an integer from 0 to 2**63-1, what torch.manual_seed takes (ValueError otherwise)."""
+    number = int(value)
+    if not 0 <= number <= 2**63 - 1:
+        raise ValueError(value)
+    return number
+
+
+def steps(value: str) -> int:
+    """A positive number of optimizer steps, at most a million (ValueError otherwise)."""
+    number = int(value)
+    if not 0 < number <= 1_000_000:
+        raise ValueError(value)
+    return number
+
+
+def positive_int(value: str) -> int:
+    """A whole number above 0 (ValueError otherwise)."""
+    number = int(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
 def decades(value: str) -> float:
     """A number of decades of parameters, above 0 and at most 10 (ValueError otherwise)."""
     number = float(value)
@@ -80,17 +121,17 @@ def pattern_list(value: str) -> tuple[str, ...]:
 OPTIONS: tuple[Option, ...] = (
     Option("model", model_name, "reference", "default model: reference, hf:<type> or package.module:factory[k=v]"),
     Option("profile", str, "default", "steps and LR grid preset: quick, default or thorough"),
-    Option("seed", int, "0", "seed of init and data order"),
-    Option("steps", int, None, "optimizer steps per run (default: 200)"),
+    Option("seed", seed, "0", "seed of init and data order"),
+    Option("steps", steps, None, "optimizer steps per run (default: 200)"),
     Option("lrs", lr_list, None, "comma-separated LR grid (default: the paper's)"),
     Option("corpus", str, None, "token file instead of the bundled corpus"),
     Option("device", str, "cpu", "device to train on (only cpu is supported)"),
-    Option("max-lr", float, None, "checks look at LRs up to this (default 0.3)"),
-    Option("attention-logit-bound", float, None, "max attention logit (1e3)"),
-    Option("log-z-bound", float, None, "max |log Z| (20)"),
-    Option("lr-sensitivity-bound", float, None, "max LR sensitivity (1.0: gross problems; baselines gate the rest)"),
-    Option("grad-rms-over-eps", float, None, "min gradient RMS / AdamW eps (10)"),
-    Option("spike-score-bound", float, None, "max loss spike score (0)"),
+    Option("max-lr", positive, None, "checks look at LRs up to this (default 0.3)"),
+    Option("attention-logit-bound", positive, None, "max attention logit (1e3)"),
+    Option("log-z-bound", positive, None, "max |log Z| (20)"),
+    Option("lr-sensitivity-bound", positive, None, "max LR sensitivity (1.0: gross problems; baselines gate the rest)"),
+    Option("grad-rms-over-eps", non_negative, None, "min gradient RMS / AdamW eps (10)"),
+    Option("spike-score-bound", non_negative, None, "max loss spike score (0)"),
     Option(
         "report-only",
         check_list,
@@ -105,7 +146,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("report", str, None, "write a JSON, plots and an HTML page of every check to this folder"),
     Option("baselines", str, None, "folder of committed baselines to compare with (off when unset)"),
-    Option("target-params", float, None, "size the scaling forecasts extrapolate to (1e9)"),
+    Option("target-params", positive, None, "size the scaling forecasts extrapolate to (1e9)"),
     Option(
         "max-extrapolation",
         decades,
@@ -124,7 +165,17 @@ _EXPECTED = {
     "check_list": f"none or check names from {', '.join(CHECK_NAMES)}",
     "pattern_list": "comma-separated parameter name patterns like */k_norm/bias",
     "decades": "a number of decades above 0 and at most 10, e.g. 2",
+    "positive": "a finite number above 0",
+    "non_negative": "a finite number, 0 or above",
+    "seed": "an integer from 0 to 2**63-1",
+    "steps": "a whole number of steps from 1 to 1000000",
+    "positive_int": "a whole number above 0",
 }
+
+
+def expected(parse: Callable[[str], Any]) -> str:
+    """What a parser of this table accepts, in words ("a finite number above 0")."""
+    return _EXPECTED.get(parse.__name__, parse.__name__)
 
 
 def parse_options(
@@ -138,6 +189,9 @@ def parse_options(
     values: dict[str, Any] = {}
     for option in OPTIONS:
         source, value = raw.get(option.key, (option.key, None))
+        if value == "" and source.startswith("--"):  # --lrs '' on a command line: a mistake, not "the default"
+            raise TrainstabError(f"{source} is empty; give a value ({_EXPECTED.get(option.parse.__name__, 'one')}) "
+                                 "or leave the flag out")  # fmt: skip
         if value in (None, "", []):
             value = option.default
         if value is None:

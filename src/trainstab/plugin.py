@@ -245,10 +245,12 @@ def _write_report(session: pytest.Session) -> None:
     from trainstab.gatereport import write_report
 
     seed = options_of(session.config)["trainstab_seed"]
+    # Interrupted (Ctrl-C), stopped at a failure (-x, --maxfail) or ended by an internal error: the report is partial.
+    complete = session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop
     try:
         written = write_report(
             Path(folder), list(_VERDICTS), dict(_CURVES),
-            {"seed": seed, "environment": light_environment(seed)},
+            {"seed": seed, "complete": complete, "environment": light_environment(seed)},
         )  # fmt: skip
     except OSError as error:
         _WRITTEN.append(f"{WRITE_FAILED} the report in {folder} ({error.strerror or error}); check that folder")

@@ -51,7 +51,7 @@ def sweep_to_dict(result: SweepResult) -> dict[str, Any]:
     }
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: Path, flag: str = "--json") -> None:
     """Fail before any training if ``path`` cannot be written.
 
     Tries it for real (a temporary file beside it, and opening an existing file
@@ -59,10 +59,10 @@ def check_writable(path: Path) -> None:
     as root, as CI often does.
     """
     if path.is_dir():
-        raise TrainstabError(f"--json {path} is a directory; give a file name such as {path / 'sweep.json'}")
+        raise TrainstabError(f"{flag} {path} is a directory; give a file name such as {path / 'sweep.json'}")
     parent = path.parent
     if not parent.is_dir():
-        raise TrainstabError(f"--json {path}: directory {parent} does not exist; create it first")
+        raise TrainstabError(f"{flag} {path}: directory {parent} does not exist; create it first")
     try:
         with tempfile.TemporaryFile(dir=parent):
             pass
@@ -71,7 +71,7 @@ def check_writable(path: Path) -> None:
                 pass
     except OSError as error:
         raise TrainstabError(
-            f"--json {path} is not writable ({error.strerror}); choose a path you can write to"
+            f"{flag} {path} is not writable ({error.strerror}); choose a path you can write to"
         ) from None
 
 

@@ -15,20 +15,19 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
-
-import torch
 
 from trainstab.config import SweepConfig, validate
 from trainstab.corpus import load_corpus
 from trainstab.engine import MemberRun, train_members
 from trainstab.environment import environment
 from trainstab.models import build_stack, check_model
+from trainstab.torch_state import isolated_torch_state
 
 #: Learning rates trained together as one batched model (fixed, for reproducibility).
 STACK_SIZE = 4
@@ -115,23 +114,12 @@ def available_cores() -> int:
     return max(1, cores // max(1, xdist_workers))
 
 
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """Train on exactly one intra-op thread, restoring the caller's setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_stack(
     config: SweepConfig, lrs: list[float], progress: Callable[[int], None] | None = None
 ) -> list[MemberRun]:
     """Train one stack of learning rates on one thread; used in and out of worker processes."""
     corpus = load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
-    with _single_thread():
+    with isolated_torch_state(threads=1):  # one thread per stack; a user model's global changes stay inside
         model, lr_multipliers = build_stack(config.model_name, config.model, len(lrs), config.train.seed)
         return train_members(model, lr_multipliers, lrs, corpus, config.train, config.model.context_length, progress)
 
@@ -141,9 +129,10 @@ _STEPS_DONE: Synchronized[int] | None = None
 
 
 def _init_worker(counter: Synchronized[int]) -> None:
-    """Worker start-up: remember the shared step counter."""
+    """Worker start-up: remember the shared step counter; leave Ctrl-C to the parent, which stops the pool."""
     global _STEPS_DONE
     _STEPS_DONE = counter
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # one "interrupted" line from the parent, not a traceback per worker
 
 
 def _worker_progress(steps: int) -> None:
@@ -220,10 +209,17 @@ def _run_in_pool(
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
         futures: list[Future[list[MemberRun]]] = [pool.submit(_train_stack_in_worker, config, g) for g in groups]
         pending = set(futures)
-        while pending:
-            _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-            if progress is not None:
-                progress(min(total, counter.value), total)
+        try:
+            while pending:
+                _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                if progress is not None:
+                    progress(min(total, counter.value), total)
+        except KeyboardInterrupt:
+            # Stop now: the pool would otherwise finish every stack before the interrupt reaches the user.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         runs = [run for future in futures for run in future.result()]
     if progress is not None:
         progress(total, total)
