@@ -291,3 +291,33 @@ def test_a_report_of_a_stopped_run_says_it_is_incomplete(tmp_path):
            "baseline": {"status": "off", "message": ""}, "order": 0}  # fmt: skip
     assert "INCOMPLETE" in render_html({"checks": [row], "complete": False}, {})
     assert "INCOMPLETE" not in render_html({"checks": [row], "complete": True}, {})
+
+
+def test_pytest_refuses_a_baseline_rewrite_it_cannot_write_before_training(pytester):
+    blocker = pytester.path / "a-file"
+    blocker.write_text("the user's file\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--trainstab-baselines", str(blocker / "baselines"), "--trainstab-regen-all"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--trainstab-regen-all rewrites baselines, but the baseline folder" in result.stderr.str()
+    assert blocker.read_text() == "the user's file\n"
+
+
+def test_training_a_model_that_changes_global_state_leaves_the_process_as_it_was():
+    import torch
+
+    from trainstab.config import ModelConfig, SweepConfig, TrainConfig
+    from trainstab.sweep import run_sweep
+
+    before = (torch.get_default_dtype(), torch.get_num_threads(), torch.is_grad_enabled())
+    config = SweepConfig(
+        model_name="bad_models:changes_global_state",
+        model=ModelConfig(width=16, heads=2, depth=1, context_length=16),
+        train=TrainConfig(steps=3, batch_size=2, probe_every=3),
+        lrs=(0.01,),
+        workers=1,
+    )
+    run_sweep(config)
+    assert (torch.get_default_dtype(), torch.get_num_threads(), torch.is_grad_enabled()) == before

@@ -95,9 +95,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's worker group (xdist is not active)")
     config.stash[_OPTIONS_KEY] = read_options(config)
     report = config.stash[_OPTIONS_KEY]["trainstab_report"]
-    if report is not None and not hasattr(config, "workerinput"):
+    if not hasattr(config, "workerinput"):
+        from trainstab.gate import policy_from
+
         try:  # before any training: a wrong folder costs seconds, not a sweep
-            check_folder_writable(Path(report), "--trainstab-report")
+            if report is not None:
+                check_folder_writable(Path(report), "--trainstab-report")
+            policy_from(config.stash[_OPTIONS_KEY])  # a baseline folder that is a file, or one a rewrite cannot write
         except TrainstabError as error:
             raise pytest.UsageError(str(error)) from None
     # Training properties need no deadline; loaded only when the user chose no profile of their own.
