@@ -5,6 +5,7 @@ pytester) and asserts the exit code and the one line that names what was wrong a
 """
 
 import errno
+import os
 
 import pytest
 
@@ -321,3 +322,38 @@ def test_training_a_model_that_changes_global_state_leaves_the_process_as_it_was
     )
     run_sweep(config)
     assert (torch.get_default_dtype(), torch.get_num_threads(), torch.is_grad_enabled()) == before
+
+
+def test_two_sessions_at_once_in_one_project_each_train_and_agree(pytester):
+    """Two developers (or two CI jobs) running the suite in one checkout: separate private caches, same numbers."""
+    import subprocess
+    import sys
+
+    from test_plugin import USER_MODELS, USER_TEST
+
+    pytester.makepyfile(mymodels=USER_MODELS, test_stability=USER_TEST)
+    command = [sys.executable, "-m", "pytest", "--trainstab-steps=20", "--trainstab-lrs=1e-2"]
+    env = {**os.environ, "PYTHONPATH": str(pytester.path)}
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    runs = [subprocess.Popen(command, cwd=pytester.path, env=env, **output) for _ in range(2)]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    rows = [sorted(line for line in out.splitlines() if line.startswith("mymodels:")) for out in outputs]
+    assert rows[0] == rows[1] and len(rows[0]) == 4
+    assert not list((pytester.path / ".pytest_cache" / "d" / "trainstab").glob("trainstab-session-*"))  # cleaned up
+
+
+@pytest.mark.parametrize(
+    ("flag", "words"),
+    [
+        ("--trainstab-lrs=", "--trainstab-lrs is empty; give a value"),
+        ("--trainstab-max-lr=-1", "--trainstab-max-lr='-1': expected a finite number above 0"),
+        ("--trainstab-model=m:b[x", "options go in one pair of brackets"),
+        ("--trainstab-ignore-params=", "--trainstab-ignore-params is empty"),
+    ],
+)
+def test_a_bad_pytest_flag_is_a_usage_error_naming_it(pytester, flag, words):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", flag)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert words in result.stderr.str() and "Traceback" not in result.stderr.str()
