@@ -4,10 +4,9 @@ The project has none of this repository's conftest. Its model is a nanoGPT-style
 write one, with a keyword option (``build(size, qk_norm=True)``). Its files are the README's
 ``pyproject.toml``, battery test, variants test and both fuzzing examples, as written. The steps:
 
-1. the first run records the baselines and fails asking to commit them;
-2. the committed project passes under ``-n 0`` and ``-n 2``, with pytest-xdist blocked (``-p no:xdist``,
-   with ``--strict-markers``), with ``CI`` set and unset (each condition in one of three runs), every run
-   with the same numbers;
+1. the first run (``-n 2``) records the baselines and fails asking to commit them;
+2. the committed project passes under ``-n 0`` (``CI`` unset) and with pytest-xdist blocked
+   (``-p no:xdist --strict-markers``, ``CI`` set), both runs with the same numbers;
 3. ``trainstab check`` on the same project gives the same verdicts and numbers, and its messages are
    pytest's with its own flags.
 """
@@ -134,7 +133,7 @@ def _summary(text: str) -> dict[tuple[str, str], tuple[str, ...]]:
 
 def test_a_users_project_copied_from_the_readme_passes_every_step(project, monkeypatch, tmp_path):
     monkeypatch.delenv("CI", raising=False)
-    first = project.runpytest_subprocess("-n", "0", "-p", "no:cacheprovider")
+    first = project.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider")
     first.assert_outcomes(failed=7, passed=2, xfailed=1)
     first.stdout.re_match_lines([re.escape(f"trainstab: checking 2 model(s): {MODEL}, {VARIANT}")])
     wrote = f"*no baseline yet for {MODEL} / attention_logits: wrote *; review and commit this file*"
@@ -143,9 +142,8 @@ def test_a_users_project_copied_from_the_readme_passes_every_step(project, monke
     recipe = json.loads((baselines / "mymodel.model_build_qk_norm=false" / "attention_logits.json").read_text())
     assert recipe["recipe"]["model.options.qk_norm"] is False and "model.qk_layernorm" not in recipe["recipe"]
 
-    runs = {  # each condition once: -n 0 and -n 2, xdist present and blocked, CI unset and set
+    runs = {  # with the first run, each condition once: -n 2 and -n 0, xdist present and blocked, CI unset and set
         "-n 0": (["-n", "0", "--trainstab-report", str(tmp_path / "report")], None),
-        "-n 2, CI": (["-n", "2", "--dist", "loadgroup"], "true"),
         "no xdist, CI": (["-p", "no:xdist", "--strict-markers"], "true"),
     }
     summaries = {}
@@ -159,6 +157,8 @@ def test_a_users_project_copied_from_the_readme_passes_every_step(project, monke
         summaries[label] = _summary(result.stdout.str())
     assert len(summaries["-n 0"]) == 8  # the model's 7 checks and the variant's xfailed one
     assert all(summary == summaries["-n 0"] for summary in summaries.values())  # same numbers everywhere
+    numbers = {key: row[:2] for key, row in _summary(first.stdout.str()).items()}
+    assert numbers == {key: row[:2] for key, row in summaries["-n 0"].items()}  # and under -n 2
     assert summaries["-n 0"][(MODEL, "attention_logits")][2:] == ("passed", "pass")
     assert summaries["-n 0"][(VARIANT, "attention_logits")][3] == "xfail"
 
