@@ -72,7 +72,7 @@ def _short_corpus(tmp_path):
         (["--json", "/proc/version"], "not writable"),
         (["--model", "gpt5"], "is not 'reference'"),
         (["--model", "no_such_package.models:build"], "cannot import"),
-        (["--steps", "many"], "invalid int value"),
+        (["--steps", "many"], "'many': expected a whole number of steps from 1 to 1000000"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, message):
@@ -108,7 +108,7 @@ def test_fuzz_writes_the_map_as_json_and_png(tmp_path):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--budget", "0"], "must be a positive number"), (["--set", "depth=zero"], "expected an integer")],
+    [(["--budget", "0"], "'0': expected a whole number above 0"), (["--set", "depth=zero"], "expected an integer")],
 )
 def test_fuzz_bad_input_exits_2(args, message):
     result = _cli("fuzz", *args)

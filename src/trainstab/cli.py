@@ -306,8 +306,6 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     from trainstab.report import check_writable, write_json
     from trainstab.strategies import stability_region
 
-    if args.budget <= 0:
-        raise TrainstabError(f"--budget {args.budget} must be a positive number of examples")
     base = apply_overrides(SweepConfig(model_name=args.model), args.overrides)
     validate(base)
     # The map's axes vary (LR, width, warm-up); everything else is held at the --set values.
