@@ -86,13 +86,19 @@ def check_folder_writable(folder: Path, what: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise TrainstabError(f"{what} {folder}: {existing} is a file, so the folder cannot be created")
+    problem = cannot_write_in(existing)
+    if problem:
+        raise TrainstabError(f"{what} {folder} cannot be written ({problem}); choose a folder you can write to")
+
+
+def cannot_write_in(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (None when one can): tried for real, since root ignores mode bits."""
     try:
-        with tempfile.TemporaryFile(dir=existing):
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise TrainstabError(
-            f"{what} {folder} cannot be written ({error.strerror or error}); choose a folder you can write to"
-        ) from None
+        return str(error.strerror or error)
+    return None
 
 
 def shown(path: Path) -> str:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from trainstab.config import SweepConfig, int_list, lr_list
 from trainstab.errors import TrainstabError
 from trainstab.model_names import canonical_model_name
 from trainstab.overrides import apply_overrides
+
+_Number = TypeVar("_Number", int, float)
 
 
 @dataclass(frozen=True)
@@ -61,52 +63,47 @@ def model_name(value: str) -> str:
     return canonical_model_name(value)
 
 
+def _accepted(number: _Number, ok: bool, value: str) -> _Number:
+    """``number`` when ``ok``, else the ValueError every parser of this table raises for a bad value."""
+    if not ok:
+        raise ValueError(value)
+    return number
+
+
 def positive(value: str) -> float:
     """A finite number above 0 (ValueError otherwise: NaN, inf, 0 and negatives are not bounds)."""
     number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise ValueError(value)
-    return number
+    return _accepted(number, math.isfinite(number) and number > 0, value)
 
 
 def non_negative(value: str) -> float:
     """A finite number, 0 or above (ValueError otherwise)."""
     number = float(value)
-    if not (math.isfinite(number) and number >= 0):
-        raise ValueError(value)
-    return number
+    return _accepted(number, math.isfinite(number) and number >= 0, value)
 
 
 def seed(value: str) -> int:
     """A seed: an integer from 0 to 2**63-1, what torch.manual_seed takes (ValueError otherwise)."""
     number = int(value)
-    if not 0 <= number <= 2**63 - 1:
-        raise ValueError(value)
-    return number
+    return _accepted(number, 0 <= number <= 2**63 - 1, value)
 
 
 def steps(value: str) -> int:
     """A positive number of optimizer steps, at most a million (ValueError otherwise)."""
     number = int(value)
-    if not 0 < number <= 1_000_000:
-        raise ValueError(value)
-    return number
+    return _accepted(number, 0 < number <= 1_000_000, value)
 
 
 def positive_int(value: str) -> int:
     """A whole number above 0 (ValueError otherwise)."""
     number = int(value)
-    if number <= 0:
-        raise ValueError(value)
-    return number
+    return _accepted(number, number > 0, value)
 
 
 def decades(value: str) -> float:
     """A number of decades of parameters, above 0 and at most 10 (ValueError otherwise)."""
     number = float(value)
-    if not 0 < number <= 10:
-        raise ValueError(value)
-    return number
+    return _accepted(number, 0 < number <= 10, value)
 
 
 def pattern_list(value: str) -> tuple[str, ...]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from rich.table import Table
 from trainstab.config import SweepConfig
 from trainstab.corpus import bundled_corpus_path
 from trainstab.errors import TrainstabError
-from trainstab.files import write_text_atomically
+from trainstab.files import cannot_write_in, write_text_atomically
 from trainstab.sweep import STACK_SIZE, SweepResult
 
 
@@ -63,16 +62,15 @@ def check_writable(path: Path, flag: str = "--json") -> None:
     parent = path.parent
     if not parent.is_dir():
         raise TrainstabError(f"{flag} {path}: directory {parent} does not exist; create it first")
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-        if path.exists():
-            with path.open("a"):
+    problem = cannot_write_in(parent)
+    if problem is None and path.exists():
+        try:
+            with path.open("a"):  # opened for append, never changed
                 pass
-    except OSError as error:
-        raise TrainstabError(
-            f"{flag} {path} is not writable ({error.strerror}); choose a path you can write to"
-        ) from None
+        except OSError as error:
+            problem = str(error.strerror or error)
+    if problem:
+        raise TrainstabError(f"{flag} {path} is not writable ({problem}); choose a path you can write to")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path | None:
