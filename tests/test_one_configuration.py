@@ -76,7 +76,7 @@ def test_a_bad_value_in_the_configuration_names_the_key_and_the_file(project):
     project.makepyprojecttoml(PYPROJECT.replace('trainstab_steps = "150"', 'trainstab_steps = "many"'))
     checked = _check(project)
     assert checked.returncode == 2
-    assert "trainstab_steps in pyproject.toml='many': expected an integer" in checked.stderr
+    assert "trainstab_steps in pyproject.toml='many': expected a whole number of steps" in checked.stderr
 
 
 def test_sweep_reads_the_same_configuration(project):

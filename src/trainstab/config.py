@@ -164,7 +164,7 @@ def check_scope(config: SweepConfig) -> None:
 #: Ranges every front end is held to before any training (issue 14): a value outside is a one-line error.
 MAX_STEPS = 1_000_000  # a proxy trains hundreds of steps; a million is already hours
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
-LR_RANGE = (1e-8, 10.0)  # below, a float32 update is lost to rounding; above, nothing trains
+LR_RANGE = (1.2e-38, 3.4e38)  # what a float32 holds: 1e-50 would train at LR 0, 1e400 at inf
 MEMORY_SHARE = 0.8  # a sweep estimated to need more than this share of the machine's memory is refused
 
 
@@ -247,8 +247,8 @@ def validate(config: SweepConfig) -> None:
             raise TrainstabError(f"learning rate {lr} must be > 0; pass positive values, e.g. --lrs 1e-3,1e-2")
         if not LR_RANGE[0] <= lr <= LR_RANGE[1]:
             raise TrainstabError(
-                f"learning rate {lr:g} is outside [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}]: below, a float32 update is "
-                "lost to rounding; above, nothing trains. Pass e.g. --lrs 1e-3,1e-2,1e-1"
+                f"learning rate {lr:g} is outside [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}], what float32 training can "
+                "hold (it would train at 0 or at inf); pass e.g. --lrs 1e-3,1e-2,1e-1"
             )
     if config.workers is not None and config.workers <= 0:
         raise TrainstabError(f"workers={config.workers} must be a positive integer")
