@@ -357,3 +357,14 @@ def test_a_bad_pytest_flag_is_a_usage_error_naming_it(pytester, flag, words):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", flag)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert words in result.stderr.str() and "Traceback" not in result.stderr.str()
+
+
+def test_a_write_that_fails_after_training_is_one_line_and_exit_1(monkeypatch, capsys):
+    import trainstab.cli
+
+    def full_disk(args, console):
+        raise OSError(errno.ENOSPC, "No space left on device", "findings/summary.md")
+
+    monkeypatch.setattr(trainstab.cli, "run_reproduce_command", full_disk)
+    assert main(["reproduce", "--quick", "--no-progress"]) == 1
+    assert capsys.readouterr().err == "trainstab: could NOT write findings/summary.md: No space left on device\n"

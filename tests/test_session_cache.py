@@ -96,3 +96,20 @@ def test_nothing_in_trainstab_unpickles():
     for path in SRC.glob("*.py"):
         text = path.read_text()
         assert "import pickle" not in text and "pickle.load" not in text, path.name
+
+
+def test_a_folder_that_cannot_be_private_is_not_used(tmp_path, monkeypatch):
+    # A filesystem without modes (a Windows or FAT mount) shows every folder as 0777: fall back to the temp dir.
+    import trainstab.session_cache as cache
+
+    real = cache.check_private
+
+    def no_modes(folder):
+        if folder.parent == tmp_path:
+            raise TrainstabError(f"the session cache folder {folder} is not a private folder")
+        return real(folder)
+
+    monkeypatch.setattr(cache, "check_private", no_modes)
+    folder = make_session_folder(tmp_path)
+    assert folder.parent != tmp_path and not list(tmp_path.glob(PREFIX + "*"))  # the refused one is removed
+    folder.rmdir()

@@ -484,6 +484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         errors.print("trainstab: interrupted (Ctrl-C); nothing more was written", markup=False, highlight=False)
         return EXIT_INTERRUPTED
+    except OSError as error:  # a write after training (a figure, a summary): the run did not finish its job
+        where = f" {error.filename}" if error.filename else ""
+        errors.print(f"trainstab: could NOT write{where}: {error.strerror or error}", markup=False, highlight=False)
+        return EXIT_FAILED
     raise AssertionError(f"unhandled command {args.command}")
 
 

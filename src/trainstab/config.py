@@ -166,6 +166,7 @@ MAX_STEPS = 1_000_000  # a proxy trains hundreds of steps; a million is already 
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
 LR_RANGE = (1.2e-38, 3.4e38)  # what a float32 holds: 1e-50 would train at LR 0, 1e400 at inf
 MEMORY_SHARE = 0.8  # a sweep estimated to need more than this share of the machine's memory is refused
+STACK_SIZE = 4  # learning rates trained together as one stacked model (one stack per worker process)
 
 
 def _check_finite(config: SweepConfig) -> None:
@@ -180,14 +181,19 @@ def _check_finite(config: SweepConfig) -> None:
 
 
 def estimated_bytes(config: SweepConfig) -> float:
-    """A rough upper bound of the memory a sweep needs, every LR in flight (fp32 weights, Adam, activations)."""
+    """A rough upper bound of the memory a sweep needs (fp32 weights, Adam, activations) for the LRs in flight.
+
+    At most a stack per worker trains at once: ``STACK_SIZE`` LRs times the workers (every core when unset).
+    """
     m, t = config.model, config.train
     parameters = m.depth * 12 * m.width**2 + 2 * m.vocab_size * m.width + m.context_length * m.width
     weights = 4 * 4 * parameters  # weights, gradients, Adam's two moments
     tokens = t.batch_size * m.context_length
     activations = 4 * tokens * (m.depth * 34 * m.width + 3 * m.vocab_size)
     activations += 4 * 5 * t.batch_size * m.depth * m.heads * m.context_length**2  # attention scores
-    return float(len(config.lrs) * (weights + activations))
+    workers = config.workers or os.cpu_count() or 1
+    in_flight = min(len(config.lrs), STACK_SIZE * workers)
+    return float(in_flight * (weights + activations))
 
 
 def _machine_bytes() -> float:
@@ -260,8 +266,8 @@ def validate(config: SweepConfig) -> None:
     if need > MEMORY_SHARE * have:
         raise TrainstabError(
             f"this sweep would need about {need / 2**30:,.1f} GiB (width {m.width}, depth {m.depth}, batch "
-            f"{t.batch_size}, context {m.context_length}, vocab {m.vocab_size}, {len(config.lrs)} LRs at once) and "
-            f"the machine has {have / 2**30:,.1f} GiB; choose smaller sizes"
+            f"{t.batch_size}, context {m.context_length}, vocab {m.vocab_size}, up to {STACK_SIZE} LRs per worker "
+            f"at once) and the machine has {have / 2**30:,.1f} GiB; choose smaller sizes"
         )
 
 

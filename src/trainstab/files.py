@@ -79,11 +79,14 @@ def check_folder_writable(folder: Path, what: str) -> None:
     """
     from trainstab.errors import TrainstabError
 
-    if folder.exists() and not folder.is_dir():
-        raise TrainstabError(f"{what} {folder} is a file; give a folder (it is created if missing)")
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise TrainstabError(f"{what} {folder} is a file; give a folder (it is created if missing)")
+        existing = folder
+        while not existing.exists():
+            existing = existing.parent
+    except OSError as error:  # a parent this user cannot read
+        raise TrainstabError(f"{what} {folder} cannot be reached ({error.strerror or error})") from None
     if not existing.is_dir():
         raise TrainstabError(f"{what} {folder}: {existing} is a file, so the folder cannot be created")
     problem = cannot_write_in(existing)

@@ -106,18 +106,37 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(error)) from None
     # Training properties need no deadline; loaded only when the user chose no profile of their own.
     load_default_profile(config.getoption("--hypothesis-profile", None))
+    global _IS_WORKER
+    # A session run inside another (pytester, in-process) must not take the outer one's rows, files or role.
+    config.stash[_OUTER_KEY] = (list(_VERDICTS), dict(_CURVES), list(_WRITTEN), set(_SENT_CURVES), _IS_WORKER)
     _VERDICTS.clear()
     _CURVES.clear()
     _WRITTEN.clear()
     _SENT_CURVES.clear()
-    global _IS_WORKER
     _IS_WORKER = hasattr(config, "workerinput")
-    if _IS_WORKER:  # the path the controller handed down when it started this worker
-        config.stash[_SESSION_KEY] = (Path(os.environ[SESSION_ENV]), None)
-    else:  # the controller, or a run without xdist: workers inherit the folder's path through the environment
-        folder = make_session_folder(_cache_root(config))
-        config.stash[_SESSION_KEY] = (folder, os.environ.get(SESSION_ENV))  # restored at the end (nested runs)
-        os.environ[SESSION_ENV] = str(folder)
+    try:
+        config.stash[_SESSION_KEY] = _session_of(config)
+    except TrainstabError as error:
+        raise pytest.UsageError(str(error)) from None
+    if not _IS_WORKER:  # workers started later inherit the folder's path through the environment too
+        os.environ[SESSION_ENV] = str(config.stash[_SESSION_KEY][0])
+
+
+def _session_of(config: pytest.Config) -> tuple[Path, str | None, bool]:
+    """This process's session folder, the environment value it replaces, and whether this process made it."""
+    handed = getattr(config, "workerinput", {}).get("trainstab_session") or os.environ.get(SESSION_ENV)
+    if hasattr(config, "workerinput") and handed:  # the controller's folder (a remote worker: if it is here)
+        try:
+            return check_private(Path(handed)), os.environ.get(SESSION_ENV), False
+        except TrainstabError:
+            pass  # not on this machine or not ours: this worker caches on its own
+    return make_session_folder(_cache_root(config)), os.environ.get(SESSION_ENV), True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(pytest-xdist, controller) Hand each worker the session folder, also where the environment does not reach."""
+    node.workerinput["trainstab_session"] = str(node.config.stash[_SESSION_KEY][0])
 
 
 def _cache_root(config: pytest.Config) -> Path | None:
@@ -130,21 +149,31 @@ def _cache_root(config: pytest.Config) -> Path | None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The controller removes the session's sweep cache, and hands the environment back as it found it."""
-    if hasattr(config, "workerinput") or _SESSION_KEY not in config.stash:
-        return
-    folder, previous = config.stash[_SESSION_KEY]
-    shutil.rmtree(folder, ignore_errors=True)
-    if previous is None:
-        os.environ.pop(SESSION_ENV, None)
-    else:  # a session run inside another (pytester): the outer one's workers still need theirs
-        os.environ[SESSION_ENV] = previous
+    """Remove the session's sweep cache (the controller's, or a worker's own), and hand back what was found."""
+    global _IS_WORKER
+    if _SESSION_KEY in config.stash:
+        folder, previous, made_here = config.stash[_SESSION_KEY]
+        if made_here:  # the controller's, or a worker's own when the controller's was out of reach
+            shutil.rmtree(folder, ignore_errors=True)
+        if not hasattr(config, "workerinput"):
+            if previous is None:
+                os.environ.pop(SESSION_ENV, None)
+            else:  # a session run inside another (pytester): the outer one's workers still need theirs
+                os.environ[SESSION_ENV] = previous
+    if _OUTER_KEY in config.stash:
+        verdicts, curves, written, sent, is_worker = config.stash[_OUTER_KEY]
+        _VERDICTS[:], _WRITTEN[:] = verdicts, written
+        _CURVES.clear()
+        _CURVES.update(curves)
+        _SENT_CURVES.clear()
+        _SENT_CURVES.update(sent)
+        _IS_WORKER = is_worker
 
 
 def session_folder(config: pytest.Config) -> Path:
     """Where this session's sweeps are cached (shared by every xdist worker): private to this user, or an error."""
     if _SESSION_KEY not in config.stash:  # the plugin was not configured for this config (a direct library call)
-        config.stash[_SESSION_KEY] = (make_session_folder(_cache_root(config)), os.environ.get(SESSION_ENV))
+        config.stash[_SESSION_KEY] = (make_session_folder(_cache_root(config)), os.environ.get(SESSION_ENV), True)
     return check_private(config.stash[_SESSION_KEY][0])
 
 
@@ -250,7 +279,8 @@ def _write_report(session: pytest.Session) -> None:
 
     seed = options_of(session.config)["trainstab_seed"]
     # Interrupted (Ctrl-C), stopped at a failure (-x, --maxfail) or ended by an internal error: the report is partial.
-    complete = session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop
+    stopped = bool(session.shouldstop or session.shouldfail)  # Ctrl-C, -x, --maxfail
+    complete = session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not stopped
     try:
         written = write_report(
             Path(folder), list(_VERDICTS), dict(_CURVES),
@@ -299,7 +329,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 _OPTIONS_KEY = pytest.StashKey[dict[str, Any]]()
-_SESSION_KEY = pytest.StashKey[tuple[Path, str | None]]()  # the session cache folder; the env value it replaced
+#: The session cache folder, the environment value it replaced, and whether this process made it (and removes it).
+_SESSION_KEY = pytest.StashKey[tuple[Path, str | None, bool]]()
+_OUTER_KEY = pytest.StashKey[tuple[Any, ...]]()  # an outer session's state, for a session run inside it
 _PAYLOAD_KEY = pytest.StashKey[list[dict[str, Any]]]()
 _CURRENT: dict[str, pytest.Item] = {}
 _VERDICTS: list[dict[str, Any]] = []  # the rows of every check (controller)

@@ -10,11 +10,11 @@ from typing import Any
 
 from rich.table import Table
 
-from trainstab.config import SweepConfig
+from trainstab.config import STACK_SIZE, SweepConfig
 from trainstab.corpus import bundled_corpus_path
 from trainstab.errors import TrainstabError
 from trainstab.files import cannot_write_in, write_text_atomically
-from trainstab.sweep import STACK_SIZE, SweepResult
+from trainstab.sweep import SweepResult
 
 
 def finite_or_none(value: Any) -> Any:

@@ -46,9 +46,13 @@ def make_session_folder(cache_root: Path | None) -> Path:
         try:
             parent.mkdir(parents=True, exist_ok=True)
             remove_stale(parent)
-            return Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
+            folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
         except OSError:
             continue  # a read-only checkout: fall back to the private temporary folder
+        try:
+            return check_private(folder)
+        except TrainstabError:  # a filesystem without modes (a Windows or FAT mount): not private, try the next
+            shutil.rmtree(folder, ignore_errors=True)
     raise TrainstabError(
         f"cannot create a private cache folder in {tempfile.gettempdir()}; set TMPDIR to a writable folder"
     )

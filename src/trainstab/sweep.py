@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 
-from trainstab.config import SweepConfig, validate
+from trainstab.config import STACK_SIZE, SweepConfig, validate
 from trainstab.corpus import load_corpus
 from trainstab.engine import MemberRun, train_members
 from trainstab.environment import environment
@@ -30,7 +30,6 @@ from trainstab.models import build_stack, check_model
 from trainstab.torch_state import isolated_torch_state
 
 #: Learning rates trained together as one batched model (fixed, for reproducibility).
-STACK_SIZE = 4
 
 
 @dataclass(frozen=True)
