@@ -29,8 +29,6 @@ from trainstab.environment import environment
 from trainstab.models import build_stack, check_model
 from trainstab.torch_state import isolated_torch_state
 
-#: Learning rates trained together as one batched model (fixed, for reproducibility).
-
 
 @dataclass(frozen=True)
 class RunResult:
