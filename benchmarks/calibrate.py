@@ -57,12 +57,16 @@ from zoo import ZOO, ZooModel  # noqa: E402
 from trainstab.checks import CheckResult, Thresholds, run_check  # noqa: E402
 from trainstab.errors import TrainstabError  # noqa: E402
 from trainstab.forecast import fit_log_log, forecast_attention_logits  # noqa: E402
-from trainstab.gate import ModelUnderTest, sweep_config, thresholds  # noqa: E402
 from trainstab.ladder import DEFAULT_WIDTHS, LadderResult, Rung, non_embedding_parameters, width_configs  # noqa: E402
-from trainstab.options import CHECK_NAMES, parse_options  # noqa: E402
-from trainstab.report import sweep_to_dict  # noqa: E402
+from trainstab.options import ModelUnderTest, parse_options, sweep_config, thresholds  # noqa: E402
+from trainstab.registry import CHECK_NAMES  # noqa: E402
+from trainstab.results import (  # noqa: E402
+    RunResult,
+    SweepResult,
+    sweep_to_dict,
+)
 from trainstab.scaling import ScalingThresholds  # noqa: E402
-from trainstab.sweep import RunResult, SweepResult, run_sweep  # noqa: E402
+from trainstab.sweep import run_sweep  # noqa: E402
 
 #: The checks that must fail for each problem of the zoo: the one that names it, and LR sensitivity for the
 #: gross output-logit problems (its absolute bound is kept for them alone).
@@ -136,12 +140,12 @@ def measure(model: ZooModel, profile: str, seed: int, cache: Path, steps: int | 
 
     ``width``: the model at that width, heads scaled to keep the head dimension (a rung of the width ladder).
     """
-    raw = {"trainstab_profile": ("profile", profile), "trainstab_seed": ("seed", str(seed))}
+    raw = {"profile": ("profile", profile), "seed": ("seed", str(seed))}
     if steps is not None:
-        raw["trainstab_steps"] = ("steps", str(steps))
+        raw["steps"] = ("steps", str(steps))
     if lrs is not None:
-        raw["trainstab_lrs"] = ("lrs", lrs)
-    options = parse_options(raw, [])
+        raw["lrs"] = ("lrs", lrs)
+    options = parse_options(raw)
     config = sweep_config(options, ModelUnderTest(model.name, model.overrides))
     if width is not None:
         (config,) = width_configs(config, (width,))

@@ -110,8 +110,8 @@ FUZZ = ["fuzz", "--budget", "2", "--no-progress"]
 CLI_CASES = {
     "lrs inf": ([*SWEEP, "--lrs", "inf"], "learning rate inf is outside [1.2e-38, 3.4e+38]"),
     "lrs nan": ([*SWEEP, "--lrs", "nan"], "a learning rate is nan"),
-    "lrs empty": ([*SWEEP, "--lrs", ""], "--lrs '': expected comma-separated numbers"),
-    "lrs comma": ([*SWEEP, "--lrs", ","], "--lrs ',': expected comma-separated numbers"),
+    "lrs empty": ([*SWEEP, "--lrs", ""], "--lrs is empty; give a value (comma-separated numbers"),
+    "lrs comma": ([*SWEEP, "--lrs", ","], "--lrs=',': expected comma-separated numbers"),
     "lrs 1e400": ([*SWEEP, "--lrs", "1e400"], "learning rate inf is outside"),
     "lrs 1e-50": ([*SWEEP, "--lrs", "1e-50"], "learning rate 1e-50 is outside"),
     "lrs negative": ([*SWEEP, "--lrs", "-0.1"], "learning rate -0.1 must be > 0"),
@@ -286,7 +286,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monk
 
 
 def test_a_report_of_a_stopped_run_says_it_is_incomplete(tmp_path):
-    from trainstab.gatereport import render_html
+    from trainstab.report import render_html
 
     row = {"model": "m", "check": "no_divergence", "verdict": "pass", "value": 0.0, "bound": 0.0, "message": "ok",
            "baseline": {"status": "off", "message": ""}, "order": 0}  # fmt: skip

@@ -7,7 +7,6 @@ import math
 import pytest
 
 from trainstab.baseline import (
-    CHECK_METRICS,
     TOLERANCES,
     Baseline,
     BaselineError,
@@ -20,7 +19,7 @@ from trainstab.baseline import (
     recipe_changes,
     to_text,
 )
-from trainstab.checks import Thresholds
+from trainstab.checks import BATTERY, Thresholds
 from trainstab.config import SweepConfig
 from trainstab.sweep import run_sweep
 
@@ -43,7 +42,7 @@ def recorded(sweep, tmp_path):
 
 
 def test_every_check_records_its_metrics_per_lr_and_the_file_reads_back(sweep, tmp_path):
-    for check, metrics in CHECK_METRICS.items():
+    for check, metrics in ((name, check.metrics) for name, check in BATTERY.items()):
         data = new_baseline("reference", check, sweep, Thresholds())
         assert tuple(data["metrics"]) == metrics
         path = tmp_path / f"{check}.json"

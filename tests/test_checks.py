@@ -12,10 +12,9 @@ from trainstab.checks import (
     check_lr_sensitivity,
     check_parameters_move,
     run_check,
-    spike_score,
 )
 from trainstab.config import SweepConfig
-from trainstab.sweep import RunResult, SweepResult
+from trainstab.results import RunResult, SweepResult, spike_score
 from trainstab.testing import CHECK_NAMES
 
 

@@ -3,8 +3,8 @@
 import pytest
 from torch import nn
 
-from trainstab.config import SweepConfig
-from trainstab.coordinates import DEFAULT_SLOPE_BAND, CoordinateConfig, coordinate_check
+from trainstab.config import DEFAULT_SLOPE_BAND, CoordinateConfig, SweepConfig
+from trainstab.coordinates import coordinate_check
 from trainstab.errors import TrainstabError
 from trainstab.overrides import apply_overrides
 

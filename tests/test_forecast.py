@@ -15,7 +15,7 @@ from trainstab.forecast import (
     gradient_rms_floor,
 )
 from trainstab.ladder import LadderResult, Rung
-from trainstab.sweep import RunResult, SweepResult
+from trainstab.results import RunResult, SweepResult
 
 FIT_TOLERANCE = 1e-9  # an exact power law must be recovered to rounding
 

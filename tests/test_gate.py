@@ -6,7 +6,9 @@ import pytest
 
 from trainstab.checks import BATTERY, Thresholds, run_check
 from trainstab.config import SweepConfig
-from trainstab.gate import BaselinePolicy, gate, write_files
+from trainstab.files import write_files
+from trainstab.gate import gate
+from trainstab.options import BaselinePolicy
 from trainstab.sweep import run_sweep
 
 TINY = SweepConfig(lrs=(1e-2, 3e-1), workers=1)
@@ -21,12 +23,15 @@ def sweeps():
 
 
 def _gate(sweep, folder, **flags):
-    result = BATTERY["attention_logits"](sweep, BOUNDS)
-    return gate("reference", "attention_logits", result, sweep, BOUNDS, BaselinePolicy(folder, **flags))
+    result = BATTERY["attention_logits"].run(sweep, BOUNDS)
+    return gate(
+        label="reference", result=result, sweep=sweep, bounds=BOUNDS, policy=BaselinePolicy(folder, **flags), seed=0
+    )
 
 
 def test_baselines_off_is_status_off_with_nothing_to_write(sweeps):
-    gated = gate("reference", "log_z", BATTERY["log_z"](sweeps[0], BOUNDS), sweeps[0], BOUNDS, BaselinePolicy(None))
+    result = BATTERY["log_z"].run(sweeps[0], BOUNDS)
+    gated = gate(label="reference", result=result, sweep=sweeps[0], bounds=BOUNDS, policy=BaselinePolicy(None), seed=0)
     assert (gated.status, gated.writes, gated.baseline_fails) == ("off", (), False)
 
 
@@ -81,7 +86,7 @@ def test_a_file_that_cannot_be_written_is_reported_not_raised(sweeps, tmp_path):
 def _gate_report_only(sweep, folder):
     bounds = dataclasses.replace(BOUNDS, report_only=frozenset({"attention_logits"}))
     result = run_check("attention_logits", sweep, bounds)
-    return gate("reference", "attention_logits", result, sweep, bounds, BaselinePolicy(folder))
+    return gate(label="reference", result=result, sweep=sweep, bounds=bounds, policy=BaselinePolicy(folder), seed=0)
 
 
 def test_a_report_only_check_over_its_bound_or_worse_than_its_baseline_warns_instead_of_failing(sweeps, tmp_path):

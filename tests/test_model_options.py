@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 from trainstab import TrainstabError
 from trainstab.config import ModelConfig, SweepConfig, TrainConfig, validate
 from trainstab.fuzz import evaluate
-from trainstab.gate import ModelUnderTest, sweep_config
 from trainstab.model_names import canonical_model_name, split_model_name
 from trainstab.models import build_stack
+from trainstab.options import ModelUnderTest, RunOptions, sweep_config
+from trainstab.results import SweepResult
 from trainstab.strategies import FuzzPoint, stability_region
-from trainstab.sweep import SweepResult, run_sweep
+from trainstab.sweep import run_sweep
 
 SMALL = ModelConfig(width=16, heads=2, depth=2, context_length=16)
 
@@ -86,7 +87,7 @@ def test_hf_options_are_config_fields():
 
 
 def test_a_model_under_test_with_options_is_the_model_named_with_them():
-    options = {**_RUN_OPTIONS, "trainstab_model": "user_models:Tiny"}
+    options = RunOptions(model="user_models:Tiny")
     given_here = ModelUnderTest("user_models:Tiny", options={"qk_norm": False})
     assert str(given_here) == given_here.label(options) == "user_models:Tiny[qk_norm=false]"
     assert sweep_config(options, given_here).model_name == "user_models:Tiny[qk_norm=false]"
@@ -94,16 +95,6 @@ def test_a_model_under_test_with_options_is_the_model_named_with_them():
     assert run_model.label(options) == "user_models:Tiny[qk_norm=false]"
     with pytest.raises(TrainstabError, match="twice"):
         ModelUnderTest("user_models:Tiny[a=1,a=2]")
-
-
-_RUN_OPTIONS = {
-    "trainstab_profile": "default",
-    "trainstab_set": [],
-    "trainstab_seed": 0,
-    "trainstab_steps": None,
-    "trainstab_lrs": None,
-    "trainstab_corpus": None,
-}
 
 
 def test_the_recipe_records_the_options_and_a_dropped_option_is_a_change():
@@ -175,9 +166,9 @@ def test_every_value_of_a_fuzzed_option_is_checked_before_the_search():
 def test_a_model_option_in_the_run_options_is_written_canonically_and_a_malformed_one_refused():
     from trainstab.options import parse_options
 
-    assert parse_options({"trainstab_model": ("ini", "m:b[z=1, a=true]")}, [])["trainstab_model"] == "m:b[a=true,z=1]"
+    assert parse_options({"model": ("ini", "m:b[z=1, a=true]")}).model == "m:b[a=true,z=1]"
     with pytest.raises(TrainstabError, match="one pair of brackets"):
-        parse_options({"trainstab_model": ("ini", "m:b[x")}, [])
+        parse_options({"model": ("ini", "m:b[x")})
 
 
 def test_overrides_and_options_never_share_a_label():

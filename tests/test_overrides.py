@@ -75,7 +75,7 @@ def test_training_and_size_keys_apply_to_every_model():
 def test_a_user_models_baseline_recipe_records_only_what_applies_to_it():
     from trainstab.baseline import describe_config
     from trainstab.config import REFERENCE_ONLY_KEYS
-    from trainstab.sweep import SweepResult
+    from trainstab.results import SweepResult
 
     def recipe(name):
         return describe_config(SweepResult(SweepConfig(model_name=name), (), 0.0, 0.0, {}, 0.0))[1]

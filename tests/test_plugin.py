@@ -171,7 +171,7 @@ def test_gradients_stay_clear_of_eps(model, check):
     [
         ("--trainstab-seed=abc", "--trainstab-seed='abc': expected an integer"),
         ("--trainstab-report-only=speed", "expected none or check names from"),
-        ("--trainstab-lrs=fast", "expected numbers like 1e-3,1e-2"),
+        ("--trainstab-lrs=fast", "expected comma-separated numbers such as 1e-3,1e-2"),
         ("--trainstab-attention-logit-bound=big", "expected a finite number above 0"),
         ("--trainstab-device=cuda", "is not supported"),
     ],

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 from trainstab.config import ModelConfig, SweepConfig
 from trainstab.ladder import LadderResult, Rung
+from trainstab.results import RunResult, SweepResult
 from trainstab.scaling import ScalingThresholds, attention_advice, check_lr_transfer
-from trainstab.sweep import RunResult, SweepResult
 
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 

@@ -10,6 +10,7 @@ import pytest
 
 from trainstab.config import SweepConfig
 from trainstab.errors import TrainstabError
+from trainstab.results import RunResult, SweepResult
 from trainstab.session_cache import (
     PREFIX,
     STALE_SECONDS,
@@ -19,7 +20,6 @@ from trainstab.session_cache import (
     remove_stale,
     write_sweep,
 )
-from trainstab.sweep import RunResult, SweepResult
 
 SRC = Path(__file__).parent.parent / "src" / "trainstab"
 

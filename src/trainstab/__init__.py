@@ -23,8 +23,8 @@ _EXPORTS = {
     "is_capturing": "trainstab.capture",
     "record_attention_logits": "trainstab.capture",
     "run_sweep": "trainstab.sweep",
-    "SweepResult": "trainstab.sweep",
-    "RunResult": "trainstab.sweep",
+    "SweepResult": "trainstab.results",
+    "RunResult": "trainstab.results",
     "ReferenceLM": "trainstab.reference",
     "ReferenceTransformer": "trainstab.reference",
 }
@@ -50,7 +50,8 @@ if TYPE_CHECKING:
     from trainstab.config import PAPER_LR_GRID, ModelConfig, SweepConfig, TrainConfig
     from trainstab.errors import TrainstabError
     from trainstab.reference import ReferenceLM, ReferenceTransformer
-    from trainstab.sweep import RunResult, SweepResult, run_sweep
+    from trainstab.results import RunResult, SweepResult
+    from trainstab.sweep import run_sweep
 
 
 def __getattr__(name: str) -> Any:

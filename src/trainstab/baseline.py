@@ -21,16 +21,24 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from trainstab.config import REFERENCE_ONLY_KEYS
+from trainstab.checks import BATTERY, Thresholds
+from trainstab.config import REFERENCE_ONLY_KEYS, resolved_config
+from trainstab.environment import light_environment
 from trainstab.errors import TrainstabError
-from trainstab.files import shown
+from trainstab.files import json_text, shown
 from trainstab.model_names import split_model_name
-
-if TYPE_CHECKING:
-    from trainstab.checks import Thresholds
-    from trainstab.sweep import RunResult, SweepResult
+from trainstab.options import RunOptions, run_seed
+from trainstab.results import (
+    RunResult,
+    SweepResult,
+    dead_tensors,
+    max_abs_log_z,
+    smallest_grad_rms_over_eps,
+    spike_score,
+    up_to,
+)
 
 FORMAT_VERSION = 1  # the "trainstab_baseline" field; bumped when the layout changes
 SIGNIFICANT_DIGITS = 4  # values are rounded so that diffs show changes, not float noise
@@ -70,16 +78,6 @@ TOLERANCES: dict[str, Tolerance] = {
 }
 #: Recorded for people and plots, never gated: a moving best LR or loss curve is not by itself worse.
 INFORMATIONAL = ("best_lr", "loss_curve")
-#: The metrics each check records and compares.
-CHECK_METRICS: dict[str, tuple[str, ...]] = {
-    "no_divergence": ("diverged",),
-    "attention_logits": ("max_attention_logit",),
-    "log_z": ("max_abs_log_z",),
-    "lr_sensitivity": ("lr_sensitivity", "final_loss", "best_lr", "loss_curve"),
-    "grad_rms_vs_eps": ("grad_rms_over_eps",),
-    "loss_spikes": ("spike_score",),
-    "parameters_move": ("dead_tensors",),
-}
 #: Metrics recorded once per LR (the rest are one number per sweep); their entry types.
 PER_LR_METRICS: dict[str, str] = {
     "max_attention_logit": "number",
@@ -140,8 +138,6 @@ def _round(value: float) -> float | None:
 
 def measure(sweep: SweepResult, check: str, thresholds: Thresholds) -> dict[str, Any]:
     """The metrics ``check`` records for a sweep, rounded, per LR where they are per run."""
-    from trainstab.checks import dead_tensors, ignored, max_abs_log_z, smallest_grad_rms_over_eps, spike_score
-
     train = sweep.config.train
     per_run: dict[str, Callable[[RunResult], Any]] = {
         "max_attention_logit": lambda run: _round(run.max_attention_logit),
@@ -150,7 +146,7 @@ def measure(sweep: SweepResult, check: str, thresholds: Thresholds) -> dict[str,
         "grad_rms_over_eps": lambda run: (
             None
             if run.diverged
-            else _round(smallest_grad_rms_over_eps(run, train.eps, train.warmup_steps, thresholds)[0])
+            else _round(smallest_grad_rms_over_eps(run, train.eps, train.warmup_steps, thresholds.ignore_params)[0])
         ),
         "spike_score": lambda run: (
             None
@@ -165,12 +161,10 @@ def measure(sweep: SweepResult, check: str, thresholds: Thresholds) -> dict[str,
     whole: dict[str, Callable[[], Any]] = {
         "lr_sensitivity": lambda: _round(sweep.lr_sensitivity),
         "best_lr": lambda: sweep.best_lr,
-        "dead_tensors": lambda: len(
-            [name for name in dead_tensors(sweep, thresholds.min_update_steps) if not ignored(name, thresholds)]
-        ),
+        "dead_tensors": lambda: len(dead_tensors(sweep, thresholds.min_update_steps, thresholds.ignore_params)),
     }
     metrics: dict[str, Any] = {}
-    for name in CHECK_METRICS[check]:
+    for name in BATTERY[check].metrics:
         if name in per_run:
             metrics[name] = {lr_key(run.lr): per_run[name](run) for run in sweep.runs}
         else:
@@ -197,8 +191,6 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def describe_config(sweep: SweepResult) -> tuple[dict[str, Any], dict[str, Any]]:
     """(protocol, recipe) of a sweep: what defines the measurement, and everything else."""
-    from trainstab.report import resolved_config
-
     flat = flatten(resolved_config(sweep.config))
     corpus = Path(flat["corpus"])
     # The path differs between machines; the name and size identify the corpus.
@@ -251,7 +243,7 @@ def new_baseline(
 
 def to_text(baseline: dict[str, Any]) -> str:
     """The file's text: indented, keys in a stable order, one value per line, so diffs read well."""
-    return json.dumps(baseline, indent=2, allow_nan=False) + "\n"
+    return json_text(baseline)
 
 
 @dataclass(frozen=True)
@@ -332,14 +324,14 @@ def _validate(path: Path, data: Any, check: str, label: str | None) -> None:
         )
     if not _is_number(data.get("max_lr")):
         raise BaselineError(path, '"max_lr" is missing or not a number')
-    for name in CHECK_METRICS[check]:
+    for name in BATTERY[check].metrics:
         if name not in data["metrics"]:
             raise BaselineError(path, f'"metrics" has no "{name}", which check {check} compares')
     lrs = data["protocol"].get("lrs")
     if not (isinstance(lrs, list) and lrs and all(_is_number(x) for x in lrs)):
         raise BaselineError(path, '"protocol" has no "lrs" list of numbers')
     for name, value in data["metrics"].items():
-        if name not in CHECK_METRICS[check]:
+        if name not in BATTERY[check].metrics:
             raise BaselineError(path, f'"metrics" has "{name}", which check {check} does not record')
         _validate_metric(path, name, value, {lr_key(x) for x in lrs})
     for name, tolerance in data["tolerances"].items():
@@ -441,7 +433,7 @@ def compare(baseline: Baseline, current: dict[str, Any]) -> list[Comparison]:
         recorded = baseline.data["metrics"][name]
         pairs: list[tuple[str | None, Value, Value]]
         if isinstance(measured, dict):
-            checked = {lr: value for lr, value in measured.items() if float(lr) <= max_lr * (1 + 1e-9)}
+            checked = {lr: value for lr, value in measured.items() if up_to(float(lr), max_lr)}
             pairs = [(lr, recorded.get(lr), value) for lr, value in checked.items()]
         else:
             pairs = [(None, recorded, measured)]
@@ -512,3 +504,21 @@ def recorded_environments(folder: Path) -> dict[Path, dict[str, Any]]:
         if isinstance(data, dict) and isinstance(data.get("environment"), dict):
             found[path] = data["environment"]
     return found
+
+
+def header_lines(options: RunOptions) -> list[str]:
+    """Lines for the top of a run: the baseline folder, and a warning when its baselines were recorded elsewhere."""
+    if options.baselines is None:
+        return []
+    folder = Path(options.baselines)
+    environments = recorded_environments(folder)
+    mode = " (rewriting all)" if options.regen_all else " (rewriting failing ones)" if options.update_baseline else ""
+    lines = [f"baselines {shown(folder)}: {len(environments)} file(s){mode}"]
+    here = light_environment(run_seed(options))
+    differences = sorted({d for recorded in environments.values() for d in environment_differences(recorded, here)})
+    if differences:
+        lines.append(
+            "WARNING: baselines were recorded in another environment (" + "; ".join(differences) + "): numbers "
+            f"may move within tolerance; if they drift, refresh the baselines on main with {options.flag('regen-all')}"
+        )
+    return lines

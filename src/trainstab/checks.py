@@ -35,14 +35,29 @@ below are over all of them (``benchmarks/calibrate.py --robustness``):
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
-from trainstab.sweep import RunResult, SweepResult
+from trainstab.results import (
+    ATTN_ENTROPY_LAYER,
+    ATTN_MAX_LOGIT,
+    ATTN_MAX_LOGIT_LAYER,
+    NO_SIGNAL,
+    STEP,
+    RunResult,
+    SweepResult,
+    dead_tensors,
+    ignored,
+    max_abs_log_z,
+    no_signal_tensors,
+    runs_up_to,
+    smallest_grad_rms_over_eps,
+    spike_score,
+)
 
 #: Checks that are measured, shown, reported and baselined, but do not fail a test by default, and why.
 #: Both were measured on the zoo (benchmarks/calibrate.py --robustness, 162 stable cases) and cannot separate:
@@ -75,12 +90,7 @@ class Thresholds:
     # Parameter tensors left out of grad_rms_vs_eps and parameters_move: shell-style patterns on their names
     # ("blocks/*/attn/k_norm/bias"; "." and "/" are the same), for tensors the team knows are frozen or inert.
     ignore_params: tuple[str, ...] = ()
-
-
-def ignored(name: str, t: Thresholds) -> bool:
-    """Whether the parameter tensor ``name`` matches one of ``t.ignore_params``."""
-    normal = name.replace(".", "/")
-    return any(fnmatch.fnmatchcase(normal, pattern.replace(".", "/")) for pattern in t.ignore_params)
+    flags: str = "--trainstab-"  # how messages spell the flags: the front end's (the CLI's are "--<name>")
 
 
 @dataclass(frozen=True)
@@ -101,14 +111,9 @@ class CheckResult:
         return "pass" if self.passed else "FAIL" if self.asserted else "warn"
 
 
-def _considered(sweep: SweepResult, t: Thresholds) -> list[RunResult]:
-    """The runs at LRs up to the threshold's max LR."""
-    return [run for run in sweep.runs if run.lr <= t.max_lr * (1 + 1e-9)]
-
-
 def check_no_divergence(sweep: SweepResult, t: Thresholds) -> CheckResult:
     """No run up to ``max_lr`` goes non-finite."""
-    diverged = [run for run in _considered(sweep, t) if run.diverged]
+    diverged = [run for run in runs_up_to(sweep, t.max_lr) if run.diverged]
     if not diverged:
         return CheckResult("no_divergence", True, 0.0, 0.0, None, "no run diverged")
     first = min(diverged, key=lambda run: run.lr)
@@ -121,7 +126,7 @@ def check_no_divergence(sweep: SweepResult, t: Thresholds) -> CheckResult:
         f"training diverged (non-finite loss or gradient) at lr={first.lr:g}, step {first.diverged_at_step}, "
         f"and at {len(diverged) - 1} more LR(s) <= {t.max_lr:g}: likely attention or output logit growth; "
         "consider qk-layernorm, z-loss, a longer warm-up or gradient clipping "
-        "(or lower the checked range with --trainstab-max-lr)",
+        f"(or lower the checked range with {t.flags}max-lr)",
     )
 
 
@@ -135,26 +140,26 @@ def layer_attribution(run: RunResult) -> str:
     The first head to grow is usually where the instability starts (in the
     paper, layer 0); the largest at the peak is where it ended up.
     """
-    peak = max(run.history, key=lambda h: h["attn/max_logit"], default={})
-    heads = {k: v for k, v in peak.items() if k.startswith("attn/max_logit/layer") and "/head" in k}
+    peak = max(run.history, key=lambda h: h[ATTN_MAX_LOGIT], default={})
+    heads = {k: v for k, v in peak.items() if k.startswith(ATTN_MAX_LOGIT_LAYER) and "/head" in k}
     if not heads:
         return ""
     worst = max(heads, key=lambda k: heads[k])
-    largest = f"largest in {worst.removeprefix('attn/max_logit/')}: {heads[worst]:.3g}"
+    largest = f"largest in {worst.removeprefix(ATTN_MAX_LOGIT + '/')}: {heads[worst]:.3g}"
     for snapshot in run.history:  # probes in step order
         grown = {k: v for k, v in snapshot.items() if k in heads and v > GROWTH_LEVEL}
         if grown:
             first = max(grown, key=lambda k: grown[k])
             return (
-                f" ({first.removeprefix('attn/max_logit/')} grew first: above {GROWTH_LEVEL:g} from step "
-                f"{int(snapshot['step'])} ({grown[first]:.3g}); {largest})"
+                f" ({first.removeprefix(ATTN_MAX_LOGIT + '/')} grew first: above {GROWTH_LEVEL:g} from step "
+                f"{int(snapshot[STEP])} ({grown[first]:.3g}); {largest})"
             )
     return f" ({largest})"
 
 
 def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
     """The max attention logit stays below the bound at every LR up to ``max_lr``."""
-    runs = [run for run in _considered(sweep, t) if math.isfinite(run.max_attention_logit)]
+    runs = [run for run in runs_up_to(sweep, t.max_lr) if math.isfinite(run.max_attention_logit)]
     if not runs:
         return CheckResult(
             "attention_logits", False, math.nan, t.attention_logit, None,
@@ -162,32 +167,26 @@ def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
         )  # fmt: skip
     worst = max(runs, key=lambda run: run.max_attention_logit)
     value = worst.max_attention_logit
-    passed = value < t.attention_logit and not any(run.diverged for run in _considered(sweep, t))
+    passed = value < t.attention_logit and not any(run.diverged for run in runs_up_to(sweep, t.max_lr))
     has_qk_norm = sweep.config.model_name == "reference" and sweep.config.model.qk_layernorm
     fix = (
         "it has qk-layernorm already: lower the peak LR or lengthen the warm-up"
         if has_qk_norm
-        else ("consider qk-layernorm")
+        else "consider qk-layernorm"
     )
     message = (
         f"max attention logit {value:.3g} at lr={worst.lr:g} is below {t.attention_logit:g}"
         if passed
         else f"attention logits grew to {value:.3g} at lr={worst.lr:g}{layer_attribution(worst)}, above the bound "
-        f"{t.attention_logit:g}: {fix} (override with --trainstab-attention-logit-bound)"
+        f"{t.attention_logit:g}: {fix} (override with {t.flags}attention-logit-bound)"
     )
     return CheckResult("attention_logits", passed, value, t.attention_logit, worst.lr, message)
-
-
-def max_abs_log_z(run: RunResult) -> float:
-    """The largest finite |log Z| of the output logits over a run's probes (0 if none is finite)."""
-    extremes = (max(abs(h["output/log_z/min"]), abs(h["output/log_z/max"])) for h in run.history)
-    return max((x for x in extremes if math.isfinite(x)), default=0.0)
 
 
 def check_log_z(sweep: SweepResult, t: Thresholds) -> CheckResult:
     """|log Z| of the output logits stays within the bound at every probe."""
     worst_value, worst_lr = 0.0, None
-    for run in _considered(sweep, t):
+    for run in runs_up_to(sweep, t.max_lr):
         extreme = max_abs_log_z(run)
         if extreme > worst_value:
             worst_value, worst_lr = extreme, run.lr
@@ -197,7 +196,7 @@ def check_log_z(sweep: SweepResult, t: Thresholds) -> CheckResult:
         f"|log Z| stayed within {worst_value:.3g} <= {t.log_z:g}"
         if passed
         else f"output logits drifted: |log Z| reached {worst_value:.3g} at lr={worst_lr:g} (bound {t.log_z:g}); "
-        f"z_loss is {z:g}: consider z-loss 1e-4 or weight decay (override with --trainstab-log-z-bound)"
+        f"z_loss is {z:g}: consider z-loss 1e-4 or weight decay (override with {t.flags}log-z-bound)"
     )
     return CheckResult("log_z", passed, worst_value, t.log_z, worst_lr, message)
 
@@ -213,7 +212,7 @@ def check_lr_sensitivity(sweep: SweepResult, t: Thresholds) -> CheckResult:
     passed = value <= t.lr_sensitivity
     undecided = (
         f"; across architectures stable models measure up to {STABLE_SENSITIVITY_RANGE:g} at this size, so this "
-        "number alone cannot tell stable from unstable: compare it with main's baseline (--trainstab-baselines)"
+        f"number alone cannot tell stable from unstable: compare it with main's baseline ({t.flags}baselines)"
     )
     message = (
         f"LR sensitivity {value:.4f} <= {t.lr_sensitivity:g} (best lr={sweep.best_lr:g})"
@@ -221,54 +220,9 @@ def check_lr_sensitivity(sweep: SweepResult, t: Thresholds) -> CheckResult:
         if passed
         else f"LR sensitivity {value:.4f} is above {t.lr_sensitivity:g} (best lr={sweep.best_lr:g}): the loss "
         "degrades quickly away from the best LR; consider qk-layernorm, z-loss, a longer warm-up or independent "
-        "weight decay (override with --trainstab-lr-sensitivity-bound)"
+        f"weight decay (override with {t.flags}lr-sensitivity-bound)"
     )
     return CheckResult("lr_sensitivity", passed, value, t.lr_sensitivity, sweep.best_lr, message)
-
-
-#: A tensor whose gradient RMS at initialisation is below this share of the model's largest has no learning signal
-#: (softmax cancels it). Zoo: k-norm biases at 2e-9 to 9e-9 of the largest; every other tensor at 1.8e-4 or more.
-NO_SIGNAL = 1e-6
-
-
-def no_signal_tensors(run: RunResult) -> list[str]:
-    """Tensors whose gradient RMS at the first probe (initialisation) is below :data:`NO_SIGNAL` times the largest.
-
-    A gradient that small is rounding, not signal: the tensor cannot change the loss, whatever is trained.
-    The classic case is a bias on the keys (a key bias, or the bias of a LayerNorm on k): it adds the same
-    q . b to every logit of a query, which softmax cancels.
-    """
-    first = {k: v for k, v in (run.history[0] if run.history else {}).items() if k.startswith("grads/rms/")}
-    floor = NO_SIGNAL * max(first.values(), default=0.0)
-    return sorted(key.removeprefix("grads/rms/") for key, value in first.items() if 0 < value < floor)
-
-
-def smallest_grad_rms_over_eps(
-    run: RunResult, eps: float, warmup: int, t: Thresholds | None = None
-) -> tuple[float, str]:
-    """The smallest non-zero (gradient RMS / eps) of any tensor at any probe after warm-up, and that tensor.
-
-    Tensors whose gradient RMS at the first probe (initialisation) is below
-    :data:`NO_SIGNAL` times the largest there are left out: they have no
-    learning signal to lose (:func:`no_signal_tensors`; ``parameters_move``
-    reports them). So are those ``t.ignore_params`` names. Returns (inf, "")
-    when no probe after warm-up has a non-zero gradient (a run that diverged at once).
-    """
-    scale = max(eps, 1e-300)
-    first = {k: v for k, v in (run.history[0] if run.history else {}).items() if k.startswith("grads/rms/")}
-    floor = NO_SIGNAL * max(first.values(), default=0.0)
-    worst, name = math.inf, ""
-    for h in run.history:
-        if h["step"] < warmup:
-            continue
-        for key, value in h.items():
-            if not key.startswith("grads/rms/") or first.get(key, math.inf) < floor:
-                continue
-            if t is not None and ignored(key.removeprefix("grads/rms/"), t):
-                continue
-            if value > 0 and value / scale < worst:
-                worst, name = value / scale, key.removeprefix("grads/rms/")
-    return worst, name
 
 
 #: Attention whose mean entropy is at least this share of the uniform value is "uniform": every key weighs the
@@ -305,8 +259,8 @@ def collapsed_attention(run: RunResult | None, context_length: int, tensor: str)
     number = LAYER_INDEX.search(tensor)
     found = []
     for key, entropy in sorted(last.items()):
-        layer = key.removeprefix("attn/entropy/layer")
-        if not key.startswith("attn/entropy/layer") or not layer.isdigit():
+        layer = key.removeprefix(ATTN_ENTROPY_LAYER)
+        if not key.startswith(ATTN_ENTROPY_LAYER) or not layer.isdigit():
             continue
         if number is not None and int(layer) != int(number.group(1)):
             continue
@@ -323,10 +277,10 @@ def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
     warmup = sweep.config.train.warmup_steps
     worst_ratio, worst_lr, worst_name = math.inf, None, ""
     worst_run: RunResult | None = None
-    for run in _considered(sweep, t):
+    for run in runs_up_to(sweep, t.max_lr):
         if run.diverged:
             continue
-        ratio, name = smallest_grad_rms_over_eps(run, eps, warmup, t)
+        ratio, name = smallest_grad_rms_over_eps(run, eps, warmup, t.ignore_params)
         if ratio < worst_ratio:
             worst_ratio, worst_lr, worst_name, worst_run = ratio, run.lr, name, run
     passed = worst_ratio >= t.grad_rms_over_eps
@@ -349,20 +303,9 @@ def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
             message = (
                 f"{where}: updates shrink toward eps and learning stalls. A true epsilon stall gets worse with size "
                 "(the eps_forecast scaling check measures how); consider eps=1e-15, or ignore an inert tensor with "
-                "--trainstab-ignore-params (override the bound with --trainstab-grad-rms-over-eps)"
+                f"{t.flags}ignore-params (override the bound with {t.flags}grad-rms-over-eps)"
             )
     return CheckResult("grad_rms_vs_eps", passed, worst_ratio, t.grad_rms_over_eps, worst_lr, message)
-
-
-def spike_score(losses: tuple[float, ...] | list[float], sigmas: float, window: int, start: int = 0) -> float:
-    """OLMo 2's spike score: share of steps > ``sigmas`` std above the rolling mean of the ``window`` before."""
-    points = range(max(start, window), len(losses))
-    spikes = 0
-    for i in points:
-        previous = losses[i - window : i]
-        mean, std = statistics.fmean(previous), statistics.pstdev(previous)
-        spikes += losses[i] - mean > sigmas * std if std > 0 else losses[i] > mean
-    return spikes / len(points) if len(points) else 0.0
 
 
 def check_loss_spikes(sweep: SweepResult, t: Thresholds) -> CheckResult:
@@ -370,7 +313,7 @@ def check_loss_spikes(sweep: SweepResult, t: Thresholds) -> CheckResult:
     warmup = sweep.config.train.warmup_steps
     scored = [
         (spike_score(run.losses, t.spike_sigmas, t.spike_window, start=warmup), run)
-        for run in _considered(sweep, t)
+        for run in runs_up_to(sweep, t.max_lr)
         if not run.diverged
     ]  # a diverged run's last steps are a blow-up, not spikes: no_divergence reports it
     value, worst = max(scored, key=lambda pair: pair[0]) if scored else (0.0, None)
@@ -381,23 +324,9 @@ def check_loss_spikes(sweep: SweepResult, t: Thresholds) -> CheckResult:
         if passed
         else f"loss spikes: {value:.1%} of steps at lr={lr:g} are more than {t.spike_sigmas:g} std above the rolling "
         f"mean (bound {t.spike_score:g}): consider qk-layernorm, a lower LR or gradient clipping "
-        "(override with --trainstab-spike-score-bound)"
+        f"(override with {t.flags}spike-score-bound)"
     )
     return CheckResult("loss_spikes", passed, value, t.spike_score, lr, message)
-
-
-def dead_tensors(sweep: SweepResult, min_update_steps: int) -> list[str]:
-    """Parameter tensors that got a non-zero gradient at fewer than ``min_update_steps`` probes.
-
-    Every LR shares the init and the data, so the first run that did not diverge tells.
-    """
-    for run in sweep.runs:
-        if run.diverged or not run.history:
-            continue
-        keys = [k for k in run.history[0] if k.startswith("grads/rms/")]
-        live = {k: sum(1 for h in run.history if h.get(k, 0.0) > 0) for k in keys}
-        return sorted(k.removeprefix("grads/rms/") for k, n in live.items() if n < min_update_steps)
-    return []
 
 
 def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
@@ -407,9 +336,9 @@ def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
     Tensors with no learning signal by construction (:func:`no_signal_tensors`, such as a key bias) pass, and
     are named in the message: harmless, but parameters that cannot learn. ``t.ignore_params`` are left out.
     """
-    dead = [name for name in dead_tensors(sweep, t.min_update_steps) if not ignored(name, t)]
+    dead = dead_tensors(sweep, t.min_update_steps, t.ignore_params)
     first = next((run for run in sweep.runs if not run.diverged and run.history), None)
-    inert = [name for name in (no_signal_tensors(first) if first else []) if not ignored(name, t)]
+    inert = [name for name in (no_signal_tensors(first) if first else []) if not ignored(name, t.ignore_params)]
     passed = not dead
     if passed:
         message = "every parameter tensor received a gradient"
@@ -417,36 +346,55 @@ def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
         message = (
             f"{len(dead)} parameter tensor(s) never received a gradient: {', '.join(dead)}; a frozen or dead layer "
             "(detached path, unused module, dead activation) wastes capacity. If one is frozen on purpose, leave "
-            "it out with --trainstab-ignore-params"
+            f"it out with {t.flags}ignore-params"
         )
     if inert:
         message += (
             f"; {len(inert)} tensor(s) get no learning signal by construction (gradient below {NO_SIGNAL:g} of the "
             f"largest at initialisation): {', '.join(inert)}. A bias on the keys is the usual one: softmax cancels "
             "the q . b it adds to every logit of a query. Harmless; drop it (bias=False) or list it in "
-            "--trainstab-ignore-params"
+            f"{t.flags}ignore-params"
         )
     return CheckResult("parameters_move", passed, float(len(dead)), 0.0, None, message)
 
 
 def run_check(name: str, sweep: SweepResult, t: Thresholds) -> CheckResult:
     """The verdict of the battery's check ``name`` on ``sweep``, marked report-only when ``t`` says so."""
-    result = BATTERY[name](sweep, t)
+    result: CheckResult = BATTERY[name].run(sweep, t)
     if name not in t.report_only:
         return result
     if result.passed:
         return replace(result, asserted=False, message=f"{result.message} (report-only)")
-    why = REPORT_ONLY.get(name, "made report-only by --trainstab-report-only")
+    why = REPORT_ONLY.get(name, f"made report-only by {t.flags}report-only")
     return replace(result, asserted=False, message=f"{result.message} [report-only, so the test passes: {why}]")
 
 
-#: The standard battery, in the order it is reported.
-BATTERY: dict[str, Callable[[SweepResult, Thresholds], CheckResult]] = {
-    "no_divergence": check_no_divergence,
-    "attention_logits": check_attention_logits,
-    "log_z": check_log_z,
-    "lr_sensitivity": check_lr_sensitivity,
-    "grad_rms_vs_eps": check_grad_rms_vs_eps,
-    "loss_spikes": check_loss_spikes,
-    "parameters_move": check_parameters_move,
+@dataclass(frozen=True)
+class Check:
+    """One check: its name, the function that judges, what its baseline records, and what it reads.
+
+    ``kind`` ``"sweep"``: ``run(SweepResult, Thresholds)``, one model's sweep (the battery);
+    ``"scaling"``: ``run(Evidence, ScalingThresholds)``, ladders of sizes (trainstab.scaling).
+    """
+
+    name: str
+    run: Callable[..., CheckResult]
+    metrics: tuple[str, ...]  # the baseline metrics it records and compares (trainstab.baseline); () if none
+    kind: Literal["sweep", "scaling"]
+
+
+#: The standard battery, in the order it is reported. trainstab.registry adds the scaling checks.
+BATTERY: dict[str, Check] = {
+    check.name: check
+    for check in (
+        Check("no_divergence", check_no_divergence, ("diverged",), "sweep"),
+        Check("attention_logits", check_attention_logits, ("max_attention_logit",), "sweep"),
+        Check("log_z", check_log_z, ("max_abs_log_z",), "sweep"),
+        Check(
+            "lr_sensitivity", check_lr_sensitivity, ("lr_sensitivity", "final_loss", "best_lr", "loss_curve"), "sweep"
+        ),
+        Check("grad_rms_vs_eps", check_grad_rms_vs_eps, ("grad_rms_over_eps",), "sweep"),
+        Check("loss_spikes", check_loss_spikes, ("spike_score",), "sweep"),
+        Check("parameters_move", check_parameters_move, ("dead_tensors",), "sweep"),
+    )
 }

@@ -1,6 +1,6 @@
 """Typed configurations: one frozen dataclass per concern.
 
-Defaults follow the paper (Wortsman et al. 2023, see DESIGN.md section 1),
+Defaults follow the paper (Wortsman et al. 2023),
 scaled down to a model that trains in seconds on two CPU cores. Tiny variants
 are made with ``dataclasses.replace``; ``validate`` turns an inconsistent
 configuration into a :class:`TrainstabError` that names the fix.
@@ -8,10 +8,12 @@ configuration into a :class:`TrainstabError` that names the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from trainstab.errors import TrainstabError
 from trainstab.model_names import canonical_model_name, format_value, split_model_name
@@ -115,6 +117,31 @@ class SweepConfig:
         object.__setattr__(self, "model_name", canonical_model_name(self.model_name))
 
 
+#: The coordinate check's band: halfway between Θ(1) (slope 0, transfers) and Θ(width) (slope 1, standard Adam's
+#: worst case).
+DEFAULT_SLOPE_BAND = 0.5
+
+
+@dataclass(frozen=True)
+class CoordinateConfig:
+    """What the coordinate check (trainstab.coordinates) trains."""
+
+    widths: tuple[int, ...] = (32, 64, 128)  # at least 3; heads keep the base's head dimension
+    steps: int = 10  # training steps recorded (the "first steps" of µP's check)
+    lr: float = 1e-2  # constant LR after a one-step warm-up (the base model's best on the paper grid)
+    band: float = DEFAULT_SLOPE_BAND  # max |log-log slope of activation RMS against width|
+
+
+#: The corpus every sweep trains on unless told otherwise: shipped in the package, or the repository's fixtures/.
+BUNDLED_CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "corpus.npy"
+
+
+def bundled_corpus_path() -> Path:
+    """Path of the bundled corpus (shipped in the package, or the repository's fixtures/)."""
+    packaged = Path(__file__).with_name("data") / "corpus.npy"
+    return packaged if packaged.exists() else BUNDLED_CORPUS
+
+
 def lr_list(text: str) -> tuple[float, ...]:
     """Parse a comma-separated LR grid such as ``1e-3,1e-2`` (ValueError if not numbers, or none)."""
     lrs = tuple(float(part) for part in text.split(",") if part.strip())
@@ -161,7 +188,7 @@ def check_scope(config: SweepConfig) -> None:
         )
 
 
-#: Ranges every front end is held to before any training (issue 14): a value outside is a one-line error.
+#: Ranges every front end is held to before any training: a value outside is a one-line error.
 MAX_STEPS = 1_000_000  # a proxy trains hundreds of steps; a million is already hours
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
 LR_RANGE = (1.2e-38, 3.4e38)  # what a float32 holds: 1e-50 would train at LR 0, 1e400 at inf
@@ -274,3 +301,13 @@ def validate(config: SweepConfig) -> None:
 def _largest_divisor_at_most(n: int, k: int) -> int:
     """The largest divisor of ``n`` that is <= ``k`` (a suggestion for heads)."""
     return max(d for d in range(1, max(1, k) + 1) if n % d == 0)
+
+
+def resolved_config(config: SweepConfig) -> dict[str, Any]:
+    """The config as data, with every default that depends on others filled in (for JSON and baselines)."""
+    data = dataclasses.asdict(config)
+    data["train"]["weight_decay"] = config.train.resolved_weight_decay
+    data["train"]["warmup_steps"] = config.train.warmup_steps
+    data["corpus"] = str(config.corpus) if config.corpus is not None else str(bundled_corpus_path())
+    data["stack_size"] = STACK_SIZE
+    return data

@@ -21,51 +21,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from trainstab.config import SweepConfig
+from trainstab.config import CoordinateConfig, SweepConfig
 from trainstab.corpus import load_corpus
 from trainstab.engine import train_members
 from trainstab.errors import TrainstabError
 from trainstab.ladder import width_configs
 from trainstab.models import build_stack
-
-#: Halfway between Θ(1) (slope 0, transfers) and Θ(width) (slope 1, standard Adam's worst case).
-DEFAULT_SLOPE_BAND = 0.5
-
-
-@dataclass(frozen=True)
-class CoordinateConfig:
-    """What the coordinate check trains."""
-
-    widths: tuple[int, ...] = (32, 64, 128)  # at least 3; heads keep the base's head dimension
-    steps: int = 10  # training steps recorded (the "first steps" of µP's check)
-    lr: float = 1e-2  # constant LR after a one-step warm-up (the base model's best on the paper grid)
-    band: float = DEFAULT_SLOPE_BAND  # max |log-log slope of activation RMS against width|
-
-
-@dataclass(frozen=True)
-class CoordinateResult:
-    """Activation RMS per width, step and layer, and the per-layer slopes at the last step."""
-
-    widths: tuple[int, ...]
-    rms: tuple[tuple[tuple[float, ...], ...], ...]  # [width][step][layer], step 0 = before any update
-    slopes: tuple[float, ...]  # per layer: d log(RMS) / d log(width) at the last step
-    band: float
-
-    @property
-    def passed(self) -> bool:
-        """Every layer's slope within the band."""
-        return all(abs(s) <= self.band for s in self.slopes)
-
-    @property
-    def worst_layer(self) -> int:
-        """The layer with the steepest slope."""
-        return max(range(len(self.slopes)), key=lambda layer: abs(self.slopes[layer]))
+from trainstab.results import CoordinateResult
 
 
 def _blocks(model: nn.Module, depth: int) -> nn.ModuleList:

@@ -15,16 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainstab.config import bundled_corpus_path
 from trainstab.errors import TrainstabError
 
-BUNDLED_CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "corpus.npy"
 HELD_OUT_FRACTION = 0.1  # tail of the corpus kept for evaluation
-
-
-def bundled_corpus_path() -> Path:
-    """Path of the bundled corpus (shipped in the package, or the repository's fixtures/)."""
-    packaged = Path(__file__).with_name("data") / "corpus.npy"
-    return packaged if packaged.exists() else BUNDLED_CORPUS
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from trainstab import results
 from trainstab.capture import AttentionRecord, capture_attention
 from trainstab.config import TrainConfig
 from trainstab.corpus import Corpus
@@ -43,7 +44,9 @@ class MemberRun:
 
     lr: float  # peak learning rate
     losses: list[float] = field(default_factory=list)  # training cross-entropy per step, until divergence
-    history: list[dict[str, float]] = field(default_factory=list)  # probe snapshots, each with "step"
+    history: list[dict[str, float]] = field(
+        default_factory=list
+    )  # probe snapshots, keyed as trainstab.results names them
     diverged_at_step: int | None = None  # first step with a non-finite loss or gradient
     eval_loss: float = math.nan  # held-out cross-entropy after training (NaN if diverged)
 
@@ -61,13 +64,13 @@ def attention_metrics(records: list[AttentionRecord], members: int) -> list[dict
         max_logit = record.max_abs_logit.view(members, -1, heads).amax(dim=1)  # (M, H)
         entropy = record.entropy.view(members, -1, heads).mean(dim=1)  # (M, H)
         for m, metrics in enumerate(out):
-            metrics[f"attn/max_logit/layer{layer}"] = float(max_logit[m].max())
-            layer_maxima[m].append(metrics[f"attn/max_logit/layer{layer}"])
-            metrics[f"attn/entropy/layer{layer}"] = float(entropy[m].mean())
+            metrics[results.attention_layer_key(layer)] = float(max_logit[m].max())
+            layer_maxima[m].append(metrics[results.attention_layer_key(layer)])
+            metrics[results.entropy_layer_key(layer)] = float(entropy[m].mean())
             for h in range(heads):
-                metrics[f"attn/max_logit/layer{layer}/head{h}"] = float(max_logit[m, h])
+                metrics[results.attention_layer_key(layer, h)] = float(max_logit[m, h])
     for metrics, maxima in zip(out, layer_maxima, strict=True):
-        metrics["attn/max_logit"] = max(maxima)
+        metrics[results.ATTN_MAX_LOGIT] = max(maxima)
     return out
 
 
@@ -187,18 +190,18 @@ def _record_probe(
         for name, p in params.items()
     }
     for slot, run_index in enumerate(live):
-        snapshot = {"step": float(step), "loss": float(ce_mean[slot])}
+        snapshot = {results.STEP: float(step), results.LOSS: float(ce_mean[slot])}
         snapshot.update(attention[slot])
-        snapshot["output/log_z/mean"] = float(log_z[slot].mean())
-        snapshot["output/log_z/min"] = float(log_z[slot].min())
-        snapshot["output/log_z/max"] = float(log_z[slot].max())
-        snapshot["output/max_abs_logit"] = float(max_abs_logit[slot])
-        snapshot["grads/norm"] = float(measured.grad_norm[slot])
-        snapshot["grads/rms"] = float(measured.grad_rms[slot])
-        snapshot["updates/rms"] = float(measured.update_rms[slot])
-        snapshot["params/rms"] = float(measured.param_rms[slot])
+        snapshot[results.LOG_Z_MEAN] = float(log_z[slot].mean())
+        snapshot[results.LOG_Z_MIN] = float(log_z[slot].min())
+        snapshot[results.LOG_Z_MAX] = float(log_z[slot].max())
+        snapshot[results.MAX_ABS_OUTPUT_LOGIT] = float(max_abs_logit[slot])
+        snapshot[results.GRAD_NORM] = float(measured.grad_norm[slot])
+        snapshot[results.GRAD_RMS] = float(measured.grad_rms[slot])
+        snapshot[results.UPDATE_RMS] = float(measured.update_rms[slot])
+        snapshot[results.PARAM_RMS] = float(measured.param_rms[slot])
         for name, values in per_param.items():
-            snapshot[f"grads/rms/{name}"] = values[slot]
+            snapshot[results.GRAD_RMS_OF + name] = values[slot]
         runs[run_index].history.append(snapshot)
 
 

@@ -57,3 +57,17 @@ def environment(seed: int, threads_per_stack: int, workers: int) -> dict[str, ob
         "workers": workers,
         "seed": seed,
     }
+
+
+def available_cores() -> int:
+    """Cores this process may use: its affinity mask, shared among pytest-xdist workers.
+
+    Under ``pytest -n N`` every worker gets its share of the cores (at least
+    one), so N workers never start N x cores training processes.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    xdist_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, cores // max(1, xdist_workers))

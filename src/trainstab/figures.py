@@ -18,7 +18,7 @@ from trainstab.findings import FindingResult
 from trainstab.forecast import Forecast
 from trainstab.ladder import LadderResult
 from trainstab.plotting import label_axes as _label
-from trainstab.sweep import SweepResult
+from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, LOG_Z_MEAN, STEP, SweepResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -37,7 +37,7 @@ def _attention_vs_lr(ax: Axes, sweeps: dict[str, SweepResult]) -> None:
     """Max attention logit against LR, log-log, with the paper's divergence level."""
     for label, sweep in sweeps.items():
         ax.plot([r.lr for r in sweep.runs], [r.max_attention_logit for r in sweep.runs], marker="o", label=label)
-    ax.axhline(1e4, color="k", linestyle="--", linewidth=1, label="1e4 (paper: runs diverged)")
+    ax.axhline(ATTENTION_DIVERGENCE_LEVEL, color="k", linestyle="--", linewidth=1, label="1e4 (paper: runs diverged)")
     _label(ax, "learning rate (peak)", "max attention logit", "Max attention logit vs learning rate", logy=True)
 
 
@@ -46,9 +46,14 @@ def _log_z_over_steps(ax: Axes, sweeps: dict[str, SweepResult]) -> None:
     styles = ["-", "--", ":", "-."]
     for colour, (label, sweep) in enumerate(sweeps.items()):
         for i, run in enumerate(sweep.runs):
-            steps = [h["step"] for h in run.history]
-            ax.plot(steps, [h["output/log_z/mean"] for h in run.history], color=f"C{colour}",
-                    linestyle=styles[i % len(styles)], label=f"{label}, lr={run.lr:g}")  # fmt: skip
+            steps = [h[STEP] for h in run.history]
+            ax.plot(
+                steps,
+                [h[LOG_Z_MEAN] for h in run.history],
+                color=f"C{colour}",
+                linestyle=styles[i % len(styles)],
+                label=f"{label}, lr={run.lr:g}",
+            )
     ax.axhline(0.0, color="k", linewidth=0.8)
     title = "log Z over training (no weight decay)"
     _label(ax, "step", "mean log Z of the output logits", title, logx=None, legend=7, ncol=2)
@@ -98,8 +103,9 @@ def _forecast_panel(ax: Axes, ladder: LadderResult, forecast: Forecast, title: s
 def _sensitivity_vs_size(ax: Axes, ladders: dict[str, LadderResult]) -> None:
     """LR sensitivity against parameters for the width and depth ladders."""
     for axis, ladder in ladders.items():
-        ax.plot(ladder.parameters, [r.sweep.lr_sensitivity for r in ladder.rungs], marker="o",
-                label=f"scaling {axis} ({', '.join(r.label for r in ladder.rungs)})")  # fmt: skip
+        sizes = ", ".join(r.label for r in ladder.rungs)
+        sensitivities = [r.sweep.lr_sensitivity for r in ladder.rungs]
+        ax.plot(ladder.parameters, sensitivities, marker="o", label=f"scaling {axis} ({sizes})")
     _label(ax, "non-embedding parameters", "LR sensitivity (nats)", "LR sensitivity vs model size")
 
 
@@ -109,9 +115,14 @@ def _coordinates_panel(ax: Axes, label: str, result: Any) -> None:
     # A few steps from init, always including the last one, which the slopes in the title are taken at.
     for step in sorted({*range(0, steps, max(1, steps // 4)), steps - 1}):
         for layer in range(len(result.rms[0][0])):
-            ax.plot(result.widths, [result.rms[w][step][layer] for w in range(len(result.widths))], marker="o",
-                    color=f"C{layer}", alpha=0.3 + 0.7 * step / max(1, steps - 1),
-                    label=f"layer{layer}, step {step}")  # fmt: skip
+            ax.plot(
+                result.widths,
+                [result.rms[w][step][layer] for w in range(len(result.widths))],
+                marker="o",
+                color=f"C{layer}",
+                alpha=0.3 + 0.7 * step / max(1, steps - 1),
+                label=f"layer{layer}, step {step}",
+            )
     slopes = ", ".join(f"{s:+.2f}" for s in result.slopes)
     _label(ax, "width (d_model)", "block output RMS", f"{label}: slopes {slopes}", 2, logy=True, legend=6, ncol=2)
 

@@ -1,14 +1,22 @@
-"""Writing the files users keep (reports, maps): atomically, never losing an earlier one.
+"""Writing the files users keep (reports, maps, JSON): atomically, never losing an earlier one.
 
+Also what every writer shares: strict JSON (NaN and infinities as null) and
+the checks, before any training, that a file or folder can be written.
 Imports nothing heavy, so the pytest plugin can use it at session end.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
+
+from trainstab.errors import TrainstabError
 
 
 def keep_previous(path: Path) -> Path | None:
@@ -77,8 +85,6 @@ def check_folder_writable(folder: Path, what: str) -> None:
     ``what`` names the option, e.g. ``--trainstab-report``. Tries for real (a temporary file in the
     folder, or in its nearest existing parent): permission bits say nothing when running as root.
     """
-    from trainstab.errors import TrainstabError
-
     try:
         if folder.exists() and not folder.is_dir():
             raise TrainstabError(f"{what} {folder} is a file; give a folder (it is created if missing)")
@@ -110,3 +116,91 @@ def shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def finite_or_none(value: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) by None, recursively through dicts, lists and tuples."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def json_text(data: Any) -> str:
+    """``data`` as strict, human-diffable JSON (indented, one trailing newline); NaN or inf raise ValueError."""
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def check_writable(path: Path, flag: str = "--json") -> None:
+    """Fail before any training if the file ``path`` cannot be written; ``flag`` names the option that gave it.
+
+    Tries it for real (a temporary file beside it, and opening an existing file
+    for append without changing it): permission bits say nothing when running
+    as root, as CI often does.
+    """
+    if path.is_dir():
+        raise TrainstabError(f"{flag} {path} is a directory; give a file name such as {path / 'sweep.json'}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise TrainstabError(f"{flag} {path}: directory {parent} does not exist; create it first")
+    problem = cannot_write_in(parent)
+    if problem is None and path.exists():
+        try:
+            with path.open("a"):  # opened for append, never changed
+                pass
+        except OSError as error:
+            problem = str(error.strerror or error)
+    if problem:
+        raise TrainstabError(f"{flag} {path} is not writable ({problem}); choose a path you can write to")
+
+
+def write_json(path: Path, data: Any) -> Path | None:
+    """Write ``data`` to ``path`` as strict JSON, atomically; an existing file is kept (returned, see keep_previous)."""
+    check_writable(path)
+    try:
+        return write_text_atomically(path, json_text(data))
+    except OSError as error:
+        raise TrainstabError(f"could not write {path} ({error.strerror}); choose a path you can write to") from None
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """A file a run decided to write (on the pytest-xdist controller, or in the CLI's process)."""
+
+    path: str
+    text: str  # "" for "clear"
+    reason: Literal["new", "updated", "regenerated", "obtained", "clear"]  # clear: remove a stale .obtained file
+
+
+def write_files(writes: list[FileWrite] | tuple[FileWrite, ...], flags: str = "--trainstab-") -> list[str]:
+    """Write (or clear) the files a run decided on, atomically; returns one line per file for the summary.
+
+    A baseline is replaced in place (git keeps its history); the only file ever
+    removed is a stale ``.obtained`` one. A file that cannot be written is
+    reported in its line (starting :data:`WRITE_FAILED`), not raised: the run's verdicts still stand.
+    ``flags`` spells the rewrite flags as the front end does.
+    """
+    done = []
+    for write in writes:
+        path = Path(write.path)
+        try:
+            if write.reason == "clear":
+                path.unlink(missing_ok=True)
+                done.append(f"removed {shown(path)} (stale: its baseline now passes or was rewritten)")
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, write.text, keep=False)
+        except OSError as error:
+            done.append(f"{WRITE_FAILED} {shown(path)} ({error.strerror or error}); check that folder")
+            continue
+        action = {
+            "new": "new baseline, commit this file",
+            "updated": f"baseline rewritten by {flags}update-baseline",
+            "regenerated": f"baseline rewritten by {flags}regen-all",
+            "obtained": "this run's metrics beside a failing baseline; not for committing",
+        }[write.reason]
+        done.append(f"wrote {shown(path)} ({action})")
+    return done

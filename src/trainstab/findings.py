@@ -1,4 +1,4 @@
-"""The paper's findings (DESIGN.md 1) as experiments at proxy scale.
+"""The paper's findings (Wortsman et al. 2023) as experiments at proxy scale.
 
 Each finding trains the sweeps it needs through a :class:`Lab` (which trains
 every distinct config once, so the many findings that share the default
@@ -17,13 +17,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trainstab.config import SweepConfig
-from trainstab.coordinates import CoordinateConfig, CoordinateResult, coordinate_check
-from trainstab.forecast import Forecast, forecast_attention_logits, forecast_gradient_rms, gradient_rms_floor
+from trainstab.config import CoordinateConfig, SweepConfig
+from trainstab.forecast import Forecast, forecast_attention_logits, forecast_gradient_rms
 from trainstab.ladder import LadderResult, depth_configs, run_ladder, width_configs
+from trainstab.options import ModelUnderTest, RunOptions, sweep_config
 from trainstab.overrides import apply_overrides
-from trainstab.scaling import lr_drift, optimal_lr, sensitivity_slope
-from trainstab.sweep import SweepResult, run_sweep
+from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, LOG_Z_MEAN, CoordinateResult, SweepResult, gradient_rms_floor
+from trainstab.scaling import ScalingThresholds, lr_drift, optimal_lr, sensitivity_slope
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class FindingsPlan:
     depths: tuple[int, ...] = (1, 2, 4)  # depth ladder
     warmups: tuple[float, ...] = (0.02, 0.1, 0.3)  # warm-up fractions compared
     batch_sizes: tuple[int, ...] = (8, 16, 32)  # batch sizes compared
-    target_parameters: float = 1e9  # size the forecasts extrapolate to
+    target_parameters: float = ScalingThresholds.target_parameters  # size the forecasts extrapolate to
     z_loss_steps: int = 1000  # steps of the output-logit runs (the drift is late in training)
     coordinate_widths: tuple[int, ...] = (32, 64, 128, 256)  # µP coordinate check widths
 
@@ -48,6 +48,17 @@ FULL_PLAN = FindingsPlan(
 )
 
 
+#: The bounds the findings' forecasts use: the scaling checks' defaults.
+BOUNDS = ScalingThresholds()
+
+
+def _train(config: SweepConfig) -> SweepResult:
+    """Train one sweep in this process's pool."""
+    from trainstab.sweep import run_sweep  # training: torch is imported when a finding trains
+
+    return run_sweep(config)
+
+
 class Lab:
     """Trains sweeps for the findings, each distinct config once."""
 
@@ -55,10 +66,10 @@ class Lab:
         self,
         base: SweepConfig,
         on_sweep: Callable[[SweepConfig], None] | None = None,
-        sweep: Callable[[SweepConfig], SweepResult] = run_sweep,
+        sweep: Callable[[SweepConfig], SweepResult] | None = None,
     ) -> None:
         self.base = base
-        self._sweep = sweep
+        self._sweep = sweep or _train
         self._on_sweep = on_sweep  # told before each sweep that will actually train (progress)
         self._done: dict[str, SweepResult] = {}
 
@@ -113,18 +124,27 @@ def qk_layernorm(lab: Lab, plan: FindingsPlan) -> FindingResult:
     """Attention logit growth without qk-layernorm, and its effect on LR sensitivity."""
     on, off = lab.sweep("qk_layernorm=true"), lab.sweep("qk_layernorm=false")
     top = max(run.lr for run in on.runs)
-    held = on.lr_sensitivity < off.lr_sensitivity and _at(off, top) > 1e4 and _at(on, top) < 1e3
+    held = on.lr_sensitivity < off.lr_sensitivity and _at(off, top) > ATTENTION_DIVERGENCE_LEVEL and _at(on, top) < 1e3
     return FindingResult(
-        "qk_layernorm", "Attention logit growth and qk-layernorm",
-        "Without qk-layernorm attention logits grow past 1e4 at high LR; qk-layernorm keeps them small and lowers "
-        "LR sensitivity.",
-        held,
-        f"max attention logit at lr={top:g}: {_at(off, top):.3g} without, {_at(on, top):.3g} with; LR sensitivity "
-        f"{off.lr_sensitivity:.4f} without, {on.lr_sensitivity:.4f} with.",
-        {"sensitivity_without": off.lr_sensitivity, "sensitivity_with": on.lr_sensitivity,
-         "max_logit_without": _at(off, top), "max_logit_with": _at(on, top)},
+        key="qk_layernorm",
+        title="Attention logit growth and qk-layernorm",
+        claim=(
+            "Without qk-layernorm attention logits grow past 1e4 at high LR; qk-layernorm keeps them small and "
+            "lowers LR sensitivity."
+        ),
+        held=held,
+        evidence=(
+            f"max attention logit at lr={top:g}: {_at(off, top):.3g} without, {_at(on, top):.3g} with; "
+            f"LR sensitivity {off.lr_sensitivity:.4f} without, {on.lr_sensitivity:.4f} with."
+        ),
+        numbers={
+            "sensitivity_without": off.lr_sensitivity,
+            "sensitivity_with": on.lr_sensitivity,
+            "max_logit_without": _at(off, top),
+            "max_logit_with": _at(on, top),
+        },
         sweeps={"no qk-layernorm": off, "qk-layernorm": on},
-    )  # fmt: skip
+    )
 
 
 def z_loss(lab: Lab, plan: FindingsPlan) -> FindingResult:
@@ -140,22 +160,31 @@ def z_loss(lab: Lab, plan: FindingsPlan) -> FindingResult:
         """Largest |log Z| at the last probe over the LRs."""
         return max(abs(run.log_z_mean) for run in sweep.runs if not run.diverged)
 
-    initial = without.runs[0].history[0]["output/log_z/mean"]
+    initial = without.runs[0].history[0][LOG_Z_MEAN]
     diverged = drift(without) > 2 * abs(initial)
     held = drift(with_z) < drift(without)
+    if diverged:
+        outcome = "the drift grew: divergence reproduced."
+    else:
+        outcome = (
+            "log Z drifted toward 0, not away: the divergence does not reproduce at proxy scale, and z-loss 1e-4 "
+            "only pulls log Z a little closer to 0 in this time."
+        )
     return FindingResult(
-        "z_loss", "Output logit divergence and z-loss",
-        "Without weight decay log Z drifts far from 0 late in training (output logit divergence); z-loss 1e-4 "
-        "keeps it near 0.",
-        held and diverged,
-        f"{plan.z_loss_steps} steps, no weight decay: |log Z| went from {abs(initial):.2f} at init to "
-        f"{drift(without):.2f} without z-loss and {drift(with_z):.2f} with 1e-4; "
-        + ("the drift grew: divergence reproduced." if diverged else
-           "log Z drifted toward 0, not away: the divergence does not reproduce at proxy scale, and z-loss 1e-4 "
-           "only pulls log Z a little closer to 0 in this time."),
-        {"log_z_initial": initial, "abs_log_z_without": drift(without), "abs_log_z_with": drift(with_z)},
+        key="z_loss",
+        title="Output logit divergence and z-loss",
+        claim=(
+            "Without weight decay log Z drifts far from 0 late in training (output logit divergence); z-loss 1e-4 "
+            "keeps it near 0."
+        ),
+        held=held and diverged,
+        evidence=(
+            f"{plan.z_loss_steps} steps, no weight decay: |log Z| went from {abs(initial):.2f} at init to "
+            f"{drift(without):.2f} without z-loss and {drift(with_z):.2f} with 1e-4; " + outcome
+        ),
+        numbers={"log_z_initial": initial, "abs_log_z_without": drift(without), "abs_log_z_with": drift(with_z)},
         sweeps=sweeps,
-    )  # fmt: skip
+    )
 
 
 def _compare(
@@ -172,7 +201,9 @@ def _compare(
     held = None
     if expect_lower is not None and higher is not None:
         held = sweeps[expect_lower].lr_sensitivity < sweeps[higher].lr_sensitivity
-    return FindingResult(key, title, claim, held, measured + ".", numbers, sweeps=sweeps)
+    return FindingResult(
+        key=key, title=title, claim=claim, held=held, evidence=measured + ".", numbers=numbers, sweeps=sweeps
+    )
 
 
 def warmup(lab: Lab, plan: FindingsPlan) -> FindingResult:
@@ -180,7 +211,13 @@ def warmup(lab: Lab, plan: FindingsPlan) -> FindingResult:
     settings = {f"warm-up {w:g}": f"warmup_fraction={w}" for w in plan.warmups}
     shortest, longest = f"warm-up {min(plan.warmups):g}", f"warm-up {max(plan.warmups):g}"
     return _compare(
-        lab, "warmup", "Warm-up length", "A longer warm-up lowers LR sensitivity.", settings, longest, shortest
+        lab,
+        key="warmup",
+        title="Warm-up length",
+        claim="A longer warm-up lowers LR sensitivity.",
+        settings=settings,
+        expect_lower=longest,
+        higher=shortest,
     )
 
 
@@ -188,26 +225,34 @@ def weight_decay(lab: Lab, plan: FindingsPlan) -> FindingResult:
     """Independent against coupled weight decay."""
     settings = {"independent 1e-4": "weight_decay_mode=independent", "coupled 0.1": "weight_decay_mode=coupled"}
     return _compare(
-        lab, "weight_decay", "Independent weight decay",
-        "Independent weight decay (1e-4) lowers LR sensitivity versus the default coupled form (0.1 x LR).",
-        settings, "independent 1e-4", "coupled 0.1",
-    )  # fmt: skip
+        lab,
+        key="weight_decay",
+        title="Independent weight decay",
+        claim="Independent weight decay (1e-4) lowers LR sensitivity versus the default coupled form (0.1 x LR).",
+        settings=settings,
+        expect_lower="independent 1e-4",
+        higher="coupled 0.1",
+    )
 
 
 def batch_size(lab: Lab, plan: FindingsPlan) -> FindingResult:
     """Batch size against LR sensitivity and divergence (no directional claim in the paper)."""
     settings = {f"batch {b}": f"batch_size={b}" for b in plan.batch_sizes}
     return _compare(
-        lab, "batch_size", "Batch size",
-        "A training-setup lever (course material): measured, no direction claimed by the paper.",
-        settings, None, None,
-    )  # fmt: skip
+        lab,
+        key="batch_size",
+        title="Batch size",
+        claim="A training-setup lever (course material): measured, no direction claimed by the paper.",
+        settings=settings,
+        expect_lower=None,
+        higher=None,
+    )
 
 
 def clipping(lab: Lab, plan: FindingsPlan) -> FindingResult:
     """Gradient clipping on and off, on the model without qk-layernorm where it has something to do."""
-    sweeps = {label: lab.sweep("qk_layernorm=false", o) for label, o in (("clip 1.0", "grad_clip=1.0"),
-                                                                         ("no clipping", "grad_clip=0"))}  # fmt: skip
+    settings = {"clip 1.0": "grad_clip=1.0", "no clipping": "grad_clip=0"}
+    sweeps = {label: lab.sweep("qk_layernorm=false", override) for label, override in settings.items()}
     held = sweeps["clip 1.0"].lr_sensitivity <= sweeps["no clipping"].lr_sensitivity
     measured = "; ".join(
         f"{label}: LR sensitivity {s.lr_sensitivity:.4f}, max attention logit "
@@ -215,11 +260,14 @@ def clipping(lab: Lab, plan: FindingsPlan) -> FindingResult:
         for label, s in sweeps.items()
     )
     return FindingResult(
-        "clipping", "Gradient clipping (no qk-layernorm)",
-        "Clipping the global gradient norm at 1 is a stability lever: it should not raise LR sensitivity.",
-        held, measured + ".", {f"sensitivity[{label}]": s.lr_sensitivity for label, s in sweeps.items()},
+        key="clipping",
+        title="Gradient clipping (no qk-layernorm)",
+        claim="Clipping the global gradient norm at 1 is a stability lever: it should not raise LR sensitivity.",
+        held=held,
+        evidence=measured + ".",
+        numbers={f"sensitivity[{label}]": s.lr_sensitivity for label, s in sweeps.items()},
         sweeps=sweeps,
-    )  # fmt: skip
+    )
 
 
 def mup(lab: Lab, plan: FindingsPlan) -> FindingResult:
@@ -239,14 +287,22 @@ def mup(lab: Lab, plan: FindingsPlan) -> FindingResult:
         for label in ladders
     )
     return FindingResult(
-        "mup", "µParam (simple): the optimal LR across widths",
-        "µParam (simple) keeps the optimal LR steady across widths (within one grid step); standard "
-        "parameterization lets it drift.",
-        held, evidence + ".",
-        {"drift_standard": drifts["standard"], "drift_mup": drifts["µParam (simple)"],
-         "span_standard": span["standard"], "span_mup": span["µParam (simple)"]},
+        key="mup",
+        title="µParam (simple): the optimal LR across widths",
+        claim=(
+            "µParam (simple) keeps the optimal LR steady across widths (within one grid step); standard "
+            "parameterization lets it drift."
+        ),
+        held=held,
+        evidence=evidence + ".",
+        numbers={
+            "drift_standard": drifts["standard"],
+            "drift_mup": drifts["µParam (simple)"],
+            "span_standard": span["standard"],
+            "span_mup": span["µParam (simple)"],
+        },
         ladders=ladders,
-    )  # fmt: skip
+    )
 
 
 def width_vs_depth(lab: Lab, plan: FindingsPlan) -> FindingResult:
@@ -261,19 +317,23 @@ def width_vs_depth(lab: Lab, plan: FindingsPlan) -> FindingResult:
         for axis, ladder in ladders.items()
     )
     return FindingResult(
-        "width_vs_depth", "Scaling depth versus width",
-        "Scaling depth raises LR sensitivity faster than scaling width (per parameter added).",
-        held, evidence + ".",
-        {"slope_width": slopes["width"], "slope_depth": slopes["depth"]},
+        key="width_vs_depth",
+        title="Scaling depth versus width",
+        claim="Scaling depth raises LR sensitivity faster than scaling width (per parameter added).",
+        held=held,
+        evidence=evidence + ".",
+        numbers={"slope_width": slopes["width"], "slope_depth": slopes["depth"]},
         ladders=ladders,
-    )  # fmt: skip
+    )
 
 
 def epsilon(lab: Lab, plan: FindingsPlan) -> FindingResult:
     """Gradient RMS against size and LR, and the forecast against eps 1e-8 and 1e-15."""
     ladders = {f"eps {e:g}": lab.width_ladder(plan.widths, f"eps={e}") for e in (1e-8, 1e-15)}
     forecasts = {
-        label: forecast_gradient_rms(ladder, plan.target_parameters, ratio_to_eps=10.0, max_lr=0.3)
+        label: forecast_gradient_rms(
+            ladder, plan.target_parameters, ratio_to_eps=BOUNDS.grad_rms_over_eps, max_lr=BOUNDS.max_lr
+        )
         for label, ladder in ladders.items()
     }
     small = ladders["eps 1e-08"]
@@ -284,19 +344,28 @@ def epsilon(lab: Lab, plan: FindingsPlan) -> FindingResult:
     flagged, cleared = bool(forecasts["eps 1e-08"].flagged), not forecasts["eps 1e-15"].flagged
     held = falls_with_size and flagged and cleared
     return FindingResult(
-        "epsilon", "AdamW epsilon and gradient RMS",
-        "Gradient RMS falls with model size and LR toward eps=1e-8, where updates shrink; eps=1e-15 removes the "
-        "problem.",
-        held,
-        f"smallest measured gradient RMS {smallest:.3g} = {smallest / 1e-8:.0f}x eps: the proxy itself never nears "
-        f"eps; at the three highest LRs it fell from width {small.rungs[0].label} to {small.rungs[-1].label}: "
-        f"{falls_with_size}. Forecast at {plan.target_parameters:.3g} parameters: "
-        f"{len(forecasts['eps 1e-08'].flagged)} LR(s) within 10x of eps=1e-8, "
-        f"{len(forecasts['eps 1e-15'].flagged)} with eps=1e-15.",
-        {"smallest_grad_rms": smallest, "flagged_1e-8": float(len(forecasts["eps 1e-08"].flagged)),
-         "flagged_1e-15": float(len(forecasts["eps 1e-15"].flagged))},
-        ladders=ladders, forecasts=forecasts,
-    )  # fmt: skip
+        key="epsilon",
+        title="AdamW epsilon and gradient RMS",
+        claim=(
+            "Gradient RMS falls with model size and LR toward eps=1e-8, where updates shrink; eps=1e-15 removes "
+            "the problem."
+        ),
+        held=held,
+        evidence=(
+            f"smallest measured gradient RMS {smallest:.3g} = {smallest / 1e-8:.0f}x eps: the proxy itself "
+            f"never nears eps; at the three highest LRs it fell from width {small.rungs[0].label} to "
+            f"{small.rungs[-1].label}: {falls_with_size}. Forecast at {plan.target_parameters:.3g} parameters: "
+            f"{len(forecasts['eps 1e-08'].flagged)} LR(s) within 10x of eps=1e-8, "
+            f"{len(forecasts['eps 1e-15'].flagged)} with eps=1e-15."
+        ),
+        numbers={
+            "smallest_grad_rms": smallest,
+            "flagged_1e-8": float(len(forecasts["eps 1e-08"].flagged)),
+            "flagged_1e-15": float(len(forecasts["eps 1e-15"].flagged)),
+        },
+        ladders=ladders,
+        forecasts=forecasts,
+    )
 
 
 def forecast(lab: Lab, plan: FindingsPlan) -> FindingResult:
@@ -305,25 +374,37 @@ def forecast(lab: Lab, plan: FindingsPlan) -> FindingResult:
         "no qk-layernorm": lab.width_ladder(plan.widths, "qk_layernorm=false"),
         "qk-layernorm": lab.width_ladder(plan.widths, "qk_layernorm=true"),
     }
-    forecasts = {label: forecast_attention_logits(ladder, plan.target_parameters, max_lr=0.3) for label, ladder in
-                 ladders.items()}  # fmt: skip
+    forecasts = {
+        label: forecast_attention_logits(ladder, plan.target_parameters, max_lr=BOUNDS.max_lr)
+        for label, ladder in ladders.items()
+    }
     flagged = {label: [f.lr for f in fc.flagged] for label, fc in forecasts.items()}
     held = bool(flagged["no qk-layernorm"]) and not flagged["qk-layernorm"]
     return FindingResult(
-        "forecast", "Forecasting attention logit growth",
-        "Fitting max attention logit against size per LR and extrapolating flags the LRs that will diverge at the "
-        "target size; qk-layernorm removes them.",
-        held,
-        f"at {plan.target_parameters:.3g} parameters, LRs flagged (forecast or measured above 1e4): without "
-        f"qk-layernorm {flagged['no qk-layernorm'] or 'none'}; with {flagged['qk-layernorm'] or 'none'}.",
-        {"flagged_without": float(len(flagged["no qk-layernorm"])),
-         "flagged_with": float(len(flagged["qk-layernorm"]))},
-        ladders=ladders, forecasts=forecasts,
-    )  # fmt: skip
+        key="forecast",
+        title="Forecasting attention logit growth",
+        claim=(
+            "Fitting max attention logit against size per LR and extrapolating flags the LRs that will diverge at "
+            "the target size; qk-layernorm removes them."
+        ),
+        held=held,
+        evidence=(
+            f"at {plan.target_parameters:.3g} parameters, LRs flagged (forecast or measured above 1e4): without "
+            f"qk-layernorm {flagged['no qk-layernorm'] or 'none'}; with {flagged['qk-layernorm'] or 'none'}."
+        ),
+        numbers={
+            "flagged_without": float(len(flagged["no qk-layernorm"])),
+            "flagged_with": float(len(flagged["qk-layernorm"])),
+        },
+        ladders=ladders,
+        forecasts=forecasts,
+    )
 
 
 def coordinates(lab: Lab, plan: FindingsPlan) -> FindingResult:
     """µP-style coordinate check, standard against µParam (simple)."""
+    from trainstab.coordinates import coordinate_check  # training: torch
+
     config = CoordinateConfig(widths=plan.coordinate_widths)
     results = {
         label: coordinate_check(lab.config(f"parameterization={p}"), config)
@@ -336,13 +417,17 @@ def coordinates(lab: Lab, plan: FindingsPlan) -> FindingResult:
         for label, r in results.items()
     )
     return FindingResult(
-        "coordinates", "Coordinate check (activation scale across widths)",
-        "With µParam activations keep their scale across widths in the first steps; with standard "
-        "parameterization they grow with width.",
-        held, evidence + ".",
-        {f"max_slope[{label}]": max(abs(s) for s in r.slopes) for label, r in results.items()},
+        key="coordinates",
+        title="Coordinate check (activation scale across widths)",
+        claim=(
+            "With µParam activations keep their scale across widths in the first steps; with standard "
+            "parameterization they grow with width."
+        ),
+        held=held,
+        evidence=evidence + ".",
+        numbers={f"max_slope[{label}]": max(abs(s) for s in r.slopes) for label, r in results.items()},
         coordinates=results,
-    )  # fmt: skip
+    )
 
 
 #: Every finding, in the order of the summary.
@@ -384,6 +469,5 @@ def applicable(key: str, model: str) -> str | None:
 
 
 def plan_base(plan: FindingsPlan, seed: int, model: str = "reference") -> SweepConfig:
-    """The sweep of ``model`` at the plan's step count and the given seed."""
-    base = SweepConfig(model_name=model)
-    return dataclasses.replace(base, train=dataclasses.replace(base.train, steps=plan.steps, seed=seed))
+    """The sweep of ``model`` at the plan's step count and the given seed (as ``trainstab sweep`` would run it)."""
+    return sweep_config(RunOptions(model=model, seed=seed, steps=plan.steps), ModelUnderTest(model))

@@ -1,10 +1,10 @@
 """Forecasting instability at a target size from a ladder of tiny ones.
 
-The paper (DESIGN.md 1, "Prediction") fits the max attention logit against
-model size for each LR on small models, extrapolates to the target size and
-flags any LR whose forecast crosses 1e4, the level above which every run of
-theirs diverged. The same fit, on gradient RMS, says when the gradients of a
-larger model will reach AdamW's epsilon.
+The paper's section on prediction (Wortsman et al. 2023) fits the max
+attention logit against model size for each LR on small models, extrapolates
+to the target size and flags any LR whose forecast crosses 1e4, the level above
+which every run of theirs diverged. The same fit, on gradient RMS, says when
+the gradients of a larger model will reach AdamW's epsilon.
 
 The fit is a polynomial in log space: log10(value) against log10(parameters),
 by default of degree 1 (a power law); degree 2 is the paper's quadratic. A fit
@@ -17,21 +17,17 @@ towards the safe side: the trends the paper measured are monotone in size,
 and a parabola that turns would forecast that larger models get safer only
 because of its shape. Past such a vertex the forecast holds the vertex value.
 
-Why a power law by default, measured here (issue 5 note): the paper
-extrapolated its quadratic by about 0.6 decades; ours go 4 decades, to 1e9.
-From widths 32/48/64/96 the quadratic's curvature noise turned the flat
-max attention logit of the qk-layernorm model at LR 0.1 (19, 15, 15, 13)
-into a forecast above 1e4 at 1e9 parameters, a false alarm; and from 16/32/48/64
-it under-forecast width 128 by 4x (the one-head width 16 sits off the trend).
-A power law on 32/48/64 forecast width 128 within 0.05 decades at LR 0.03
-and 0.1. So the default ladder starts at width 32, the fit is a power law,
-and the quadratic is there for targets close to the ladder.
+The default is a power law because forecasts here extrapolate 4 decades (to
+1e9 parameters), not the paper's 0.6: measured on widths 32/48/64/96, the
+quadratic's curvature noise turned the flat max attention logit of the
+qk-layernorm model at LR 0.1 (19, 15, 15, 13) into a false alarm above 1e4,
+while a power law on 32/48/64 forecast width 128 within 0.05 decades. The
+quadratic suits targets close to the ladder.
 
-Before any fit (issue 13: three noisy points were forecast across 1e4 on a
-qk-norm model), an LR is extrapolated only when its values move toward the
-level at every size and the steepest trend seen on the zoo could reach the
-level; the attention forecast stops ``MAX_EXTRAPOLATION_DECADES`` past the
-largest size unless asked for more. :func:`_forecast` lists the rules.
+Before any fit, an LR is extrapolated only if its values move toward the level
+at every size and the steepest trend seen on the zoo could reach it; attention
+forecasts stop ``MAX_EXTRAPOLATION_DECADES`` past the largest size by default.
+:func:`_forecast` lists the rules.
 """
 
 from __future__ import annotations
@@ -46,10 +42,8 @@ import numpy as np
 
 from trainstab.errors import TrainstabError
 from trainstab.ladder import LadderResult
-from trainstab.sweep import RunResult
+from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, RunResult, gradient_rms_floor, up_to
 
-#: Paper: every run whose max attention logit went above 1e4 diverged.
-ATTENTION_DIVERGENCE_LEVEL = 1e4
 #: A fit whose points scatter more than this (RMS, in decades) does not fit: a factor of 2.
 MAX_RESIDUAL_DEX = 0.3
 #: Fewest sizes a forecast is made from.
@@ -182,8 +176,8 @@ class Forecast:
         """How far beyond the largest measured size the target lies, in decades."""
         return math.log10(self.target_parameters / max(self.parameters))
 
-    def describe(self) -> str:
-        """One line per LR: measured values, the fit and the forecast."""
+    def describe(self, flags: str = "--trainstab-") -> str:
+        """One line per LR: measured values, the fit and the forecast; ``flags`` spells the front end's flags."""
         lines = [
             f"{self.metric} at {self.target_parameters:.3g} non-embedding parameters "
             f"({self.extrapolation_decades:+.1f} decades from the largest size measured, "
@@ -194,7 +188,7 @@ class Forecast:
             lines.append(
                 f"  forecast at {self.forecast_parameters:.3g} parameters, {capped:.1f} decades out (the extrapolation "
                 f"cap): the target lies further than a {len(self.parameters)}-size ladder can vouch for; measure "
-                "larger sizes (--trainstab-widths) or allow more (--trainstab-max-extrapolation)"
+                f"larger sizes ({flags}widths) or allow more ({flags}max-extrapolation)"
             )
         for f in self.per_lr:
             measured = " ".join(f"{v:.3g}" for v in f.measured)
@@ -251,7 +245,7 @@ def _forecast(
         raise TrainstabError(f"target size {target_parameters:g} must be a positive parameter count, e.g. 1e9")
     if not max_decades > 0:
         raise TrainstabError(f"extrapolation cap {max_decades:g} decades must be positive, e.g. 2")
-    lrs = [run.lr for run in ladder.rungs[0].sweep.runs if run.lr <= max_lr * (1 + 1e-9)]
+    lrs = [run.lr for run in ladder.rungs[0].sweep.runs if up_to(run.lr, max_lr)]
     horizon = max(ladder.parameters) * 10**max_decades if max_decades < 100 else math.inf
     at = min(target_parameters, horizon)
     decades = max(math.log10(at / max(ladder.parameters)), 0.0)
@@ -322,22 +316,6 @@ def forecast_attention_logits(
         STEEPEST_ATTENTION_GROWTH,
         MAX_EXTRAPOLATION_DECADES if max_decades is None else max_decades,
     )
-
-
-def gradient_rms_floor(run: RunResult, warmup_steps: int) -> float:
-    """The smallest per-tensor gradient RMS of a run, each tensor's taken as its median after warm-up.
-
-    The median over probes keeps one quiet step from deciding the trend; the
-    minimum over tensors is the layer that reaches epsilon first.
-    """
-    series: dict[str, list[float]] = {}
-    for snapshot in run.history:
-        if snapshot["step"] < warmup_steps:
-            continue
-        for key, value in snapshot.items():
-            if key.startswith("grads/rms/") and value > 0:
-                series.setdefault(key, []).append(value)
-    return min((statistics.median(values) for values in series.values()), default=math.nan)
 
 
 def forecast_gradient_rms(

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 from hypothesis.strategies import SearchStrategy
 
-from trainstab.checks import Thresholds, check_grad_rms_vs_eps, check_log_z
+from trainstab.checks import Thresholds, run_check
 from trainstab.config import SweepConfig
 from trainstab.overrides import apply_overrides
 from trainstab.strategies import FuzzPoint
-from trainstab.sweep import run_sweep
 
 FUZZ_STEPS = 60  # steps per example: at 60, no-qk-LN attention logits pass 1e3 between LR 0.1 and 0.2
 CAUSES = ("divergence", "attention_logits", "output_logits", "epsilon")
@@ -77,22 +76,23 @@ def evaluate(
         ),
         point.overrides(),
     )
+    from trainstab.sweep import run_sweep  # training: torch is imported when a point trains
+
     sweep = run_sweep(config)  # validates the config first
     (run,) = sweep.runs
-    # The battery's own measurements, judged at the point's LR whatever it is.
+    # The battery's own checks, judged at the point's LR whatever it is.
     everywhere = dataclasses.replace(t, max_lr=math.inf)
-    log_z = check_log_z(sweep, everywhere).value
-    min_ratio = check_grad_rms_vs_eps(sweep, everywhere).value
+    log_z, epsilon = (run_check(name, sweep, everywhere) for name in ("log_z", "grad_rms_vs_eps"))
     cause = None
     if run.diverged:
         cause = "divergence"
     elif run.max_attention_logit > t.attention_logit:
         cause = "attention_logits"
-    elif log_z > t.log_z:
+    elif not log_z.passed:
         cause = "output_logits"
-    elif min_ratio < t.grad_rms_over_eps and "grad_rms_vs_eps" not in t.report_only:
+    elif epsilon.verdict == "FAIL":
         cause = "epsilon"  # only where the battery asserts it: report-only by default (trainstab.checks.REPORT_ONLY)
-    return Outcome(point, cause, run.max_attention_logit, log_z, min_ratio, run.final_loss, run.diverged)
+    return Outcome(point, cause, run.max_attention_logit, log_z.value, epsilon.value, run.final_loss, run.diverged)
 
 
 @functools.lru_cache(maxsize=256)

@@ -51,13 +51,19 @@ def fuzz_to_dict(outcomes: list[Outcome], model: str, seed: int, budget: int, st
         "lr_boundary_by_width": lr_boundary(outcomes, "width"),
         "lr_boundary_by_warmup_fraction": lr_boundary(outcomes, "warmup_fraction"),
         "points": [
-            {**dataclasses.asdict(o.point), "cause": o.cause, "stable": o.stable,
-             "max_attention_logit": o.max_attention_logit, "max_abs_log_z": o.max_abs_log_z,
-             "min_grad_rms_over_eps": o.min_grad_rms_over_eps if math.isfinite(o.min_grad_rms_over_eps) else None,
-             "final_loss": o.final_loss if math.isfinite(o.final_loss) else None, "diverged": o.diverged}
+            {
+                **dataclasses.asdict(o.point),
+                "cause": o.cause,
+                "stable": o.stable,
+                "max_attention_logit": o.max_attention_logit,
+                "max_abs_log_z": o.max_abs_log_z,
+                "min_grad_rms_over_eps": o.min_grad_rms_over_eps if math.isfinite(o.min_grad_rms_over_eps) else None,
+                "final_loss": o.final_loss if math.isfinite(o.final_loss) else None,
+                "diverged": o.diverged,
+            }
             for o in outcomes
         ],
-    }  # fmt: skip
+    }
 
 
 def plot_map(outcomes: list[Outcome], path: Path, title: str) -> None:
@@ -73,9 +79,13 @@ def plot_map(outcomes: list[Outcome], path: Path, title: str) -> None:
             points = [o for o in outcomes if o.cause == cause]
             if points:
                 axis.scatter(
-                    [o.point.lr for o in points], [getattr(o.point, knob) for o in points],
-                    marker=marker, c=colour, s=60 if cause else 30, label=f"{name} ({len(points)})",
-                )  # fmt: skip
+                    [o.point.lr for o in points],
+                    [getattr(o.point, knob) for o in points],
+                    marker=marker,
+                    c=colour,
+                    s=60 if cause else 30,
+                    label=f"{name} ({len(points)})",
+                )
         # The boundary only where it was bracketed (a stable LR below an unstable one),
         # and only against width: warm-up points mix widths, so a line there would mislead.
         frontier = (
@@ -88,8 +98,8 @@ def plot_map(outcomes: list[Outcome], path: Path, title: str) -> None:
             ]
         )
         if frontier:
-            axis.plot([v for _, v in frontier], [k for k, _ in frontier], "--", c="#2ca02c",
-                      label="largest stable LR below an unstable one")  # fmt: skip
+            lrs, widths = [v for _, v in frontier], [k for k, _ in frontier]
+            axis.plot(lrs, widths, "--", c="#2ca02c", label="largest stable LR below an unstable one")
         axis.set_xscale("log")
         axis.set_xlabel("peak learning rate")
         axis.set_ylabel(label)

@@ -1,9 +1,10 @@
 """Ladders of model sizes: the same sweep at several widths or depths.
 
-The paper's scaling findings (DESIGN.md 1) compare sweeps across sizes: max
-attention logit and gradient RMS against parameter count, LR sensitivity as
-width or depth grows, the optimal LR across widths. A ladder is the list of
-sweep configs, one per rung, that differ from a base only in width or depth.
+The paper's scaling findings (Wortsman et al. 2023) compare sweeps across
+sizes: max attention logit and gradient RMS against parameter count, LR
+sensitivity as width or depth grows, the optimal LR across widths. A ladder is
+the list of sweep configs, one per rung, that differ from a base only in width
+or depth.
 
 Widths keep the base's head dimension (heads = width / head_dim), as the paper
 scales heads at a fixed d_head, so a width ladder changes one thing at a time.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from trainstab.config import ModelConfig, SweepConfig
 from trainstab.errors import TrainstabError
-from trainstab.sweep import SweepResult, run_sweep
+from trainstab.results import SweepResult
 
 #: Widths of the default width ladder (depth of the base): small enough for CI. Width 16
 #: (one head) sits off the larger widths' trend (see trainstab.forecast), so it is left out.
@@ -84,7 +85,7 @@ def non_embedding_parameters(model_name: str, config: ModelConfig) -> int:
     (a shape test would also catch an MLP whose hidden width happens to equal V).
     The model is built twice, at seed 0: the count does not depend on the seed.
     """
-    from trainstab.models import build_stack
+    from trainstab.models import build_stack  # builds the model: torch, imported when a ladder is counted
 
     def count(vocab_size: int) -> int:
         model, _ = build_stack(model_name, dataclasses.replace(config, vocab_size=vocab_size), members=1, seed=0)
@@ -97,9 +98,9 @@ def non_embedding_parameters(model_name: str, config: ModelConfig) -> int:
 def run_ladder(
     axis: str,
     configs: Sequence[SweepConfig],
-    sweep: Callable[[SweepConfig], SweepResult] = run_sweep,
+    sweep: Callable[[SweepConfig], SweepResult],
 ) -> LadderResult:
-    """Sweep every rung (``sweep`` lets pytest share its session cache) and count its parameters."""
+    """Sweep every rung with ``sweep`` (``run_sweep``, or pytest's session cache) and count its parameters."""
     rungs = []
     for config in configs:
         size = config.model.width if axis == "width" else config.model.depth

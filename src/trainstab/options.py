@@ -1,51 +1,43 @@
-"""The options of a stability run, shared by the pytest plugin and ``trainstab check``.
+"""The options of a stability run, and everything they resolve to: one table, one typed record.
 
-One table names every option once: the plugin registers it as
-``--trainstab-<name>`` plus the ini key, the CLI as ``--<name>``; both turn
-the raw strings into typed values here, so the two accept the same things and
-reject bad values with the same message. Imports neither torch nor pytest.
+One table names every option once. The pytest plugin registers each row as
+``--trainstab-<name>`` plus the ini key ``trainstab_<name>``; the CLI as
+``--<name>`` on the commands that take it. Both hand the raw strings to
+:func:`parse_options`, which returns one typed :class:`RunOptions`, so the two
+front ends accept the same values and reject bad ones with the same message.
+
+A row states where its value goes (``sets``): a field of the battery's
+:class:`~trainstab.checks.Thresholds`, of the scaling checks'
+:class:`~trainstab.scaling.ScalingThresholds` or of the ladders'
+:class:`~trainstab.scaling.ScalingConfig`. Their defaults are stated there,
+once; an option left unset keeps them. What the options resolve to lives here
+too: the model under test, its sweep, the bounds, the ladders and the
+baseline policy. Imports neither torch nor pytest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
-from trainstab.config import SweepConfig, int_list, lr_list
+from trainstab.checks import BATTERY, Thresholds
+from trainstab.config import PROFILES, SweepConfig, TrainConfig, int_list, lr_list, validate
 from trainstab.errors import TrainstabError
+from trainstab.files import check_folder_writable
 from trainstab.model_names import canonical_model_name
 from trainstab.overrides import apply_overrides
+from trainstab.scaling import ScalingConfig, ScalingThresholds
 
 _Number = TypeVar("_Number", int, float)
 
-
-@dataclass(frozen=True)
-class Option:
-    """One option of a stability run."""
-
-    name: str  # --trainstab-<name> in pytest, --<name> in the CLI
-    parse: Callable[[str], Any]  # raw string -> typed value; ValueError when malformed
-    default: str | None  # the raw default (None: the option is off or the library default applies)
-    help: str
-
-    @property
-    def key(self) -> str:
-        """The ini key, and the key of the parsed options dict (``trainstab_max_lr``)."""
-        return "trainstab_" + self.name.replace("-", "_")
-
-
-#: The battery's checks, in report order (trainstab.checks.BATTERY holds the code; named here without torch).
-CHECK_NAMES = (
-    "no_divergence",
-    "attention_logits",
-    "log_z",
-    "lr_sensitivity",
-    "grad_rms_vs_eps",
-    "loss_spikes",
-    "parameters_move",
-)
+#: How each front end spells its flags: messages name the flag the user can type.
+PYTEST_FLAGS = "--trainstab-"
+CLI_FLAGS = "--"
 
 
 def check_list(value: str) -> frozenset[str]:
@@ -53,7 +45,7 @@ def check_list(value: str) -> frozenset[str]:
     names = {name.strip() for name in value.split(",") if name.strip()}
     if names == {"none"}:
         return frozenset()
-    if not names or not names <= set(CHECK_NAMES):
+    if not names or not names <= set(BATTERY):
         raise ValueError(value)
     return frozenset(names)
 
@@ -61,6 +53,27 @@ def check_list(value: str) -> frozenset[str]:
 def model_name(value: str) -> str:
     """A model name written canonically (options sorted); a malformed one raises :class:`TrainstabError`."""
     return canonical_model_name(value)
+
+
+def profile(value: str) -> str:
+    """A profile name from :data:`trainstab.config.PROFILES` (TrainstabError otherwise, listing them)."""
+    if value not in PROFILES:
+        raise TrainstabError(f"trainstab profile {value!r} is unknown; use one of {', '.join(PROFILES)}")
+    return value
+
+
+def device(value: str) -> str:
+    """The device to train on: only ``cpu`` (TrainstabError otherwise)."""
+    if value != "cpu":
+        raise TrainstabError(
+            f"trainstab device {value!r} is not supported: trainstab trains on the CPU (drop the option or use cpu)"
+        )
+    return value
+
+
+def number(value: float) -> str:
+    """A number as a user writes it: ``0.3``, ``1e9``, ``1e-5`` (not ``1e+09``)."""
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{value:g}")
 
 
 def _accepted(number: _Number, ok: bool, value: str) -> _Number:
@@ -114,52 +127,14 @@ def pattern_list(value: str) -> tuple[str, ...]:
     return patterns
 
 
-# Thresholds default to the battery's (trainstab.checks.Thresholds).
-OPTIONS: tuple[Option, ...] = (
-    Option("model", model_name, "reference", "default model: reference, hf:<type> or package.module:factory[k=v]"),
-    Option("profile", str, "default", "steps and LR grid preset: quick, default or thorough"),
-    Option("seed", seed, "0", "seed of init and data order"),
-    Option("steps", steps, None, "optimizer steps per run (default: 200)"),
-    Option("lrs", lr_list, None, "comma-separated LR grid (default: the paper's)"),
-    Option("corpus", str, None, "token file instead of the bundled corpus"),
-    Option("device", str, "cpu", "device to train on (only cpu is supported)"),
-    Option("max-lr", positive, None, "checks look at LRs up to this (default 0.3)"),
-    Option("attention-logit-bound", positive, None, "max attention logit (1e3)"),
-    Option("log-z-bound", positive, None, "max |log Z| (20)"),
-    Option("lr-sensitivity-bound", positive, None, "max LR sensitivity (1.0: gross problems; baselines gate the rest)"),
-    Option("grad-rms-over-eps", non_negative, None, "min gradient RMS / AdamW eps (10)"),
-    Option("spike-score-bound", non_negative, None, "max loss spike score (0)"),
-    Option(
-        "report-only",
-        check_list,
-        None,
-        "checks shown, reported and baselined that never fail a test (grad_rms_vs_eps,loss_spikes; none: all fail)",
-    ),
-    Option(
-        "ignore-params",
-        pattern_list,
-        None,
-        "parameter tensors grad_rms_vs_eps and parameters_move leave out: patterns like */k_norm/bias,pos_emb",
-    ),
-    Option("report", str, None, "write a JSON, plots and an HTML page of every check to this folder"),
-    Option("baselines", str, None, "folder of committed baselines to compare with (off when unset)"),
-    Option("target-params", positive, None, "size the scaling forecasts extrapolate to (1e9)"),
-    Option(
-        "max-extrapolation",
-        decades,
-        None,
-        "decades past the largest size measured that the attention forecast may extrapolate (2)",
-    ),
-    Option("widths", int_list, None, "width ladder of the scaling checks (32,48,64)"),
-    Option("depths", int_list, None, "depth ladder of the scaling checks (1,2,4)"),
-)
-PROFILE_NAMES = ("quick", "default", "thorough")  # trainstab.config.PROFILES, named here without importing torch
+#: What each parser accepts, in words: the "expected ..." of every message about a bad value.
 _EXPECTED = {
+    "str": "text",
     "int": "an integer",
     "float": "a number",
-    "lr_list": "numbers like 1e-3,1e-2",
+    "lr_list": "comma-separated numbers such as 1e-3,1e-2",
     "int_list": "integers like 32,48,64",
-    "check_list": f"none or check names from {', '.join(CHECK_NAMES)}",
+    "check_list": f"none or check names from {', '.join(BATTERY)}",
     "pattern_list": "comma-separated parameter name patterns like */k_norm/bias",
     "decades": "a number of decades above 0 and at most 10, e.g. 2",
     "positive": "a finite number above 0",
@@ -175,42 +150,291 @@ def expected(parse: Callable[[str], Any]) -> str:
     return _EXPECTED.get(parse.__name__, parse.__name__)
 
 
+#: The records an option's value may set, by the prefix its ``sets`` entries use.
+_TARGETS: dict[str, type[Any]] = {
+    "battery": Thresholds,
+    "scaling": ScalingThresholds,
+    "ladders": ScalingConfig,
+    "train": TrainConfig,
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a stability run: a row of :data:`OPTIONS`."""
+
+    name: str  # --trainstab-<name> in pytest, --<name> in the CLI
+    parse: Callable[[str], Any]  # raw string -> typed value; ValueError when malformed
+    help: str
+    sets: tuple[str, ...] = ()  # "battery.max_lr": the fields it sets besides RunOptions.<field> (their defaults)
+
+    @property
+    def field(self) -> str:
+        """The :class:`RunOptions` field it fills (``max_lr``)."""
+        return self.name.replace("-", "_")
+
+    @property
+    def key(self) -> str:
+        """The ini key (``trainstab_max_lr``)."""
+        return "trainstab_" + self.field
+
+    @property
+    def default(self) -> Any:
+        """Its default: the RunOptions field's, or else the first field it sets (None: off, or per profile)."""
+        own = RunOptions.__dataclass_fields__[self.field].default
+        if own is not None or not self.sets:
+            return own
+        record, name = self.sets[0].split(".")
+        return getattr(_TARGETS[record](), name)
+
+    def described(self) -> str:
+        """The help text with the default, in the words a user would type it."""
+        default = self.default
+        if default is None:
+            return self.help
+        if isinstance(default, tuple | list | frozenset):
+            shown = ",".join(str(x) for x in sorted(default)) if isinstance(default, frozenset) else ""
+            shown = shown or ",".join(number(x) if isinstance(x, float) else str(x) for x in default)
+        else:
+            shown = number(default) if isinstance(default, float) else str(default)
+        return f"{self.help} (default: {shown or 'none'})"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", model_name, "model to check: reference, hf:<type> or package.module:factory[k=v]"),
+    Option("profile", profile, "steps and LR grid preset: quick, default or thorough"),
+    Option("seed", seed, "seed of init and data order", ("train.seed",)),
+    Option("steps", steps, "optimizer steps per run (default: the profile's)"),
+    Option("lrs", lr_list, "comma-separated LR grid (default: the profile's)"),
+    Option("corpus", str, "token file (.npy or uint16 .bin) instead of the bundled corpus"),
+    Option("device", device, "device to train on (only cpu is supported)"),
+    Option("max-lr", positive, "checks look at LRs up to this", ("battery.max_lr", "scaling.max_lr")),
+    Option("attention-logit-bound", positive, "max attention logit", ("battery.attention_logit",)),
+    Option("log-z-bound", positive, "max |log Z|", ("battery.log_z",)),
+    Option(
+        "lr-sensitivity-bound",
+        positive,
+        "max LR sensitivity: gross problems; baselines gate the rest (the scaling checks: 0.3)",
+        ("battery.lr_sensitivity", "scaling.lr_sensitivity"),
+    ),
+    Option(
+        "grad-rms-over-eps",
+        non_negative,
+        "min gradient RMS / AdamW eps",
+        ("battery.grad_rms_over_eps", "scaling.grad_rms_over_eps"),
+    ),
+    Option("spike-score-bound", non_negative, "max loss spike score", ("battery.spike_score",)),
+    Option(
+        "report-only",
+        check_list,
+        "checks shown, reported and baselined that never fail a test (none: all fail)",
+        ("battery.report_only",),
+    ),
+    Option(
+        "ignore-params",
+        pattern_list,
+        "parameter tensors grad_rms_vs_eps and parameters_move leave out: patterns like */k_norm/bias,pos_emb",
+        ("battery.ignore_params",),
+    ),
+    Option("report", str, "write a JSON, plots and an HTML page of every check to this folder"),
+    Option("baselines", str, "folder of committed baselines to compare with (off when unset)"),
+    Option("target-params", positive, "size the scaling forecasts extrapolate to", ("scaling.target_parameters",)),
+    Option(
+        "max-extrapolation",
+        decades,
+        "decades past the largest size measured that the attention forecast may extrapolate",
+        ("scaling.max_extrapolation_decades",),
+    ),
+    Option("widths", int_list, "width ladder of the scaling checks", ("ladders.widths",)),
+    Option("depths", int_list, "depth ladder of the scaling checks", ("ladders.depths",)),
+)
+OPTION_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Every option of a run, typed; None: the library default (:attr:`Option.default` says which)."""
+
+    model: str = "reference"
+    profile: str = "default"
+    seed: int | None = None  # None: --set seed=N, else TrainConfig's (run_seed says which)
+    steps: int | None = None
+    lrs: tuple[float, ...] | None = None
+    corpus: str | None = None
+    device: str = "cpu"
+    max_lr: float | None = None
+    attention_logit_bound: float | None = None
+    log_z_bound: float | None = None
+    lr_sensitivity_bound: float | None = None
+    grad_rms_over_eps: float | None = None
+    spike_score_bound: float | None = None
+    report_only: frozenset[str] | None = None
+    ignore_params: tuple[str, ...] | None = None
+    report: str | None = None
+    baselines: str | None = None  # resolved by the front end: relative to pytest's rootdir or the config file
+    target_params: float | None = None
+    max_extrapolation: float | None = None
+    widths: tuple[int, ...] | None = None
+    depths: tuple[int, ...] | None = None
+    overrides: tuple[str, ...] = ()  # --set / trainstab_set: key=value, in order
+    update_baseline: bool = False  # rewrite missing, worse or incomparable baselines, and pass
+    regen_all: bool = False  # rewrite every baseline, and pass
+    flags: str = PYTEST_FLAGS  # how the front end that made these spells its flags, for hints in messages
+
+    def flag(self, name: str) -> str:
+        """The flag ``name`` as this run's front end spells it (``--trainstab-max-lr`` or ``--max-lr``)."""
+        return self.flags + name
+
+
 def parse_options(
-    raw: dict[str, tuple[str, Any]], overrides: list[str], overrides_source: str = "trainstab_set / --trainstab-set"
-) -> dict[str, Any]:
-    """Typed options from ``{key: (where it came from, raw value)}`` and the ``key=value`` overrides.
+    raw: Mapping[str, tuple[str, Any]],
+    overrides: list[str] | tuple[str, ...] = (),
+    overrides_source: str = "trainstab_set / --trainstab-set",
+    flags: str = PYTEST_FLAGS,
+) -> RunOptions:
+    """Typed options from ``{option name: (where it came from, raw value)}`` and the ``key=value`` overrides.
 
     Missing or empty values take the option's default. Raises
     :class:`TrainstabError` naming the option (as the user wrote it) and what was expected.
     """
     values: dict[str, Any] = {}
     for option in OPTIONS:
-        source, value = raw.get(option.key, (option.key, None))
+        source, value = raw.get(option.name, (option.key, None))
         if value == "" and source.startswith("--"):  # --lrs '' on a command line: a mistake, not "the default"
-            raise TrainstabError(f"{source} is empty; give a value ({_EXPECTED.get(option.parse.__name__, 'one')}) "
-                                 "or leave the flag out")  # fmt: skip
+            raise TrainstabError(f"{source} is empty; give a value ({expected(option.parse)}) or leave the flag out")
         if value in (None, "", []):
-            value = option.default
-        if value is None:
-            values[option.key] = None
-            continue
+            continue  # the default applies
         try:
-            values[option.key] = option.parse(value)
+            values[option.field] = option.parse(value)
         except ValueError:
-            expected = _EXPECTED.get(option.parse.__name__, option.parse.__name__)
-            raise TrainstabError(f"{source}={value!r}: expected {expected}") from None
-    if values["trainstab_device"] != "cpu":
-        raise TrainstabError(
-            f"trainstab device {values['trainstab_device']!r} is not supported: trainstab trains on the CPU "
-            "(drop the option or use cpu)"
-        )
-    if values["trainstab_profile"] not in PROFILE_NAMES:
-        raise TrainstabError(
-            f"trainstab profile {values['trainstab_profile']!r} is unknown; use one of {', '.join(PROFILE_NAMES)}"
-        )
+            raise TrainstabError(f"{source}={value!r}: expected {expected(option.parse)}") from None
     try:  # checked now, not in every test
         apply_overrides(SweepConfig(), overrides)
     except TrainstabError as error:
         raise TrainstabError(f"{overrides_source}: {error}") from None
-    values["trainstab_set"] = list(overrides)
-    return values
+    return RunOptions(**values, overrides=tuple(overrides), flags=flags)
+
+
+def run_seed(options: RunOptions) -> int:
+    """The seed a run trains with: ``seed``, else a ``--set seed=N``, else TrainConfig's (0)."""
+    if options.seed is not None:
+        return options.seed
+    return apply_overrides(SweepConfig(), options.overrides).train.seed
+
+
+def _settings(options: RunOptions, record: str) -> dict[str, Any]:
+    """The fields of ``record`` ("battery", "scaling", "ladders") that the run's options set."""
+    settings = {}
+    for option in OPTIONS:
+        value = getattr(options, option.field)
+        for target in option.sets:
+            prefix, name = target.split(".")
+            if prefix == record and value is not None:
+                settings[name] = value
+    return settings
+
+
+def thresholds(options: RunOptions) -> Thresholds:
+    """The battery's bounds with the run's options applied."""
+    return Thresholds(**_settings(options, "battery"), flags=options.flags)
+
+
+def scaling_thresholds(options: RunOptions) -> ScalingThresholds:
+    """The scaling checks' bounds with the run's options applied (shared bounds are set by the same options)."""
+    return ScalingThresholds(**_settings(options, "scaling"), flags=options.flags)
+
+
+def scaling_plan(options: RunOptions) -> ScalingConfig:
+    """The ladders of the scaling checks, with the run's ``widths`` and ``depths``."""
+    return ScalingConfig(**_settings(options, "ladders"))
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """A model to check: its name, its factory's keyword options and ``key=value`` overrides of the run's config.
+
+    ``ModelUnderTest("mypkg.models:build", options={"qk_norm": False})`` checks ``build(size, qk_norm=False)``,
+    the same model as the name ``"mypkg.models:build[qk_norm=false]"``; options given here win over
+    options written in the name.
+    """
+
+    name: str | None = None  # None: the run's --trainstab-model
+    overrides: tuple[str, ...] = ()  # e.g. ("z_loss=0",): training keys, and the reference's switches
+    id: str | None = None  # the test id; default: the model's canonical name plus overrides
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the factory's keywords
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", dict(self.options))  # a private copy: the caller may mutate theirs
+        if self.name is not None:
+            canonical_model_name(self.name, self.options)  # a malformed name or option fails at collection
+
+    def model_name(self, run: RunOptions) -> str:
+        """The canonical model this checks, the run's --trainstab-model standing in for a missing name."""
+        return canonical_model_name(self.name or run.model, self.options)
+
+    def __str__(self) -> str:
+        if self.id is not None:
+            return self.id
+        named = self.name or "default-model"  # the run's model, not known here
+        # Overrides as "+key=value": brackets belong to the model's own options, and a label pasted back as a
+        # model name must not turn an override into an option.
+        return canonical_model_name(named, self.options) + "".join(f"+{o}" for o in self.overrides)
+
+    def label(self, run: RunOptions) -> str:
+        """The model's name in reports and baseline folders: its id, or the resolved model and overrides."""
+        if self.id is not None or self.name is not None:
+            return str(self)
+        return str(dataclasses.replace(self, name=self.model_name(run), options={}))
+
+
+def sweep_config(options: RunOptions, target: ModelUnderTest) -> SweepConfig:
+    """The sweep a model is checked with: the run's options, then the model's own overrides.
+
+    Precedence: the profile, then ``--set`` / ``trainstab_set``, then the model's own overrides, then the
+    explicit ``seed``, ``steps``, ``lrs`` and ``corpus`` options.
+    """
+    profile_steps, profile_lrs = PROFILES[options.profile]
+    base = SweepConfig(model_name=target.model_name(options), lrs=profile_lrs)
+    base = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=profile_steps))
+    sweep = apply_overrides(base, [*options.overrides, *target.overrides])
+    seed = options.seed if options.seed is not None else sweep.train.seed
+    train = dataclasses.replace(sweep.train, seed=seed, steps=options.steps or sweep.train.steps)
+    sweep = dataclasses.replace(sweep, train=train, lrs=options.lrs or sweep.lrs, corpus=options.corpus)
+    validate(sweep)
+    return sweep
+
+
+@dataclass(frozen=True)
+class BaselinePolicy:
+    """Whether and how a run compares with (and writes) baselines."""
+
+    folder: Path | None  # None: baselines off
+    update_failing: bool = False  # rewrite missing, worse or incomparable baselines, and pass
+    regen_all: bool = False  # rewrite every baseline, and pass
+    flags: str = PYTEST_FLAGS  # how messages spell the rewrite flags
+
+    @property
+    def rewriting(self) -> bool:
+        """Either flag is on."""
+        return self.update_failing or self.regen_all
+
+
+def policy_from(options: RunOptions) -> BaselinePolicy:
+    """The baseline policy of a run; a rewrite flag without a usable baseline folder is an error."""
+    folder = options.baselines
+    rewriting = options.update_baseline or options.regen_all
+    flag = options.flag("update-baseline" if options.update_baseline else "regen-all")
+    if folder is None and rewriting:
+        raise TrainstabError(
+            f"{flag} needs a baseline folder: in pytest set trainstab_baselines = <folder> in the ini file or pass "
+            "--trainstab-baselines=<folder>; with trainstab check pass --baselines <folder>"
+        )
+    if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+        raise TrainstabError(
+            f"the baseline folder {folder} (trainstab_baselines / {options.flag('baselines')}) is a file; give a folder"
+        )
+    if folder is not None and rewriting:  # they will write: find out now, not after training
+        check_folder_writable(Path(folder), f"{flag} rewrites baselines, but the baseline folder")
+    return BaselinePolicy(
+        Path(folder) if folder is not None else None, options.update_baseline, options.regen_all, options.flags
+    )

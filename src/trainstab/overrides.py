@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from trainstab.config import ModelConfig, SweepConfig, TrainConfig
@@ -28,7 +29,7 @@ def settable_keys() -> dict[str, type]:
     return keys
 
 
-def apply_overrides(config: SweepConfig, assignments: list[str]) -> SweepConfig:
+def apply_overrides(config: SweepConfig, assignments: Sequence[str]) -> SweepConfig:
     """Return ``config`` with each ``key=value`` in ``assignments`` applied."""
     keys = settable_keys()
     model_changes: dict[str, Any] = {}

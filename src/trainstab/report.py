@@ -1,116 +1,222 @@
-"""Presenting a sweep: strict JSON for machines, a rich table for people."""
+"""The gate's report: every verdict and metric as JSON, one figure per model, one self-contained HTML page.
+
+Built from verdicts and plain per-model curves, so the pytest-xdist
+controller can write it from what the workers sent, and ``trainstab check``
+from what it measured, without torch. The HTML embeds its images, so the
+page alone is the whole report when downloaded as a CI artifact.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import base64
+import html
+import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
+from trainstab.baseline import file_name, lr_key
+from trainstab.files import finite_or_none, json_text, write_atomically, write_text_atomically
+from trainstab.gate import Verdict
+from trainstab.plotting import label_axes
+from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, LOG_Z_MAX, LOG_Z_MEAN, LOG_Z_MIN, STEP, SweepResult
 
-from trainstab.config import STACK_SIZE, SweepConfig
-from trainstab.corpus import bundled_corpus_path
-from trainstab.errors import TrainstabError
-from trainstab.files import cannot_write_in, write_text_atomically
-from trainstab.sweep import SweepResult
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
-
-def finite_or_none(value: Any) -> Any:
-    """Replace NaN and infinities (not valid JSON) by None, recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_or_none(v) for v in value]
-    return value
+JSON_NAME = "trainstab-report.json"
+HTML_NAME = "trainstab-report.html"
 
 
-def resolved_config(config: SweepConfig) -> dict[str, Any]:
-    """The config as data, with every default that depends on others filled in."""
-    data = dataclasses.asdict(config)
-    data["train"]["weight_decay"] = config.train.resolved_weight_decay
-    data["train"]["warmup_steps"] = config.train.warmup_steps
-    data["corpus"] = str(config.corpus) if config.corpus is not None else str(bundled_corpus_path())
-    data["stack_size"] = STACK_SIZE
-    return data
+def model_curves(label: str, sweep: SweepResult) -> dict[str, Any]:
+    """What the model's figure draws: loss and max attention logit per LR, log Z over steps per LR.
 
-
-def sweep_to_dict(result: SweepResult) -> dict[str, Any]:
-    """Everything about a sweep as plain JSON-ready data (NaN becomes null)."""
+    Each LR's log Z series holds the mean and the max |log Z| per probe: the check reads the max.
+    """
+    runs = sweep.runs
     return {
-        "runs": finite_or_none([dataclasses.asdict(run) for run in result.runs]),
-        "lr_sensitivity": finite_or_none(result.lr_sensitivity),
-        "best_lr": result.best_lr,
-        "config": finite_or_none(resolved_config(result.config)),
-        "environment": result.environment,
-        "elapsed_seconds": result.elapsed_seconds,
+        "model": label,
+        "lrs": [run.lr for run in runs],
+        "initial_loss": finite_or_none(runs[0].initial_loss),
+        "final_loss": [finite_or_none(run.final_loss) for run in runs],
+        "max_attention_logit": [finite_or_none(run.max_attention_logit) for run in runs],
+        "diverged": [run.diverged for run in runs],
+        "log_z": {
+            lr_key(run.lr): {
+                "steps": [int(h[STEP]) for h in run.history],
+                "mean": [finite_or_none(h[LOG_Z_MEAN]) for h in run.history],
+                "max_abs": [finite_or_none(max(abs(h[LOG_Z_MIN]), abs(h[LOG_Z_MAX]))) for h in run.history],
+            }
+            for run in runs
+        },
+        "lr_sensitivity": finite_or_none(sweep.lr_sensitivity),
+        "best_lr": sweep.best_lr,
+        "baseline": {},
     }
 
 
-def check_writable(path: Path, flag: str = "--json") -> None:
-    """Fail before any training if ``path`` cannot be written.
+def attach_baselines(curves: dict[str, dict[str, Any]], verdicts: list[Verdict]) -> None:
+    """Give each model's curves the baseline metrics its checks read (final loss, attention logits)."""
+    for verdict in verdicts:
+        recorded = verdict.recorded
+        if recorded and verdict.label in curves:
+            for metric in ("final_loss", "max_attention_logit"):  # what the panels draw
+                if metric in recorded:
+                    curves[verdict.label]["baseline"][metric] = recorded[metric]
 
-    Tries it for real (a temporary file beside it, and opening an existing file
-    for append without changing it): permission bits say nothing when running
-    as root, as CI often does.
+
+def _capped(losses: list[float | None], diverged: list[bool], initial: float | None) -> list[float]:
+    """Final losses as LR sensitivity counts them: capped at the initial loss, a diverged run at it (NaN: a gap)."""
+    if initial is None:
+        return _gaps(losses)
+    return [initial if d or v is None else min(v, initial) for v, d in zip(losses, diverged, strict=True)]
+
+
+def _gaps(values: Sequence[float | None]) -> list[float]:
+    """None as NaN, which matplotlib draws as a gap."""
+    return [math.nan if v is None else v for v in values]
+
+
+def _loss_panel(ax: Axes, curve: dict[str, Any]) -> None:
+    """Final loss vs LR: this run and the baseline on the same axes."""
+    lrs, l0 = curve["lrs"], curve["initial_loss"]
+    ax.plot(lrs, _capped(curve["final_loss"], curve["diverged"], l0), marker="o", label="this run")
+    recorded = curve["baseline"].get("final_loss")
+    if recorded:
+        # null in the baseline: that run diverged (counted at l0); an LR it does not hold: a gap.
+        base = [recorded.get(lr_key(lr), math.nan) for lr in lrs]
+        capped = _gaps(_capped(base, [v is None for v in base], l0))
+        ax.plot(lrs, capped, marker="s", linestyle="--", color="grey", label="baseline (main)")
+    diverged = [lr for lr, d in zip(lrs, curve["diverged"], strict=True) if d]
+    if diverged and l0 is not None:
+        ax.plot(diverged, [l0] * len(diverged), "rx", markersize=10, label="diverged (counted at l0)")
+    label_axes(ax, "learning rate (peak)", "final train loss (nats, capped at l0)", "Loss vs learning rate")
+
+
+def _attention_panel(ax: Axes, curve: dict[str, Any]) -> None:
+    """Max attention logit vs LR (log-log), this run and the baseline, with the paper's divergence level."""
+    lrs = curve["lrs"]
+    ax.plot(lrs, _gaps(curve["max_attention_logit"]), marker="o", label="this run")
+    recorded = curve["baseline"].get("max_attention_logit")
+    if recorded:
+        ax.plot(lrs, _gaps([recorded.get(lr_key(lr)) for lr in lrs]), marker="s", linestyle="--", color="grey",
+                label="baseline (main)")  # fmt: skip
+    ax.axhline(ATTENTION_DIVERGENCE_LEVEL, color="k", linestyle=":", linewidth=1, label="1e4 (paper: runs diverged)")
+    label_axes(ax, "learning rate (peak)", "max attention logit", "Max attention logit vs LR", logy=True)
+
+
+def _log_z_panel(ax: Axes, curve: dict[str, Any]) -> None:
+    """The max |log Z| of the output logits over training (what the log_z check reads), one line per LR."""
+    for lr, series in curve["log_z"].items():
+        ax.plot(series["steps"], _gaps(series["max_abs"]), label=f"lr={lr}")
+    label_axes(ax, "step", "max |log Z| over the batch", "max |log Z| over steps", logx=None, legend=7, ncol=2)
+
+
+def draw_model(curve: dict[str, Any]) -> bytes:
+    """The model's three panels side by side, as PNG bytes."""
+    from matplotlib.figure import Figure  # no pyplot, no global state; imported when a report is drawn, not at start
+
+    figure = Figure(figsize=(15, 4.2), layout="constrained")
+    axes = figure.subplots(1, 3)
+    _loss_panel(axes[0], curve)
+    _attention_panel(axes[1], curve)
+    _log_z_panel(axes[2], curve)
+    sensitivity = curve["lr_sensitivity"]
+    shown = f"{sensitivity:.4f}" if sensitivity is not None else "not measured"
+    figure.suptitle(f"{curve['model']}: LR sensitivity {shown}, best LR {curve['best_lr']:g}")
+    out = io.BytesIO()
+    figure.savefig(out, format="png", dpi=80)
+    return out.getvalue()
+
+
+def write_report(
+    folder: Path, verdicts: list[Verdict], curves: dict[str, dict[str, Any]], header: dict[str, Any]
+) -> list[Path]:
+    """Write the JSON, one PNG per model and the HTML page into ``folder``; returns the files written.
+
+    Existing files are kept as ``<name>.previous``.
     """
-    if path.is_dir():
-        raise TrainstabError(f"{flag} {path} is a directory; give a file name such as {path / 'sweep.json'}")
-    parent = path.parent
-    if not parent.is_dir():
-        raise TrainstabError(f"{flag} {path}: directory {parent} does not exist; create it first")
-    problem = cannot_write_in(parent)
-    if problem is None and path.exists():
-        try:
-            with path.open("a"):  # opened for append, never changed
-                pass
-        except OSError as error:
-            problem = str(error.strerror or error)
-    if problem:
-        raise TrainstabError(f"{flag} {path} is not writable ({problem}); choose a path you can write to")
+    folder.mkdir(parents=True, exist_ok=True)
+    # Failures first, then by model and the checks' report order.
+    rows = sorted((v.to_json() for v in verdicts), key=lambda r: (r["verdict"] != "FAIL", r["model"], r["order"]))
+    attach_baselines(curves, verdicts)
+    data = {**header, "passed": all(r["verdict"] != "FAIL" for r in rows), "checks": rows, "models": curves}
+    written = [folder / JSON_NAME]
+    write_text_atomically(folder / JSON_NAME, json_text(data))
+    images: dict[str, bytes] = {}
+    for label, curve in sorted(curves.items()):
+        images[label] = draw_model(curve)
+        path = folder / f"{file_name(label)}.png"
+        write_atomically(path, images[label])
+        written.append(path)
+    write_text_atomically(folder / HTML_NAME, render_html(data, images))
+    written.append(folder / HTML_NAME)
+    return written
 
 
-def write_json(path: Path, data: dict[str, Any]) -> Path | None:
-    """Write ``data`` to ``path`` atomically; an existing file is kept as ``<path>.previous`` (returned)."""
-    check_writable(path)
-    try:
-        return write_text_atomically(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
-    except OSError as error:
-        raise TrainstabError(f"could not write {path} ({error.strerror}); choose a path you can write to") from None
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; margin: 0 0 .3em; }
+.summary { font-size: 1.1em; margin-bottom: 1em; }
+.pass { color: #176f2c; font-weight: bold; } .fail { color: #b00020; font-weight: bold; }
+.warn { color: #8a5a00; font-weight: bold; } .xfail { color: #555; font-weight: bold; }
+table { border-collapse: collapse; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.failed { background: #fdecee; }
+pre { white-space: pre-wrap; margin: 0; font-size: .85em; max-width: 70em; }
+img { max-width: 100%; border: 1px solid #ddd; }
+footer { margin-top: 2em; font-size: .8em; color: #666; }
+"""
 
 
-def _number(value: float, digits: int = 4) -> str:
-    """A compact number for a table cell ("-" for NaN)."""
-    if not math.isfinite(value):
-        return "-"
-    return f"{value:.{digits}g}" if abs(value) >= 1e4 else f"{value:.{digits}f}"
+def _cell(value: Any) -> str:
+    """A number for a table cell."""
+    return "-" if value is None else html.escape(f"{value:.4g}" if isinstance(value, float) else str(value))
 
 
-def sweep_table(result: SweepResult) -> Table:
-    """One row per learning rate: losses, max attention logit, log Z, divergence."""
-    table = Table(title="trainstab sweep", caption=_caption(result))
-    for column in ("LR", "final loss", "eval loss", "max attn logit", "log Z", "diverged"):
-        table.add_column(column, justify="right")
-    for run in result.runs:
-        diverged = f"yes (step {run.diverged_at_step})" if run.diverged else "no"
-        table.add_row(
-            f"{run.lr:g}",
-            _number(run.final_loss),
-            _number(run.eval_loss),
-            f"{run.max_attention_logit:.3g}",
-            _number(run.log_z_mean, 3),
-            diverged,
-            style="red" if run.diverged or run.max_attention_logit > 1e4 else None,
+def render_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
+    """The page: verdict summary, the table (failures first, with their messages), then each model's figure."""
+    rows = data["checks"]
+    failed = [r for r in rows if r["verdict"] == "FAIL"]  # an xfail is a known-unstable model failing as declared
+    warned = sum(r["verdict"] == "warn" for r in rows)
+    verdict = (
+        f'<span class="fail">FAILED</span>: {len(failed)} of {len(rows)} checks'
+        if failed
+        else f'<span class="pass">PASSED</span>: all {len(rows)} checks'
+    ) + (f' · <span class="warn">{warned} report-only warning(s)</span>' if warned else "")
+    if not data.get("complete", True):  # a run stopped early (Ctrl-C, -x, a crash): say so before anything else
+        verdict = '<span class="fail">INCOMPLETE</span>: the run was stopped early; only these checks ran · ' + verdict
+    body = [
+        "<h1>trainstab report</h1>",
+        f'<div class="summary">{verdict} · seed {data.get("seed")}</div>',
+        "<table><tr><th>model</th><th>check</th><th>verdict</th><th>value</th><th>bound</th>"
+        "<th>baseline</th><th>details</th></tr>",
+    ]
+    for row in rows:
+        baseline = row["baseline"]
+        details = row["message"]
+        if baseline["message"]:
+            details += "\n" + baseline["message"]
+        body.append(
+            f'<tr class="{"failed" if row["verdict"] == "FAIL" else ""}"><td>{html.escape(row["model"])}</td>'
+            f"<td>{html.escape(row['check'])}</td>"
+            f'<td class="{row["verdict"].lower()}">{row["verdict"]}</td>'
+            f'<td class="num">{_cell(row["value"])}</td><td class="num">{_cell(row["bound"])}</td>'
+            f"<td>{html.escape(baseline['status'])}</td><td><pre>{html.escape(details)}</pre></td></tr>"
         )
-    return table
-
-
-def _caption(result: SweepResult) -> str:
-    """The sweep's summary line under the table."""
+    body.append("</table>")
+    for label, png in images.items():
+        encoded = base64.b64encode(png).decode("ascii")
+        body.append(f"<h2>{html.escape(label)}</h2>")
+        body.append(f'<img alt="plots of {html.escape(label)}" src="data:image/png;base64,{encoded}">')
+    environment = data.get("environment", {})
+    body.append(
+        "<footer>" + " · ".join(f"{html.escape(str(k))} {html.escape(str(v))}" for k, v in environment.items())
+        + "</footer>"
+    )  # fmt: skip
     return (
-        f"LR sensitivity {result.lr_sensitivity:.4f} · best LR {result.best_lr:g} · "
-        f"l0 {result.runs[0].initial_loss:.4f} · seed {result.config.train.seed} · {result.elapsed_seconds:.1f} s"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>trainstab report</title>'
+        f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )

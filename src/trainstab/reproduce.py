@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from trainstab.config import SweepConfig, check_scope
-from trainstab.environment import environment
+from trainstab.environment import available_cores, environment
 from trainstab.errors import TrainstabError
-from trainstab.files import keep_previous, write_text_atomically
+from trainstab.files import finite_or_none, keep_previous, write_text_atomically
 from trainstab.findings import (
     FINDINGS,
     FULL_PLAN,
@@ -35,9 +35,6 @@ from trainstab.findings import (
     applicable,
     plan_base,
 )
-from trainstab.models import check_model
-from trainstab.report import finite_or_none
-from trainstab.sweep import available_cores
 
 
 @dataclass(frozen=True)
@@ -84,8 +81,13 @@ def summary_markdown(reproduction: Reproduction, plan: FindingsPlan) -> str:
 
 def _numbers(result: FindingResult) -> dict[str, Any]:
     """JSON of one finding (numbers and verdict)."""
-    return {"title": result.title, "claim": result.claim, "held": result.held, "evidence": result.evidence,
-            "numbers": result.numbers}  # fmt: skip
+    return {
+        "title": result.title,
+        "claim": result.claim,
+        "held": result.held,
+        "evidence": result.evidence,
+        "numbers": result.numbers,
+    }
 
 
 def reproduce(
@@ -119,6 +121,8 @@ def reproduce(
     if refused:
         raise TrainstabError(f"finding {refused[0]}")
     if model != "reference":
+        from trainstab.models import check_model  # builds the model: torch
+
         check_model(model, base.model, seed)  # a broken factory fails before the output folder is touched
     # 1. Writable output folder, before any training.
     try:
@@ -145,10 +149,15 @@ def reproduce(
     reproduction = Reproduction(tuple(results), (), time.perf_counter() - started, seed, quick, model, skipped)
     summary = out / "summary.md"
     write_text_atomically(summary, summary_markdown(reproduction, plan))
-    data = {"mode": "quick" if quick else "full", "seed": seed, "model": model,
-            "elapsed_seconds": reproduction.elapsed_seconds, "skipped": dict(skipped),
-            "environment": environment(seed, threads_per_stack=1, workers=available_cores()),
-            "findings": {r.key: _numbers(r) for r in results}}  # fmt: skip
+    data = {
+        "mode": "quick" if quick else "full",
+        "seed": seed,
+        "model": model,
+        "elapsed_seconds": reproduction.elapsed_seconds,
+        "skipped": dict(skipped),
+        "environment": environment(seed, threads_per_stack=1, workers=available_cores()),
+        "findings": {r.key: _numbers(r) for r in results},
+    }
     findings_json = out / "findings.json"
     text = json.dumps(finite_or_none(data), indent=2, default=str, allow_nan=False) + "\n"
     write_text_atomically(findings_json, text)

@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainstab.checks import CheckResult
-from trainstab.config import SweepConfig
-from trainstab.coordinates import CoordinateConfig, CoordinateResult, coordinate_check
+from trainstab.checks import Check, CheckResult, Thresholds
+from trainstab.config import CoordinateConfig, SweepConfig
 from trainstab.forecast import (
-    ATTENTION_DIVERGENCE_LEVEL,
     MAX_EXTRAPOLATION_DECADES,
     Forecast,
     LrForecast,
@@ -38,7 +36,7 @@ from trainstab.forecast import (
     forecast_gradient_rms,
 )
 from trainstab.ladder import DEFAULT_DEPTHS, DEFAULT_WIDTHS, LadderResult, depth_configs, run_ladder, width_configs
-from trainstab.sweep import SweepResult, run_sweep
+from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, CoordinateResult, SweepResult
 
 
 @dataclass(frozen=True)
@@ -57,13 +55,14 @@ class ScalingThresholds:
     target_parameters: float = 1e9  # the size the team will train (non-embedding parameters)
     # The attention forecast is made at most this far past the largest size measured (forecast.py says why).
     max_extrapolation_decades: float = MAX_EXTRAPOLATION_DECADES
-    max_lr: float = 0.3  # LRs of the grid looked at (as the battery's max_lr)
+    max_lr: float = Thresholds.max_lr  # LRs of the grid looked at (as the battery's)
     attention_logit: float = ATTENTION_DIVERGENCE_LEVEL  # paper: every run above 1e4 diverged
-    grad_rms_over_eps: float = 10.0  # as the battery: a 9% update shrink at 10x eps
+    grad_rms_over_eps: float = Thresholds.grad_rms_over_eps  # as the battery: a 9% update shrink at 10x eps
     # The paper's 0.3, not the battery's 1.0: the scaling checks are opt-in and compare one architecture family
     # across its own sizes (calibrated on the reference's ladders); across architectures 0.3 does not separate.
     lr_sensitivity: float = 0.3
     lr_drift: float = 0.25  # max |d log10(optimal LR) / d log10(width)|; standard Adam's hidden layers: 1
+    flags: str = Thresholds.flags  # how messages spell the flags (the front end's)
 
 
 class Evidence:
@@ -73,11 +72,16 @@ class Evidence:
         self,
         base: SweepConfig,
         scaling: ScalingConfig | None = None,
-        sweep: Callable[[SweepConfig], SweepResult] = run_sweep,
+        sweep: Callable[[SweepConfig], SweepResult] | None = None,
     ) -> None:
         self.base = base
         self.scaling = scaling or ScalingConfig()
-        self._sweep = sweep
+        self._sweep = sweep or _train
+
+    @functools.cached_property
+    def sweep(self) -> SweepResult:
+        """The base model's sweep: what the battery reads."""
+        return self._sweep(self.base)
 
     @functools.cached_property
     def width_ladder(self) -> LadderResult:
@@ -92,10 +96,19 @@ class Evidence:
     @functools.cached_property
     def coordinates(self) -> CoordinateResult:
         """The coordinate check of the base model across the plan's coordinate widths."""
+        from trainstab.coordinates import coordinate_check  # training: torch is imported when a check asks
+
         return coordinate_check(self.base, self.scaling.coordinates)
 
 
-def _forecast_verdict(name: str, forecast: Forecast, hint: str) -> CheckResult:
+def _train(config: SweepConfig) -> SweepResult:
+    """Train one rung's sweep in this process (when no caching sweep function was given)."""
+    from trainstab.sweep import run_sweep  # training: torch is imported when a ladder is trained
+
+    return run_sweep(config)
+
+
+def _forecast_verdict(name: str, forecast: Forecast, hint: str, t: ScalingThresholds) -> CheckResult:
     """A check result from a forecast: fails on the first flagged LR."""
     flagged = forecast.flagged
     if not flagged:
@@ -107,7 +120,7 @@ def _forecast_verdict(name: str, forecast: Forecast, hint: str) -> CheckResult:
             return max(f.measured) if forecast.direction == "above" else min(f.measured)
 
         worst = max(forecast.per_lr, key=lambda f: closest(f) if forecast.direction == "above" else -closest(f))
-        return CheckResult(name, True, closest(worst), forecast.level, worst.lr, forecast.describe())
+        return CheckResult(name, True, closest(worst), forecast.level, worst.lr, forecast.describe(t.flags))
     first = min(flagged, key=lambda f: f.lr)
     where = (
         f"measured already at {first.already_at} parameters"
@@ -120,11 +133,11 @@ def _forecast_verdict(name: str, forecast: Forecast, hint: str) -> CheckResult:
         # none from 32/48/64/128.
         hint += (
             "; this rests on a trend over 3 sizes, which can bend: confirm with a 4th, larger one "
-            "(--trainstab-widths 32,48,64,128)"
+            f"({t.flags}widths 32,48,64,128)"
         )
     message = (
         f"{forecast.metric} crosses {forecast.level:.3g} at lr={first.lr:g} ({where}) and at "
-        f"{len(flagged) - 1} more LR(s): {hint}\n{forecast.describe()}"
+        f"{len(flagged) - 1} more LR(s): {hint}\n{forecast.describe(t.flags)}"
     )
     return CheckResult(name, False, first.forecast, forecast.level, first.lr, message)
 
@@ -134,7 +147,7 @@ def check_attention_forecast(evidence: Evidence, t: ScalingThresholds) -> CheckR
     forecast = forecast_attention_logits(
         evidence.width_ladder, t.target_parameters, t.attention_logit, t.max_lr, max_decades=t.max_extrapolation_decades
     )
-    return _forecast_verdict("attention_forecast", forecast, attention_advice(evidence.base))
+    return _forecast_verdict("attention_forecast", forecast, attention_advice(evidence.base), t)
 
 
 def attention_advice(base: SweepConfig) -> str:
@@ -157,6 +170,7 @@ def check_eps_forecast(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
         "eps_forecast",
         forecast,
         "updates will shrink and learning stall at that size; consider eps=1e-15 (--set eps=1e-15)",
+        t,
     )
 
 
@@ -239,7 +253,7 @@ def check_lr_transfer(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
         message = (
             f"the optimal LR does not move one way with width ({optima}): the loss is flat near its minimum and "
             f"the slope through it ({drift:+.2f} decades per decade) measures noise, not a drift; more steps or "
-            "a finer LR grid (--trainstab-lrs) would tell"
+            f"a finer LR grid ({t.flags}lrs) would tell"
         )
     else:
         message = (
@@ -267,11 +281,14 @@ def check_coordinates(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
     return CheckResult("coordinates", result.passed, result.slopes[layer], result.band, None, message)
 
 
-#: The scaling checks, in the order they are reported.
-SCALING_CHECKS: dict[str, Callable[[Evidence, ScalingThresholds], CheckResult]] = {
-    "attention_forecast": check_attention_forecast,
-    "eps_forecast": check_eps_forecast,
-    "sensitivity_scaling": check_sensitivity_scaling,
-    "lr_transfer": check_lr_transfer,
-    "coordinates": check_coordinates,
+#: The scaling checks, in the order they are reported (after the battery). No baselines: they gate on bounds.
+SCALING_CHECKS: dict[str, Check] = {
+    check.name: check
+    for check in (
+        Check("attention_forecast", check_attention_forecast, (), "scaling"),
+        Check("eps_forecast", check_eps_forecast, (), "scaling"),
+        Check("sensitivity_scaling", check_sensitivity_scaling, (), "scaling"),
+        Check("lr_transfer", check_lr_transfer, (), "scaling"),
+        Check("coordinates", check_coordinates, (), "scaling"),
+    )
 }

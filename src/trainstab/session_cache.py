@@ -25,13 +25,11 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from trainstab.config import SweepConfig
 from trainstab.errors import TrainstabError
-
-if TYPE_CHECKING:
-    from trainstab.config import SweepConfig
-    from trainstab.sweep import SweepResult
+from trainstab.results import RunResult, SweepResult
 
 PREFIX = "trainstab-session-"
 STALE_SECONDS = 24 * 3600  # a session folder this old belongs to a run that was killed
@@ -102,8 +100,6 @@ def write_sweep(path: Path, result: SweepResult) -> None:
 
 def read_sweep(path: Path, config: SweepConfig) -> SweepResult | None:
     """The sweep stored at ``path`` for ``config``; None when there is none, or it cannot be used."""
-    from trainstab.sweep import RunResult, SweepResult
-
     try:
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():

@@ -5,71 +5,26 @@ rates. Each stack trains as one batched model on one thread, so a member's
 numbers depend only on its stack, never on how many processes or cores ran
 the sweep: the same command gives the same JSON on a laptop, in CI and under
 pytest-xdist. Stacks run in a pool of worker processes (one per core by
-default) and the results are summarised as the paper defines (DESIGN.md 1):
-
-    LR sensitivity = mean over the grid of ( min(l(eta), l0) - l* )
+default), and each member's record becomes a :class:`~trainstab.results.RunResult`.
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 
 from trainstab.config import STACK_SIZE, SweepConfig, validate
 from trainstab.corpus import load_corpus
 from trainstab.engine import MemberRun, train_members
-from trainstab.environment import environment
+from trainstab.environment import available_cores, environment
 from trainstab.models import build_stack, check_model
+from trainstab.results import ATTN_MAX_LOGIT, LOG_Z_MEAN, RunResult, SweepResult, lr_sensitivity
 from trainstab.torch_state import isolated_torch_state
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """The summary of one learning rate of a sweep."""
-
-    lr: float  # peak learning rate
-    initial_loss: float  # l0: training loss at initialization (step 0)
-    final_loss: float  # mean training loss over the final share of steps; NaN if diverged
-    eval_loss: float  # held-out loss after training; NaN if diverged
-    max_attention_logit: float  # max over probes and layers of max |z|
-    log_z_mean: float  # mean log Z of the output logits at the last probe
-    diverged: bool  # loss or gradient went non-finite
-    diverged_at_step: int | None  # first non-finite step, if diverged
-    losses: tuple[float, ...]  # training loss per step (until divergence)
-    history: tuple[dict[str, float], ...]  # probe snapshots, flat slash-keyed metrics
-
-    def capped_loss(self) -> float:
-        """min(l(eta), l0), with a diverged or non-finite run counted as l0."""
-        if self.diverged or not math.isfinite(self.final_loss):
-            return self.initial_loss
-        return min(self.final_loss, self.initial_loss)
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """Every run of a sweep, the paper's summary numbers and where they came from."""
-
-    config: SweepConfig
-    runs: tuple[RunResult, ...]
-    lr_sensitivity: float  # mean over the grid of min(l, l0) - l*
-    best_lr: float  # the LR with the lowest capped final loss
-    environment: dict[str, object]  # versions, CPU, threads, seed
-    elapsed_seconds: float  # wall-clock time of the sweep
-
-
-def lr_sensitivity(runs: tuple[RunResult, ...] | list[RunResult]) -> tuple[float, float]:
-    """LR sensitivity and best LR of a grid of runs, as the paper defines them."""
-    capped = [run.capped_loss() for run in runs]
-    best = min(capped)
-    best_lr = runs[capped.index(best)].lr
-    return sum(c - best for c in capped) / len(capped), best_lr
 
 
 def summarize(run: MemberRun, initial_loss: float, final_fraction: float, total_steps: int) -> RunResult:
@@ -77,14 +32,14 @@ def summarize(run: MemberRun, initial_loss: float, final_fraction: float, total_
     diverged = run.diverged_at_step is not None
     window = max(1, math.ceil(final_fraction * total_steps))
     final = math.nan if diverged else sum(run.losses[-window:]) / len(run.losses[-window:])
-    max_logits = [h["attn/max_logit"] for h in run.history if math.isfinite(h["attn/max_logit"])]
+    max_logits = [h[ATTN_MAX_LOGIT] for h in run.history if math.isfinite(h[ATTN_MAX_LOGIT])]
     return RunResult(
         lr=run.lr,
         initial_loss=initial_loss,
         final_loss=final,
         eval_loss=run.eval_loss,
         max_attention_logit=max(max_logits) if max_logits else math.nan,
-        log_z_mean=run.history[-1]["output/log_z/mean"] if run.history else math.nan,
+        log_z_mean=run.history[-1][LOG_Z_MEAN] if run.history else math.nan,
         diverged=diverged,
         diverged_at_step=run.diverged_at_step,
         losses=tuple(run.losses),
@@ -95,20 +50,6 @@ def summarize(run: MemberRun, initial_loss: float, final_fraction: float, total_
 def stacks(lrs: tuple[float, ...], stack_size: int = STACK_SIZE) -> list[list[float]]:
     """Cut the grid, in order, into stacks of at most ``stack_size`` LRs."""
     return [list(lrs[i : i + stack_size]) for i in range(0, len(lrs), stack_size)]
-
-
-def available_cores() -> int:
-    """Cores this process may use: its affinity mask, shared among pytest-xdist workers.
-
-    Under ``pytest -n N`` every worker gets its share of the cores (at least
-    one), so N workers never start N x cores training processes.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    xdist_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    return max(1, cores // max(1, xdist_workers))
 
 
 def train_stack(

@@ -9,8 +9,10 @@ import pytest
 
 from trainstab.checks import BATTERY, Thresholds
 from trainstab.config import SweepConfig
-from trainstab.gate import BaselinePolicy, gate, write_files
-from trainstab.gatereport import HTML_NAME, JSON_NAME, gate_row, junit_properties, model_curves, write_report
+from trainstab.files import write_files
+from trainstab.gate import Verdict, gate
+from trainstab.options import BaselinePolicy
+from trainstab.report import HTML_NAME, JSON_NAME, model_curves, write_report
 from trainstab.sweep import run_sweep
 
 BASE = SweepConfig(lrs=(1e-2, 1e-1, 3e-1), workers=1)
@@ -54,11 +56,14 @@ def gated_rows(tmp_path_factory):
     rows, curves = [], {}
     for config, label in ((BASE, "main"), (NO_QK, "pull-request")):
         sweep = run_sweep(config)
-        for order, (name, check) in enumerate(BATTERY.items()):
-            gated = gate("reference", name, check(sweep, bounds), sweep, bounds, BaselinePolicy(folder))
+        for check in BATTERY.values():
+            result = check.run(sweep, bounds)
+            gated = gate(
+                label="reference", result=result, sweep=sweep, bounds=bounds, policy=BaselinePolicy(folder), seed=0
+            )
             write_files(gated.writes)
             if label == "pull-request":
-                rows.append(gate_row(gated, order, seed=0))
+                rows.append(gated)
         curves = {"reference": model_curves("reference", sweep)}
     return rows, curves
 
@@ -108,8 +113,8 @@ def test_a_second_report_keeps_the_first_aside(gated_rows, tmp_path):
 
 def test_junit_properties_are_flat_key_metrics(gated_rows):
     rows, _ = gated_rows
-    attention = next(row for row in rows if row["check"] == "attention_logits")
-    props = dict(junit_properties(attention))
+    attention = next(verdict for verdict in rows if verdict.check == "attention_logits")
+    props = dict(attention.junit_properties())
     assert props["trainstab_verdict"] == "fail"
     assert props["trainstab_baseline"] == "worse"
     assert props["trainstab_worst_regression"].startswith("max_attention_logit@lr=")
@@ -123,8 +128,27 @@ def test_the_worst_regression_property_names_the_largest_overshoot():
         {"metric": "max_attention_logit", "lr": "0.3", "baseline": 33.0, "measured": 3e4, **tolerance},
     ]
     row = {
-        "model": "m", "check": "attention_logits", "passed": False, "verdict": "FAIL", "value": 1.0, "bound": 1.0,
-        "lr": 0.3, "seed": 0,
-        "baseline": {"status": "worse", "comparisons": comparisons},
-    }  # fmt: skip
-    assert dict(junit_properties(row))["trainstab_worst_regression"] == "max_attention_logit@lr=0.3: 33.0 -> 30000.0"
+        "model": "m",
+        "check": "attention_logits",
+        "passed": False,
+        "verdict": "FAIL",
+        "check_passed": True,
+        "asserted": True,
+        "value": 1.0,
+        "bound": 1.0,
+        "lr": 0.3,
+        "seed": 0,
+        "message": "",
+        "baseline": {
+            "status": "worse",
+            "file": None,
+            "message": "",
+            "recorded": None,
+            "fails": True,
+            "comparisons": comparisons,
+        },
+    }
+    assert (
+        dict(Verdict.from_json(row).junit_properties())["trainstab_worst_regression"]
+        == "max_attention_logit@lr=0.3: 33.0 -> 30000.0"
+    )
