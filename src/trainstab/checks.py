@@ -162,9 +162,14 @@ def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
     runs = [run for run in runs_up_to(sweep, t.max_lr) if math.isfinite(run.max_attention_logit)]
     if not runs:
         return CheckResult(
-            "attention_logits", False, math.nan, t.attention_logit, None,
-            f"no run up to lr={t.max_lr:g} trained long enough to measure attention logits (all diverged at once)",
-        )  # fmt: skip
+            check="attention_logits",
+            passed=False,
+            value=math.nan,
+            bound=t.attention_logit,
+            lr=None,
+            message=f"no run up to lr={t.max_lr:g} trained long enough to measure attention logits "
+            "(all diverged at once)",
+        )
     worst = max(runs, key=lambda run: run.max_attention_logit)
     value = worst.max_attention_logit
     passed = value < t.attention_logit and not any(run.diverged for run in runs_up_to(sweep, t.max_lr))
@@ -226,8 +231,9 @@ def check_lr_sensitivity(sweep: SweepResult, t: Thresholds) -> CheckResult:
 
 
 #: Attention whose mean entropy is at least this share of the uniform value is "uniform": every key weighs the
-#: same. The issue-13 model's layer-1 attention sat at 3.20 nats of 3.21 (T=64); the stable reference's last layer
-#: reaches 0.99 of it at LR 0.3, so it is a state models visit, named only when it explains a vanished gradient.
+#: same. A user model whose gradients vanished had layer-1 attention at 3.20 nats of 3.21 (T=64); the stable
+#: reference's last layer reaches 0.99 of it at LR 0.3, so it is a state models visit, named only when it explains
+#: a vanished gradient.
 UNIFORM_ATTENTION = 0.97
 #: ...and at most this share is "one-hot": each query looks at one key (entropy collapse).
 ONE_HOT_ATTENTION = 0.05

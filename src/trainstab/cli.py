@@ -29,8 +29,10 @@ from trainstab.config import SweepConfig, validate
 from trainstab.environment import light_environment
 from trainstab.errors import TrainstabError
 from trainstab.files import WRITE_FAILED, check_folder_writable, check_writable, keep_previous, write_files, write_json
+from trainstab.forecast import forecast_attention_logits, forecast_gradient_rms
 from trainstab.gate import Verdict, judge
 from trainstab.inifile import read_ini
+from trainstab.ladder import run_ladder, width_configs
 from trainstab.options import (
     CLI_FLAGS,
     OPTION_BY_NAME,
@@ -51,6 +53,7 @@ from trainstab.options import (
 from trainstab.overrides import apply_overrides
 from trainstab.registry import CHECK_NAMES
 from trainstab.report import model_curves, write_report
+from trainstab.reproduce import reproduce
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
 from trainstab.scaling import Evidence
 
@@ -131,9 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz = commands.add_parser("fuzz", help="search hyperparameters for unstable regions and map them")
     _add_options(fuzz, FUZZ_OPTIONS)
     _add_overrides(fuzz, "fixed model or training option for every example, e.g. --set qk_layernorm=false")
-    fuzz.add_argument("--budget", type=_typed(positive_int), default=40, help="examples to train (default: 40)")
-    fuzz.add_argument("--max-lr", dest="explore_max_lr", type=_typed(positive), default=1.0,
-                      help="largest LR explored (default: 1.0)")  # fmt: skip
+    fuzz.add_argument(
+        "--budget", type=_typed(positive_int), default=40, help="examples to train (default: %(default)s)"
+    )
+    explored = "largest LR explored (default: %(default)s)"
+    fuzz.add_argument(
+        "--max-lr", dest="explore_max_lr", metavar="MAX_LR", type=_typed(positive), default=1.0, help=explored
+    )
     fuzz.add_argument("--json", type=Path, help="write every explored point and the map here")
     fuzz.add_argument("--plot", type=Path, help="write the map as a PNG here")
     _add_no_progress(fuzz)
@@ -141,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser("reproduce", help="run the paper's findings at proxy scale: PNGs and a summary")
     reproduce.add_argument("--out", type=Path, default=Path("trainstab-findings"), help="output folder")
     reproduce.add_argument("--quick", action="store_true", help="fewer steps and sizes: about 4 minutes on 2 cores")
-    reproduce.add_argument("--seed", type=_typed(seed), default=0, help="seed of every run (default: 0)")
+    reproduce.add_argument("--seed", type=_typed(seed), default=0, help="seed of every run (default: %(default)s)")
     reproduce.add_argument(
         "--model",
         default="reference",
@@ -154,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     forecast = commands.add_parser("forecast", help="forecast attention logits and gradient RMS at a target size")
     _add_options(forecast, FORECAST_OPTIONS)
     _add_overrides(forecast, "model or training option, e.g. --set qk_layernorm=false")
-    forecast.add_argument("--fit", choices=("power", "quadratic"), default="power",
-                          help="power law (default) or the paper's quadratic in log space (4+ widths)")  # fmt: skip
+    fits = "power law (default) or the paper's quadratic in log space (4+ widths)"
+    forecast.add_argument("--fit", choices=("power", "quadratic"), default="power", help=fits)
     _add_no_progress(forecast)
     return parser
 
@@ -337,6 +344,7 @@ def check_table(verdicts: list[Verdict], seconds: float) -> Table:
 
 def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab fuzz``: explore LR x width x warm-up, print the map, write JSON and PNG."""
+    # Hypothesis is imported when a command fuzzes; the model is built (torch) when it is checked.
     from trainstab.fuzz import FUZZ_STEPS, explore
     from trainstab.fuzzmap import fuzz_to_dict, lr_boundary, plot_map
     from trainstab.models import check_model
@@ -410,8 +418,6 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
 
 def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab reproduce``: every finding, one PNG each, a Markdown summary."""
-    from trainstab.reproduce import reproduce
-
     only = tuple(key.strip() for key in args.only.split(",") if key.strip())
     mode = "quick" if args.quick else "full"
     console.print(f"trainstab reproduce: {mode} run, model={args.model}, seed={args.seed}, out={args.out}")
@@ -434,9 +440,7 @@ def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
 
 def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab forecast``: train the width ladder and forecast at ``--target-params``; exit 1 if flagged."""
-    from trainstab.forecast import forecast_attention_logits, forecast_gradient_rms
-    from trainstab.ladder import run_ladder, width_configs
-    from trainstab.sweep import preflight, run_sweep
+    from trainstab.sweep import preflight, run_sweep  # training: torch is imported when a command trains
 
     options = run_options(args)
     config = sweep_config(options, ModelUnderTest(options.model))

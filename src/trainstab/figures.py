@@ -19,6 +19,7 @@ from trainstab.forecast import Forecast
 from trainstab.ladder import LadderResult
 from trainstab.plotting import label_axes as _label
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, LOG_Z_MEAN, STEP, SweepResult
+from trainstab.scaling import optimal_lr
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -77,8 +78,6 @@ def _ladder_loss_panels(axes: Any, ladders: dict[str, LadderResult]) -> None:
 
 def _optimum_vs_width(ax: Axes, ladders: dict[str, LadderResult]) -> None:
     """Interpolated optimal LR against width, log-log."""
-    from trainstab.scaling import optimal_lr
-
     for label, ladder in ladders.items():
         widths = [r.sweep.config.model.width for r in ladder.rungs]
         ax.plot(widths, [optimal_lr(r.sweep) for r in ladder.rungs], marker="o", label=label)

@@ -26,6 +26,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hypothesis import HealthCheck, Phase, given, settings, target
+from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 
 from trainstab.checks import Thresholds, run_check
@@ -123,9 +126,6 @@ def assert_stable(
     Inside ``@given`` it also steers the search toward large attention logits
     (``hypothesis.target``), so unstable corners are found with fewer examples.
     """
-    from hypothesis import target
-    from hypothesis.errors import InvalidArgument
-
     outcome = _evaluate_once(point, model, steps, seed, thresholds or Thresholds())
     if math.isfinite(outcome.max_attention_logit) and outcome.max_attention_logit > 0:
         with contextlib.suppress(InvalidArgument):  # raised when called outside @given
@@ -145,9 +145,6 @@ def explore(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Outcome]:
     """Evaluate ``budget`` points drawn by Hypothesis from ``region`` (a strategy), seeded."""
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis import seed as hypothesis_seed
-
     outcomes: list[Outcome] = []
     seen: set[FuzzPoint] = set()
 

@@ -24,7 +24,7 @@ and back with :meth:`Verdict.from_json` on the pytest-xdist controller).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +41,7 @@ from trainstab.baseline import (
     recipe_changes,
     to_text,
 )
-from trainstab.checks import CheckResult, Thresholds, run_check
+from trainstab.checks import BATTERY, CheckResult, Thresholds, run_check
 from trainstab.files import FileWrite, finite_or_none, shown
 from trainstab.options import BaselinePolicy, RunOptions, policy_from, scaling_thresholds, thresholds
 from trainstab.registry import CHECKS, report_order
@@ -206,6 +206,18 @@ def _overshoot(comparison: Comparison) -> float:
     return move / allowed if allowed > 0 else math.inf
 
 
+@dataclass(frozen=True)
+class _Held:
+    """What holding a result to its baseline file found (the baseline part of a :class:`Verdict`)."""
+
+    status: BaselineStatus
+    message: str = ""
+    writes: tuple[FileWrite, ...] = ()
+    fails: bool = False
+    recorded: dict[str, Any] | None = None
+    comparisons: tuple[Comparison, ...] = ()
+
+
 def gate(
     *, label: str, result: CheckResult, sweep: SweepResult, bounds: Thresholds, policy: BaselinePolicy, seed: int
 ) -> Verdict:
@@ -214,68 +226,75 @@ def gate(
     Decides what to write; writes nothing. A baseline file that cannot be used fails the check (status
     ``error``) with the file and the problem, and is never written over.
     """
-    check = result.check
-    verdict = Verdict(label=label, result=result, seed=seed)
+    path: Path | None = None
     if policy.folder is None:
-        return replace(verdict, status="off")
-    path = baseline_path(policy.folder, label, check)
+        held = _Held("off")
+    elif result.check not in BATTERY:  # the scaling checks have no baselines
+        held = _Held("not gated")
+    else:
+        path = baseline_path(policy.folder, label, result.check)
+        held = _held_to(path, label, result, sweep, bounds, policy)
+    return Verdict(
+        label=label,
+        result=result,
+        seed=seed,
+        status=held.status,
+        baseline=str(path) if path is not None else None,
+        comparisons=held.comparisons,
+        message=held.message,
+        writes=held.writes,
+        recorded=held.recorded,
+        baseline_fails=held.fails,
+    )
+
+
+def _held_to(
+    path: Path, label: str, result: CheckResult, sweep: SweepResult, bounds: Thresholds, policy: BaselinePolicy
+) -> _Held:
+    """The baseline at ``path`` against this run: the pytest-regressions workflow of the module docstring."""
+    check = result.check
     obtained = obtained_path(path)
-    verdict = replace(verdict, baseline=str(path))
     # A .obtained file is this tool's output, not the user's: once the baseline is settled it is stale.
     clear = (FileWrite(str(obtained), "", "clear"),) if obtained.exists() else ()
     try:
         old = read_baseline(path, check, label)
     except BaselineError as error:
-        return replace(verdict, status="error", message=str(error), baseline_fails=True)
+        return _Held("error", message=str(error), fails=True)
     current = new_baseline(label, check, sweep, bounds, old.tolerances if old is not None else None)
     text = to_text(current)
     if old is None:
+        new = FileWrite(str(path), text, "new")
         if policy.rewriting:
-            message, fails = f"recorded {shown(path)}", False
-        else:
-            message = (
-                f"no baseline yet for {label} / {check}: wrote {shown(path)} from this run; review and commit "
-                f"this file (git add {shown(path)}), then rerun"
-            )
-            fails, clear = True, ()
-        return replace(
-            verdict,
-            status="new",
-            message=message,
-            writes=(FileWrite(str(path), text, "new"), *clear),
-            baseline_fails=fails,
+            return _Held("new", message=f"recorded {shown(path)}", writes=(new, *clear))
+        message = (
+            f"no baseline yet for {label} / {check}: wrote {shown(path)} from this run; review and commit "
+            f"this file (git add {shown(path)}), then rerun"
         )
-    verdict = replace(verdict, recorded=old.data["metrics"])
+        return _Held("new", message=message, writes=(new,), fails=True)
+    recorded = old.data["metrics"]
     changes = protocol_changes(old, current)
     comparisons = tuple(compare(old, current)) if not changes else ()
-    verdict = replace(verdict, comparisons=comparisons)
     worse = [row for row in comparisons if row.worse]
-    rewrite: Literal["updated", "regenerated"] = "regenerated" if policy.regen_all else "updated"
     if changes or worse:
         if policy.rewriting:
             why = "protocol changed" if changes else f"{len(worse)} number(s) were worse"
-            return replace(
-                verdict,
-                status=rewrite,
-                message=f"rewrote {shown(path)} ({why})",
-                writes=(FileWrite(str(path), text, rewrite), *clear),
-            )
+            rewrite: Literal["updated", "regenerated"] = "regenerated" if policy.regen_all else "updated"
+            message = f"rewrote {shown(path)} ({why})"
+            writes = (FileWrite(str(path), text, rewrite), *clear)
+            return _Held(rewrite, message, writes, recorded=recorded, comparisons=comparisons)
         # A report-only check's worse numbers are shown, not failed; a baseline it cannot compare with still fails.
-        return replace(
-            verdict,
-            status="incomparable" if changes else "worse",
+        return _Held(
+            "incomparable" if changes else "worse",
             message=_failure_message(path, obtained, changes, worse, recipe_changes(old, current), policy.flags),
             writes=(FileWrite(str(obtained), text, "obtained"),),
-            baseline_fails=result.asserted or bool(changes),
+            fails=result.asserted or bool(changes),
+            recorded=recorded,
+            comparisons=comparisons,
         )
     if policy.regen_all and path.read_text() != text:
-        return replace(
-            verdict,
-            status="regenerated",
-            message=f"regenerated {shown(path)}",
-            writes=(FileWrite(str(path), text, "regenerated"), *clear),
-        )
-    return replace(verdict, status="passed", writes=clear)
+        writes = (FileWrite(str(path), text, "regenerated"), *clear)
+        return _Held("regenerated", f"regenerated {shown(path)}", writes, recorded=recorded, comparisons=comparisons)
+    return _Held("passed", writes=clear, recorded=recorded, comparisons=comparisons)
 
 
 def _failure_message(

@@ -33,10 +33,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from trainstab.capture import regroup_by_member
+from trainstab.capture import capture_attention, regroup_by_member
 from trainstab.config import ModelConfig
 from trainstab.errors import TrainstabError
 from trainstab.model_names import split_model_name
+from trainstab.reference import ReferenceTransformer
 from trainstab.torch_state import isolated_torch_state
 
 REFERENCE = "reference"
@@ -255,8 +256,6 @@ class FunctionalStack(nn.Module):
 def build_stack(name: str, config: ModelConfig, members: int, seed: int) -> tuple[nn.Module, dict[str, float]]:
     """The stacked model a sweep trains, and its per-parameter LR multipliers."""
     if name == REFERENCE:
-        from trainstab.reference import ReferenceTransformer
-
         reference = ReferenceTransformer(config, members=members, seed=seed)
         return reference, reference.lr_multipliers()
     size = ModelSize.of(config)
@@ -292,8 +291,6 @@ def _check_model(name: str, config: ModelConfig, seed: int) -> None:
     Raises :class:`TrainstabError` when the factory fails, the output has the
     wrong shape, or no attention logit can be observed.
     """
-    from trainstab.capture import capture_attention
-
     model, _ = build_stack(name, config, members=1, seed=seed)
     idx = torch.zeros(1, config.context_length, dtype=torch.long)  # full length: a short block_size fails here
     with torch.enable_grad(), capture_attention() as records:  # with gradients, as training calls it

@@ -133,7 +133,7 @@ _EXPECTED = {
     "int": "an integer",
     "float": "a number",
     "lr_list": "comma-separated numbers such as 1e-3,1e-2",
-    "int_list": "integers like 32,48,64",
+    "int_list": "comma-separated integers such as 32,48,64",
     "check_list": f"none or check names from {', '.join(BATTERY)}",
     "pattern_list": "comma-separated parameter name patterns like */k_norm/bias",
     "decades": "a number of decades above 0 and at most 10, e.g. 2",
@@ -184,20 +184,42 @@ class Option:
         own = RunOptions.__dataclass_fields__[self.field].default
         if own is not None or not self.sets:
             return own
-        record, name = self.sets[0].split(".")
-        return getattr(_TARGETS[record](), name)
+        return _default_of(self.sets[0])
 
     def described(self) -> str:
-        """The help text with the default, in the words a user would type it."""
-        default = self.default
-        if default is None:
+        """The help text with the default (each record's, where they differ), as a user would type it."""
+        if self.default is None:
             return self.help
-        if isinstance(default, tuple | list | frozenset):
-            shown = ",".join(str(x) for x in sorted(default)) if isinstance(default, frozenset) else ""
-            shown = shown or ",".join(number(x) if isinstance(x, float) else str(x) for x in default)
-        else:
-            shown = number(default) if isinstance(default, float) else str(default)
-        return f"{self.help} (default: {shown or 'none'})"
+        defaults = {target: _shown(_default_of(target)) for target in self.sets} or {self.field: _shown(self.default)}
+        first, *others = defaults.items()
+        shown = first[1] + "".join(
+            f"; {_RECORD_NAMES[target.split('.')[0]]}: {value}" for target, value in others if value != first[1]
+        )
+        return f"{self.help} (default: {shown})"
+
+
+def _default_of(target: str) -> Any:
+    """The default of ``record.field`` (``"battery.max_lr"``): stated once, in that record."""
+    record, name = target.split(".")
+    return getattr(_TARGETS[record](), name)
+
+
+def _shown(value: Any) -> str:
+    """A default as a user would type it: ``0.3``, ``1e9``, ``32,48,64``, ``none``."""
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value)) or "none"
+    if isinstance(value, tuple | list):
+        return ",".join(number(x) if isinstance(x, float) else str(x) for x in value) or "none"
+    return number(value) if isinstance(value, float) else str(value)
+
+
+#: How help texts name the records an option sets, where their defaults differ.
+_RECORD_NAMES = {
+    "battery": "the battery",
+    "scaling": "the scaling checks",
+    "ladders": "the ladders",
+    "train": "training",
+}
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -214,7 +236,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "lr-sensitivity-bound",
         positive,
-        "max LR sensitivity: gross problems; baselines gate the rest (the scaling checks: 0.3)",
+        "max LR sensitivity: gross problems; baselines gate the rest",
         ("battery.lr_sensitivity", "scaling.lr_sensitivity"),
     ),
     Option(

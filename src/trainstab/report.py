@@ -100,8 +100,8 @@ def _attention_panel(ax: Axes, curve: dict[str, Any]) -> None:
     ax.plot(lrs, _gaps(curve["max_attention_logit"]), marker="o", label="this run")
     recorded = curve["baseline"].get("max_attention_logit")
     if recorded:
-        ax.plot(lrs, _gaps([recorded.get(lr_key(lr)) for lr in lrs]), marker="s", linestyle="--", color="grey",
-                label="baseline (main)")  # fmt: skip
+        baseline = _gaps([recorded.get(lr_key(lr)) for lr in lrs])
+        ax.plot(lrs, baseline, marker="s", linestyle="--", color="grey", label="baseline (main)")
     ax.axhline(ATTENTION_DIVERGENCE_LEVEL, color="k", linestyle=":", linewidth=1, label="1e4 (paper: runs diverged)")
     label_axes(ax, "learning rate (peak)", "max attention logit", "Max attention logit vs LR", logy=True)
 
@@ -212,10 +212,8 @@ def render_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
         body.append(f"<h2>{html.escape(label)}</h2>")
         body.append(f'<img alt="plots of {html.escape(label)}" src="data:image/png;base64,{encoded}">')
     environment = data.get("environment", {})
-    body.append(
-        "<footer>" + " · ".join(f"{html.escape(str(k))} {html.escape(str(v))}" for k, v in environment.items())
-        + "</footer>"
-    )  # fmt: skip
+    footer = " · ".join(f"{html.escape(str(k))} {html.escape(str(v))}" for k, v in environment.items())
+    body.append(f"<footer>{footer}</footer>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>trainstab report</title>'
         f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"

@@ -14,7 +14,6 @@ Files already in the folder are kept as ``<name>.previous``, never overwritten.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from typing import Any
 from trainstab.config import SweepConfig, check_scope
 from trainstab.environment import available_cores, environment
 from trainstab.errors import TrainstabError
-from trainstab.files import finite_or_none, keep_previous, write_text_atomically
+from trainstab.figures import draw
+from trainstab.files import finite_or_none, json_text, keep_previous, write_text_atomically
 from trainstab.findings import (
     FINDINGS,
     FULL_PLAN,
@@ -108,8 +108,6 @@ def reproduce(
     ``on_sweep(config)`` before each sweep that trains (progress). Raises
     :class:`TrainstabError` if ``out`` is not writable or ``only`` names an unknown finding.
     """
-    from trainstab.figures import draw
-
     unknown = [key for key in only if key not in FINDINGS]
     if unknown:
         raise TrainstabError(f"unknown finding(s) {', '.join(unknown)}; known: {', '.join(FINDINGS)}")
@@ -159,7 +157,6 @@ def reproduce(
         "findings": {r.key: _numbers(r) for r in results},
     }
     findings_json = out / "findings.json"
-    text = json.dumps(finite_or_none(data), indent=2, default=str, allow_nan=False) + "\n"
-    write_text_atomically(findings_json, text)
+    write_text_atomically(findings_json, json_text(finite_or_none(data)))
     files = [summary, findings_json, *files]
     return dataclasses.replace(reproduction, files=tuple(files))

@@ -242,8 +242,8 @@ def check_lr_transfer(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
     drift = lr_drift(ladder)
     optimal = [optimal_lr(r.sweep) for r in ladder.rungs]
     optima = ", ".join(f"{r.label}: {lr:.3g}" for r, lr in zip(ladder.rungs, optimal, strict=True))
-    # A drift is a trend: the optimum moving one way as width grows. An optimum that jumps back and forth (the
-    # issue-13 model: 0.0313, 0.0484, 0.001) sits on a flat loss curve, and a slope through it measures noise.
+    # A drift is a trend: the optimum moving one way as width grows. An optimum that jumps back and forth (a
+    # user model measured 0.0313, 0.0484, 0.001) sits on a flat loss curve, and a slope through it measures noise.
     steps = [b / a for a, b in itertools.pairwise(optimal)]
     one_way = all(s <= 1 for s in steps) or all(s >= 1 for s in steps)
     passed = abs(drift) <= t.lr_drift or not one_way

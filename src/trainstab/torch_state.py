@@ -2,8 +2,8 @@
 
 A user's forward may change process-wide torch settings (the default dtype, grad mode, deterministic
 algorithms, the thread count, the RNG). Under pytest every model trains in the same processes, so a
-leak would move the numbers of models trained later (issue 14 measured a reference's LR sensitivity
-going 0.0729 -> 0.0390 after such a model). Each stack is trained, and each model checked, inside
+leak would move the numbers of models trained later (a reference's LR sensitivity measured 0.0729 alone
+and 0.0390 after such a model). Each stack is trained, and each model checked, inside
 :func:`isolated_torch_state`: it starts from the state torch starts in and gives back the caller's.
 """
 
