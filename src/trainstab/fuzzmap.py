@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from trainstab.files import finite_or_none
 from trainstab.fuzz import CAUSES, Outcome
 
 STYLE = {  # cause -> (marker, colour, label)
@@ -51,16 +52,18 @@ def fuzz_to_dict(outcomes: list[Outcome], model: str, seed: int, budget: int, st
         "lr_boundary_by_width": lr_boundary(outcomes, "width"),
         "lr_boundary_by_warmup_fraction": lr_boundary(outcomes, "warmup_fraction"),
         "points": [
-            {
-                **dataclasses.asdict(o.point),
-                "cause": o.cause,
-                "stable": o.stable,
-                "max_attention_logit": o.max_attention_logit,
-                "max_abs_log_z": o.max_abs_log_z,
-                "min_grad_rms_over_eps": o.min_grad_rms_over_eps if math.isfinite(o.min_grad_rms_over_eps) else None,
-                "final_loss": o.final_loss if math.isfinite(o.final_loss) else None,
-                "diverged": o.diverged,
-            }
+            finite_or_none(
+                {
+                    **dataclasses.asdict(o.point),
+                    "cause": o.cause,
+                    "stable": o.stable,
+                    "max_attention_logit": o.max_attention_logit,
+                    "max_abs_log_z": o.max_abs_log_z,
+                    "min_grad_rms_over_eps": o.min_grad_rms_over_eps,
+                    "final_loss": o.final_loss,
+                    "diverged": o.diverged,
+                }
+            )
             for o in outcomes
         ],
     }
