@@ -1,14 +1,22 @@
-"""Benchmark: the sweep engine against a plain serial PyTorch loop, same work, one run.
+"""Benchmark: the sweep engine against a plain serial PyTorch loop of the same model, same work, one run.
 
-    python benchmarks/bench_sweep.py [--steps 200] [--json out.json]
+    python benchmarks/bench_sweep.py [--model reference|hf:llama|hf:gpt2|gpt_models:pre_ln_qk_norm]
+                                     [--steps 200] [--json out.json]
 
 The plain loop is written the way a user would write an LR sweep: for each LR,
 build the model, torch.optim.AdamW, a LambdaLR warm-up plus cosine schedule,
 clip_grad_norm_, cross-entropy plus z-loss, on torch's default thread count.
-Both train the default reference model on the same batches from the same
-init. Printed: wall-clock of each, their ratio (target: engine >= 3x faster),
-the largest difference in final loss per LR (equal results), and the model
-FLOP rate of each against this machine's measured fp32 matmul peak.
+Both train the same model on the same batches from the same init. Printed:
+
+- wall-clock of each and their ratio (target: engine >= 3x faster), and the
+  largest difference in final loss per LR (equal results);
+- each one's model FLOP rate (FLOPs of one training step counted by
+  torch.utils.flop_counter) against this machine's measured fp32 matmul peak;
+- for a user or ``hf:`` model, one training step of M members as the engine
+  runs it (one functional_call per member) against the same M members batched
+  with torch.func.vmap: what batching the members would buy.
+
+``gpt_models:`` factories are the hand-written GPTs of ``stability_tests/``.
 """
 
 from __future__ import annotations
@@ -16,13 +24,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, vmap
+from torch.utils.flop_counter import FlopCounterMode
 
-from trainstab.config import SweepConfig, TrainConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stability_tests"))  # gpt_models: user factories
+
+from trainstab.config import STACK_SIZE, SweepConfig, TrainConfig
 from trainstab.corpus import load_corpus
+from trainstab.models import REFERENCE, ModelSize, build_stack, build_template
 from trainstab.reference import ReferenceLM
 from trainstab.sweep import run_sweep
 
@@ -49,12 +65,29 @@ def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 20) -> flo
     return 2 * size**3 * repeats / elapsed / 1e9
 
 
-def model_flops(config: SweepConfig) -> float:
-    """Training FLOPs of the whole sweep: 3x forward (matmuls and attention scores)."""
+def plain_model(config: SweepConfig) -> torch.nn.Module:
+    """One member of the sweep's model, as a user builds it: the reference's single model, or the factory's."""
+    m, seed = config.model, config.train.seed
+    if config.model_name == REFERENCE:
+        return ReferenceLM(m, seed=seed)
+    return build_template(config.model_name, ModelSize.of(m), seed)
+
+
+def logits_of(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """The model's logits (B, T, V): a tensor, or the ``.logits`` of a transformers output."""
+    output = model(idx)
+    logits: torch.Tensor = getattr(output, "logits", output)
+    return logits
+
+
+def step_flops(config: SweepConfig) -> float:
+    """FLOPs of one training step (forward and backward) of one member, counted by torch."""
     m, t = config.model, config.train
-    matmul_params = m.depth * (4 + 2 * m.mlp_ratio) * m.width**2 + m.width * m.vocab_size
-    per_token_forward = 2 * matmul_params + m.depth * 2 * 2 * m.context_length * m.width
-    return 3 * per_token_forward * t.batch_size * m.context_length * t.steps * len(config.lrs)
+    model = plain_model(config)
+    idx = torch.zeros(t.batch_size, m.context_length, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        logits_of(model, idx).float().logsumexp(-1).mean().backward()
+    return float(counter.get_total_flops())
 
 
 def plain_loop(config: SweepConfig) -> list[float]:
@@ -65,7 +98,7 @@ def plain_loop(config: SweepConfig) -> list[float]:
     window = max(1, math.ceil(t.final_loss_fraction * t.steps))
     finals = []
     for lr in config.lrs:
-        model = ReferenceLM(m, seed=t.seed)
+        model = plain_model(config)
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=lr, betas=(t.beta1, t.beta2), eps=t.eps, weight_decay=1e-4 / lr
         )
@@ -81,7 +114,7 @@ def plain_loop(config: SweepConfig) -> list[float]:
         losses = []
         for step in range(t.steps):
             batch = batches[step]
-            logits = model(batch[:, :-1])
+            logits = logits_of(model, batch[:, :-1]).float()
             ce = F.cross_entropy(logits.reshape(-1, m.vocab_size), batch[:, 1:].reshape(-1))
             loss = ce + t.z_loss * torch.logsumexp(logits, dim=-1).square().mean()
             optimizer.zero_grad()
@@ -94,15 +127,51 @@ def plain_loop(config: SweepConfig) -> list[float]:
     return finals
 
 
+def members_loop_vs_vmap(config: SweepConfig, repeats: int = 10) -> tuple[float, float]:
+    """Seconds per training step of STACK_SIZE members on one thread: the engine's loop, and batched by vmap."""
+    m, t = config.model, config.train
+    stack, _ = build_stack(config.model_name, m, members=STACK_SIZE, seed=t.seed)
+    template = stack.__dict__["template"]
+    params = {n: stack.stacked[n.replace(".", "/")] for n in stack.names}
+    idx = torch.randint(0, m.vocab_size, (t.batch_size, m.context_length), generator=torch.Generator().manual_seed(0))
+    batched = vmap(lambda p, x: logits_of_call(template, p, x), in_dims=(0, None))
+
+    def timed(step: Callable[[], object]) -> float:
+        for _ in range(2):  # warm-up
+            step()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        return (time.perf_counter() - started) / repeats
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loop = timed(lambda: stack(idx).logsumexp(-1).mean().backward())
+        vmapped = timed(lambda: batched(params, idx).float().logsumexp(-1).mean().backward())
+    finally:
+        torch.set_num_threads(before)
+    return loop, vmapped
+
+
+def logits_of_call(template: torch.nn.Module, params: dict[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
+    """One member's logits: the template run with ``params`` (what FunctionalStack does per member)."""
+    output = functional_call(template, params, (idx,))
+    logits: torch.Tensor = getattr(output, "logits", output)
+    return logits
+
+
 def main() -> None:
     """Run both, print the comparison, optionally save it as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=REFERENCE, help="reference, hf:<type> or package.module:factory")
     parser.add_argument("--steps", type=int, default=TrainConfig().steps)
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
-    config = SweepConfig(train=TrainConfig(steps=args.steps))
+    config = SweepConfig(model_name=args.model, train=TrainConfig(steps=args.steps))
     peak_all = matmul_peak_gflops(torch.get_num_threads())
     peak_one = matmul_peak_gflops(1)
+    flops = step_flops(config) * config.train.steps * len(config.lrs)
 
     started = time.perf_counter()
     plain = plain_loop(config)
@@ -111,16 +180,23 @@ def main() -> None:
     engine = run_sweep(config)
     engine_seconds = time.perf_counter() - started
 
-    flops = model_flops(config)
-    print(f"default sweep: {len(config.lrs)} LRs x {config.train.steps} steps, seed {config.train.seed}")
+    print(f"{args.model}: {len(config.lrs)} LRs x {config.train.steps} steps, seed {config.train.seed}")
     print(f"fp32 matmul peak: {peak_all:.0f} GFLOP/s on {torch.get_num_threads()} threads, {peak_one:.0f} on 1")
     print(f"plain serial loop: {plain_seconds:6.2f} s  {flops / plain_seconds / 1e9:5.1f} GFLOP/s")
     print(f"trainstab engine:  {engine_seconds:6.2f} s  {flops / engine_seconds / 1e9:5.1f} GFLOP/s")
-    print(f"speed-up: {plain_seconds / engine_seconds:.2f}x (target >= 3x)")
+    print(f"engine vs plain loop: {plain_seconds / engine_seconds:.2f}x (target >= 3x)")
     print(
         f"share of matmul peak: plain {flops / plain_seconds / 1e9 / peak_all:.0%}, "
         f"engine {flops / engine_seconds / 1e9 / peak_all:.0%}"
     )
+    batching = None
+    if args.model != REFERENCE:  # the reference trains its members batched already (stacked weights, bmm)
+        loop, vmapped = members_loop_vs_vmap(config)
+        batching = loop / vmapped
+        print(
+            f"one step of {STACK_SIZE} members on 1 thread: engine's per-member loop {loop * 1e3:.1f} ms, "
+            f"vmap-batched {vmapped * 1e3:.1f} ms ({batching:.2f}x)"
+        )
     print(f"{'lr':>8} {'plain':>8} {'engine':>8} {'|diff|':>8}  bound")
     agree = True
     for lr, ours, run in zip(config.lrs, plain, engine.runs, strict=True):
@@ -130,10 +206,17 @@ def main() -> None:
         print(f"{lr:8g} {ours:8.4f} {run.final_loss:8.4f} {diff:8.4f}  {bound}")
     print(f"equal results: {'yes' if agree else 'NO'}")
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"plain_seconds": plain_seconds, "engine_seconds": engine_seconds,
-                       "speedup": plain_seconds / engine_seconds, "peak_gflops": peak_all,
-                       "model_gflop": flops / 1e9, "equal_results": agree}, out, indent=2)  # fmt: skip
+        numbers = {
+            "model": args.model,
+            "plain_seconds": plain_seconds,
+            "engine_seconds": engine_seconds,
+            "speedup": plain_seconds / engine_seconds,
+            "peak_gflops": peak_all,
+            "model_gflop": flops / 1e9,
+            "vmap_vs_member_loop": batching,
+            "equal_results": agree,
+        }
+        Path(args.json).write_text(json.dumps(numbers, indent=2) + "\n")
 
 
 if __name__ == "__main__":

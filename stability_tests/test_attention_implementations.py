@@ -14,6 +14,8 @@ import pytest
 
 from trainstab.testing import case, expect_failure
 
+pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
+
 MHA = "attention_models:mha"
 DECODER_LAYERS = "attention_models:decoder_layers"
 MINGPT = "attention_models:mingpt"

@@ -16,7 +16,7 @@ from trainstab.config import SweepConfig
 from trainstab.testing import cached_sweep
 
 PLAN = findings.FindingsPlan()  # 200 steps, widths 32/48/64, depths 1/2/4, target 1e9
-pytestmark = [pytest.mark.trainstab, pytest.mark.xdist_group("reference-findings")]
+pytestmark = [pytest.mark.trainstab, pytest.mark.xdist_group("reference-findings"), pytest.mark.long]
 
 
 @functools.cache

@@ -10,6 +10,8 @@ import pytest
 
 from trainstab.testing import SCALING_CHECK_NAMES, ModelUnderTest, expect_failure, parametrize_with_checks
 
+pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
+
 # The paper's recommendations together: qk-layernorm and z-loss (defaults), eps 1e-15, µParam (simple).
 RECOMMENDED = ModelUnderTest("reference", ("eps=1e-15", "parameterization=mup_simple"), id="reference-eps1e-15-mup")
 

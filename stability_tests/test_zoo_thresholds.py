@@ -10,6 +10,8 @@ import pytest
 
 from trainstab.testing import ModelUnderTest, expect_failure, parametrize_with_checks
 
+pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
+
 # Stable, nearest the bounds: |log Z| 15.2 (AVX2), LR sensitivity 0.377-0.385, attention logits up to 204 (OLMo 2,
 # in test_battery.py).
 NEAREST_STABLE = [

@@ -22,6 +22,8 @@ import pytest
 
 from test_capture_in_a_user_repo import README, readme_block
 
+pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
+
 pytest_plugins = ["pytester"]
 
 # mymodel/model.py: the user's GPT, with their own qk-norm switch.

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from trainstab import sweep_cache
 from trainstab.baseline import header_lines
 from trainstab.config import SweepConfig, validate
 from trainstab.environment import light_environment
@@ -53,7 +54,6 @@ from trainstab.options import (
 from trainstab.overrides import apply_overrides
 from trainstab.registry import CHECK_NAMES
 from trainstab.report import model_curves, write_report
-from trainstab.reproduce import reproduce
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
 from trainstab.scaling import Evidence
 
@@ -183,10 +183,10 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             raw[option.name] = (f"--{option.name}", flag)
     source = f"--set / trainstab_set in {ini.name}" if ini.overrides else "--set"
     options = parse_options(raw, [*ini.overrides, *args.overrides], source, flags=CLI_FLAGS)
-    from_file = getattr(args, "baselines", None) is None and options.baselines is not None
     return dataclasses.replace(
         options,
-        baselines=str(ini.folder / options.baselines) if from_file and options.baselines else options.baselines,
+        baselines=_from_file(ini.folder, getattr(args, "baselines", None), options.baselines),
+        cache=_from_file(ini.folder, getattr(args, "cache", None), options.cache),
         update_baseline=getattr(args, "update_baseline", False),
         regen_all=getattr(args, "regen_all", False),
     )
@@ -224,6 +224,11 @@ def _caption(result: SweepResult) -> str:
         f"LR sensitivity {result.lr_sensitivity:.4f} · best LR {result.best_lr:g} · "
         f"l0 {result.runs[0].initial_loss:.4f} · seed {result.config.train.seed} · {result.elapsed_seconds:.1f} s"
     )
+
+
+def _from_file(ini_folder: Path, flag: str | None, folder: str | None) -> str | None:
+    """A folder option: from the command line as given; from the configuration file, relative to that file."""
+    return str(ini_folder / folder) if flag is None and folder is not None else folder
 
 
 def _sweep_progress(console: Console, no_progress: bool) -> Progress:
@@ -283,6 +288,8 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     report = Path(options.report) if options.report is not None else None
     if report is not None:
         check_folder_writable(report, "--report")
+    if options.cache is not None:
+        check_folder_writable(Path(options.cache), "--cache")
     seed = config.train.seed
     console.print(
         f"trainstab check: model={label} seed={seed} steps={config.train.steps} "
@@ -294,7 +301,14 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         console.print(f"configuration: {ini.name} (flags on the command line win)", markup=False, soft_wrap=True)
     for line in header_lines(options):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    sweep = _trained_with_progress(config, console, args.no_progress)
+    if options.cache is None:
+        sweep = _trained_with_progress(config, console, args.no_progress)
+    else:
+        sweep, hit = sweep_cache.cached(
+            Path(options.cache), config, lambda c: _trained_with_progress(c, console, args.no_progress)
+        )
+        kept = "read from" if hit else "trained and kept in"
+        console.print(f"sweep {kept} the cache {options.cache}", markup=False, highlight=False, soft_wrap=True)
     verdicts = judge(label, Evidence(config, scaling_plan(options), lambda _: sweep), checks, options)
     written = [line for verdict in verdicts for line in write_files(verdict.writes, CLI_FLAGS)]
     console.print(check_table(verdicts, sweep.elapsed_seconds))
@@ -418,6 +432,8 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
 
 def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab reproduce``: every finding, one PNG each, a Markdown summary."""
+    from trainstab.reproduce import reproduce  # its figures need numpy and matplotlib: not for every command
+
     only = tuple(key.strip() for key in args.only.split(",") if key.strip())
     mode = "quick" if args.quick else "full"
     console.print(f"trainstab reproduce: {mode} run, model={args.model}, seed={args.seed}, out={args.out}")

@@ -12,6 +12,7 @@ import math
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -129,9 +130,12 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
-def json_text(data: Any) -> str:
-    """``data`` as strict, human-diffable JSON (indented, one trailing newline); NaN or inf raise ValueError."""
-    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+def json_text(data: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """``data`` as strict, human-diffable JSON (indented, one trailing newline); NaN or inf raise ValueError.
+
+    ``default`` turns what JSON has no type for into something it has (``str``), as :func:`json.dumps` does.
+    """
+    return json.dumps(data, indent=2, allow_nan=False, default=default) + "\n"
 
 
 def check_writable(path: Path, flag: str = "--json") -> None:

@@ -38,8 +38,6 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from trainstab.errors import TrainstabError
 from trainstab.ladder import LadderResult
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, RunResult, gradient_rms_floor, up_to
@@ -95,7 +93,15 @@ class LogLogFit:
         x = math.log10(parameters)
         if self.held_from_log_params is not None and x > self.held_from_log_params:
             x = self.held_from_log_params
-        return float(10 ** np.polyval(self.coefficients, x))
+        return float(10 ** polynomial(self.coefficients, x))
+
+
+def polynomial(coefficients: Sequence[float], x: float) -> float:
+    """The polynomial with ``coefficients`` (highest power first, as numpy.polyfit gives them) at ``x``."""
+    value = 0.0
+    for coefficient in coefficients:
+        value = value * x + coefficient
+    return value
 
 
 def fit_log_log(
@@ -116,6 +122,8 @@ def fit_log_log(
         )
     if any(not (v > 0 and math.isfinite(v)) for v in values):
         raise TrainstabError(f"cannot forecast {what}: measured values {list(values)} must be positive and finite")
+    import numpy as np  # here, not at the top: the pytest plugin imports this module and starts without numpy
+
     x = np.log10(np.asarray(parameters, dtype=np.float64))
     y = np.log10(np.asarray(values, dtype=np.float64))
     coefficients = np.polyfit(x, y, degree)

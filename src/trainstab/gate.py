@@ -17,8 +17,9 @@ baseline workflow follows pytest-regressions:
 - a baseline that cannot be read is an error naming the file, and is never rewritten.
 
 A :class:`Verdict` is what every output reads: the terminal summary, the
-CLI's table, the JUnit properties and the report's JSON (:meth:`Verdict.to_json`,
-and back with :meth:`Verdict.from_json` on the pytest-xdist controller).
+CLI's table, the JUnit properties and the report's JSON (:meth:`Verdict.to_json`;
+the pytest plugin sends that row from the process that judged to the one that
+writes, and rebuilds it there with :meth:`Verdict.from_json`).
 """
 
 from __future__ import annotations
@@ -140,7 +141,11 @@ class Verdict:
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> Verdict:
-        """The verdict a :meth:`to_json` row describes (its files to write are not in the row)."""
+        """The verdict a :meth:`to_json` row describes.
+
+        Not in the row: the files to write, the xfail mark of a verdict that passed (a strict xfail that
+        passes fails its test anyway), and whether a non-finite value was NaN or infinite (both read as NaN).
+        """
         baseline = row["baseline"]
         value, bound = (math.nan if row[key] is None else row[key] for key in ("value", "bound"))
         result = CheckResult(
@@ -326,18 +331,15 @@ def judge(label: str, evidence: Evidence, names: list[str] | tuple[str, ...], op
     A battery check reads the model's sweep (``evidence.sweep``) and is held to its baseline; a scaling check
     reads the ladders and has no baseline. Training happens when a check first asks for what it reads.
     """
+    bounds, scaling_bounds, policy = thresholds(options), scaling_thresholds(options), policy_from(options)
+    seed = evidence.base.train.seed
     verdicts = []
     for name in names:
         check = CHECKS[name]
         if check.kind == "scaling":
-            result = check.run(evidence, scaling_thresholds(options))
-            verdicts.append(Verdict(label=label, result=result, seed=evidence.base.train.seed))
+            verdicts.append(Verdict(label=label, result=check.run(evidence, scaling_bounds), seed=seed))
             continue
-        bounds = thresholds(options)
         sweep = evidence.sweep
         result = run_check(name, sweep, bounds)
-        policy = policy_from(options)
-        verdicts.append(
-            gate(label=label, result=result, sweep=sweep, bounds=bounds, policy=policy, seed=evidence.base.train.seed)
-        )
+        verdicts.append(gate(label=label, result=result, sweep=sweep, bounds=bounds, policy=policy, seed=seed))
     return verdicts

@@ -260,6 +260,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("report", str, "write a JSON, plots and an HTML page of every check to this folder"),
     Option("baselines", str, "folder of committed baselines to compare with (off when unset)"),
+    Option(
+        "cache", str, "folder of sweeps kept between runs: an unchanged model is read, not trained (off when unset)"
+    ),
     Option("target-params", positive, "size the scaling forecasts extrapolate to", ("scaling.target_parameters",)),
     Option(
         "max-extrapolation",
@@ -294,6 +297,7 @@ class RunOptions:
     ignore_params: tuple[str, ...] | None = None
     report: str | None = None
     baselines: str | None = None  # resolved by the front end: relative to pytest's rootdir or the config file
+    cache: str | None = None  # the persistent sweep cache (trainstab.sweep_cache); resolved as baselines are
     target_params: float | None = None
     max_extrapolation: float | None = None
     widths: tuple[int, ...] | None = None

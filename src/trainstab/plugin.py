@@ -24,8 +24,9 @@ from trainstab.files import WRITE_FAILED, FileWrite, check_folder_writable, writ
 from trainstab.gate import Verdict
 from trainstab.hypothesis_profiles import load_default_profile  # at import: before any conftest loads a profile
 from trainstab.options import OPTIONS, ModelUnderTest, RunOptions, parse_options, policy_from, run_seed
+from trainstab.registry import report_order
 from trainstab.report import write_report
-from trainstab.session import CURRENT_ITEM, PAYLOAD_KEY, SESSION_KEY, Session, session_of
+from trainstab.session import CURRENT_ITEM, CURRENT_TOKEN_KEY, PAYLOAD_KEY, SESSION_KEY, Session, session_of
 from trainstab.session_cache import check_private, make_session_folder
 from trainstab.testing import sweep_of
 
@@ -79,11 +80,11 @@ def read_options(config: pytest.Config) -> RunOptions:
     overrides = [*config.getini("trainstab_set"), *config.getoption("trainstab_set")]
     try:
         options = parse_options(raw, overrides)
-        baselines = options.baselines
         options = dataclasses.replace(
             options,
-            # A relative baseline folder is relative to pytest's rootdir, wherever pytest was started.
-            baselines=str(Path(config.rootpath) / baselines) if baselines is not None else None,
+            # A relative baseline or cache folder is relative to pytest's rootdir, wherever pytest was started.
+            baselines=_from_rootdir(config, options.baselines),
+            cache=_from_rootdir(config, options.cache),
             update_baseline=config.getoption("trainstab_update_baseline"),
             regen_all=config.getoption("trainstab_regen_all"),
         )
@@ -91,6 +92,11 @@ def read_options(config: pytest.Config) -> RunOptions:
     except TrainstabError as error:
         raise pytest.UsageError(str(error)) from None
     return options
+
+
+def _from_rootdir(config: pytest.Config, folder: str | None) -> str | None:
+    """A folder option as an absolute path: a relative one is relative to pytest's rootdir."""
+    return str(Path(config.rootpath) / folder) if folder is not None else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -104,6 +110,8 @@ def pytest_configure(config: pytest.Config) -> None:
         try:  # before any training: a wrong folder costs seconds, not a sweep
             if options.report is not None:
                 check_folder_writable(Path(options.report), "--trainstab-report")
+            if options.cache is not None:
+                check_folder_writable(Path(options.cache), "--trainstab-cache")
             policy_from(options)  # a baseline folder that is a file, or one a rewrite cannot write
         except TrainstabError as error:
             raise pytest.UsageError(str(error)) from None
@@ -184,14 +192,19 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     return [f"trainstab: checking {len(labels)} model(s): {', '.join(labels)}"] if labels else []
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Let checks find the running test (to attach their verdicts to its report), for the call only."""
-    token = CURRENT_ITEM.set(item)
-    try:
-        yield
-    finally:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Let checks find the running test (to attach their verdicts to its report), from its fixtures on."""
+    item.stash[CURRENT_TOKEN_KEY] = CURRENT_ITEM.set(item)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Forget the finished test, after its fixtures are torn down (an outer pytester test is the current again)."""
+    token = item.stash.get(CURRENT_TOKEN_KEY, None)
+    if token is not None:
         CURRENT_ITEM.reset(token)
+        del item.stash[CURRENT_TOKEN_KEY]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -226,8 +239,11 @@ class VerdictCollector:
             self.session.verdicts.append(dataclasses.replace(verdict, expected_to_fail=hasattr(report, "wasxfail")))
             if "curves" in payload:
                 self.session.curves[verdict.label] = payload["curves"]
+            for event in payload.get("cache", []):
+                self.session.cache_counts[event] = self.session.cache_counts.get(event, 0) + 1
             if payload["writes"]:
-                self.session.written.extend(write_files([FileWrite(**w) for w in payload["writes"]]))
+                writes = [FileWrite(**w) for w in payload["writes"]]
+                self.session.written.extend(write_files(writes, self.session.options.flags))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -279,10 +295,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     state = session_of(terminalreporter.config)
     if not state.verdicts and not state.written:
         return
+    if state.options.cache is not None:
+        read, trained = state.cache_counts.get("read", 0), state.cache_counts.get("trained", 0)
+        cache_line = f"trainstab: cache {state.options.cache}: {read} sweep(s) read, {trained} trained and kept"
     terminalreporter.section("trainstab summary")
     terminalreporter.write_line(f"{'model':<36} {'check':<18} {'value':>10} {'bound':>10} {'baseline':<12} verdict")
     shown = {"off": "-", "not gated": "-"}  # baselines off, or a check without baselines
-    for verdict in sorted(state.verdicts, key=lambda v: (v.label, v.to_json()["order"])):
+    for verdict in sorted(state.verdicts, key=lambda v: (v.label, report_order(v.check))):
         row = verdict.to_json()
         value, bound = (f"{x:>10.4g}" if x is not None else f"{'-':>10}" for x in (row["value"], row["bound"]))
         status = shown.get(verdict.status, verdict.status)
@@ -294,3 +313,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"trainstab: warn {verdict.label} {verdict.check}: {verdict.why}")
     for line in state.written:
         terminalreporter.write_line(f"trainstab: {line}")
+    if state.options.cache is not None:
+        terminalreporter.write_line(cache_line)

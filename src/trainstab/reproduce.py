@@ -157,6 +157,7 @@ def reproduce(
         "findings": {r.key: _numbers(r) for r in results},
     }
     findings_json = out / "findings.json"
-    write_text_atomically(findings_json, json_text(finite_or_none(data)))
+    # default=str: a numpy scalar in a finding's numbers is written as text, not a crash after the whole run.
+    write_text_atomically(findings_json, json_text(finite_or_none(data), default=str))
     files = [summary, findings_json, *files]
     return dataclasses.replace(reproduction, files=tuple(files))

@@ -3,7 +3,7 @@
 A single sweep says whether the proxy is stable; a ladder of sizes says
 whether the trend will stay stable at the size the team actually trains.
 Each check reads the :class:`Evidence` of one model (its width ladder, depth
-ladder and coordinate check, each computed on first use) and returns the same
+ladder and coordinate check, each computed on first use; its ``sweep`` is the battery's) and returns the same
 :class:`~trainstab.checks.CheckResult` as the single-sweep battery:
 
 - ``attention_forecast``: max attention logit per LR, fitted against size and
@@ -21,10 +21,9 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from trainstab.checks import Check, CheckResult, Thresholds
 from trainstab.config import CoordinateConfig, SweepConfig
@@ -66,7 +65,10 @@ class ScalingThresholds:
 
 
 class Evidence:
-    """One model's ladders and coordinate check, each computed once, when a check first asks."""
+    """One model's sweep, ladders and coordinate check, each computed once, when a check first asks.
+
+    ``sweep`` is what the battery reads; the scaling checks read the ladders and the coordinate check.
+    """
 
     def __init__(
         self,
@@ -176,9 +178,8 @@ def check_eps_forecast(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
 
 def sensitivity_slope(ladder: LadderResult) -> float:
     """Change of LR sensitivity per decade of parameters along a ladder (least squares)."""
-    x = np.log10(np.asarray(ladder.parameters, dtype=np.float64))
-    y = np.asarray([rung.sweep.lr_sensitivity for rung in ladder.rungs])
-    return float(np.polyfit(x, y, 1)[0])
+    x = [math.log10(parameters) for parameters in ladder.parameters]
+    return statistics.linear_regression(x, [rung.sweep.lr_sensitivity for rung in ladder.rungs]).slope
 
 
 def check_sensitivity_scaling(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
@@ -214,16 +215,20 @@ def optimal_lr(sweep: SweepResult) -> float:
     if i == 0 or i == len(runs) - 1:
         return runs[i].lr
     x = [math.log10(runs[j].lr) for j in (i - 1, i, i + 1)]
-    a, b, _ = np.polyfit(x, losses[i - 1 : i + 2], 2)
+    y = losses[i - 1 : i + 2]
+    # The parabola a x^2 + b x + c through the three points, from its divided differences.
+    left, right = (y[1] - y[0]) / (x[1] - x[0]), (y[2] - y[1]) / (x[2] - x[1])
+    a = (right - left) / (x[2] - x[0])
+    b = left - a * (x[0] + x[1])
     vertex = -b / (2 * a) if a > 0 else x[1]
     return float(10 ** min(max(vertex, x[0]), x[2]))
 
 
 def lr_drift(ladder: LadderResult) -> float:
     """d log10(optimal LR) / d log10(width) along a width ladder (least squares)."""
-    widths = np.log10([rung.sweep.config.model.width for rung in ladder.rungs])
-    optima = np.log10([optimal_lr(rung.sweep) for rung in ladder.rungs])
-    return float(np.polyfit(widths, optima, 1)[0])
+    widths = [math.log10(rung.sweep.config.model.width) for rung in ladder.rungs]
+    optima = [math.log10(optimal_lr(rung.sweep)) for rung in ladder.rungs]
+    return statistics.linear_regression(widths, optima).slope
 
 
 def mup_advice(model_name: str) -> str:

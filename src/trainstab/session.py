@@ -4,8 +4,8 @@ Everything a session accumulates (its options, its sweep cache folder, the
 verdicts and curves the controller collects, the files it wrote) lives on
 the session's own config, so a session run inside another (pytester,
 in-process) never sees the outer one's. The test running now is a context
-variable the plugin sets around each test call, as Hypothesis does for its
-current item; library code reads it through :func:`current_item`.
+variable the plugin sets from each test's setup to its teardown, as Hypothesis
+does for its current item; library code reads it through :func:`current_item`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class Session:
     sent_curves: set[str] = field(default_factory=set)  # model labels whose curves this process already sent
     sweeps: dict[str, SweepResult] = field(default_factory=dict)  # this process's sweeps, by cache key
     evidence: dict[str, Evidence] = field(default_factory=dict)  # this process's ladders, by sweep and plan
+    cache_events: list[str] = field(default_factory=list)  # "read"/"trained": persistent cache use, not yet reported
+    cache_counts: dict[str, int] = field(default_factory=dict)  # the same, summed over every process (controller)
 
     def private_folder(self) -> Path:
         """The sweep cache folder, checked to be private to this user (an error otherwise)."""
@@ -55,8 +57,10 @@ class Session:
 SESSION_KEY = pytest.StashKey[Session]()
 #: What a check adds to the report of the test running it: its verdict row, files to write, curves.
 PAYLOAD_KEY = pytest.StashKey[list[dict[str, Any]]]()
-#: The test item whose call is running (set by the plugin's pytest_runtest_call wrapper).
+#: The test item running now: set by the plugin from the test's setup to its teardown.
 CURRENT_ITEM: contextvars.ContextVar[pytest.Item | None] = contextvars.ContextVar("trainstab_item", default=None)
+#: The token that restores CURRENT_ITEM at teardown (kept on the item).
+CURRENT_TOKEN_KEY = pytest.StashKey[contextvars.Token[pytest.Item | None]]()
 
 
 def session_of(config: pytest.Config) -> Session:
@@ -67,7 +71,7 @@ def session_of(config: pytest.Config) -> Session:
 
 
 def current_item() -> pytest.Item | None:
-    """The test item whose call is running now, if any."""
+    """The test item running now (its fixtures, its call), if any."""
     return CURRENT_ITEM.get()
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
+from trainstab import sweep_cache
 from trainstab.config import SweepConfig, bundled_corpus_path
 from trainstab.environment import trainstab_version
 from trainstab.errors import TrainstabError
@@ -37,7 +38,7 @@ from trainstab.registry import CHECK_NAMES, CHECKS, SCALING_CHECK_NAMES
 from trainstab.report import model_curves
 from trainstab.results import SweepResult
 from trainstab.scaling import Evidence
-from trainstab.session import add_payload, current_item, session_of
+from trainstab.session import Session, add_payload, current_item, session_of
 from trainstab.session_cache import read_sweep, write_sweep
 
 __all__ = [  # ModelUnderTest lives in trainstab.options (shared with the CLI) and is re-exported here
@@ -96,6 +97,8 @@ def _record(item: pytest.Item, verdict: Verdict, sweep: SweepResult | None) -> N
     session = session_of(item.config)
     if session.options.report is not None and sweep is not None and session.first_curves_of(verdict.label):
         payload["curves"] = model_curves(verdict.label, sweep)
+    if session.cache_events:  # what this process's sweeps did with the persistent cache since the last report
+        payload["cache"], session.cache_events[:] = list(session.cache_events), []
     add_payload(item, payload)
 
 
@@ -151,6 +154,17 @@ def sweep_of(config: pytest.Config, target: ModelUnderTest) -> SweepResult:
     return cached_sweep(config, sweep_config(session_of(config).options, target))
 
 
+def _trained_or_kept(session: Session, sweep: SweepConfig) -> SweepResult:
+    """The sweep trained now, or read from the persistent cache (``--trainstab-cache``) if an identical run kept it."""
+    from trainstab.sweep import run_sweep  # training: torch is imported when a sweep is trained
+
+    if session.options.cache is None:
+        return run_sweep(sweep)
+    result, hit = sweep_cache.cached(Path(session.options.cache), sweep, run_sweep)
+    session.cache_events.append("read" if hit else "trained")
+    return result
+
+
 def cache_key(sweep: SweepConfig) -> str:
     """A digest of everything a sweep's numbers depend on."""
     corpus = Path(sweep.corpus) if sweep.corpus is not None else bundled_corpus_path()
@@ -159,9 +173,17 @@ def cache_key(sweep: SweepConfig) -> str:
         "config": dataclasses.asdict(sweep),
         "corpus": [str(corpus.resolve()), stat.st_size if stat else None, stat.st_mtime_ns if stat else None],
         "trainstab": trainstab_version(),
-        "torch": metadata.version("torch"),
+        "torch": _torch_version(),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _torch_version() -> str:
+    """The installed torch's version, read without importing torch."""
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:  # a torch importable without metadata (a source build)
+        return "unknown"
 
 
 def cached_sweep(config: pytest.Config, sweep: SweepConfig) -> SweepResult:
@@ -174,9 +196,7 @@ def cached_sweep(config: pytest.Config, sweep: SweepConfig) -> SweepResult:
     with FileLock(str(path) + ".lock"):
         result = read_sweep(path, sweep)
         if result is None:
-            from trainstab.sweep import run_sweep  # training: torch is imported when a sweep is trained
-
-            result = run_sweep(sweep)
+            result = _trained_or_kept(session, sweep)
             with contextlib.suppress(OSError):  # a full disk costs the other workers a retrain, not this result
                 write_sweep(path, result)
     session.sweeps[key] = result

@@ -1,0 +1,89 @@
+"""The persistent sweep cache (opt-in): a rerun of an unchanged model reads its sweep instead of training it.
+
+``--trainstab-cache DIR`` (ini ``trainstab_cache``, ``trainstab check --cache DIR``) names a folder
+that outlives the run; CI restores it between runs. A sweep is stored under a key that covers
+everything its numbers depend on, so a hit is the sweep this run would have trained, bit for bit:
+
+- trainstab's, torch's and transformers' versions, the Python version and the CPU's kernel set;
+- the whole resolved protocol and recipe (model, training and LR grid, stack size) and the
+  corpus's content;
+- the model's fingerprint (:mod:`trainstab.fingerprint`): its parameters at init, and its logits
+  and every gradient on a fixed batch. A changed model misses, whatever its name.
+
+Its limit: a code path that only activates late in training is not fingerprinted (a switch on the
+step count). Files are JSON numbers written atomically, read only if they are regular files of this
+user; a file that cannot be read is trained again and rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from trainstab.config import SweepConfig, resolved_config
+from trainstab.environment import trainstab_version
+from trainstab.results import SweepResult
+from trainstab.session_cache import read_sweep, write_sweep
+
+FORMAT = 1  # bumped when what a key covers, or the file layout, changes
+
+
+def _version(package: str) -> str | None:
+    """An installed package's version, or None."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_key(config: SweepConfig) -> str:
+    """The key of ``config``'s sweep: versions, machine, resolved config, corpus content and model fingerprint.
+
+    Builds the model once and runs it forward and backward (about as long as one training step).
+    """
+    from trainstab.fingerprint import model_fingerprint  # builds the model: torch
+
+    recipe = resolved_config(config)
+    recipe.pop("workers")  # how many processes trained the stacks does not change a number
+    identity = {
+        "format": FORMAT,
+        "trainstab": trainstab_version(),
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "recipe": recipe,
+        "corpus": _file_digest(Path(recipe["corpus"])),
+        "model": model_fingerprint(config),  # includes the CPU kernel set that computed it
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def cached(folder: Path, config: SweepConfig, train: Callable[[SweepConfig], SweepResult]) -> tuple[SweepResult, bool]:
+    """``config``'s sweep from ``folder`` if an identical run stored it, else ``train(config)``, stored there.
+
+    Returns the sweep and whether it came from the cache. A file that cannot be stored is left out
+    (OSError from the write is raised: the caller reports it).
+    """
+    path = folder / f"sweep-{cache_key(config)}.json"
+    found = read_sweep(path, config)
+    if found is not None:
+        return found, True
+    result = train(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_sweep(path, result)
+    return result, False
