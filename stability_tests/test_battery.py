@@ -89,11 +89,13 @@ def test_an_eps_as_large_as_the_gradients_costs_loss_that_the_gradient_rms_check
 HF_WITH_QK_NORM = ModelUnderTest("hf:olmo2", id="hf-olmo2")
 
 
+@pytest.mark.long  # transformers' models train slower than the reference: the long tier
 @parametrize_with_checks([HF_WITH_QK_NORM])
 def test_a_transformers_model_with_qk_norm_passes_the_battery(model, check):
     check(model)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(
     ("model", "check"),
     [

@@ -15,6 +15,8 @@ from trainstab.fuzz import FUZZ_STEPS, _evaluate_once, assert_stable, evaluate
 from trainstab.strategies import FuzzPoint, stability_region
 from trainstab.sweep import run_sweep
 
+pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
+
 CI = settings.get_profile("ci")
 ATTENTION_BOUND = 1e3  # the battery's default
 # Pinned: a known-unstable point (max attention logit 1.6e4 at 60 steps), replayed first.

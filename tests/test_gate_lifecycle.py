@@ -34,10 +34,16 @@ LOG_Z = "baselines/reference/log_z.json"
 REMOVE_QK_LAYERNORM = ("--trainstab-set", "qk_layernorm=false")  # the pull request under review
 
 
+@pytest.fixture(scope="module")
+def kept_sweeps(tmp_path_factory):
+    """One persistent sweep cache for every scratch project here: a sweep they share trains once."""
+    return tmp_path_factory.mktemp("kept-sweeps")
+
+
 @pytest.fixture
-def project(pytester):
+def project(pytester, kept_sweeps):
     pytester.makepyfile(test_gate=TEST_FILE)
-    pytester.makeini(INI)
+    pytester.makeini(INI + f"trainstab_cache = {kept_sweeps}\n")
     return pytester
 
 
