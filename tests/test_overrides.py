@@ -87,7 +87,8 @@ def test_a_user_models_baseline_recipe_records_only_what_applies_to_it():
 def test_mu_param_advice_names_the_set_key_for_the_reference_only():
     from trainstab.scaling import mup_advice
 
-    assert "--set parameterization=mup_simple" in mup_advice("reference")
+    assert "(--set parameterization=mup_simple)" in mup_advice("reference", "--")
+    assert "(--trainstab-set parameterization=mup_simple)" in mup_advice("reference")
     assert "--set" not in mup_advice("mypkg.models:build") and "in your model" in mup_advice("mypkg.models:build")
 
 

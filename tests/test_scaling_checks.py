@@ -48,5 +48,6 @@ def test_attention_advice_fits_the_model():
     with_qk = attention_advice(SweepConfig())
     assert "has qk-layernorm already" in with_qk and "consider qk-layernorm" not in with_qk
     without = SweepConfig(model=dataclasses.replace(ModelConfig(), qk_layernorm=False))
-    assert "consider qk-layernorm (--set qk_layernorm=true)" in attention_advice(without)
+    assert "consider qk-layernorm (--trainstab-set qk_layernorm=true)" in attention_advice(without)
+    assert "consider qk-layernorm (--set qk_layernorm=true)" in attention_advice(without, "--")
     assert "if mypkg.m:build has no qk-layernorm, add it" in attention_advice(SweepConfig(model_name="mypkg.m:build"))

@@ -149,16 +149,16 @@ def check_attention_forecast(evidence: Evidence, t: ScalingThresholds) -> CheckR
     forecast = forecast_attention_logits(
         evidence.width_ladder, t.target_parameters, t.attention_logit, t.max_lr, max_decades=t.max_extrapolation_decades
     )
-    return _forecast_verdict("attention_forecast", forecast, attention_advice(evidence.base), t)
+    return _forecast_verdict("attention_forecast", forecast, attention_advice(evidence.base, t.flags), t)
 
 
-def attention_advice(base: SweepConfig) -> str:
+def attention_advice(base: SweepConfig, flags: str = Thresholds.flags) -> str:
     """What to do about attention logits forecast to grow past the level, for the model at hand."""
     paper = "the paper saw every run above 1e4 diverge"
     if base.model_name == "reference":
         if base.model.qk_layernorm:
             return f"{paper}; the model has qk-layernorm already: lower the peak LR or lengthen the warm-up"
-        return f"{paper}; consider qk-layernorm (--set qk_layernorm=true)"
+        return f"{paper}; consider qk-layernorm ({flags}set qk_layernorm=true)"
     return (
         f"{paper}; if {base.model_name} has no qk-layernorm, add it (layer-normalise q and k per head before "
         "q @ k^T); if it has, lower the peak LR or lengthen the warm-up"
@@ -171,7 +171,7 @@ def check_eps_forecast(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
     return _forecast_verdict(
         "eps_forecast",
         forecast,
-        "updates will shrink and learning stall at that size; consider eps=1e-15 (--set eps=1e-15)",
+        f"updates will shrink and learning stall at that size; consider eps=1e-15 ({t.flags}set eps=1e-15)",
         t,
     )
 
@@ -231,10 +231,10 @@ def lr_drift(ladder: LadderResult) -> float:
     return statistics.linear_regression(widths, optima).slope
 
 
-def mup_advice(model_name: str) -> str:
+def mup_advice(model_name: str, flags: str = Thresholds.flags) -> str:
     """How to adopt µParam: a ``--set`` key for the reference; in the model's own code for any other model."""
     if model_name == "reference":
-        return "consider µParam (--set parameterization=mup_simple)"
+        return f"consider µParam ({flags}set parameterization=mup_simple)"
     return (
         "consider µParam in your model (hidden layers' LR scaled by base_width / width and their init by "
         "1/sqrt(fan_in), as trainstab's reference does under parameterization=mup_simple)"
@@ -264,7 +264,7 @@ def check_lr_transfer(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
         message = (
             f"the optimal LR drifts with width ({optima}; {drift:+.2f} decades per decade of width, bound "
             f"{t.lr_drift:g}): an LR tuned on a small model will be wrong on the large one; "
-            + mup_advice(evidence.base.model_name)
+            + mup_advice(evidence.base.model_name, t.flags)
         )
     return CheckResult("lr_transfer", passed, drift, t.lr_drift, None, message)
 
@@ -281,7 +281,7 @@ def check_coordinates(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
         if result.passed
         else f"activation RMS of layer{layer} grows as width^{result.slopes[layer]:.2f} after {steps} steps "
         f"(widths {widths}; slopes {slopes}; band +-{result.band:g}): the parameterization does not transfer "
-        "across widths; " + mup_advice(evidence.base.model_name)
+        "across widths; " + mup_advice(evidence.base.model_name, t.flags)
     )
     return CheckResult("coordinates", result.passed, result.slopes[layer], result.band, None, message)
 
