@@ -46,6 +46,8 @@ def test_outputs_are_causal():
         {"attention_scale": "inv_d_head"},
         {"init": "gpt2"},
         {"init_scale": 3.0},
+        {"attention_softcap": 0.5},
+        {"final_logit_softcap": 0.5},
     ],
 )
 def test_every_switch_changes_the_model(switch):
@@ -81,3 +83,31 @@ def test_paper_init_uses_truncated_normal_with_std_one_over_sqrt_fan_in():
     assert weight.abs().max() <= bound
     # A normal truncated at 2 std has std 0.88 of the untruncated one.
     assert weight.std().item() == pytest.approx(0.88 / 16, rel=0.03)
+
+
+# Logits big enough for a cap to act: no qk-layernorm and a 10x init.
+LOUD = dataclasses.replace(SMALL, qk_layernorm=False, init_scale=10.0)
+
+
+def test_a_cap_far_above_the_logits_is_the_uncapped_model():
+    far = dataclasses.replace(LOUD, attention_softcap=1e6, final_logit_softcap=1e6)
+    assert torch.allclose(_logits(far), _logits(LOUD), atol=1e-4)
+
+
+def test_the_final_softcap_bounds_the_output_logits():
+    assert _logits(LOUD).abs().max() > 5.0
+    assert _logits(dataclasses.replace(LOUD, final_logit_softcap=5.0)).abs().max() <= 5.0
+
+
+def test_the_capture_records_attention_logits_before_the_softcap():
+    from trainstab.capture import capture_attention
+
+    def recorded_max(config: ModelConfig) -> float:  # of the first layer: its input is the same with or without a cap
+        with capture_attention() as records:
+            _logits(config)
+        return float(records[0].max_abs_logit.max())
+
+    uncapped = recorded_max(LOUD)
+    assert uncapped > 5.0  # the cap below acts
+    assert recorded_max(dataclasses.replace(LOUD, attention_softcap=5.0)) == pytest.approx(uncapped, rel=1e-4)
+    assert not torch.allclose(_logits(LOUD), _logits(dataclasses.replace(LOUD, attention_softcap=5.0)))

@@ -56,6 +56,9 @@ class ModelConfig:
     init_scale: float = 1.0  # multiplies the std of every non-embedding weight
     parameterization: Parameterization = "standard"  # or µParam (simple)
     mup_base_width: int = 32  # base width of µParam (simple): hidden LR *= base/width
+    # Logit soft-capping (Gemma 2: 50 and 30): cap * tanh(z / cap) before the softmax; 0 is off.
+    attention_softcap: float = 0.0  # on the attention logits (the capture records them before the cap)
+    final_logit_softcap: float = 0.0  # on the output logits
 
     @property
     def head_dim(self) -> int:
@@ -265,7 +268,14 @@ def validate(config: SweepConfig) -> None:
     for name, beta in (("beta1", t.beta1), ("beta2", t.beta2)):
         if not 0 <= beta < 1:
             raise TrainstabError(f"{name}={beta} must be in [0, 1)")
-    non_negatives = {"eps": t.eps, "lr_floor": t.lr_floor, "grad_clip": t.grad_clip, "z_loss": t.z_loss}
+    non_negatives = {
+        "eps": t.eps,
+        "lr_floor": t.lr_floor,
+        "grad_clip": t.grad_clip,
+        "z_loss": t.z_loss,
+        "attention_softcap": m.attention_softcap,
+        "final_logit_softcap": m.final_logit_softcap,
+    }
     for name, number in non_negatives.items():
         if number < 0:
             raise TrainstabError(f"{name}={number} must be >= 0")

@@ -80,6 +80,20 @@ def _linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.bmm(x.reshape(m, -1, i), weight).view(*x.shape[:-1], o)
 
 
+def _softcapped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, cap: float) -> torch.Tensor:
+    """Causal attention with Gemma 2's soft-cap on the logits: (M*B, H, T, Dh) each -> (M*B, H, T, Dh).
+
+    Written out (SDPA has no soft-cap), in the form trainstab's capture reads: it records the logits
+    before the cap, where their growth shows (the cap only hides it from the softmax).
+    """
+    t = q.shape[-2]
+    logits = torch.matmul(q, k.transpose(-2, -1)) * scale  # (M*B, H, T, T)
+    capped = cap * torch.tanh(logits / cap)
+    future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    weights = torch.softmax(capped.masked_fill(future, float("-inf")), dim=-1)
+    return torch.matmul(weights, v)
+
+
 class Block(nn.Module):
     """One transformer block: attention then a GELU MLP, pre- or post-LN."""
 
@@ -107,8 +121,11 @@ class Block(nn.Module):
             k = _norm(k, self.k_norm, "layernorm")
         q, k, v = (z.reshape(m * b, t, h, dh).transpose(1, 2) for z in (q, k, v))  # (M*B, H, T, Dh)
         scale = 1.0 / math.sqrt(dh) if c.attention_scale == "inv_sqrt_d_head" else 1.0 / dh
-        # Looked up on the module at call time so that trainstab's capture sees the call.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)  # (M*B, H, T, Dh)
+        if c.attention_softcap > 0:
+            y = _softcapped_attention(q, k, v, scale, c.attention_softcap)
+        else:
+            # Looked up on the module at call time so that trainstab's capture sees the call.
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)  # (M*B, H, T, Dh)
         return _linear(y.transpose(1, 2).reshape(m, b, t, d), self.attn_out)
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,7 +162,9 @@ class ReferenceTransformer(nn.Module):
         if self.final_norm is not None:
             x = _norm(x, self.final_norm, self.config.norm)
         head = self.unembedding if self.unembedding is not None else self.embedding.transpose(1, 2)
-        return _linear(x, head)  # (M, B, T, V)
+        logits = _linear(x, head)  # (M, B, T, V)
+        cap = self.config.final_logit_softcap
+        return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
     def lr_multipliers(self) -> dict[str, float]:
         """Per-parameter LR multiplier: µParam (simple) scales hidden layers by base/width."""
