@@ -55,6 +55,16 @@ def test_unstable_models_still_pass_the_checks_for_problems_they_do_not_have(mod
     check(model)
 
 
+# QK-clip (MuonClip's tau = 100) is the other fix for the model without qk-layernorm: its max attention logit
+# at LR 0.3 goes from ~7e4 to ~2e2 (a head may pass tau within the step before it is clipped).
+QK_CLIP = ModelUnderTest("reference", ("qk_layernorm=false", "qk_clip=100"), id="reference-no-qk-layernorm-qk-clip")
+
+
+@parametrize_with_checks([QK_CLIP], checks=["no_divergence", "attention_logits"])
+def test_qk_clip_bounds_the_attention_logits_of_the_model_without_qk_layernorm(model, check):
+    check(model)
+
+
 # Report-only checks never fail a test by default (trainstab.checks.REPORT_ONLY says why); each still measures
 # its problem, shown here on the check itself, and fails the test where a project asserts it.
 LARGE_EPS = ModelUnderTest("reference", ("eps=1e-2",), id="reference-eps1e-2")

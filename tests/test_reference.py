@@ -111,3 +111,50 @@ def test_the_capture_records_attention_logits_before_the_softcap():
     assert uncapped > 5.0  # the cap below acts
     assert recorded_max(dataclasses.replace(LOUD, attention_softcap=5.0)) == pytest.approx(uncapped, rel=1e-4)
     assert not torch.allclose(_logits(LOUD), _logits(dataclasses.replace(LOUD, attention_softcap=5.0)))
+
+
+def test_qk_clip_scales_each_head_down_to_tau_and_leaves_heads_within_it_alone():
+    clipped = dataclasses.replace(LOUD, qk_clip=5.0)
+    model = ReferenceTransformer(clipped, members=2)
+    idx = torch.randint(0, 64, (3, 8), generator=torch.Generator().manual_seed(0))
+    model(idx)
+    before = [block.max_logit.clone() for block in model.blocks]
+    assert max(float(peak.max()) for peak in before) > 5.0  # something to clip
+    first = model.blocks[0]
+    weights = first.qkv.detach().clone()
+    model.after_optimizer_step(None)
+    model(idx)
+    # The first layer's input did not change: its heads' max |logit| is now exactly min(max, tau).
+    assert torch.allclose(first.max_logit, before[0].clamp(max=5.0), rtol=1e-4)
+    d = LOUD.width
+    assert torch.equal(first.qkv[:, :, 2 * d :], weights[:, :, 2 * d :])  # W_v untouched
+    roomy = ReferenceTransformer(dataclasses.replace(LOUD, qk_clip=1e9), members=2)
+    untouched = [p.detach().clone() for p in roomy.parameters()]
+    roomy(idx)
+    roomy.after_optimizer_step(None)
+    assert all(torch.equal(a, b) for a, b in zip(untouched, roomy.parameters(), strict=True))
+
+
+def test_qk_clip_keeps_only_the_members_left_after_a_divergence():
+    model = ReferenceTransformer(dataclasses.replace(LOUD, qk_clip=5.0), members=3)
+    model(torch.randint(0, 64, (3, 8), generator=torch.Generator().manual_seed(0)))
+    for block in model.blocks:  # what the engine's drop-out does to the parameters
+        block.qkv = torch.nn.Parameter(block.qkv.detach()[torch.tensor([0, 2])])
+    model.after_optimizer_step(torch.tensor([0, 2]))  # shapes agree: no error
+    assert model.blocks[0].qkv.shape[0] == 2
+
+
+def test_qk_clip_with_qk_layernorm_is_refused_with_the_fix():
+    from trainstab.config import SweepConfig, validate
+    from trainstab.errors import TrainstabError
+
+    with pytest.raises(TrainstabError, match="qk_layernorm=false"):
+        validate(SweepConfig(model=dataclasses.replace(SMALL, qk_clip=100.0)))
+
+
+def test_with_qk_clip_the_capture_still_sees_one_attention_call_per_layer():
+    from trainstab.capture import capture_attention
+
+    with capture_attention() as records:
+        _logits(dataclasses.replace(LOUD, qk_clip=5.0))
+    assert len(records) == LOUD.depth

@@ -59,6 +59,9 @@ class ModelConfig:
     # Logit soft-capping (Gemma 2: 50 and 30): cap * tanh(z / cap) before the softmax; 0 is off.
     attention_softcap: float = 0.0  # on the attention logits (the capture records them before the cap)
     final_logit_softcap: float = 0.0  # on the output logits
+    # QK-clip (Kimi K2's MuonClip; Megatron's qk_clip: 100): after each step, a head whose max |attention logit|
+    # in that step's forward passed tau has its W_q and W_k columns scaled by sqrt(tau / max). 0 is off.
+    qk_clip: float = 0.0
 
     @property
     def head_dim(self) -> int:
@@ -261,6 +264,11 @@ def validate(config: SweepConfig) -> None:
         )
     if m.init_scale <= 0:
         raise TrainstabError(f"init_scale={m.init_scale} must be > 0")
+    if m.qk_clip > 0 and m.qk_layernorm:
+        raise TrainstabError(
+            f"qk_clip={m.qk_clip:g} rescales W_q and W_k, which qk-layernorm normalises away: QK-clip is the "
+            "alternative to qk-layernorm; add --set qk_layernorm=false (or drop qk_clip)"
+        )
     if not 0 <= t.warmup_fraction < 1:
         raise TrainstabError(f"warmup_fraction={t.warmup_fraction} must be in [0, 1)")
     if not 0 < t.final_loss_fraction <= 1:
@@ -275,6 +283,7 @@ def validate(config: SweepConfig) -> None:
         "z_loss": t.z_loss,
         "attention_softcap": m.attention_softcap,
         "final_logit_softcap": m.final_logit_softcap,
+        "qk_clip": m.qk_clip,
     }
     for name, number in non_negatives.items():
         if number < 0:

@@ -109,7 +109,10 @@ def train_members(
     peak = torch.tensor(lrs, dtype=torch.float32)
     batches = corpus.batches(train.steps, train.batch_size, context_length, train.seed)  # (S, B, T+1)
 
+    # A model may act on itself after each step (the reference's QK-clip); it is told which members remain.
+    after_step = getattr(model, "after_optimizer_step", None)
     for step in range(train.steps):
+        kept: torch.Tensor | None = None  # the members kept this step, when some diverged
         probe = step % train.probe_every == 0 or step == train.steps - 1
         idx, targets = batches[step, :, :-1], batches[step, :, 1:]  # (B, T) each
         m = len(live)
@@ -135,7 +138,7 @@ def train_members(
             else:
                 runs[run_index].diverged_at_step = step
         if not all(finite):
-            keep = torch.tensor([slot for slot, ok in enumerate(finite) if ok], dtype=torch.long)
+            keep = kept = torch.tensor([slot for slot, ok in enumerate(finite) if ok], dtype=torch.long)
             params = _live_subset(model, optimizer, keep)
             live = [live[slot] for slot in keep.tolist()]
             peak, grad_norm, ce_mean = peak[keep], grad_norm[keep], ce_mean[keep]
@@ -146,6 +149,8 @@ def train_members(
                 break
         # 5. Step, then record the probes.
         measured = optimizer.step(step, peak, grad_norm, measure=probe)
+        if after_step is not None:
+            after_step(kept)
         if probe:
             _record_probe(runs, live, step, records, logits.detach(), log_z.detach(), measured, ce_mean, params)
         if progress is not None:

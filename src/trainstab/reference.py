@@ -94,6 +94,15 @@ def _softcapped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sca
     return torch.matmul(weights, v)
 
 
+@torch.no_grad()
+def _max_abs_causal_logit(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """Max |attention logit| over the keys each query sees: (M*B, H, T, Dh) each -> (M*B, H)."""
+    t = q.shape[-2]
+    logits = torch.matmul(q, k.transpose(-2, -1)) * scale  # (M*B, H, T, T)
+    future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    return logits.masked_fill(future, 0.0).abs().amax(dim=(-2, -1))
+
+
 class Block(nn.Module):
     """One transformer block: attention then a GELU MLP, pre- or post-LN."""
 
@@ -109,6 +118,22 @@ class Block(nn.Module):
         self.mlp_norm = init.gain(d)
         self.mlp_in = init.linear(d, config.mlp_ratio * d)
         self.mlp_out = init.linear(config.mlp_ratio * d, d, residual_out=True)
+        self.max_logit: torch.Tensor | None = None  # (M, H), the last forward's (only with qk_clip)
+
+    @torch.no_grad()
+    def clip_qk(self, tau: float, kept: torch.Tensor | None) -> None:
+        """QK-clip: scale each head's W_q and W_k columns by sqrt(min(1, tau / max |logit|)) of the last forward.
+
+        Both by the square root, so the head's logits scale by tau / max. ``kept``: the members still in the
+        stack when some diverged since that forward.
+        """
+        if self.max_logit is None:
+            return
+        d, dh = self.config.width, self.config.head_dim
+        peak = self.max_logit if kept is None else self.max_logit[kept]  # (M, H)
+        factor = (tau / peak.clamp(min=tau)).sqrt().repeat_interleave(dh, dim=1)  # (M, D), 1 within tau
+        self.qkv[:, :, :d] *= factor[:, None, :]  # W_q columns of each head
+        self.qkv[:, :, d : 2 * d] *= factor[:, None, :]  # W_k columns
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Causal multi-head self-attention of x (M, B, T, D)."""
@@ -121,6 +146,8 @@ class Block(nn.Module):
             k = _norm(k, self.k_norm, "layernorm")
         q, k, v = (z.reshape(m * b, t, h, dh).transpose(1, 2) for z in (q, k, v))  # (M*B, H, T, Dh)
         scale = 1.0 / math.sqrt(dh) if c.attention_scale == "inv_sqrt_d_head" else 1.0 / dh
+        if c.qk_clip > 0:  # what QK-clip reads after the step: this forward's max |logit| per member and head
+            self.max_logit = _max_abs_causal_logit(q, k, scale).view(m, b, h).amax(1)  # (M, H)
         if c.attention_softcap > 0:
             y = _softcapped_attention(q, k, v, scale, c.attention_softcap)
         else:
@@ -153,6 +180,13 @@ class ReferenceTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(config, init) for _ in range(config.depth))
         self.final_norm = init.gain(config.width) if config.norm_placement == "pre" else None
         self.unembedding = None if config.tie_embeddings else init.linear(config.width, config.vocab_size)
+
+    def after_optimizer_step(self, kept: torch.Tensor | None) -> None:
+        """QK-clip, when on: the engine calls it after every optimizer step (``kept``: see Block.clip_qk)."""
+        if self.config.qk_clip > 0:
+            for block in self.blocks:
+                if isinstance(block, Block):
+                    block.clip_qk(self.config.qk_clip, kept)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> logits (M, B, T, V), one slice per member."""
