@@ -65,6 +65,26 @@ def test_qk_clip_bounds_the_attention_logits_of_the_model_without_qk_layernorm(m
     check(model)
 
 
+# Under Muon too (Kimi K2's report: max attention logits grew under Muon until QK-clip): the model without
+# qk-layernorm reaches ~2.6e4 at LR 0.3 under Muon, and ~1.4e2 with QK-clip at tau = 100.
+MUON_NO_QK = ModelUnderTest("reference", ("qk_layernorm=false", "optimizer=muon"), id="reference-no-qk-layernorm-muon")
+MUON_QK_CLIP = ModelUnderTest(
+    "reference", ("qk_layernorm=false", "qk_clip=100", "optimizer=muon"), id="reference-no-qk-layernorm-muon-qk-clip"
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "check"),
+    [
+        expect_failure(MUON_NO_QK, "attention_logits", "Muon, no qk-norm: ~2.6e4 at lr 0.3"),
+        case(MUON_QK_CLIP, "attention_logits"),
+        case(MUON_QK_CLIP, "no_divergence"),
+    ],
+)
+def test_under_muon_qk_clip_bounds_the_attention_logits_that_grow_without_it(model, check):
+    check(model)
+
+
 # Report-only checks never fail a test by default (trainstab.checks.REPORT_ONLY says why); each still measures
 # its problem, shown here on the check itself, and fails the test where a project asserts it.
 LARGE_EPS = ModelUnderTest("reference", ("eps=1e-2",), id="reference-eps1e-2")

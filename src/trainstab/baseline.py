@@ -99,8 +99,17 @@ PROTOCOL_KEYS = (
     "model.context_length",
     "model.width",
     "model.depth",
+    "train.optimizer",  # another optimizer is another measurement: a PR that swaps it is not compared with main's
     "corpus",
 )
+#: Settings added after baselines were first written, with the value every older baseline was measured with:
+#: a baseline without the key reads as having that value, so an upgrade alone never shows as a change.
+ADDED_LATER: dict[str, Any] = {
+    "train.optimizer": "adamw",
+    "model.qk_clip": 0.0,
+    "model.attention_softcap": 0.0,
+    "model.final_logit_softcap": 0.0,
+}
 #: Environment fields whose change is worth a warning (numbers may move within tolerance).
 ENVIRONMENT_KEYS = ("trainstab", "torch", "python", "cpu", "seed")
 LOSS_CURVE_POINTS = 10  # the loss curve summary: mean loss over this many equal windows
@@ -473,11 +482,11 @@ def recipe_changes(baseline: Baseline, current: dict[str, Any]) -> list[str]:
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``key: baseline X, this run Y`` for each key whose value differs."""
+    """``key: baseline X, this run Y`` for each key whose value differs (a key added later: its old value)."""
     return [
-        f"{key}: baseline {json.dumps(old.get(key))}, this run {json.dumps(new.get(key))}"
+        f"{key}: baseline {json.dumps(old.get(key, ADDED_LATER.get(key)))}, this run {json.dumps(new.get(key))}"
         for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
+        if old.get(key, ADDED_LATER.get(key)) != new.get(key, ADDED_LATER.get(key))
     ]
 
 

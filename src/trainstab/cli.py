@@ -103,10 +103,10 @@ def _add_no_progress(parser: argparse.ArgumentParser) -> None:
 
 
 #: The run options each command takes from the shared table (the rest come from the configuration file).
-SWEEP_OPTIONS = ("model", "lrs", "steps", "seed", "corpus")
+SWEEP_OPTIONS = ("model", "lrs", "steps", "seed", "corpus", "optimizer")
 CHECK_OPTIONS = tuple(option.name for option in OPTIONS)
 FUZZ_OPTIONS = ("model", "seed")
-FORECAST_OPTIONS = ("model", "target-params", "widths", "max-extrapolation", "steps", "seed", "max-lr")
+FORECAST_OPTIONS = ("model", "target-params", "widths", "max-extrapolation", "steps", "seed", "max-lr", "optimizer")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +91,8 @@ class TrainConfig:
     weight_decay_mode: WeightDecayMode = "independent"  # paper: independent
     weight_decay: float | None = None  # None: 1e-4 independent, 0.1 coupled, 0 none
     z_loss: float = 1e-4  # coefficient c of c * (log Z)^2 (PaLM: 1e-4); 0 disables
+    # adamw (the paper's; batched), muon, adafactor, lion, sgd, or package.module:callable (trainstab.optimizers)
+    optimizer: str = "adamw"
     probe_every: int = 10  # attention/output probes every this many steps (and the last)
     final_loss_fraction: float = 0.1  # final loss = mean train loss over this last share
     seed: int = 0  # seeds the init and the data order; printed with every result
@@ -122,6 +125,9 @@ class SweepConfig:
         # One spelling per model, so caches, baselines and reports see "[a=1,b=2]" and "[b=2,a=1]" as one.
         object.__setattr__(self, "model_name", canonical_model_name(self.model_name))
 
+
+#: The optimizers trainstab builds by name (trainstab.optimizers); a user's is named package.module:callable.
+BUILT_IN_OPTIMIZERS = ("adamw", "muon", "adafactor", "lion", "sgd")
 
 #: The coordinate check's band: halfway between Θ(1) (slope 0, transfers) and Θ(width) (slope 1, standard Adam's
 #: worst case).
@@ -290,6 +296,11 @@ def validate(config: SweepConfig) -> None:
             raise TrainstabError(f"{name}={number} must be >= 0")
     if t.weight_decay is not None and t.weight_decay < 0:
         raise TrainstabError(f"weight_decay={t.weight_decay} must be >= 0")
+    if t.optimizer not in BUILT_IN_OPTIMIZERS and not re.fullmatch(r"[\w.]+:[\w.]+", t.optimizer):
+        raise TrainstabError(
+            f"optimizer {t.optimizer!r} is unknown; use one of {', '.join(BUILT_IN_OPTIMIZERS)} or "
+            "package.module:callable (a factory taking (param_groups, peak_lr))"
+        )
     if not config.lrs:
         raise TrainstabError("the LR grid is empty; pass e.g. --lrs 1e-3,1e-2,1e-1")
     for lr in config.lrs:

@@ -79,7 +79,16 @@ def measure_width(config: SweepConfig, steps: int, lr: float) -> list[list[float
 
     try:
         # One forward per step; the row is complete when the step's progress callback fires.
-        train_members(model, multipliers, [lr], corpus, train, config.model.context_length, next_step)
+        train_members(
+            model,
+            multipliers,
+            [lr],
+            corpus,
+            train,
+            config.model.context_length,
+            next_step,
+            vocab_size=config.model.vocab_size,
+        )
     finally:
         for handle in handles:
             handle.remove()

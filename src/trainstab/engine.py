@@ -33,6 +33,7 @@ from trainstab.errors import TrainstabError
 from trainstab.losses import cross_entropy_with_log_z
 from trainstab.models import NO_ATTENTION_HINT
 from trainstab.optim import StackedAdamW, StepMeasurements
+from trainstab.optimizers import MemberOptimizers
 
 #: Called with the number of optimizer steps just completed (for progress bars).
 ProgressCallback = Callable[[int], None]
@@ -74,7 +75,9 @@ def attention_metrics(records: list[AttentionRecord], members: int) -> list[dict
     return out
 
 
-def _live_subset(model: nn.Module, optimizer: StackedAdamW, keep: torch.Tensor) -> dict[str, nn.Parameter]:
+def _live_subset(
+    model: nn.Module, optimizer: StackedAdamW | MemberOptimizers, keep: torch.Tensor
+) -> dict[str, nn.Parameter]:
     """Keep only the members at indices ``keep``; returns the new parameters.
 
     The parameters are replaced by new leaves (resizing ``.data`` in place would
@@ -100,13 +103,21 @@ def train_members(
     train: TrainConfig,
     context_length: int,
     progress: ProgressCallback | None = None,
+    vocab_size: int = 0,
 ) -> list[MemberRun]:
-    """Train the M members of ``model`` (parameters (M, ...)) at peak LRs ``lrs``."""
+    """Train the M members of ``model`` (parameters (M, ...)) at peak LRs ``lrs``.
+
+    ``vocab_size`` tells Muon which matrices embed or unembed (0: by their names only).
+    """
     runs = [MemberRun(lr=lr) for lr in lrs]
     live = list(range(len(lrs)))  # indices into runs of the members still in the stack
     params = dict(model.named_parameters())
-    optimizer = StackedAdamW(params, lr_multipliers, train)
     peak = torch.tensor(lrs, dtype=torch.float32)
+    optimizer: StackedAdamW | MemberOptimizers = (
+        StackedAdamW(params, lr_multipliers, train)
+        if train.optimizer == "adamw"
+        else MemberOptimizers(params, lr_multipliers, train, vocab_size, peak)
+    )
     batches = corpus.batches(train.steps, train.batch_size, context_length, train.seed)  # (S, B, T+1)
 
     # A model may act on itself after each step (the reference's QK-clip); it is told which members remain.

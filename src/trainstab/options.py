@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from trainstab.checks import BATTERY, Thresholds
-from trainstab.config import PROFILES, SweepConfig, TrainConfig, int_list, lr_list, validate
+from trainstab.config import BUILT_IN_OPTIMIZERS, PROFILES, SweepConfig, TrainConfig, int_list, lr_list, validate
 from trainstab.errors import TrainstabError
 from trainstab.files import check_folder_writable
 from trainstab.model_names import canonical_model_name
@@ -74,6 +74,13 @@ def device(value: str) -> str:
 def number(value: float) -> str:
     """A number as a user writes it: ``0.3``, ``1e9``, ``1e-5`` (not ``1e+09``)."""
     return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{value:g}")
+
+
+def optimizer(value: str) -> str:
+    """An optimizer: a built-in name or package.module:callable (ValueError otherwise)."""
+    if value not in BUILT_IN_OPTIMIZERS and not re.fullmatch(r"[\w.]+:[\w.]+", value):
+        raise ValueError(value)
+    return value
 
 
 def _accepted(number: _Number, ok: bool, value: str) -> _Number:
@@ -142,6 +149,7 @@ _EXPECTED = {
     "seed": "an integer from 0 to 2**63-1",
     "steps": "a whole number of steps from 1 to 1000000",
     "positive_int": "a whole number above 0",
+    "optimizer": f"one of {', '.join(BUILT_IN_OPTIMIZERS)} or package.module:callable",
 }
 
 
@@ -230,6 +238,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("lrs", lr_list, "comma-separated LR grid (default: the profile's)"),
     Option("corpus", str, "token file (.npy or uint16 .bin) instead of the bundled corpus"),
     Option("device", device, "device to train on (only cpu is supported)"),
+    Option(
+        "optimizer", optimizer, "adamw, muon, adafactor, lion, sgd or package.module:callable", ("train.optimizer",)
+    ),
     Option("max-lr", positive, "checks look at LRs up to this", ("battery.max_lr", "scaling.max_lr")),
     Option("attention-logit-bound", positive, "max attention logit", ("battery.attention_logit",)),
     Option("log-z-bound", positive, "max |log Z|", ("battery.log_z",)),
@@ -284,6 +295,7 @@ class RunOptions:
     profile: str = "default"
     seed: int | None = None  # None: --set seed=N, else TrainConfig's (run_seed says which)
     steps: int | None = None
+    optimizer: str | None = None  # None: --set optimizer=..., else TrainConfig's (adamw)
     lrs: tuple[float, ...] | None = None
     corpus: str | None = None
     device: str = "cpu"
@@ -424,7 +436,12 @@ def sweep_config(options: RunOptions, target: ModelUnderTest) -> SweepConfig:
     base = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=profile_steps))
     sweep = apply_overrides(base, [*options.overrides, *target.overrides])
     seed = options.seed if options.seed is not None else sweep.train.seed
-    train = dataclasses.replace(sweep.train, seed=seed, steps=options.steps or sweep.train.steps)
+    train = dataclasses.replace(
+        sweep.train,
+        seed=seed,
+        steps=options.steps or sweep.train.steps,
+        optimizer=options.optimizer or sweep.train.optimizer,
+    )
     sweep = dataclasses.replace(sweep, train=train, lrs=options.lrs or sweep.lrs, corpus=options.corpus)
     validate(sweep)
     return sweep

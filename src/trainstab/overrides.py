@@ -82,4 +82,6 @@ def _parse(key: str, raw: str, hint: Any) -> Any:
             return float(raw)
         except ValueError:
             raise TrainstabError(f"--set {key}={raw}: expected a number, e.g. --set {key}=1e-4") from None
+    if hint is str:  # checked where it is used (config.validate: e.g. the optimizer's name)
+        return raw
     raise TypeError(f"no parser for field {key} of type {hint!r}")  # a programming error, not user input

@@ -59,7 +59,16 @@ def train_stack(
     corpus = load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
     with isolated_torch_state(threads=1):  # one thread per stack; a user model's global changes stay inside
         model, lr_multipliers = build_stack(config.model_name, config.model, len(lrs), config.train.seed)
-        return train_members(model, lr_multipliers, lrs, corpus, config.train, config.model.context_length, progress)
+        return train_members(
+            model,
+            lr_multipliers,
+            lrs,
+            corpus,
+            config.train,
+            config.model.context_length,
+            progress,
+            vocab_size=config.model.vocab_size,
+        )
 
 
 # The worker processes report progress through this shared counter of stack-steps done.

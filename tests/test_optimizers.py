@@ -1,0 +1,84 @@
+"""Optimizers beyond AdamW: each member stepped by its own optimizer, the sweep's schedule, clipping and decay kept."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainstab.baseline import Baseline, new_baseline, protocol_changes
+from trainstab.checks import Thresholds
+from trainstab.config import ModelConfig, SweepConfig
+from trainstab.errors import TrainstabError
+from trainstab.models import build_stack
+from trainstab.optimizers import Lion, MemberOptimizers
+from trainstab.overrides import apply_overrides
+from trainstab.sweep import run_sweep
+
+SMALL = ModelConfig(width=16, heads=2, depth=2, context_length=16)
+TINY = SweepConfig(model=SMALL, lrs=(1e-2, 1e-1), workers=1)
+TINY = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=12, probe_every=4))
+
+
+def make_sgd(param_groups, peak_lr):
+    """A user's optimizer factory, as the option names it: ``test_optimizers:make_sgd``."""
+    return torch.optim.SGD(param_groups, lr=peak_lr, momentum=0.5)
+
+
+def test_lion_steps_by_the_sign_of_the_interpolated_momentum():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    optimizer = Lion([p], lr=0.1, betas=(0.9, 0.99))
+    p.grad = torch.tensor([0.5, -0.1, 0.0])
+    optimizer.step()
+    assert torch.allclose(p.detach(), torch.tensor([0.9, -1.9, 3.0]))  # sign(0.1 * g), zero stays
+    assert torch.allclose(optimizer.state[p]["exp_avg"], 0.01 * torch.tensor([0.5, -0.1, 0.0]))
+
+
+@pytest.mark.parametrize("optimizer", ["muon", "adafactor", "lion", "sgd", "test_optimizers:make_sgd"])
+def test_every_optimizer_trains_each_member_alone_and_the_same_twice(optimizer):
+    config = apply_overrides(TINY, [f"optimizer={optimizer}"])
+    both = run_sweep(config)
+    # Members never mix: the first member trains bit for bit the same beside another LR (same stack size,
+    # so the same arithmetic; a smaller stack rounds its batched calls differently).
+    beside_another = run_sweep(dataclasses.replace(config, lrs=(1e-2, 3e-1)))
+    assert both.runs[0].losses == beside_another.runs[0].losses
+    assert run_sweep(config).runs == both.runs  # deterministic
+    assert both.runs[0].losses[-1] < both.runs[0].losses[0]  # it learns
+    assert run_sweep(dataclasses.replace(config, workers=2)).runs == both.runs  # -n 0 / -n 2 parity: per stack
+
+
+def test_the_optimizer_changes_the_numbers():
+    adamw, muon = run_sweep(TINY), run_sweep(apply_overrides(TINY, ["optimizer=muon"]))
+    assert adamw.runs[0].losses[-1] != muon.runs[0].losses[-1]
+
+
+def test_muon_trains_the_hidden_matrices_and_adamw_the_embeddings_gains_and_biases():
+    model, multipliers = build_stack("reference", SMALL, members=2, seed=0)
+    params = dict(model.named_parameters())
+    train = dataclasses.replace(TINY.train, optimizer="muon")
+    member = MemberOptimizers(params, multipliers, train, SMALL.vocab_size, torch.tensor([1e-2, 1e-1]))
+    muon, adamw = member.optimizers[0]
+    proxies = member.proxies[0]
+    on_muon = {name for name, p in proxies.items() if any(p is q for g in muon.param_groups for q in g["params"])}
+    assert on_muon == {name for name in proxies if name.endswith(("qkv", "attn_out", "mlp_in", "mlp_out"))}
+    assert isinstance(adamw, torch.optim.AdamW) and "embedding" not in on_muon and "unembedding" not in on_muon
+
+
+def test_an_unknown_optimizer_or_a_broken_factory_is_a_clear_error():
+    with pytest.raises(TrainstabError, match="optimizer 'adam' is unknown; use one of adamw, muon"):
+        run_sweep(apply_overrides(TINY, ["optimizer=adam"]))
+    with pytest.raises(TrainstabError, match="cannot import it"):
+        run_sweep(apply_overrides(TINY, ["optimizer=no_such_module:factory"]))
+
+
+def test_the_optimizer_is_part_of_the_baselines_protocol_and_an_old_baseline_was_adamw():
+    adamw = run_sweep(dataclasses.replace(TINY, lrs=(1e-2,)))
+    muon = run_sweep(apply_overrides(dataclasses.replace(TINY, lrs=(1e-2,)), ["optimizer=muon"]))
+    recorded = new_baseline("reference", "log_z", adamw, Thresholds())
+    changes = protocol_changes(
+        Baseline(Path("b.json"), recorded), new_baseline("reference", "log_z", muon, Thresholds())
+    )
+    assert changes == ['train.optimizer: baseline "adamw", this run "muon"']
+    del recorded["protocol"]["train.optimizer"]  # written before the key existed: measured with AdamW
+    older = Baseline(Path("b.json"), recorded)
+    assert protocol_changes(older, new_baseline("reference", "log_z", adamw, Thresholds())) == []
