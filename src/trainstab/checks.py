@@ -179,6 +179,9 @@ def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
         if has_qk_norm
         else "consider qk-layernorm"
     )
+    if not has_qk_norm and sweep.config.train.optimizer == "muon":  # Kimi K2's remedy under Muon
+        qk_clip = f" ({t.flags}set qk_clip=100)" if sweep.config.model_name == "reference" else ""
+        fix += f" or QK-clip{qk_clip}, which bounds them under Muon"
     message = (
         f"max attention logit {value:.3g} at lr={worst.lr:g} is below {t.attention_logit:g}"
         if passed
@@ -277,6 +280,10 @@ def collapsed_attention(run: RunResult | None, context_length: int, tensor: str)
     return "; ".join(found)
 
 
+#: Optimizers whose update has no epsilon to stall against (sign and momentum steps).
+EPSILON_FREE = ("lion", "sgd")
+
+
 def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
     """Every parameter's gradient RMS stays well above AdamW's epsilon (after warm-up)."""
     eps = sweep.config.train.eps
@@ -304,6 +311,11 @@ def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
                 f"{where}, but the cause is not epsilon: {collapsed}. Collapsed attention passes almost no gradient "
                 "to its queries and keys, and a smaller eps would not bring it back: lower the peak LR, lengthen "
                 "the warm-up, or check the attention scale (1/sqrt(head_dim), applied once)"
+            )
+        elif sweep.config.train.optimizer in EPSILON_FREE:
+            message = (
+                f"{where}, but {sweep.config.train.optimizer} has no epsilon that its updates could shrink toward: "
+                "the gradient is small, which is not a stall here"
             )
         else:
             message = (
