@@ -82,3 +82,16 @@ def test_the_optimizer_is_part_of_the_baselines_protocol_and_an_old_baseline_was
     del recorded["protocol"]["train.optimizer"]  # written before the key existed: measured with AdamW
     older = Baseline(Path("b.json"), recorded)
     assert protocol_changes(older, new_baseline("reference", "log_z", adamw, Thresholds())) == []
+
+
+def test_the_checks_advise_for_the_optimizer():
+    from trainstab.checks import run_check
+
+    muon = run_sweep(apply_overrides(TINY, ["optimizer=muon", "qk_layernorm=false"]))
+    attention = run_check("attention_logits", muon, Thresholds(attention_logit=1.0))  # a bound it must fail
+    assert "consider qk-layernorm or QK-clip (--trainstab-set qk_clip=100), which bounds them under Muon" in (
+        attention.message
+    )
+    lion = run_sweep(apply_overrides(TINY, ["optimizer=lion"]))
+    gradients = run_check("grad_rms_vs_eps", lion, Thresholds(grad_rms_over_eps=1e30))  # a bound it must fail
+    assert "lion has no epsilon" in gradients.message and "eps=1e-15" not in gradients.message

@@ -72,3 +72,16 @@ def test_a_point_pastes_into_an_example_line():
 def test_invalid_bounds_get_a_clear_error(make, message):
     with pytest.raises(TrainstabError, match=message):
         make()
+
+
+def test_the_optimizer_is_a_knob_pinned_in_the_repr_when_it_is_not_adamw():
+    from hypothesis import find
+
+    from trainstab.errors import TrainstabError
+
+    region = stability_region(optimizer=("adamw", "muon"))
+    muon = find(region, lambda point: point.optimizer == "muon")
+    assert eval(repr(muon)) == muon and "optimizer='muon'" in repr(muon) and "optimizer=muon" in muon.overrides()
+    assert "optimizer" not in repr(FuzzPoint(lr=0.3))  # examples pinned before the knob existed read the same
+    with pytest.raises(TrainstabError, match="optimizer 'adam' is unknown"):
+        stability_region(optimizer=("adam",))

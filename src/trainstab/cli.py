@@ -105,7 +105,7 @@ def _add_no_progress(parser: argparse.ArgumentParser) -> None:
 #: The run options each command takes from the shared table (the rest come from the configuration file).
 SWEEP_OPTIONS = ("model", "lrs", "steps", "seed", "corpus", "optimizer")
 CHECK_OPTIONS = tuple(option.name for option in OPTIONS)
-FUZZ_OPTIONS = ("model", "seed")
+FUZZ_OPTIONS = ("model", "seed", "optimizer")
 FORECAST_OPTIONS = ("model", "target-params", "widths", "max-extrapolation", "steps", "seed", "max-lr", "optimizer")
 
 
@@ -367,6 +367,8 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     options = run_options(args)
     model, seed_used = options.model, run_seed(options)
     base = apply_overrides(SweepConfig(model_name=model), list(options.overrides))
+    if options.optimizer is not None:  # the map of this optimizer (its useful LRs sit elsewhere than AdamW's)
+        base = dataclasses.replace(base, train=dataclasses.replace(base.train, optimizer=options.optimizer))
     validate(base)
     # The map's axes vary (LR, width, warm-up); everything else is held at the --set values.
     m, t = base.model, base.train
@@ -385,6 +387,7 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
         beta2=(t.beta2, t.beta2),
         grad_clip=(t.grad_clip, t.grad_clip),
         batch_size=(t.batch_size, t.batch_size),
+        optimizer=(t.optimizer,),
     )
     check_model(model, base.model, seed_used)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):

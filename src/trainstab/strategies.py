@@ -21,7 +21,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from trainstab.config import ModelConfig, NormPlacement, TrainConfig, WeightDecayMode
+from trainstab.config import BUILT_IN_OPTIMIZERS, ModelConfig, NormPlacement, TrainConfig, WeightDecayMode
 from trainstab.errors import TrainstabError
 from trainstab.model_names import canonical_model_name, format_value, join_model_name
 
@@ -47,6 +47,7 @@ class FuzzPoint:
     qk_layernorm: bool = True
     norm_placement: NormPlacement = "pre"
     init_scale: float = 1.0
+    optimizer: str = "adamw"  # a training key: adamw, muon, adafactor, lion, sgd or package.module:callable
     # A user factory's keyword options (an hf: model's config fields), e.g. {"qk_norm": False}:
     # the model checked is model[qk_norm=false]. Left out of the hash; equality still compares it.
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -60,8 +61,13 @@ class FuzzPoint:
         return canonical_model_name(name, self.options)
 
     def __repr__(self) -> str:
-        # Every knob, so the repr alone reproduces the run; options only when there are some.
-        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "options" or self.options]
+        # Every knob, so the repr alone reproduces the run; options only when there are some, the optimizer
+        # only when it is not AdamW (pinned examples written before it was a knob stay as they were).
+        shown = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if (f.name != "options" or self.options) and (f.name != "optimizer" or self.optimizer != "adamw")
+        ]
         return f"FuzzPoint({', '.join(shown)})"
 
 
@@ -176,6 +182,21 @@ def init_scales(low: float = 0.5, high: float = 4.0) -> st.SearchStrategy[float]
     return _log_grid("init scale", low, high)
 
 
+def optimizers(options: tuple[str, ...] = ("adamw",)) -> st.SearchStrategy[str]:
+    """Optimizers (built-in names or package.module:callable); shrink toward the first.
+
+    Their useful LRs differ (Lion's sit lower than AdamW's): the map shows where each turns unstable.
+    """
+    if not options:
+        raise TrainstabError("optimizer options are empty; give e.g. ('adamw', 'muon')")
+    for option in options:
+        if option not in BUILT_IN_OPTIMIZERS and ":" not in option:
+            raise TrainstabError(
+                f"optimizer {option!r} is unknown; use {', '.join(BUILT_IN_OPTIMIZERS)} or module:factory"
+            )
+    return st.sampled_from(options)
+
+
 def stability_region(
     lr: tuple[float, float] = (1e-3, 0.3),
     qk_layernorm: tuple[bool, ...] = (True,),
@@ -192,6 +213,7 @@ def stability_region(
     grad_clip: tuple[float, float] = (TrainConfig.grad_clip, TrainConfig.grad_clip),
     batch_size: tuple[int, int] = (TrainConfig.batch_size, TrainConfig.batch_size),
     options: Mapping[str, st.SearchStrategy[Any] | Sequence[Any]] | None = None,
+    optimizer: tuple[str, ...] = (TrainConfig.optimizer,),
 ) -> st.SearchStrategy[FuzzPoint]:
     """Points of a declared region; by default only the LR varies, up to 0.3.
 
@@ -220,6 +242,7 @@ def stability_region(
         beta2=beta2s(*beta2),
         grad_clip=grad_clips(*grad_clip),
         batch_size=batch_sizes(*batch_size),
+        optimizer=optimizers(optimizer),
         options=model_options(options or {}),
     )
 
