@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = commands.add_parser("reproduce", help="run the paper's findings at proxy scale: PNGs and a summary")
     reproduce.add_argument("--out", type=Path, default=Path("trainstab-findings"), help="output folder")
-    reproduce.add_argument("--quick", action="store_true", help="fewer steps and sizes: about 4 minutes on 2 cores")
+    reproduce.add_argument("--quick", action="store_true", help="fewer steps and sizes: about 3 minutes on 2 cores")
     reproduce.add_argument("--seed", type=_typed(seed), default=0, help="seed of every run (default: %(default)s)")
     reproduce.add_argument(
         "--model",

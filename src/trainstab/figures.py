@@ -135,7 +135,7 @@ def draw(result: FindingResult, path: Path) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     left, right = axes
-    if result.key == "qk_layernorm":
+    if result.key in ("qk_layernorm", "qk_clip", "softcap"):
         _loss_vs_lr(left, result.sweeps)
         _attention_vs_lr(right, result.sweeps)
     elif result.key == "z_loss":

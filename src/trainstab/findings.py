@@ -40,7 +40,7 @@ class FindingsPlan:
     coordinate_widths: tuple[int, ...] = (32, 64, 128, 256)  # µP coordinate check widths
 
 
-#: ``trainstab reproduce --quick``: about 4 minutes on two cores.
+#: ``trainstab reproduce --quick``: about 3 minutes on two cores.
 QUICK_PLAN = FindingsPlan(steps=100, z_loss_steps=300, coordinate_widths=(32, 64, 128))
 #: ``trainstab reproduce``: the full run.
 FULL_PLAN = FindingsPlan(
@@ -431,6 +431,76 @@ def coordinates(lab: Lab, plan: FindingsPlan) -> FindingResult:
 
 
 #: Every finding, in the order of the summary.
+def qk_clip(lab: Lab, plan: FindingsPlan) -> FindingResult:
+    """Attention logits under AdamW and Muon, without qk-layernorm, with it, and with QK-clip instead."""
+    settings = {
+        "adamw, no qk-norm": ("optimizer=adamw", "qk_layernorm=false"),
+        "muon, no qk-norm": ("optimizer=muon", "qk_layernorm=false"),
+        "muon, qk-norm": ("optimizer=muon", "qk_layernorm=true"),
+        "muon, QK-clip 100": ("optimizer=muon", "qk_layernorm=false", "qk_clip=100"),
+        "adamw, QK-clip 100": ("optimizer=adamw", "qk_layernorm=false", "qk_clip=100"),
+    }
+    sweeps = {label: lab.sweep(*overrides) for label, overrides in settings.items()}
+    top = max(run.lr for run in sweeps["muon, no qk-norm"].runs)
+    at_top = {label: _at(sweep, top) for label, sweep in sweeps.items()}
+    held = at_top["muon, no qk-norm"] > ATTENTION_DIVERGENCE_LEVEL and at_top["muon, QK-clip 100"] < 1e3
+    return FindingResult(
+        key="qk_clip",
+        title="Attention logits under Muon, and QK-clip",
+        claim=(
+            "Kimi K2: without qk-layernorm, max attention logits grow under Muon too (here: past 1e4 at the top "
+            "LR); QK-clip (rescaling a head's W_q and W_k when its max logit passes 100) keeps them below 1e3."
+        ),
+        held=held,
+        evidence="; ".join(
+            f"{label}: max attention logit {at_top[label]:.3g} at lr={top:g}, LR sensitivity {sweep.lr_sensitivity:.4f}"
+            for label, sweep in sweeps.items()
+        )
+        + ".",
+        numbers={f"max_attention_logit[{label}]": value for label, value in at_top.items()}
+        | {f"sensitivity[{label}]": sweep.lr_sensitivity for label, sweep in sweeps.items()},
+        sweeps=sweeps,
+    )
+
+
+def optimizers(lab: Lab, plan: FindingsPlan) -> FindingResult:
+    """LR sensitivity per optimizer on the paper's grid (no directional claim: their useful LRs differ)."""
+    settings = {name: f"optimizer={name}" for name in ("adamw", "muon", "adafactor", "lion", "sgd")}
+    return _compare(
+        lab,
+        key="optimizers",
+        title="LR sensitivity per optimizer",
+        claim="Measured, no direction claimed: on AdamW's grid, an optimizer whose useful LRs sit elsewhere "
+        "(Lion lower; SGD and Adafactor higher) looks more sensitive than it is.",
+        settings=settings,
+        expect_lower=None,
+        higher=None,
+    )
+
+
+def softcap(lab: Lab, plan: FindingsPlan) -> FindingResult:
+    """Soft-capping the attention logits (Gemma 2's 50) on the model without qk-layernorm."""
+    settings = {
+        "no cap": ("qk_layernorm=false",),
+        "attention soft-cap 50": ("qk_layernorm=false", "attention_softcap=50"),
+    }
+    sweeps = {label: lab.sweep(*overrides) for label, overrides in settings.items()}
+    top = max(run.lr for run in sweeps["no cap"].runs)
+    capped = _at(sweeps["attention soft-cap 50"], top)
+    return FindingResult(
+        key="softcap",
+        title="Soft-capping attention logits",
+        claim="Measured, no direction claimed by the paper: a soft-cap bounds what the softmax sees, not the "
+        "logits before it, which the capture records.",
+        held=None,
+        evidence=f"max attention logit before the cap at lr={top:g}: {_at(sweeps['no cap'], top):.3g} without a "
+        f"cap, {capped:.3g} with a cap of 50; LR sensitivity {sweeps['no cap'].lr_sensitivity:.4f} and "
+        f"{sweeps['attention soft-cap 50'].lr_sensitivity:.4f}.",
+        numbers={f"max_attention_logit[{label}]": _at(sweep, top) for label, sweep in sweeps.items()},
+        sweeps=sweeps,
+    )
+
+
 FINDINGS: dict[str, Callable[[Lab, FindingsPlan], FindingResult]] = {
     "qk_layernorm": qk_layernorm,
     "z_loss": z_loss,
@@ -443,6 +513,9 @@ FINDINGS: dict[str, Callable[[Lab, FindingsPlan], FindingResult]] = {
     "forecast": forecast,
     "batch_size": batch_size,
     "clipping": clipping,
+    "qk_clip": qk_clip,
+    "optimizers": optimizers,
+    "softcap": softcap,
 }
 
 
@@ -455,6 +528,8 @@ REFERENCE_SWITCHES = {
     "coordinates": "parameterization",
     "clipping": "qk_layernorm",
     "forecast": "qk_layernorm",
+    "qk_clip": "qk_layernorm",
+    "softcap": "attention_softcap",
 }
 
 
