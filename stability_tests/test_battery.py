@@ -60,6 +60,7 @@ def test_unstable_models_still_pass_the_checks_for_problems_they_do_not_have(mod
 QK_CLIP = ModelUnderTest("reference", ("qk_layernorm=false", "qk_clip=100"), id="reference-no-qk-layernorm-qk-clip")
 
 
+@pytest.mark.long
 @parametrize_with_checks([QK_CLIP], checks=["no_divergence", "attention_logits"])
 def test_qk_clip_bounds_the_attention_logits_of_the_model_without_qk_layernorm(model, check):
     check(model)
@@ -73,6 +74,7 @@ MUON_QK_CLIP = ModelUnderTest(
 )
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(
     ("model", "check"),
     [

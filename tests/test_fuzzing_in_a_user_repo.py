@@ -13,6 +13,8 @@ import pytest
 from test_capture_in_a_user_repo import readme_block
 from test_plugin import USER_MODELS
 
+pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
+
 pytest_plugins = ["pytester"]
 
 # The user's factory: a pre-LN block with qk-layernorm, written the way a user writes one.

@@ -44,7 +44,11 @@ def test_every_optimizer_trains_each_member_alone_and_the_same_twice(optimizer):
     assert both.runs[0].losses == beside_another.runs[0].losses
     assert run_sweep(config).runs == both.runs  # deterministic
     assert both.runs[0].losses[-1] < both.runs[0].losses[0]  # it learns
-    assert run_sweep(dataclasses.replace(config, workers=2)).runs == both.runs  # -n 0 / -n 2 parity: per stack
+
+
+def test_a_sweep_on_two_workers_gives_the_numbers_of_one():
+    config = apply_overrides(dataclasses.replace(TINY, lrs=(1e-2, 3e-2, 1e-1, 3e-1, 1.0)), ["optimizer=muon"])
+    assert run_sweep(dataclasses.replace(config, workers=2)).runs == run_sweep(config).runs  # stacks, not workers
 
 
 def test_the_optimizer_changes_the_numbers():
