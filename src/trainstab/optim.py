@@ -48,6 +48,18 @@ def _sum_of_squares(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([t.float().square().flatten(1).sum(1) for t in tensors]).sum(0)
 
 
+def gradient_norm(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Per-member global L2 norm of the current gradients of (M, ...) parameters: (M,)."""
+    return _sum_of_squares([p.grad for p in params.values() if p.grad is not None]).sqrt()
+
+
+def clip_factors(grad_norm: torch.Tensor, train: TrainConfig) -> torch.Tensor:
+    """Per-member gradient scale of torch's clip_grad_norm_: clip / (norm + 1e-6) when above, else 1: (M,)."""
+    if train.grad_clip <= 0:
+        return torch.ones_like(grad_norm)
+    return torch.clamp(train.grad_clip / (grad_norm + 1e-6), max=1.0)
+
+
 @dataclass
 class StepMeasurements:
     """Per-member quantities of one optimizer step, each (M,)."""
@@ -69,7 +81,6 @@ class StackedAdamW:
         self.train = train
         self.exp_avg = {name: torch.zeros_like(p) for name, p in params.items()}
         self.exp_avg_sq = {name: torch.zeros_like(p) for name, p in params.items()}
-        self.numel = sum(p[0].numel() for p in params.values())  # parameters per member
 
     def keep(self, members: torch.Tensor, params: Mapping[str, torch.Tensor]) -> None:
         """Keep only the members at indices ``members``; ``params`` are their new tensors."""
@@ -80,7 +91,7 @@ class StackedAdamW:
 
     def gradient_norm(self) -> torch.Tensor:
         """Per-member global L2 norm of the current gradients: (M,)."""
-        return _sum_of_squares([p.grad for p in self.params.values() if p.grad is not None]).sqrt()
+        return gradient_norm(self.params)
 
     @torch.no_grad()
     def step(
@@ -90,9 +101,7 @@ class StackedAdamW:
         t = self.train
         lr = schedule(step, peak_lrs, t)  # (M,)
         decay = t.resolved_weight_decay
-        clip = torch.ones_like(grad_norm)
-        if t.grad_clip > 0:  # torch's clip_grad_norm_: scale by clip / (norm + 1e-6) when above
-            clip = torch.clamp(t.grad_clip / (grad_norm + 1e-6), max=1.0)
+        clip = clip_factors(grad_norm, t)
         bias1 = 1 - t.beta1 ** (step + 1)
         bias2 = 1 - t.beta2 ** (step + 1)
         update_squares: list[torch.Tensor] = []
@@ -112,9 +121,18 @@ class StackedAdamW:
             p.sub_(delta)
             if measure:
                 update_squares.append(delta / _per_member(lr, p))
-        grad_rms = grad_norm / math.sqrt(self.numel)
-        if not measure:
-            return StepMeasurements(grad_norm, grad_rms, None, None)
-        update_rms = (_sum_of_squares(update_squares) / self.numel).sqrt()
-        param_rms = (_sum_of_squares(list(self.params.values())) / self.numel).sqrt()
-        return StepMeasurements(grad_norm, grad_rms, update_rms, param_rms)
+        return measured(grad_norm, self.params, update_squares if measure else None)
+
+
+def measured(
+    grad_norm: torch.Tensor, params: Mapping[str, torch.Tensor], updates: list[torch.Tensor] | None
+) -> StepMeasurements:
+    """A step's measurements: the gradient's norm and RMS, and, when ``updates`` (delta / lr) are given, the
+    RMS of the update and of the parameters after it. Each (M,)."""
+    numel = sum(p[0].numel() for p in params.values())  # parameters per member
+    grad_rms = grad_norm / math.sqrt(numel)
+    if updates is None:
+        return StepMeasurements(grad_norm, grad_rms, None, None)
+    update_rms = (_sum_of_squares(updates) / numel).sqrt()
+    param_rms = (_sum_of_squares(list(params.values())) / numel).sqrt()
+    return StepMeasurements(grad_norm, grad_rms, update_rms, param_rms)

@@ -20,7 +20,6 @@ modes (applied here, not by the optimizer), z-loss, probes and determinism.
 from __future__ import annotations
 
 import importlib
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -30,7 +29,7 @@ from torch import nn
 
 from trainstab.config import BUILT_IN_OPTIMIZERS, TrainConfig
 from trainstab.errors import TrainstabError
-from trainstab.optim import StepMeasurements, _per_member, _sum_of_squares, schedule
+from trainstab.optim import StepMeasurements, _per_member, clip_factors, gradient_norm, measured, schedule
 
 #: Names of parameters that embed tokens or positions, or unembed: on AdamW under Muon whatever their shape.
 EMBEDDING_NAMES = re.compile(r"(^|[/._])(emb|embed|embedding|embeddings|unembedding|wte|wpe|pos|lm_head)([/._]|$)")
@@ -140,7 +139,6 @@ class MemberOptimizers:
             build_member_optimizers(proxies, lr_multipliers, train, vocab_size, float(peak_lrs[k]))
             for k, proxies in enumerate(self.proxies)
         ]
-        self.numel = sum(p[0].numel() for p in params.values())  # parameters per member
 
     def keep(self, members: torch.Tensor, params: Mapping[str, torch.Tensor]) -> None:
         """Keep only the members at indices ``members``; ``params`` are their new tensors."""
@@ -150,7 +148,7 @@ class MemberOptimizers:
 
     def gradient_norm(self) -> torch.Tensor:
         """Per-member global L2 norm of the current gradients: (M,)."""
-        return _sum_of_squares([p.grad for p in self.params.values() if p.grad is not None]).sqrt()
+        return gradient_norm(self.params)
 
     @torch.no_grad()
     def step(
@@ -160,9 +158,7 @@ class MemberOptimizers:
         t = self.train
         lr = schedule(step, peak_lrs, t)  # (M,)
         decay = t.resolved_weight_decay
-        clip = torch.ones_like(grad_norm)
-        if t.grad_clip > 0:  # as StackedAdamW: torch's clip_grad_norm_ per member
-            clip = torch.clamp(t.grad_clip / (grad_norm + 1e-6), max=1.0)
+        clip = clip_factors(grad_norm, t)  # as StackedAdamW's
         before = {name: p.detach().clone() for name, p in self.params.items()} if measure else {}
         for k, (proxies, optimizers) in enumerate(zip(self.proxies, self.optimizers, strict=True)):
             for name, p in self.params.items():
@@ -181,10 +177,5 @@ class MemberOptimizers:
                 shrink = float(lr[k]) * decay
             for name, p in self.params.items():
                 p[k].copy_(proxies[name] - shrink * p[k])
-        grad_rms = grad_norm / math.sqrt(self.numel)
-        if not measure:
-            return StepMeasurements(grad_norm, grad_rms, None, None)
-        updates = [(before[name] - p) / _per_member(lr, p) for name, p in self.params.items()]
-        update_rms = (_sum_of_squares(updates) / self.numel).sqrt()
-        param_rms = (_sum_of_squares(list(self.params.values())) / self.numel).sqrt()
-        return StepMeasurements(grad_norm, grad_rms, update_rms, param_rms)
+        updates = [(before[name] - p) / _per_member(lr, p) for name, p in self.params.items()] if measure else None
+        return measured(grad_norm, self.params, updates)
