@@ -99,3 +99,15 @@ def test_the_checks_advise_for_the_optimizer():
     lion = run_sweep(apply_overrides(TINY, ["optimizer=lion"]))
     gradients = run_check("grad_rms_vs_eps", lion, Thresholds(grad_rms_over_eps=1e30))  # a bound it must fail
     assert "lion has no epsilon" in gradients.message and "eps=1e-15" not in gradients.message
+
+
+def test_a_tensor_without_a_gradient_is_neither_stepped_nor_decayed():
+    model, multipliers = build_stack("reference", SMALL, members=2, seed=0)
+    params = dict(model.named_parameters())
+    train = dataclasses.replace(TINY.train, optimizer="sgd", weight_decay_mode="coupled")
+    optimizers = MemberOptimizers(params, multipliers, train, 0, torch.tensor([1e-2, 1e-1]))
+    for name, p in params.items():
+        p.grad = None if name == "embedding" else torch.ones_like(p)
+    frozen = params["embedding"].detach().clone()
+    optimizers.step(0, torch.tensor([1e-2, 1e-1]), optimizers.gradient_norm())
+    assert torch.equal(params["embedding"].detach(), frozen)

@@ -130,3 +130,23 @@ def test_trainstab_check_reads_a_kept_sweep(tmp_path):
     assert [run.returncode for run in runs] == [0, 0], runs[1].stderr
     assert "sweep trained and kept in the cache" in runs[0].stdout
     assert "sweep read from the cache" in runs[1].stdout
+
+
+def test_a_users_optimizer_is_keyed_by_its_code(tmp_path, monkeypatch):
+    module = tmp_path / "team_optimizers.py"
+    module.write_text("import torch\n\ndef make(groups, lr):\n    return torch.optim.SGD(groups, lr=lr)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = apply_overrides(TINY, ["optimizer=team_optimizers:make"])
+    before = cache_key(config)
+    assert cache_key(config) == before
+    module.write_text(
+        "import torch\n\ndef make(groups, lr):\n    return torch.optim.SGD(groups, lr=lr, momentum=0.9)\n"
+    )
+    assert cache_key(config) != before
+
+
+def test_a_bad_corpus_is_a_clear_error_before_any_key_is_computed(tmp_path):
+    from trainstab.errors import TrainstabError
+
+    with pytest.raises(TrainstabError, match="does not exist"):
+        cache_key(dataclasses.replace(TINY, corpus=str(tmp_path / "missing.npy")))

@@ -87,7 +87,7 @@ def measure_width(config: SweepConfig, steps: int, lr: float) -> list[list[float
             train,
             config.model.context_length,
             next_step,
-            vocab_size=config.model.vocab_size,
+            vocab_size=0 if config.model_name == "reference" else config.model.vocab_size,  # see _muon_matrix
         )
     finally:
         for handle in handles:

@@ -44,6 +44,7 @@ def model_fingerprint(config: SweepConfig) -> str:
     model_config, train = config.model, config.train
     corpus = load_corpus(config.corpus, model_config.context_length, model_config.vocab_size)
     with isolated_torch_state(threads=1):
+        torch.manual_seed(train.seed)  # a forward that draws random numbers (dropout) draws the same ones
         model, _ = build_stack(config.model_name, model_config, members=1, seed=train.seed)
         batch = corpus.batches(1, train.batch_size, model_config.context_length, train.seed)[0]  # (B, T + 1)
         logits = model(batch[:, :-1])  # (1, B, T, V)

@@ -72,8 +72,15 @@ def _user_factory(spec: str) -> Callable[[list[dict[str, Any]], float], torch.op
 
 
 def _muon_matrix(name: str, proxy: torch.Tensor, vocab_size: int) -> bool:
-    """Whether Muon trains this parameter: a 2D matrix that neither embeds nor unembeds."""
-    return proxy.dim() == 2 and vocab_size not in proxy.shape and not EMBEDDING_NAMES.search(name.lower())
+    """Whether Muon trains this parameter: a 2D matrix that neither embeds nor unembeds.
+
+    By its name (``EMBEDDING_NAMES``), and for a model whose names may not tell (``vocab_size`` > 0), a
+    dimension of the vocabulary's size. The reference passes 0: its names tell, and an MLP of width 4d
+    can equal the vocabulary in size.
+    """
+    if proxy.dim() != 2 or EMBEDDING_NAMES.search(name.lower()):
+        return False
+    return vocab_size == 0 or vocab_size not in proxy.shape
 
 
 def build_member_optimizers(
@@ -130,6 +137,7 @@ class MemberOptimizers:
     ) -> None:
         self.params = params
         self.train = train
+        self.lr_multipliers = lr_multipliers
         members = next(iter(params.values())).shape[0]
         # Proxies keyed as the stacked parameters; leaf tensors, so any torch optimizer takes them.
         self.proxies = [
@@ -176,6 +184,10 @@ class MemberOptimizers:
             elif decay and t.weight_decay_mode == "coupled":
                 shrink = float(lr[k]) * decay
             for name, p in self.params.items():
-                p[k].copy_(proxies[name] - shrink * p[k])
+                if p.grad is None:  # as StackedAdamW: a tensor without a gradient is neither stepped nor decayed
+                    continue
+                # The coupled decay follows the parameter's LR, as StackedAdamW's (µParam's multiplier included).
+                scale = self.lr_multipliers[name] if t.weight_decay_mode == "coupled" else 1.0
+                p[k].copy_(proxies[name] - shrink * scale * p[k])
         updates = [(before[name] - p) / _per_member(lr, p) for name, p in self.params.items()] if measure else None
         return measured(grad_norm, self.params, updates)

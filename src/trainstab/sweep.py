@@ -67,7 +67,7 @@ def train_stack(
             config.train,
             config.model.context_length,
             progress,
-            vocab_size=config.model.vocab_size,
+            vocab_size=0 if config.model_name == "reference" else config.model.vocab_size,  # the reference's names tell
         )
 
 

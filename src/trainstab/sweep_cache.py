@@ -18,6 +18,7 @@ user; a file that cannot be read is trained again and rewritten.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import platform
 import sys
@@ -50,12 +51,33 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _source_digest(files: list[Path]) -> str:
+    """The SHA-256 of the given source files' names and bytes (the code that computes the numbers)."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _optimizer_source(optimizer: str) -> str | None:
+    """For a user's optimizer (``package.module:callable``), the digest of its module's file: its code is the key."""
+    if ":" not in optimizer:
+        return None
+    spec = importlib.util.find_spec(optimizer.partition(":")[0])
+    origin = Path(spec.origin) if spec is not None and spec.origin else None
+    return _source_digest([origin]) if origin is not None and origin.is_file() else "unreadable"
+
+
 def cache_key(config: SweepConfig) -> str:
     """The key of ``config``'s sweep: versions, machine, resolved config, corpus content and model fingerprint.
 
-    Builds the model once and runs it forward and backward (about as long as one training step).
+    Checks the config, corpus and model first (:func:`trainstab.sweep.preflight`: a clear error, not a
+    traceback), then builds the model once and runs it forward and backward (about one training step).
     """
     from trainstab.fingerprint import model_fingerprint  # builds the model: torch
+    from trainstab.sweep import preflight
+
+    preflight(config)
 
     recipe = resolved_config(config)
     recipe.pop("workers")  # how many processes trained the stacks does not change a number
@@ -65,6 +87,9 @@ def cache_key(config: SweepConfig) -> str:
         "torch": _version("torch"),
         "transformers": _version("transformers"),
         "python": sys.version.split()[0],
+        # trainstab's own code, not only its version: an editable install changes without a new version.
+        "trainstab_code": _source_digest(list(Path(__file__).parent.glob("*.py"))),
+        "optimizer_code": _optimizer_source(config.train.optimizer),
         "machine": platform.machine(),
         "recipe": recipe,
         "corpus": _file_digest(Path(recipe["corpus"])),
@@ -76,14 +101,17 @@ def cache_key(config: SweepConfig) -> str:
 def cached(folder: Path, config: SweepConfig, train: Callable[[SweepConfig], SweepResult]) -> tuple[SweepResult, bool]:
     """``config``'s sweep from ``folder`` if an identical run stored it, else ``train(config)``, stored there.
 
-    Returns the sweep and whether it came from the cache. A file that cannot be stored is left out
-    (OSError from the write is raised: the caller reports it).
+    Returns the sweep and whether it came from the cache. A sweep that cannot be stored (a full disk) is
+    still returned: the next run trains it again.
     """
     path = folder / f"sweep-{cache_key(config)}.json"
     found = read_sweep(path, config)
     if found is not None:
         return found, True
     result = train(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_sweep(path, result)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_sweep(path, result)
+    except OSError:  # a full disk costs the next run a retrain, not this run its result
+        pass
     return result, False
