@@ -18,7 +18,7 @@ from trainstab.config import SweepConfig
 from trainstab.forecast import forecast_attention_logits, forecast_gradient_rms
 from trainstab.ladder import DEFAULT_WIDTHS, non_embedding_parameters, run_ladder, width_configs
 from trainstab.results import gradient_rms_floor
-from trainstab.sweep import run_sweep
+from trainstab.sweep import run_sweep, run_sweeps
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     print(f"seed={base.train.seed} ladder widths={DEFAULT_WIDTHS} validation widths={larger}")
     for qk in (False, True):
         config = dataclasses.replace(base, model=dataclasses.replace(base.model, qk_layernorm=qk))
-        ladder = run_ladder("width", width_configs(config, DEFAULT_WIDTHS), run_sweep)
+        ladder = run_ladder("width", width_configs(config, DEFAULT_WIDTHS), run_sweeps)
         print(f"\nqk_layernorm={qk}: ladder parameters {ladder.parameters}")
         for big in width_configs(config, larger):
             n = non_embedding_parameters(big.model_name, big.model)

@@ -13,8 +13,8 @@ SOURCE = ROOT / "src" / "trainstab"
 LAYERS = {
     "foundations": "errors model_names config overrides files environment inifile plotting hypothesis_profiles "
     "results ladder",
-    "training": "torch_state corpus losses attention_stats attention_trace capture reference optim models engine "
-    "sweep coordinates fingerprint optimizers",
+    "training": "torch_state corpus losses attention_stats attention_trace capture reference optim models devices "
+    "engine sweep ray_executor coordinates fingerprint optimizers",
     "judgement": "checks forecast scaling registry options baseline gate report session_cache sweep_cache",
     "exploration": "strategies fuzz fuzzmap findings figures reproduce",
     "front ends": "session testing plugin cli __main__ __init__",

@@ -100,12 +100,16 @@ PROTOCOL_KEYS = (
     "model.width",
     "model.depth",
     "train.optimizer",  # another optimizer is another measurement: a PR that swaps it is not compared with main's
+    "train.device",  # cpu or cuda (not which GPU): kernels differ, and a GPU rerun is repeatable, not bit-exact
+    "train.precision",  # fp32 or bf16: bf16 moves the numbers by more than the kernel-drift tolerances allow
     "corpus",
 )
 #: Settings added after baselines were first written, with the value every older baseline was measured with:
 #: a baseline without the key reads as having that value, so an upgrade alone never shows as a change.
 ADDED_LATER: dict[str, Any] = {
     "train.optimizer": "adamw",
+    "train.device": "cpu",
+    "train.precision": "fp32",
     "model.qk_clip": 0.0,
     "model.attention_softcap": 0.0,
     "model.final_logit_softcap": 0.0,
@@ -204,8 +208,9 @@ def describe_config(sweep: SweepResult) -> tuple[dict[str, Any], dict[str, Any]]
     corpus = Path(flat["corpus"])
     # The path differs between machines; the name and size identify the corpus.
     flat["corpus"] = f"{corpus.name} ({corpus.stat().st_size} bytes)" if corpus.exists() else corpus.name
-    for machine_specific in ("workers", "stack_size", "train.seed"):
+    for machine_specific in ("workers", "executor", "stack_size", "train.seed"):
         flat.pop(machine_specific, None)
+    flat["train.device"] = flat["train.device"].split(":")[0]  # cuda:1 measures what cuda:0 does
     if sweep.config.model_name != "reference":  # another model's architecture is its code, not these keys
         for key in REFERENCE_ONLY_KEYS:
             flat.pop(f"model.{key}", None)

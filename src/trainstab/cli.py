@@ -21,12 +21,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from trainstab import sweep_cache
 from trainstab.baseline import header_lines
-from trainstab.config import SweepConfig, validate
+from trainstab.config import SweepConfig, estimated_bytes, validate
 from trainstab.environment import light_environment
 from trainstab.errors import TrainstabError
 from trainstab.files import WRITE_FAILED, check_folder_writable, check_writable, keep_previous, write_files, write_json
@@ -103,10 +110,22 @@ def _add_no_progress(parser: argparse.ArgumentParser) -> None:
 
 
 #: The run options each command takes from the shared table (the rest come from the configuration file).
-SWEEP_OPTIONS = ("model", "lrs", "steps", "seed", "corpus", "optimizer")
+#: Where and how a run trains: every training command takes them.
+PLACEMENT_OPTIONS = ("device", "precision", "executor")
+SWEEP_OPTIONS = ("model", "lrs", "steps", "seed", "corpus", "optimizer", *PLACEMENT_OPTIONS)
 CHECK_OPTIONS = tuple(option.name for option in OPTIONS)
-FUZZ_OPTIONS = ("model", "seed", "optimizer")
-FORECAST_OPTIONS = ("model", "target-params", "widths", "max-extrapolation", "steps", "seed", "max-lr", "optimizer")
+FUZZ_OPTIONS = ("model", "seed", "optimizer", *PLACEMENT_OPTIONS)
+FORECAST_OPTIONS = (
+    "model",
+    "target-params",
+    "widths",
+    "max-extrapolation",
+    "steps",
+    "seed",
+    "max-lr",
+    "optimizer",
+    *PLACEMENT_OPTIONS,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +272,17 @@ def _preflight(config: SweepConfig) -> None:
     preflight(config)
 
 
+def placement(config: SweepConfig) -> str:
+    """Where and how the run trains, for its header line: only what differs from the CPU in fp32, locally."""
+    defaults = SweepConfig()
+    shown = {
+        "device": (config.train.device, defaults.train.device),
+        "precision": (config.train.precision, defaults.train.precision),
+        "executor": (config.executor, defaults.executor),
+    }
+    return "".join(f" {name}={value}" for name, (value, default) in shown.items() if value != default)
+
+
 def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab sweep``: run, print the table, optionally write JSON."""
     options = run_options(args)
@@ -262,6 +292,7 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
         check_writable(args.json)  # before minutes of training, not after
     console.print(
         f"trainstab sweep: model={options.model} seed={config.train.seed} lrs={','.join(f'{x:g}' for x in config.lrs)}"
+        f"{placement(config)}"
     )
     result = _trained_with_progress(config, console, args.no_progress)
     console.print(sweep_table(result))
@@ -293,7 +324,7 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     seed = config.train.seed
     console.print(
         f"trainstab check: model={label} seed={seed} steps={config.train.steps} "
-        f"lrs={','.join(f'{x:g}' for x in config.lrs)}",
+        f"lrs={','.join(f'{x:g}' for x in config.lrs)}{placement(config)}",
         soft_wrap=True,
     )
     ini = read_ini()
@@ -309,7 +340,9 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         )
         kept = "read from" if hit else "trained and kept in"
         console.print(f"sweep {kept} the cache {options.cache}", markup=False, highlight=False, soft_wrap=True)
-    verdicts = judge(label, Evidence(config, scaling_plan(options), lambda _: sweep), checks, options)
+    verdicts = judge(
+        label, Evidence(config, scaling_plan(options), lambda configs: [sweep for _ in configs]), checks, options
+    )
     written = [line for verdict in verdicts for line in write_files(verdict.writes, CLI_FLAGS)]
     console.print(check_table(verdicts, sweep.elapsed_seconds))
     for verdict in verdicts:
@@ -359,6 +392,7 @@ def check_table(verdicts: list[Verdict], seconds: float) -> Table:
 def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab fuzz``: explore LR x width x warm-up, print the map, write JSON and PNG."""
     # Hypothesis is imported when a command fuzzes; the model is built (torch) when it is checked.
+    from trainstab.devices import check_device
     from trainstab.fuzz import FUZZ_STEPS, explore
     from trainstab.fuzzmap import fuzz_to_dict, lr_boundary, plot_map
     from trainstab.models import check_model
@@ -369,7 +403,12 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     base = apply_overrides(SweepConfig(model_name=model), list(options.overrides))
     if options.optimizer is not None:  # the map of this optimizer (its useful LRs sit elsewhere than AdamW's)
         base = dataclasses.replace(base, train=dataclasses.replace(base.train, optimizer=options.optimizer))
+    train = dataclasses.replace(
+        base.train, device=options.device or base.train.device, precision=options.precision or base.train.precision
+    )
+    base = dataclasses.replace(base, train=train, executor=options.executor or base.executor)
     validate(base)
+    check_device(base)
     # The map's axes vary (LR, width, warm-up); everything else is held at the --set values.
     m, t = base.model, base.train
     region = stability_region(
@@ -393,7 +432,9 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None:
             check_writable(path, flag)
-    console.print(f"trainstab fuzz: model={model} seed={seed_used} budget={args.budget} steps={FUZZ_STEPS}")
+    console.print(
+        f"trainstab fuzz: model={model} seed={seed_used} budget={args.budget} steps={FUZZ_STEPS}{placement(base)}"
+    )
     columns = (TextColumn("exploring"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
         task = bar.add_task("fuzz", total=args.budget)
@@ -459,7 +500,7 @@ def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
 
 def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab forecast``: train the width ladder and forecast at ``--target-params``; exit 1 if flagged."""
-    from trainstab.sweep import preflight, run_sweep  # training: torch is imported when a command trains
+    from trainstab.sweep import preflight, run_sweeps  # training: torch is imported when a command trains
 
     options = run_options(args)
     config = sweep_config(options, ModelUnderTest(options.model))
@@ -470,21 +511,22 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
         shown = ",".join(str(w) for w in widths)
         raise TrainstabError(f"--widths {shown}: a forecast needs at least 3 distinct widths, e.g. 32,48,64")
     for rung in configs:
-        preflight(rung)
+        preflight(rung)  # the largest rung's memory too: refused before the small ones train
+    largest = configs[-1]
     console.print(
         f"trainstab forecast: model={options.model} seed={config.train.seed} widths={widths} "
-        f"target={bounds.target_parameters:.3g} parameters"
+        f"target={bounds.target_parameters:.3g} parameters{placement(config)}\n"
+        f"memory: about {estimated_bytes(largest) / 2**30:.2g} GiB for width {largest.model.width} (the largest rung)",
+        soft_wrap=True,
     )
-    columns = (TextColumn("training width ladder"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("training width ladder"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
-        task = bar.add_task("ladder", total=len(configs))
+        task = bar.add_task("ladder", total=None)
 
-        def sweep(rung: SweepConfig) -> SweepResult:
-            result = run_sweep(rung)
-            bar.advance(task)
-            return result
+        def sweeps(rungs: list[SweepConfig]) -> list[SweepResult]:
+            return run_sweeps(rungs, lambda done, total: bar.update(task, completed=done, total=total))
 
-        ladder = run_ladder("width", configs, sweep)
+        ladder = run_ladder("width", configs, sweeps)
     degree = 2 if args.fit == "quadratic" else 1
     attention = forecast_attention_logits(
         ladder,

@@ -25,6 +25,8 @@ AttentionScale = Literal["inv_sqrt_d_head", "inv_d_head"]
 InitScheme = Literal["paper", "gpt2"]
 Parameterization = Literal["standard", "mup_simple"]
 WeightDecayMode = Literal["independent", "coupled", "none"]
+Precision = Literal["fp32", "bf16"]
+Executor = Literal["local", "ray"]
 
 #: The paper's learning-rate grid (peak of warm-up plus cosine).
 PAPER_LR_GRID: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
@@ -94,6 +96,9 @@ class TrainConfig:
     # adamw (the paper's; batched), muon, adafactor, lion, sgd, or package.module:callable (trainstab.optimizers)
     optimizer: str = "adamw"
     probe_every: int = 10  # attention/output probes every this many steps (and the last)
+    device: str = "cpu"  # cpu, cuda or cuda:N; the model is built on the CPU (same init everywhere), then moved
+    # fp32, or bf16 autocast of the forward (the paper's); the loss, log Z, probes, weights and optimizer stay fp32
+    precision: Precision = "fp32"
     final_loss_fraction: float = 0.1  # final loss = mean train loss over this last share
     seed: int = 0  # seeds the init and the data order; printed with every result
 
@@ -119,12 +124,18 @@ class SweepConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     lrs: tuple[float, ...] = PAPER_LR_GRID  # peak learning rates, one run each
     corpus: str | None = None  # token file; None means the bundled corpus
-    workers: int | None = None  # processes to train in; None: one per available core
+    workers: int | None = None  # processes to train in; None: one per available core (one on a GPU)
+    executor: Executor = "local"  # where the stacks train: local processes, or Ray tasks (trainstab.ray_executor)
 
     def __post_init__(self) -> None:
         # One spelling per model, so caches, baselines and reports see "[a=1,b=2]" and "[b=2,a=1]" as one.
         object.__setattr__(self, "model_name", canonical_model_name(self.model_name))
 
+
+#: The devices a sweep trains on: the CPU, or a CUDA GPU (``cuda`` is the current one, ``cuda:N`` the N-th).
+DEVICE_PATTERN = r"cpu|cuda(:\d+)?"
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
+EXECUTORS: tuple[Executor, ...] = ("local", "ray")
 
 #: The optimizers trainstab builds by name (trainstab.optimizers); a user's is named package.module:callable.
 BUILT_IN_OPTIMIZERS = ("adamw", "muon", "adafactor", "lion", "sgd")
@@ -230,9 +241,14 @@ def estimated_bytes(config: SweepConfig) -> float:
     tokens = t.batch_size * m.context_length
     activations = 4 * tokens * (m.depth * 34 * m.width + 3 * m.vocab_size)
     activations += 4 * 5 * t.batch_size * m.depth * m.heads * m.context_length**2  # attention scores
-    workers = config.workers or os.cpu_count() or 1
+    workers = 1 if on_gpu(config) else config.workers or os.cpu_count() or 1  # a GPU trains a stack at a time
     in_flight = min(len(config.lrs), STACK_SIZE * workers)
     return float(in_flight * (weights + activations))
+
+
+def on_gpu(config: SweepConfig) -> bool:
+    """Whether ``config`` trains on a CUDA GPU."""
+    return config.train.device.startswith("cuda")
 
 
 def _machine_bytes() -> float:
@@ -315,12 +331,18 @@ def validate(config: SweepConfig) -> None:
             )
     if config.workers is not None and config.workers <= 0:
         raise TrainstabError(f"workers={config.workers} must be a positive integer")
+    if not re.fullmatch(DEVICE_PATTERN, t.device):
+        raise TrainstabError(f"device {t.device!r} is not a device; use cpu, cuda or cuda:N (N the GPU's index)")
+    if t.precision not in PRECISIONS:
+        raise TrainstabError(f"precision {t.precision!r} is unknown; use {' or '.join(PRECISIONS)}")
+    if config.executor not in EXECUTORS:
+        raise TrainstabError(f"executor {config.executor!r} is unknown; use {' or '.join(EXECUTORS)}")
     if t.steps > MAX_STEPS:
         raise TrainstabError(f"steps={t.steps} is more than {MAX_STEPS:,}; a proxy needs hundreds, e.g. --steps 200")
     if not 0 <= t.seed <= MAX_SEED:
         raise TrainstabError(f"seed={t.seed} must be an integer from 0 to 2**63-1, e.g. --seed 0")
     need, have = estimated_bytes(config), _machine_bytes()
-    if need > MEMORY_SHARE * have:
+    if need > MEMORY_SHARE * have and not on_gpu(config):  # a GPU's own memory is checked where torch is imported
         raise TrainstabError(
             f"this sweep would need about {need / 2**30:,.1f} GiB (width {m.width}, depth {m.depth}, batch "
             f"{t.batch_size}, context {m.context_length}, vocab {m.vocab_size}, up to {STACK_SIZE} LRs per worker "

@@ -12,7 +12,9 @@ its own peak LR. The steps of :func:`train_members`:
    recorded and dropped from the stack, and the others go on.
 5. Clip and step AdamW per member; on probe steps record the metrics.
 
-Metrics are flat dicts with slash keys, computed in fp32.
+Metrics are flat dicts with slash keys, computed in fp32. The forward runs in
+fp32, or under bf16 autocast (``TrainConfig.precision``), on the device the
+model was moved to (``TrainConfig.device``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ class MemberRun:
     )  # probe snapshots, keyed as trainstab.results names them
     diverged_at_step: int | None = None  # first step with a non-finite loss or gradient
     eval_loss: float = math.nan  # held-out cross-entropy after training (NaN if diverged)
+
+
+def forward_precision(train: TrainConfig, device: torch.device) -> AbstractContextManager[object]:
+    """The forward's precision: nothing for fp32; bf16 autocast (the paper's mixed precision) for bf16.
+
+    Only the forward is autocast: the weights, gradients and optimizer state stay fp32, and the loss, log Z
+    and the probes are computed from fp32 copies (``cross_entropy_with_log_z`` and the capture upcast).
+    """
+    if train.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def attention_metrics(records: list[AttentionRecord], members: int) -> list[dict[str, float]]:
@@ -112,13 +125,14 @@ def train_members(
     runs = [MemberRun(lr=lr) for lr in lrs]
     live = list(range(len(lrs)))  # indices into runs of the members still in the stack
     params = dict(model.named_parameters())
-    peak = torch.tensor(lrs, dtype=torch.float32)
+    device = next(iter(params.values())).device  # where train_stack put the model
+    peak = torch.tensor(lrs, dtype=torch.float32, device=device)
     optimizer: StackedAdamW | MemberOptimizers = (
         StackedAdamW(params, lr_multipliers, train)
         if train.optimizer == "adamw"
         else MemberOptimizers(params, lr_multipliers, train, vocab_size, peak)
     )
-    batches = corpus.batches(train.steps, train.batch_size, context_length, train.seed)  # (S, B, T+1)
+    batches = corpus.batches(train.steps, train.batch_size, context_length, train.seed).to(device)  # (S, B, T+1)
 
     # A model may act on itself after each step (the reference's QK-clip); it is told which members remain.
     after_step = getattr(model, "after_optimizer_step", None)
@@ -129,8 +143,8 @@ def train_members(
         m = len(live)
         # 1-2. Forward and per-member losses.
         capture: AbstractContextManager[list[AttentionRecord]] = capture_attention() if probe else nullcontext([])
-        with capture as records:
-            logits = model(idx)  # (M, B, T, V)
+        with capture as records, forward_precision(train, device):
+            logits = model(idx)  # (M, B, T, V); bf16 under bf16 autocast, upcast by the loss
         vocab = logits.shape[-1]
         ce, log_z = cross_entropy_with_log_z(logits.reshape(-1, vocab), targets.reshape(-1).repeat(m))
         ce, log_z = ce.view(m, -1), log_z.view(m, -1)  # (M, B*T)
@@ -149,7 +163,7 @@ def train_members(
             else:
                 runs[run_index].diverged_at_step = step
         if not all(finite):
-            keep = kept = torch.tensor([slot for slot, ok in enumerate(finite) if ok], dtype=torch.long)
+            keep = kept = torch.tensor([slot for slot, ok in enumerate(finite) if ok], dtype=torch.long, device=device)
             params = _live_subset(model, optimizer, keep)
             live = [live[slot] for slot in keep.tolist()]
             peak, grad_norm, ce_mean = peak[keep], grad_norm[keep], ce_mean[keep]
@@ -228,8 +242,10 @@ def _evaluate(
     """Held-out cross-entropy of every member still alive."""
     if not live:
         return
-    batch = corpus.evaluation_batch(train.batch_size, context_length, train.seed)  # (B, T+1)
-    logits = model(batch[:, :-1])  # (M, B, T, V)
+    device = next(model.parameters()).device
+    batch = corpus.evaluation_batch(train.batch_size, context_length, train.seed).to(device)  # (B, T+1)
+    with forward_precision(train, device):
+        logits = model(batch[:, :-1])  # (M, B, T, V)
     vocab = logits.shape[-1]
     ce, _ = cross_entropy_with_log_z(logits.reshape(-1, vocab), batch[:, 1:].reshape(-1).repeat(len(live)))
     for slot, value in enumerate(ce.view(len(live), -1).mean(1).tolist()):

@@ -42,10 +42,31 @@ def light_environment(seed: int) -> dict[str, object]:
     }
 
 
-def environment(seed: int, threads_per_stack: int, workers: int) -> dict[str, object]:
-    """Versions, CPU and parallelism of this process, and the seed of the run."""
+#: What a rerun on the same machine gives, by device kind.
+REPRODUCIBILITY = {
+    "cpu": "bit-exact on the same CPU kernel set",
+    # PyTorch's reproducibility notes promise this much with deterministic algorithms on; trainstab's own tests
+    # run on the CPU only.
+    "cuda": "deterministic algorithms on: repeatable on the same GPU model, driver and torch build, not across them",
+}
+
+
+def environment(
+    seed: int, threads_per_stack: int, workers: int, device: str = "cpu", precision: str = "fp32"
+) -> dict[str, object]:
+    """Versions, CPU, device and parallelism of this process, and the seed of the run.
+
+    ``workers`` 0 means the stacks were trained by Ray tasks, on whatever nodes the cluster gave them.
+    """
     import torch  # here, not at the top: the pytest plugin's header uses the light functions above
 
+    kind = device.split(":")[0]
+    if kind == "cpu":
+        device_name = cpu_model()
+    elif torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = "a GPU of the Ray cluster"  # the driver has none; the tasks ran on the cluster's
     return {
         "trainstab": trainstab_version(),
         "torch": torch.__version__,
@@ -55,6 +76,10 @@ def environment(seed: int, threads_per_stack: int, workers: int) -> dict[str, ob
         "cpu_count": os.cpu_count(),
         "threads_per_stack": threads_per_stack,
         "workers": workers,
+        "device": device,
+        "device_name": device_name,
+        "precision": precision,
+        "reproducibility": REPRODUCIBILITY[kind],
         "seed": seed,
     }
 

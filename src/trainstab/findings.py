@@ -86,17 +86,21 @@ class Lab:
             self._done[key] = self._sweep(config)
         return self._done[key]
 
+    def run_all(self, configs: list[SweepConfig]) -> list[SweepResult]:
+        """:meth:`run` of each config, in order."""
+        return [self.run(config) for config in configs]
+
     def sweep(self, *overrides: str) -> SweepResult:
         """The sweep of the base config with ``key=value`` overrides."""
         return self.run(self.config(*overrides))
 
     def width_ladder(self, widths: tuple[int, ...], *overrides: str) -> LadderResult:
         """The width ladder of the overridden base."""
-        return run_ladder("width", width_configs(self.config(*overrides), widths), self.run)
+        return run_ladder("width", width_configs(self.config(*overrides), widths), self.run_all)
 
     def depth_ladder(self, depths: tuple[int, ...], *overrides: str) -> LadderResult:
         """The depth ladder of the overridden base."""
-        return run_ladder("depth", depth_configs(self.config(*overrides), depths), self.run)
+        return run_ladder("depth", depth_configs(self.config(*overrides), depths), self.run_all)
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,11 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 
 from trainstab.checks import Thresholds, run_check
-from trainstab.config import SweepConfig
+from trainstab.config import SweepConfig, on_gpu
 from trainstab.overrides import apply_overrides
 from trainstab.strategies import FuzzPoint
 
+FUZZ_BATCH = 4  # points per Ray task: each trains in about a second, so one per task would be mostly overhead
 FUZZ_STEPS = 60  # steps per example: at 60, no-qk-LN attention logits pass 1e3 between LR 0.1 and 0.2
 CAUSES = ("divergence", "attention_logits", "output_logits", "epsilon")
 
@@ -75,6 +76,7 @@ def evaluate(
             model_name=point.model(model),
             lrs=(point.lr,),
             workers=1,
+            executor="local",  # a point is one stack, trained here (in a Ray task when explore batches them)
             train=dataclasses.replace(start.train, steps=steps, probe_every=5, seed=seed),
         ),
         point.overrides(),
@@ -145,7 +147,7 @@ def explore(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Outcome]:
     """Evaluate ``budget`` points drawn by Hypothesis from ``region`` (a strategy), seeded."""
-    outcomes: list[Outcome] = []
+    points: list[FuzzPoint] = []
     seen: set[FuzzPoint] = set()
 
     @settings(
@@ -157,13 +159,35 @@ def explore(
     )
     @hypothesis_seed(seed)
     @given(region)
-    def search(point: FuzzPoint) -> None:
-        if point in seen:  # Hypothesis may redraw a point; train each once
-            return
-        seen.add(point)
-        outcomes.append(evaluate(point, model, steps, seed, base=base))
+    def draw(point: FuzzPoint) -> None:
+        if point not in seen:  # Hypothesis may redraw a point; train each once
+            seen.add(point)
+            points.append(point)
+
+    # Nothing steers the search (no target, no failure), so drawing every point first draws the same points.
+    draw()
+    start = base or SweepConfig()
+    if start.executor == "ray":
+        from trainstab.ray_executor import run_calls  # Ray is an optional extra, imported only when chosen
+
+        batches = [points[i : i + FUZZ_BATCH] for i in range(0, len(points), FUZZ_BATCH)]
+        calls = [(batch, model, steps, seed, start) for batch in batches]
+        report = progress  # the points' count, not the batches'
+
+        def batches_done(done: int, _: int) -> None:
+            if report is not None:
+                report(min(len(points), done * FUZZ_BATCH), budget)
+
+        results = run_calls(evaluate_batch, calls, gpus=1 if on_gpu(start) else 0, progress=batches_done)
+        return [outcome for outcomes in results for outcome in outcomes]
+    outcomes: list[Outcome] = []
+    for point in points:
+        outcomes.append(evaluate(point, model, steps, seed, base=start))
         if progress is not None:
             progress(len(outcomes), budget)
-
-    search()
     return outcomes
+
+
+def evaluate_batch(points: list[FuzzPoint], model: str, steps: int, seed: int, base: SweepConfig) -> list[Outcome]:
+    """:func:`evaluate` of each point, in this process: one task of the Ray executor."""
+    return [evaluate(point, model, steps, seed, base=base) for point in points]

@@ -98,12 +98,17 @@ def non_embedding_parameters(model_name: str, config: ModelConfig) -> int:
 def run_ladder(
     axis: str,
     configs: Sequence[SweepConfig],
-    sweep: Callable[[SweepConfig], SweepResult],
+    sweeps: Callable[[list[SweepConfig]], list[SweepResult]],
 ) -> LadderResult:
-    """Sweep every rung with ``sweep`` (``run_sweep``, or pytest's session cache) and count its parameters."""
+    """Sweep every rung and count its parameters.
+
+    ``sweeps`` trains the rungs as one batch (``run_sweeps``, or pytest's session cache): on the Ray executor
+    every rung's stacks are in flight at once.
+    """
+    results = sweeps(list(configs))
     rungs = []
-    for config in configs:
+    for config, result in zip(configs, results, strict=True):
         size = config.model.width if axis == "width" else config.model.depth
         parameters = non_embedding_parameters(config.model_name, config.model)
-        rungs.append(Rung(f"{axis}={size}", parameters, sweep(config)))
+        rungs.append(Rung(f"{axis}={size}", parameters, result))
     return LadderResult(axis, tuple(sorted(rungs, key=lambda rung: rung.parameters)))

@@ -33,7 +33,7 @@ class _CrossEntropyWithLogZ(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_ce: torch.Tensor | None, grad_log_z: torch.Tensor | None) -> tuple[torch.Tensor, None]:
         log_probs, targets = ctx.saved_tensors
-        zeros = torch.zeros(log_probs.shape[0], dtype=log_probs.dtype)
+        zeros = torch.zeros(log_probs.shape[0], dtype=log_probs.dtype, device=log_probs.device)
         g_ce = grad_ce if grad_ce is not None else zeros
         g_z = grad_log_z if grad_log_z is not None else zeros
         # softmax via the softmax kernel: a plain exp() of log-probs below about -87

@@ -253,13 +253,19 @@ class FunctionalStack(nn.Module):
         return torch.stack(outputs).float()  # (M, B, T, V)
 
 
-def build_stack(name: str, config: ModelConfig, members: int, seed: int) -> tuple[nn.Module, dict[str, float]]:
-    """The stacked model a sweep trains, and its per-parameter LR multipliers."""
+def build_stack(
+    name: str, config: ModelConfig, members: int, seed: int, device: str = "cpu"
+) -> tuple[nn.Module, dict[str, float]]:
+    """The stacked model a sweep trains, on ``device``, and its per-parameter LR multipliers.
+
+    Every model is initialised on the CPU, then moved: the same seed gives the same weights on every device.
+    """
     if name == REFERENCE:
-        reference = ReferenceTransformer(config, members=members, seed=seed)
+        reference = ReferenceTransformer(config, members=members, seed=seed).to(device)
         return reference, reference.lr_multipliers()
     size = ModelSize.of(config)
-    stack = FunctionalStack(build_template(name, size, seed), members, name, size)
+    template = build_template(name, size, seed).to(device)  # its buffers serve every member: on the device too
+    stack = FunctionalStack(template, members, name, size)
     return stack, {n: 1.0 for n, _ in stack.named_parameters()}
 
 

@@ -26,7 +26,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from trainstab.checks import BATTERY, Thresholds
-from trainstab.config import BUILT_IN_OPTIMIZERS, PROFILES, SweepConfig, TrainConfig, int_list, lr_list, validate
+from trainstab.config import (
+    BUILT_IN_OPTIMIZERS,
+    DEVICE_PATTERN,
+    EXECUTORS,
+    PRECISIONS,
+    PROFILES,
+    Executor,
+    Precision,
+    SweepConfig,
+    TrainConfig,
+    int_list,
+    lr_list,
+    validate,
+)
 from trainstab.errors import TrainstabError
 from trainstab.files import check_folder_writable
 from trainstab.model_names import canonical_model_name
@@ -63,12 +76,26 @@ def profile(value: str) -> str:
 
 
 def device(value: str) -> str:
-    """The device to train on: only ``cpu`` (TrainstabError otherwise)."""
-    if value != "cpu":
-        raise TrainstabError(
-            f"trainstab device {value!r} is not supported: trainstab trains on the CPU (drop the option or use cpu)"
-        )
+    """A device: ``cpu``, ``cuda`` or ``cuda:N`` (ValueError otherwise; whether it exists is checked at training)."""
+    if not re.fullmatch(DEVICE_PATTERN, value):
+        raise ValueError(value)
     return value
+
+
+def precision(value: str) -> Precision:
+    """A training precision: ``fp32`` or ``bf16`` (ValueError otherwise)."""
+    for known in PRECISIONS:
+        if value == known:
+            return known
+    raise ValueError(value)
+
+
+def executor(value: str) -> Executor:
+    """Where stacks train: ``local`` processes or ``ray`` tasks (ValueError otherwise)."""
+    for known in EXECUTORS:
+        if value == known:
+            return known
+    raise ValueError(value)
 
 
 def number(value: float) -> str:
@@ -150,6 +177,9 @@ _EXPECTED = {
     "steps": "a whole number of steps from 1 to 1000000",
     "positive_int": "a whole number above 0",
     "optimizer": f"one of {', '.join(BUILT_IN_OPTIMIZERS)} or package.module:callable",
+    "device": "cpu, cuda or cuda:N (N the GPU's index)",
+    "precision": f"{' or '.join(PRECISIONS)}",
+    "executor": f"{' or '.join(EXECUTORS)}",
 }
 
 
@@ -164,6 +194,7 @@ _TARGETS: dict[str, type[Any]] = {
     "scaling": ScalingThresholds,
     "ladders": ScalingConfig,
     "train": TrainConfig,
+    "sweep": SweepConfig,
 }
 
 
@@ -227,6 +258,7 @@ _RECORD_NAMES = {
     "scaling": "the scaling checks",
     "ladders": "the ladders",
     "train": "training",
+    "sweep": "the sweep",
 }
 
 
@@ -237,7 +269,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("steps", steps, "optimizer steps per run (default: the profile's)"),
     Option("lrs", lr_list, "comma-separated LR grid (default: the profile's)"),
     Option("corpus", str, "token file (.npy or uint16 .bin) instead of the bundled corpus"),
-    Option("device", device, "device to train on (only cpu is supported)"),
+    Option("device", device, "device to train on: cpu, cuda or cuda:N", ("train.device",)),
+    Option(
+        "precision",
+        precision,
+        "fp32, or bf16 autocast of the forward (probes and loss stay fp32)",
+        ("train.precision",),
+    ),
+    Option(
+        "executor",
+        executor,
+        "where the stacks train: local processes, or ray tasks (RAY_ADDRESS picks the cluster)",
+        ("sweep.executor",),
+    ),
     Option(
         "optimizer", optimizer, "adamw, muon, adafactor, lion, sgd or package.module:callable", ("train.optimizer",)
     ),
@@ -298,7 +342,9 @@ class RunOptions:
     optimizer: str | None = None  # None: --set optimizer=..., else TrainConfig's (adamw)
     lrs: tuple[float, ...] | None = None
     corpus: str | None = None
-    device: str = "cpu"
+    device: str | None = None  # None: --set device=..., else TrainConfig's (cpu)
+    precision: Precision | None = None  # None: --set precision=..., else TrainConfig's (fp32)
+    executor: Executor | None = None  # None: SweepConfig's (local)
     max_lr: float | None = None
     attention_logit_bound: float | None = None
     log_z_bound: float | None = None
@@ -441,8 +487,16 @@ def sweep_config(options: RunOptions, target: ModelUnderTest) -> SweepConfig:
         seed=seed,
         steps=options.steps or sweep.train.steps,
         optimizer=options.optimizer or sweep.train.optimizer,
+        device=options.device or sweep.train.device,
+        precision=options.precision or sweep.train.precision,
     )
-    sweep = dataclasses.replace(sweep, train=train, lrs=options.lrs or sweep.lrs, corpus=options.corpus)
+    sweep = dataclasses.replace(
+        sweep,
+        train=train,
+        lrs=options.lrs or sweep.lrs,
+        corpus=options.corpus,
+        executor=options.executor or sweep.executor,
+    )
     validate(sweep)
     return sweep
 

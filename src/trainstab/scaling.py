@@ -74,26 +74,27 @@ class Evidence:
         self,
         base: SweepConfig,
         scaling: ScalingConfig | None = None,
-        sweep: Callable[[SweepConfig], SweepResult] | None = None,
+        sweeps: Callable[[list[SweepConfig]], list[SweepResult]] | None = None,
     ) -> None:
         self.base = base
         self.scaling = scaling or ScalingConfig()
-        self._sweep = sweep or _train
+        self._sweeps = sweeps or _train  # trains a batch of sweeps: the base, or a ladder's rungs together
 
     @functools.cached_property
     def sweep(self) -> SweepResult:
         """The base model's sweep: what the battery reads."""
-        return self._sweep(self.base)
+        (result,) = self._sweeps([self.base])
+        return result
 
     @functools.cached_property
     def width_ladder(self) -> LadderResult:
         """The base model's sweep at every width of the plan."""
-        return run_ladder("width", width_configs(self.base, self.scaling.widths), self._sweep)
+        return run_ladder("width", width_configs(self.base, self.scaling.widths), self._sweeps)
 
     @functools.cached_property
     def depth_ladder(self) -> LadderResult:
         """The base model's sweep at every depth of the plan."""
-        return run_ladder("depth", depth_configs(self.base, self.scaling.depths), self._sweep)
+        return run_ladder("depth", depth_configs(self.base, self.scaling.depths), self._sweeps)
 
     @functools.cached_property
     def coordinates(self) -> CoordinateResult:
@@ -103,11 +104,11 @@ class Evidence:
         return coordinate_check(self.base, self.scaling.coordinates)
 
 
-def _train(config: SweepConfig) -> SweepResult:
-    """Train one rung's sweep in this process (when no caching sweep function was given)."""
-    from trainstab.sweep import run_sweep  # training: torch is imported when a ladder is trained
+def _train(configs: list[SweepConfig]) -> list[SweepResult]:
+    """Train sweeps in this process, as one batch (when no caching sweep function was given)."""
+    from trainstab.sweep import run_sweeps  # training: torch is imported when a ladder is trained
 
-    return run_sweep(config)
+    return run_sweeps(configs)
 
 
 def _forecast_verdict(name: str, forecast: Forecast, hint: str, t: ScalingThresholds) -> CheckResult:

@@ -1,11 +1,12 @@
-"""The learning-rate sweep: stacks of members, trained in parallel processes.
+"""The learning-rate sweep: stacks of members, trained in parallel processes or Ray tasks.
 
 The grid is cut, in order, into stacks of at most ``stack_size`` learning
 rates. Each stack trains as one batched model on one thread, so a member's
 numbers depend only on its stack, never on how many processes or cores ran
 the sweep: the same command gives the same JSON on a laptop, in CI and under
 pytest-xdist. Stacks run in a pool of worker processes (one per core by
-default), and each member's record becomes a :class:`~trainstab.results.RunResult`.
+default; one on a GPU) or as Ray tasks (``executor="ray"``, :mod:`trainstab.ray_executor`), and each
+member's record becomes a :class:`~trainstab.results.RunResult`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import math
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing.sharedctypes import Synchronized
 
-from trainstab.config import STACK_SIZE, SweepConfig, validate
+from trainstab.config import STACK_SIZE, SweepConfig, on_gpu, validate
 from trainstab.corpus import load_corpus
+from trainstab.devices import check_device
 from trainstab.engine import MemberRun, train_members
 from trainstab.environment import available_cores, environment
 from trainstab.models import build_stack, check_model
@@ -55,10 +57,12 @@ def stacks(lrs: tuple[float, ...], stack_size: int = STACK_SIZE) -> list[list[fl
 def train_stack(
     config: SweepConfig, lrs: list[float], progress: Callable[[int], None] | None = None
 ) -> list[MemberRun]:
-    """Train one stack of learning rates on one thread; used in and out of worker processes."""
+    """Train one stack of learning rates on one thread; used in and out of worker processes and Ray tasks."""
     corpus = load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
-    with isolated_torch_state(threads=1):  # one thread per stack; a user model's global changes stay inside
-        model, lr_multipliers = build_stack(config.model_name, config.model, len(lrs), config.train.seed)
+    with isolated_torch_state(threads=1, deterministic=on_gpu(config)):  # a user model's global changes stay inside
+        model, lr_multipliers = build_stack(
+            config.model_name, config.model, len(lrs), config.train.seed, config.train.device
+        )
         return train_members(
             model,
             lr_multipliers,
@@ -95,12 +99,13 @@ def _train_stack_in_worker(config: SweepConfig, lrs: list[float]) -> list[Member
 
 
 def preflight(config: SweepConfig) -> None:
-    """Everything that can be wrong before training: the config, the corpus, the model.
+    """Everything that can be wrong before training: the config, the device, the corpus, the model.
 
     Raises :class:`TrainstabError` naming the problem; run in this process,
     before any worker starts.
     """
     validate(config)
+    check_device(config)
     load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
     check_model(config.model_name, config.model, config.train.seed)
 
@@ -112,23 +117,49 @@ def run_sweep(config: SweepConfig, progress: Callable[[int, int], None] | None =
     per stack (a stack of LRs takes one step at a time). Raises :class:`TrainstabError` on bad configuration or
     corpus before any training starts.
     """
-    preflight(config)
+    (result,) = run_sweeps([config], progress)
+    return result
+
+
+def run_sweeps(configs: Sequence[SweepConfig], progress: Callable[[int, int], None] | None = None) -> list[SweepResult]:
+    """Train several sweeps (a ladder's rungs) as one batch of stacks, and summarise each.
+
+    Every stack of every sweep is handed to the executor at once (the first config's ``executor`` and
+    ``workers``): local worker processes, or Ray tasks spread over a cluster. A stack's numbers depend only
+    on the stack, so the results are those of :func:`run_sweep` on each config. ``progress(done, total)``
+    counts optimizer steps of stacks. Every config is checked before anything trains.
+    """
+    if not configs:
+        return []
+    for config in configs:
+        preflight(config)
+    first = configs[0]
     started = time.perf_counter()
-    groups = stacks(config.lrs)
-    total = len(groups) * config.train.steps  # progress counts steps of stacks
-    workers = min(config.workers or available_cores(), len(groups))
-    if workers == 1:
-        done = 0
+    owners = [index for index, config in enumerate(configs) for _ in stacks(config.lrs)]  # the sweep of each job
+    jobs = [(config, group) for config in configs for group in stacks(config.lrs)]
+    total = sum(config.train.steps for config, _ in jobs)  # progress counts steps of stacks
+    if first.executor == "ray":
+        from trainstab.ray_executor import run_stacks  # Ray is an optional extra, imported only when chosen
 
-        def local_progress(steps: int) -> None:
-            nonlocal done
-            done += steps
-            if progress is not None:
-                progress(done, total)
-
-        member_runs = [run for group in groups for run in train_stack(config, group, local_progress)]
+        member_runs, workers = run_stacks(jobs, progress), 0
     else:
-        member_runs = _run_in_pool(config, groups, workers, total, progress)
+        cores = 1 if any(on_gpu(config) for config in configs) else first.workers or available_cores()
+        workers = min(cores, len(jobs))  # a GPU trains one stack at a time, in this process
+        member_runs = _run_locally(jobs, workers, total, progress)
+    elapsed = time.perf_counter() - started
+    return [
+        _summarize_sweep(
+            config,
+            [run for owner, runs in zip(owners, member_runs, strict=True) if owner == index for run in runs],
+            workers,
+            elapsed,
+        )
+        for index, config in enumerate(configs)
+    ]
+
+
+def _summarize_sweep(config: SweepConfig, member_runs: list[MemberRun], workers: int, elapsed: float) -> SweepResult:
+    """One sweep's result from its members' records (``workers`` 0: trained by Ray tasks)."""
     initial = member_runs[0].losses[0] if member_runs[0].losses else math.nan
     runs = tuple(summarize(run, initial, config.train.final_loss_fraction, config.train.steps) for run in member_runs)
     sensitivity, best_lr = lr_sensitivity(runs)
@@ -137,24 +168,45 @@ def run_sweep(config: SweepConfig, progress: Callable[[int, int], None] | None =
         runs=runs,
         lr_sensitivity=sensitivity,
         best_lr=best_lr,
-        environment=environment(config.train.seed, threads_per_stack=1, workers=workers),
-        elapsed_seconds=time.perf_counter() - started,
+        environment=environment(
+            config.train.seed, 1, workers, device=config.train.device, precision=config.train.precision
+        ),
+        elapsed_seconds=elapsed,
     )
 
 
-def _run_in_pool(
-    config: SweepConfig,
-    groups: list[list[float]],
+def _run_locally(
+    jobs: list[tuple[SweepConfig, list[float]]],
     workers: int,
     total: int,
     progress: Callable[[int, int], None] | None,
-) -> list[MemberRun]:
+) -> list[list[MemberRun]]:
+    """Train the stacks in this process (one worker) or in a pool of ``workers`` processes, in order."""
+    if workers > 1:
+        return _run_in_pool(jobs, workers, total, progress)
+    done = 0
+
+    def local_progress(steps: int) -> None:
+        nonlocal done
+        done += steps
+        if progress is not None:
+            progress(done, total)
+
+    return [train_stack(config, group, local_progress) for config, group in jobs]
+
+
+def _run_in_pool(
+    jobs: list[tuple[SweepConfig, list[float]]],
+    workers: int,
+    total: int,
+    progress: Callable[[int, int], None] | None,
+) -> list[list[MemberRun]]:
     """Train the stacks in ``workers`` processes, reporting progress while waiting."""
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     counter = context.Value("q", 0)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
-        futures: list[Future[list[MemberRun]]] = [pool.submit(_train_stack_in_worker, config, g) for g in groups]
+        futures: list[Future[list[MemberRun]]] = [pool.submit(_train_stack_in_worker, c, g) for c, g in jobs]
         pending = set(futures)
         try:
             while pending:
@@ -167,7 +219,7 @@ def _run_in_pool(
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-        runs = [run for future in futures for run in future.result()]
+        runs = [future.result() for future in futures]
     if progress is not None:
         progress(total, total)
     return runs

@@ -80,7 +80,8 @@ def cache_key(config: SweepConfig) -> str:
     preflight(config)
 
     recipe = resolved_config(config)
-    recipe.pop("workers")  # how many processes trained the stacks does not change a number
+    recipe.pop("workers")  # how many processes trained the stacks does not change a number,
+    recipe.pop("executor")  # nor where they trained
     identity = {
         "format": FORMAT,
         "trainstab": trainstab_version(),
@@ -101,17 +102,29 @@ def cache_key(config: SweepConfig) -> str:
 def cached(folder: Path, config: SweepConfig, train: Callable[[SweepConfig], SweepResult]) -> tuple[SweepResult, bool]:
     """``config``'s sweep from ``folder`` if an identical run stored it, else ``train(config)``, stored there.
 
-    Returns the sweep and whether it came from the cache. A sweep that cannot be stored (a full disk) is
+    Returns the sweep and whether it came from the cache (see :func:`cached_many`).
+    """
+    (found,) = cached_many(folder, [config], lambda configs: [train(c) for c in configs])
+    return found
+
+
+def cached_many(
+    folder: Path, configs: list[SweepConfig], train: Callable[[list[SweepConfig]], list[SweepResult]]
+) -> list[tuple[SweepResult, bool]]:
+    """Each config's sweep from ``folder`` if an identical run stored it; the rest trained by ``train`` as one
+    batch, and stored there.
+
+    Returns each sweep and whether it came from the cache. A sweep that cannot be stored (a full disk) is
     still returned: the next run trains it again.
     """
-    path = folder / f"sweep-{cache_key(config)}.json"
-    found = read_sweep(path, config)
-    if found is not None:
-        return found, True
-    result = train(config)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_sweep(path, result)
-    except OSError:  # a full disk costs the next run a retrain, not this run its result
-        pass
-    return result, False
+    paths = [folder / f"sweep-{cache_key(config)}.json" for config in configs]
+    found = [read_sweep(path, config) for path, config in zip(paths, configs, strict=True)]
+    missing = [index for index, result in enumerate(found) if result is None]
+    trained = dict(zip(missing, train([configs[index] for index in missing]), strict=True))
+    for index, result in trained.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_sweep(paths[index], result)
+        except OSError:  # a full disk costs the next run a retrain, not this run its result
+            pass
+    return [(result, True) if result is not None else (trained[index], False) for index, result in enumerate(found)]

@@ -145,7 +145,7 @@ def evidence(config: pytest.Config, sweep: SweepConfig) -> Evidence:
     plan = scaling_plan(session.options)
     key = cache_key(sweep) + repr(plan)
     if key not in session.evidence:
-        session.evidence[key] = Evidence(sweep, plan, lambda rung: cached_sweep(config, rung))
+        session.evidence[key] = Evidence(sweep, plan, lambda rungs: cached_sweeps(config, rungs))
     return session.evidence[key]
 
 
@@ -154,15 +154,16 @@ def sweep_of(config: pytest.Config, target: ModelUnderTest) -> SweepResult:
     return cached_sweep(config, sweep_config(session_of(config).options, target))
 
 
-def _trained_or_kept(session: Session, sweep: SweepConfig) -> SweepResult:
-    """The sweep trained now, or read from the persistent cache (``--trainstab-cache``) if an identical run kept it."""
-    from trainstab.sweep import run_sweep  # training: torch is imported when a sweep is trained
+def _trained_or_kept(session: Session, sweeps: list[SweepConfig]) -> list[SweepResult]:
+    """The sweeps trained now (as one batch), or read from the persistent cache (``--trainstab-cache``) where an
+    identical run kept them."""
+    from trainstab.sweep import run_sweeps  # training: torch is imported when a sweep is trained
 
     if session.options.cache is None:
-        return run_sweep(sweep)
-    result, hit = sweep_cache.cached(Path(session.options.cache), sweep, run_sweep)
-    session.cache_events.append("read" if hit else "trained")
-    return result
+        return run_sweeps(sweeps)
+    found = sweep_cache.cached_many(Path(session.options.cache), sweeps, run_sweeps)
+    session.cache_events.extend("read" if hit else "trained" for _, hit in found)
+    return [result for result, _ in found]
 
 
 def cache_key(sweep: SweepConfig) -> str:
@@ -188,16 +189,31 @@ def _torch_version() -> str:
 
 def cached_sweep(config: pytest.Config, sweep: SweepConfig) -> SweepResult:
     """The sweep's result, computed once per session across all xdist workers."""
-    session = session_of(config)
-    key = cache_key(sweep)
-    if key in session.sweeps:
-        return session.sweeps[key]
-    path = session.private_folder() / f"{key}.json"
-    with FileLock(str(path) + ".lock"):
-        result = read_sweep(path, sweep)
-        if result is None:
-            result = _trained_or_kept(session, sweep)
-            with contextlib.suppress(OSError):  # a full disk costs the other workers a retrain, not this result
-                write_sweep(path, result)
-    session.sweeps[key] = result
+    (result,) = cached_sweeps(config, [sweep])
     return result
+
+
+def cached_sweeps(config: pytest.Config, sweeps: list[SweepConfig]) -> list[SweepResult]:
+    """Each sweep's result, computed once per session across all xdist workers.
+
+    The sweeps no worker has trained yet train as one batch (on the Ray executor, a ladder's rungs are all in
+    flight at once). Their lock files are taken in one order by every worker, so two workers asking for
+    overlapping ladders wait for each other instead of training a rung twice, and never deadlock.
+    """
+    session = session_of(config)
+    wanted = {cache_key(sweep): sweep for sweep in sweeps}
+    missing = {key: sweep for key, sweep in wanted.items() if key not in session.sweeps}
+    with contextlib.ExitStack() as locks:
+        for key in sorted(missing):
+            locks.enter_context(FileLock(str(session.private_folder() / f"{key}.json") + ".lock"))
+        for key in list(missing):
+            result = read_sweep(session.private_folder() / f"{key}.json", missing[key])
+            if result is not None:
+                session.sweeps[key] = result
+                del missing[key]
+        trained = _trained_or_kept(session, list(missing.values())) if missing else []
+        for key, result in zip(missing, trained, strict=True):
+            with contextlib.suppress(OSError):  # a full disk costs the other workers a retrain, not this result
+                write_sweep(session.private_folder() / f"{key}.json", result)
+            session.sweeps[key] = result
+    return [session.sweeps[cache_key(sweep)] for sweep in sweeps]

@@ -10,6 +10,7 @@ and 0.0390 after such a model). Each stack is trained, and each model checked, i
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -19,9 +20,17 @@ _START_DTYPE = torch.get_default_dtype()
 _START_DETERMINISTIC = torch.are_deterministic_algorithms_enabled()
 
 
+#: cuBLAS is deterministic only with a fixed workspace (PyTorch's reproducibility notes); read at its first use.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
 @contextlib.contextmanager
-def isolated_torch_state(threads: int | None = None) -> Iterator[None]:
-    """Run the body from torch's start-up state (and ``threads`` intra-op threads); restore everything after."""
+def isolated_torch_state(threads: int | None = None, deterministic: bool = False) -> Iterator[None]:
+    """Run the body from torch's start-up state (and ``threads`` intra-op threads); restore everything after.
+
+    ``deterministic`` turns PyTorch's deterministic algorithms on for the body (a GPU's kernels are otherwise
+    free to reorder sums between runs); an op that has no deterministic kernel warns instead of failing.
+    """
     saved_threads = torch.get_num_threads()
     saved_dtype = torch.get_default_dtype()
     saved_grad = torch.is_grad_enabled()
@@ -31,7 +40,9 @@ def isolated_torch_state(threads: int | None = None) -> Iterator[None]:
     try:
         torch.set_default_dtype(_START_DTYPE)
         torch.set_grad_enabled(True)
-        torch.use_deterministic_algorithms(_START_DETERMINISTIC)
+        torch.use_deterministic_algorithms(_START_DETERMINISTIC or deterministic, warn_only=deterministic)
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         if threads is not None:
             torch.set_num_threads(threads)
         yield
