@@ -22,6 +22,8 @@ PACKAGE = "trainstab"
 TORCH_LIBRARIES = frozenset({"torch", "transformers"})
 # Slow to import: deferring one of these into a function keeps `import trainstab` and pytest start-up fast.
 HEAVY_LIBRARIES = TORCH_LIBRARIES | {"numpy", "matplotlib", "hypothesis", "filelock", "rich"}
+#: Extras a user may not have installed: imported where they are used, so the rest works without them.
+OPTIONAL_LIBRARIES = frozenset({"ray"})
 OPTION_PREFIX = "trainstab_"
 
 
@@ -194,6 +196,8 @@ def classify_function_imports(modules: dict[str, ModuleSource]) -> list[dict[str
                 pulls_in(modules, target, HEAVY_LIBRARIES) for target in package_targets
             ):
                 label = "protects torch"
+            elif any(t.split(".")[0] in OPTIONAL_LIBRARIES for t in external_targets):
+                label = "protects an optional extra"
             else:
                 label = "protects nothing"
             shown = [f"{PACKAGE}.{t}" for t in sorted(statement.package_targets)] + sorted(statement.external_targets)
@@ -216,7 +220,7 @@ def measure(src: Path) -> dict[str, Any]:
     arrow_names = ["runtime", "top_level", "function_level", "function_level_only", "type_only"]
     module_floors = floors(modules, runtime)
     function_imports = classify_function_imports(modules)
-    labels = ["protects torch", "breaks a circle", "protects nothing"]
+    labels = ["protects torch", "protects an optional extra", "breaks a circle", "protects nothing"]
     return {
         "modules": len(modules),
         "arrows": {name: len(edges) for name, edges in zip(arrow_names, arrow_sets, strict=True)},

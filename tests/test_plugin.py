@@ -173,7 +173,8 @@ def test_gradients_stay_clear_of_eps(model, check):
         ("--trainstab-report-only=speed", "expected none or check names from"),
         ("--trainstab-lrs=fast", "expected comma-separated numbers such as 1e-3,1e-2"),
         ("--trainstab-attention-logit-bound=big", "expected a finite number above 0"),
-        ("--trainstab-device=cuda", "is not supported"),
+        ("--trainstab-device=tpu", "expected cpu, cuda or cuda:N"),
+        ("--trainstab-precision=fp16", "expected fp32 or bf16"),
     ],
 )
 def test_bad_option_values_get_a_clear_usage_error(project, option, message):

@@ -3,10 +3,10 @@
 Chosen with ``executor="ray"`` (``--trainstab-executor ray``, ini ``trainstab_executor``, CLI
 ``--executor ray``). Ray decides where tasks run; trainstab only submits them and gathers the results, so
 there is no scheduler of ours. The cluster is the one ``RAY_ADDRESS`` names (``ray://host:10001`` or an
-address ``ray start`` printed); without it, a single-node Ray is started on loopback for this process and
-stops with it. A task trains exactly what a local worker would (:func:`trainstab.sweep.train_stack`: one
-stack, one thread, its own seed), so the numbers are the local executor's, bit for bit on the same
-machine type.
+address ``ray start`` printed, or ``auto``); without it, a single-node Ray is started for this process,
+listening on loopback only (:data:`LOOPBACK_ONLY`), and stops with it. A task trains exactly what a local
+worker would (:func:`trainstab.sweep.train_stack`: one stack, one thread, its own seed), so the numbers are
+the local executor's, bit for bit on the same machine type.
 
 Each task asks for one CPU, and one GPU when the sweep trains on CUDA (Ray then shows the task its own GPU
 as ``cuda``). The driver keeps the session cache, the persistent cache and the baselines: tasks get a
@@ -27,6 +27,12 @@ from trainstab.engine import MemberRun
 from trainstab.errors import TrainstabError
 
 _Result = TypeVar("_Result")
+#: Trains one stack of a sweep: ``trainstab.sweep.train_stack``, passed in (sweep is the caller).
+TrainStack = Callable[[SweepConfig, list[float]], list[MemberRun]]
+
+#: Ray's switch for a one-machine Ray (its default on macOS and Windows): the node is 127.0.0.1 and every Ray
+#: server binds there. Without it a Linux Ray listens on every interface, even when told 127.0.0.1.
+LOOPBACK_ONLY = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 #: How long the driver waits for a task between progress updates, in seconds.
 POLL_SECONDS = 0.25
@@ -34,6 +40,9 @@ POLL_SECONDS = 0.25
 
 def ray_module() -> Any:
     """The ``ray`` module, connected: to ``RAY_ADDRESS`` when set, else to a loopback Ray started here."""
+    address = os.environ.get("RAY_ADDRESS")
+    if not address and "ray" not in sys.modules:  # read once, when Ray is imported
+        os.environ.setdefault(*LOOPBACK_ONLY)
     try:
         import ray  # an optional extra: only a run that chose the Ray executor needs it
     except ImportError:
@@ -41,16 +50,16 @@ def ray_module() -> Any:
             "the ray executor needs Ray: pip install 'trainstab[ray]' (or drop the executor option to train locally)"
         ) from None
     if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
         try:
-            if address:
+            if address:  # a cluster: an address `ray start` printed, ray://host:10001, or auto
                 ray.init(address=address, log_to_driver=False)
-            else:  # a one-machine Ray for this process: loopback only, no dashboard; it stops when we exit
-                ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as error:
+            else:  # a new one-machine Ray for this process: loopback only, no dashboard; it stops when we exit
+                ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        except Exception as error:  # Ray's own kinds: connection, authentication, timeout, bad address
+            where = f"the Ray at RAY_ADDRESS={address}" if address else "a Ray on this machine"
             raise TrainstabError(
-                f"cannot connect to Ray{f' at RAY_ADDRESS={address}' if address else ''}: {error}; start the "
-                "cluster (ray start --head) or unset RAY_ADDRESS to run a Ray on this machine"
+                f"cannot start or reach {where}: {type(error).__name__}: {error}; check that the cluster is up "
+                "(ray status) and its token is available, or unset RAY_ADDRESS to run a Ray on this machine"
             ) from None
     return ray
 
@@ -62,14 +71,12 @@ def _on_task_path(sys_path: list[str]) -> None:
             sys.path.insert(0, entry)
 
 
-def _train_stack_task(config: SweepConfig, lrs: list[float], sys_path: list[str]) -> list[MemberRun]:
+def _train_stack_task(train: TrainStack, config: SweepConfig, lrs: list[float], sys_path: list[str]) -> list[MemberRun]:
     """A Ray task: train one stack exactly as a local worker process would."""
-    from trainstab.sweep import train_stack  # sweep imports this module's caller: a task imports it on the node
-
     _on_task_path(sys_path)
     if on_gpu(config):  # Ray shows the task only the GPU it was given, as cuda:0
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, device="cuda"))
-    return train_stack(config, lrs)
+    return train(config, lrs)
 
 
 def _call_task(function: Callable[..., _Result], arguments: tuple[Any, ...], sys_path: list[str]) -> _Result:
@@ -79,17 +86,20 @@ def _call_task(function: Callable[..., _Result], arguments: tuple[Any, ...], sys
 
 
 def run_stacks(
-    jobs: Sequence[tuple[SweepConfig, list[float]]], progress: Callable[[int, int], None] | None = None
+    jobs: Sequence[tuple[SweepConfig, list[float]]],
+    train: TrainStack,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[list[MemberRun]]:
-    """Train every (config, stack of LRs) as one Ray task; the members' records, in the order of ``jobs``.
+    """``train(config, lrs)`` (``trainstab.sweep.train_stack``) of every job as one Ray task, in the order of
+    ``jobs``.
 
     ``progress(done, total)`` counts optimizer steps of finished stacks.
     """
     ray = ray_module()
     steps = [config.train.steps for config, _ in jobs]
+    task = ray.remote(num_cpus=1)(_train_stack_task)
     futures = [
-        ray.remote(num_cpus=1, num_gpus=1 if on_gpu(config) else 0)(_train_stack_task).remote(config, lrs, sys.path)
-        for config, lrs in jobs
+        task.options(num_gpus=1 if on_gpu(config) else 0).remote(train, config, lrs, sys.path) for config, lrs in jobs
     ]
     return _gather(ray, futures, steps, progress)
 

@@ -141,7 +141,7 @@ def run_sweeps(configs: Sequence[SweepConfig], progress: Callable[[int, int], No
     if first.executor == "ray":
         from trainstab.ray_executor import run_stacks  # Ray is an optional extra, imported only when chosen
 
-        member_runs, workers = run_stacks(jobs, progress), 0
+        member_runs, workers = run_stacks(jobs, train_stack, progress), 0
     else:
         cores = 1 if any(on_gpu(config) for config in configs) else first.workers or available_cores()
         workers = min(cores, len(jobs))  # a GPU trains one stack at a time, in this process

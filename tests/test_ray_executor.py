@@ -1,0 +1,133 @@
+"""The Ray executor: a Ray started here, on loopback, gives the local executor's numbers bit for bit.
+
+Each test compares the two executors on the same config in the same run: a sweep of two stacks, a width
+ladder, a fuzz exploration, a user's factory (imported on the Ray workers through the driver's path) and
+the pytest plugin. The Ray is started once for the module (one xdist worker runs them all) and stopped
+after it.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from trainstab.config import ModelConfig, SweepConfig, TrainConfig
+from trainstab.errors import TrainstabError
+from trainstab.fuzz import explore
+from trainstab.ladder import run_ladder, width_configs
+from trainstab.ray_executor import ray_module
+from trainstab.strategies import stability_region
+from trainstab.sweep import run_sweep, run_sweeps
+
+pytestmark = pytest.mark.xdist_group("ray")  # one worker, one Ray
+pytest_plugins = ["pytester"]
+
+LOCAL = SweepConfig(
+    model=ModelConfig(width=16, heads=2, depth=1, context_length=16),
+    train=TrainConfig(steps=12, batch_size=4, probe_every=4),
+    lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1),  # two stacks: 4 LRs and 1
+    workers=2,
+)
+ON_RAY = dataclasses.replace(LOCAL, executor="ray")
+RAY_PROCESSES = ("gcs_server", "raylet", "ray::")
+LOOPBACK = ("127.0.0.1", "[::ffff:127.0.0.1]", "[::1]")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """The Ray trainstab starts when no RAY_ADDRESS is set: this machine's cores, on loopback."""
+    saved = os.environ.pop("RAY_ADDRESS", None)
+    if importlib.util.find_spec("ray") is None:  # found, not imported: trainstab imports it, as users' runs do
+        pytest.skip("Ray is the optional extra: pip install 'trainstab[ray]'")
+    try:
+        ray = ray_module()
+        yield ray
+    finally:
+        ray.shutdown()
+        if saved is not None:
+            os.environ["RAY_ADDRESS"] = saved
+
+
+def _numbers(result):
+    return [(r.lr, r.losses, r.history, r.eval_loss, r.diverged_at_step) for r in result.runs], result.lr_sensitivity
+
+
+def test_the_ray_started_here_listens_on_loopback_only(local_ray):
+    (node,) = local_ray.nodes()
+    assert node["NodeManagerAddress"] == "127.0.0.1"
+    ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=False)
+    if ss.returncode != 0:
+        pytest.skip("ss (iproute2) is not on this machine: the sockets cannot be listed")
+    ray_sockets = [line.split()[3] for line in ss.stdout.splitlines() if any(n in line for n in RAY_PROCESSES)]
+    assert ray_sockets, "no Ray process listens: the test cannot see them"
+    assert all(address.rsplit(":", 1)[0] in LOOPBACK for address in ray_sockets), ray_sockets
+
+
+def test_a_sweep_on_ray_equals_the_local_sweep(local_ray):
+    on_ray, local = run_sweep(ON_RAY), run_sweep(LOCAL)
+    assert _numbers(on_ray) == _numbers(local)
+    assert (on_ray.environment["workers"], local.environment["workers"]) == (0, 2)  # 0: trained by Ray tasks
+
+
+def test_a_ladder_on_ray_trains_its_rungs_together_and_equals_the_local_ladder(local_ray):
+    widths = (16, 24, 32)
+    on_ray = run_ladder("width", width_configs(ON_RAY, widths), run_sweeps)
+    local = run_ladder("width", width_configs(LOCAL, widths), run_sweeps)
+    assert on_ray.parameters == local.parameters
+    for a, b in zip(on_ray.rungs, local.rungs, strict=True):
+        assert _numbers(a.sweep) == _numbers(b.sweep)
+
+
+def test_a_fuzz_exploration_on_ray_equals_the_local_one(local_ray):
+    region = stability_region(lr=(1e-3, 1.0), qk_layernorm=(True, False))
+    base = dataclasses.replace(LOCAL, lrs=(1e-2,))
+    local = explore(region, budget=6, steps=12, base=base)
+    on_ray = explore(region, budget=6, steps=12, base=dataclasses.replace(base, executor="ray"))
+    assert on_ray == local
+    assert len({outcome.point for outcome in local}) == 6
+
+
+def test_a_users_factory_trains_on_ray_workers_through_the_drivers_import_path(local_ray, tmp_path, monkeypatch):
+    (tmp_path / "my_ray_models.py").write_text(
+        "from user_models import Tiny\n\ndef build(size):\n    return Tiny(size)\n"  # tests/ is on the path too
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = dataclasses.replace(ON_RAY, model_name="my_ray_models:build")
+    assert _numbers(run_sweep(config)) == _numbers(run_sweep(dataclasses.replace(config, executor="local")))
+
+
+def test_the_plugin_trains_on_ray_and_writes_the_local_numbers(local_ray, pytester, monkeypatch):
+    pytester.makepyfile(
+        test_stability="""
+        from trainstab.testing import parametrize_with_checks
+
+        @parametrize_with_checks(["reference"], checks=["log_z"])
+        def test_training_stability(model, check):
+            check(model)
+        """
+    )
+    # A pytest run of its own, as a user's CI runs it: it starts (and stops) a Ray of its own.
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    common = ("--trainstab-steps=12", "--trainstab-lrs=1e-3,1e-2", "-p", "no:cacheprovider")
+    kept = {}
+    for executor in ("ray", "local"):
+        cache = pytester.path / executor
+        result = pytester.runpytest_subprocess(
+            *common, f"--trainstab-executor={executor}", f"--trainstab-cache={cache}"
+        )
+        result.assert_outcomes(passed=1)
+        (sweep_file,) = cache.glob("sweep-*.json")  # the kept sweep: its numbers and where they were trained
+        kept[executor] = json.loads(sweep_file.read_text())
+    assert kept["ray"]["runs"] == kept["local"]["runs"]
+    assert kept["ray"]["environment"]["workers"] == 0  # 0: trained by Ray tasks
+    assert kept["local"]["environment"]["workers"] == 1  # one stack: trained in the pytest process
+
+
+def test_without_ray_installed_the_ray_executor_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(TrainstabError, match=r"pip install 'trainstab\[ray\]'"):
+        ray_module()
