@@ -1,8 +1,9 @@
 """Benchmark: the Ray executor against the local one on this machine, on the same work.
 
-    python benchmarks/bench_executor.py [--cpus 2] [--json out.json]
+    python benchmarks/bench_executor.py [--json out.json]
 
-Starts a Ray on loopback with ``--cpus`` CPUs, then times, local first and Ray second in the same run:
+Starts the Ray trainstab starts (this machine's cores, loopback only), then times, local first and Ray second,
+in the same run, with as many local worker processes as Ray has CPUs:
 
 - the reference's default sweep (7 LRs: two stacks of 200 steps);
 - a width ladder 32,48,64 at the default steps (six stacks, all in flight at once on either executor);
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pickle
 import sys
 import time
@@ -26,6 +28,7 @@ from pathlib import Path
 from trainstab.config import SweepConfig
 from trainstab.fuzz import explore
 from trainstab.ladder import run_ladder, width_configs
+from trainstab.ray_executor import ray_module
 from trainstab.strategies import stability_region
 from trainstab.sweep import run_sweep, run_sweeps, stacks, train_stack
 
@@ -40,16 +43,16 @@ def _timed(label: str, work, rows: list[dict[str, object]]) -> object:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local pool and of the Ray (default: 2)")
     parser.add_argument("--json", type=Path, help="write the measurements here")
     args = parser.parse_args()
-    import ray
+    os.environ.pop("RAY_ADDRESS", None)  # this machine's Ray, not a cluster's
 
     started = time.perf_counter()
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+    ray = ray_module()
     ray_start = time.perf_counter() - started
-    base = SweepConfig(workers=args.cpus)
-    print(f"seed={base.train.seed} cpus={args.cpus} ray start-up {ray_start:.1f} s", flush=True)
+    cpus = int(ray.cluster_resources()["CPU"])
+    base = SweepConfig(workers=cpus)
+    print(f"seed={base.train.seed} cpus={cpus} ray start-up {ray_start:.1f} s", flush=True)
 
     region = stability_region(lr=(1e-3, 1.0), qk_layernorm=(True, False))
     work = {

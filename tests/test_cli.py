@@ -4,9 +4,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from trainstab.cli import EXIT_FAILED, main
 
+_HAS_GPU = torch.cuda.is_available()
 QUICK = ["sweep", "--steps", "8", "--lrs", "1e-2,3e-1", "--set", "width=16", "--set", "batch_size=4", "--no-progress"]
 
 
@@ -73,6 +75,14 @@ def _short_corpus(tmp_path):
         (["--model", "gpt5"], "is not 'reference'"),
         (["--model", "no_such_package.models:build"], "cannot import"),
         (["--steps", "many"], "'many': expected a whole number of steps from 1 to 1000000"),
+        (["--precision", "fp16"], "'fp16': expected fp32 or bf16"),
+        (["--device", "gpu"], "'gpu': expected cpu, cuda or cuda:N"),
+        (["--executor", "slurm"], "'slurm': expected local or ray"),
+        pytest.param(
+            ["--device", "cuda"],
+            "sees no CUDA GPU on this machine",
+            marks=pytest.mark.skipif(_HAS_GPU, reason="this machine has a GPU: the error is for machines without"),
+        ),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, message):
@@ -82,6 +92,15 @@ def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bf16_sweep_says_so_in_its_header_and_its_json(tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    assert main([*QUICK, "--precision", "bf16", "--json", str(out)]) == 0
+    assert "precision=bf16" in capsys.readouterr().out.splitlines()[0]
+    data = json.loads(out.read_text())
+    assert data["config"]["train"]["precision"] == "bf16"
+    assert (data["environment"]["precision"], data["environment"]["device"]) == ("bf16", "cpu")
 
 
 def test_the_json_config_is_resolved(tmp_path):

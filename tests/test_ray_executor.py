@@ -100,12 +100,16 @@ def test_a_users_factory_trains_on_ray_workers_through_the_drivers_import_path(l
     assert _numbers(run_sweep(config)) == _numbers(run_sweep(dataclasses.replace(config, executor="local")))
 
 
-def test_the_plugin_trains_on_ray_and_writes_the_local_numbers(local_ray, pytester, monkeypatch):
+def test_the_plugin_trains_every_sweep_ahead_as_one_batch_on_ray_with_the_local_numbers(
+    local_ray, pytester, monkeypatch
+):
     pytester.makepyfile(
         test_stability="""
-        from trainstab.testing import parametrize_with_checks
+        from trainstab.testing import ModelUnderTest, parametrize_with_checks
 
-        @parametrize_with_checks(["reference"], checks=["log_z"])
+        MODELS = [ModelUnderTest("reference"), ModelUnderTest("reference", ("z_loss=0",))]
+
+        @parametrize_with_checks(MODELS, checks=["log_z", "no_divergence"])
         def test_training_stability(model, check):
             check(model)
         """
@@ -119,12 +123,18 @@ def test_the_plugin_trains_on_ray_and_writes_the_local_numbers(local_ray, pytest
         result = pytester.runpytest_subprocess(
             *common, f"--trainstab-executor={executor}", f"--trainstab-cache={cache}"
         )
-        result.assert_outcomes(passed=1)
-        (sweep_file,) = cache.glob("sweep-*.json")  # the kept sweep: its numbers and where they were trained
-        kept[executor] = json.loads(sweep_file.read_text())
-    assert kept["ray"]["runs"] == kept["local"]["runs"]
-    assert kept["ray"]["environment"]["workers"] == 0  # 0: trained by Ray tasks
-    assert kept["local"]["environment"]["workers"] == 1  # one stack: trained in the pytest process
+        result.assert_outcomes(passed=4)
+        ahead = [line for line in result.outlines if "as one batch of Ray tasks" in line]
+        assert ahead == (
+            ["trainstab: trained 2 sweep(s) as one batch of Ray tasks, ahead of the tests"] if executor == "ray" else []
+        )
+        # The kept sweeps: their numbers and where they were trained, by their keys (the same on both).
+        kept[executor] = {path.name: json.loads(path.read_text()) for path in cache.glob("sweep-*.json")}
+    assert kept["ray"].keys() == kept["local"].keys() and len(kept["ray"]) == 2
+    for name, on_ray in kept["ray"].items():
+        assert on_ray["runs"] == kept["local"][name]["runs"]
+        assert on_ray["environment"]["workers"] == 0  # 0: trained by Ray tasks
+        assert kept["local"][name]["environment"]["workers"] == 1  # one stack: trained in the pytest process
 
 
 def test_without_ray_installed_the_ray_executor_says_how_to_install_it(monkeypatch):

@@ -28,7 +28,7 @@ from trainstab.registry import report_order
 from trainstab.report import write_report
 from trainstab.session import CURRENT_ITEM, CURRENT_TOKEN_KEY, PAYLOAD_KEY, SESSION_KEY, Session, session_of
 from trainstab.session_cache import check_private, make_session_folder
-from trainstab.testing import sweep_of
+from trainstab.testing import sweep_of, train_ahead
 
 SESSION_ENV = "TRAINSTAB_SESSION"  # shared by the controller and its xdist workers
 COLLECTOR_NAME = "trainstab-verdicts"  # the VerdictCollector's name in the session's plugin manager
@@ -193,6 +193,19 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 
 
 @pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """On the Ray executor, train every sweep the collected checks read as one batch, before the first test."""
+    if session.config.option.collectonly or not session.items:
+        return
+    options = session_of(session.config).options
+    if options.executor == "ray":
+        asked = train_ahead(session.config, session.items)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and asked:
+            reporter.write_line(f"trainstab: trained {asked} sweep(s) as one batch of Ray tasks, ahead of the tests")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Let checks find the running test (to attach their verdicts to its report), from its fixtures on."""
     item.stash[CURRENT_TOKEN_KEY] = CURRENT_ITEM.set(item)

@@ -22,7 +22,7 @@ import functools
 import itertools
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from trainstab.checks import Check, CheckResult, Thresholds
@@ -85,6 +85,20 @@ class Evidence:
         """The base model's sweep: what the battery reads."""
         (result,) = self._sweeps([self.base])
         return result
+
+    def sweeps_read_by(self, checks: Iterable[str]) -> list[SweepConfig]:
+        """The sweeps the named checks read: the base for a battery check, the rungs of the ladders
+        :data:`LADDERS_READ` names for a scaling check. What a Ray run trains as one batch up front."""
+        configs = []
+        for name in checks:
+            ladders = LADDERS_READ.get(name)
+            if ladders is None:  # a battery check: the base sweep
+                configs.append(self.base)
+            if ladders and "width" in ladders:
+                configs.extend(width_configs(self.base, self.scaling.widths))
+            if ladders and "depth" in ladders:
+                configs.extend(depth_configs(self.base, self.scaling.depths))
+        return configs
 
     @functools.cached_property
     def width_ladder(self) -> LadderResult:
@@ -288,6 +302,15 @@ def check_coordinates(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
 
 
 #: The scaling checks, in the order they are reported (after the battery). No baselines: they gate on bounds.
+#: The ladders each scaling check reads (the coordinate check trains its own short runs, not sweeps).
+LADDERS_READ: dict[str, tuple[str, ...]] = {
+    "attention_forecast": ("width",),
+    "eps_forecast": ("width",),
+    "sensitivity_scaling": ("width", "depth"),
+    "lr_transfer": ("width",),
+    "coordinates": (),
+}
+
 SCALING_CHECKS: dict[str, Check] = {
     check.name: check
     for check in (

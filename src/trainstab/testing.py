@@ -149,6 +149,35 @@ def evidence(config: pytest.Config, sweep: SweepConfig) -> Evidence:
     return session.evidence[key]
 
 
+def train_ahead(config: pytest.Config, items: list[pytest.Item]) -> int:
+    """Train every sweep the collected checks will read as one batch; the number of sweeps it asked for.
+
+    For the Ray executor: tests run one at a time, so a sweep trained when its test asks keeps only its own
+    stacks in flight. Asked up front, every model's stacks (and every ladder rung) are in flight at once, and
+    the tests then read them from the session cache. A model that fails its preflight is left to its tests,
+    which report the error.
+    """
+    from trainstab.sweep import preflight  # training: torch is imported when a sweep is checked
+
+    session = session_of(config)
+    wanted: dict[str, SweepConfig] = {}
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        target, check = params.get("model"), params.get("check")
+        if not isinstance(target, ModelUnderTest) or not isinstance(check, StabilityCheck):
+            continue
+        try:
+            base = sweep_config(session.options, target)
+            for sweep in evidence(config, base).sweeps_read_by([check.name]):
+                preflight(sweep)
+                wanted.setdefault(cache_key(sweep), sweep)
+        except TrainstabError:
+            continue
+    if wanted:
+        cached_sweeps(config, list(wanted.values()))
+    return len(wanted)
+
+
 def sweep_of(config: pytest.Config, target: ModelUnderTest) -> SweepResult:
     """This session's sweep of ``target`` under the run's options (computed once)."""
     return cached_sweep(config, sweep_config(session_of(config).options, target))
