@@ -90,6 +90,14 @@ def test_ini_keys_are_honoured_and_the_header_prints_the_seed(project):
     result.assert_outcomes(passed=4)
 
 
+def test_the_header_estimates_the_memory_of_a_ladders_largest_rung_before_anything_trains(project):
+    result = project.runpytest_subprocess("--collect-only", "--trainstab-widths=256,512,1024")
+    result.stdout.fnmatch_lines(
+        ["trainstab: width ladder 256,512,1024: about 5.7 GiB for width 1024 (the largest rung)"]
+    )
+    assert result.ret == 0
+
+
 def test_xdist_and_serial_runs_give_the_same_verdicts_and_numbers(project):
     def summary(*args):
         result = project.runpytest_subprocess(*FAST, *args)

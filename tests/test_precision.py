@@ -2,14 +2,16 @@
 
 import dataclasses
 import json
-import math
+import warnings
 
 import pytest
 import torch
 
+from trainstab import engine
 from trainstab.baseline import describe_config, new_baseline, protocol_changes, read_baseline
 from trainstab.checks import Thresholds
 from trainstab.config import ModelConfig, SweepConfig, TrainConfig
+from trainstab.devices import check_device
 from trainstab.errors import TrainstabError
 from trainstab.models import FunctionalStack
 from trainstab.options import ModelUnderTest, parse_options, sweep_config
@@ -54,27 +56,53 @@ def test_a_bf16_sweep_is_identical_on_rerun():
     assert _numbers(run_sweep(_bf16(TINY))) == _numbers(run_sweep(_bf16(TINY)))
 
 
-def test_bf16_autocasts_the_forward_only_weights_gradients_loss_and_probes_stay_fp32(monkeypatch):
-    seen: dict[str, set[torch.dtype]] = {"outputs": set(), "weights": set(), "logits": set()}
-    original_forward = FunctionalStack.forward
+def test_bf16_autocasts_the_forward_only_weights_and_the_loss_stay_fp32(monkeypatch):
+    seen: dict[str, set[torch.dtype]] = {"head": set(), "weights": set(), "logits": set(), "losses": set()}
+    original_forward, original_loss = FunctionalStack.forward, engine.cross_entropy_with_log_z
 
-    def watched(self, idx):
+    def watched_forward(self, idx):
         template = self.__dict__["template"]
-        handle = template.head.register_forward_hook(lambda m, i, out: seen["outputs"].add(out.dtype))
+        handle = template.head.register_forward_hook(lambda m, i, out: seen["head"].add(out.dtype))
         try:
-            logits = original_forward(self, idx)
+            return original_forward(self, idx)
         finally:
             handle.remove()
-        seen["weights"].update(p.dtype for p in self.parameters())
-        seen["logits"].add(logits.dtype)
-        return logits
+            seen["weights"].update(p.dtype for p in self.parameters())
 
-    monkeypatch.setattr(FunctionalStack, "forward", watched)
-    result = run_sweep(_bf16(dataclasses.replace(TINY, model_name="user_models:stable")))
-    assert seen["outputs"] == {torch.bfloat16}  # the unembedding ran under autocast
-    assert seen["weights"] == {torch.float32}  # the weights (and so Adam's state) are fp32 masters
-    assert seen["logits"] == {torch.float32}  # the loss and log Z see fp32 logits
-    assert all(isinstance(v, float) and math.isfinite(v) for v in result.runs[0].history[-1].values())
+    def watched_loss(logits, targets):
+        seen["logits"].add(logits.dtype)
+        ce, log_z = original_loss(logits, targets)
+        seen["losses"].update((ce.dtype, log_z.dtype))
+        return ce, log_z
+
+    monkeypatch.setattr(FunctionalStack, "forward", watched_forward)
+    monkeypatch.setattr(engine, "cross_entropy_with_log_z", watched_loss)
+    run_sweep(_bf16(dataclasses.replace(TINY, model_name="user_models:stable")))
+    assert seen["head"] == {torch.bfloat16}  # a user model's unembedding ran under autocast
+    assert seen["weights"] == {torch.float32}  # the weights (and so the optimizer's state) are fp32 masters
+    run_sweep(_bf16(TINY))
+    assert torch.bfloat16 in seen["logits"]  # the reference's logits come out of autocast in bf16...
+    assert seen["losses"] == {torch.float32}  # ...and the loss and log Z are computed from an fp32 copy
+
+
+def test_an_op_without_a_deterministic_kernel_makes_the_run_say_it_is_not_repeatable(monkeypatch):
+    # PyTorch's words when deterministic algorithms only warn (on a GPU); a CPU run has no such op, so a
+    # model says them here. Its other warnings reach the user as they would have.
+    original_forward = FunctionalStack.forward
+
+    def warning_forward(self, idx):
+        warnings.warn(
+            "scatter_add_cuda_kernel does not have a deterministic implementation, but you set ...", stacklevel=2
+        )
+        warnings.warn("a warning of the model's own", stacklevel=2)
+        return original_forward(self, idx)
+
+    monkeypatch.setattr(FunctionalStack, "forward", warning_forward)
+    with pytest.warns(UserWarning, match="a warning of the model's own"):
+        result = run_sweep(dataclasses.replace(TINY, model_name="user_models:stable"))
+    reproducibility = result.environment["reproducibility"]
+    assert reproducibility == "not repeatable: no deterministic kernel for scatter_add_cuda_kernel"
+    assert run_sweep(TINY).environment["reproducibility"] == "bit-exact on the same CPU kernel set"
 
 
 def test_precision_and_device_come_from_the_options_and_set_keys():
@@ -144,3 +172,47 @@ def test_an_older_baseline_without_device_or_precision_reads_as_cpu_fp32(tmp_pat
     assert protocol_changes(baseline, new_baseline("tiny", "log_z", result, Thresholds())) == []
     bf16 = new_baseline("tiny", "log_z", run_sweep(_bf16(TINY)), Thresholds())
     assert protocol_changes(baseline, bf16) == ['train.precision: baseline "fp32", this run "bf16"']
+
+
+class _FakeGpu:
+    """torch.cuda as a machine with one 16 GiB GPU would answer, for the checks made before training."""
+
+    total = 16 * 2**30
+
+    def __init__(self, monkeypatch, free=16 * 2**30, capability=(9, 0)):
+        for name, value in {
+            "is_available": lambda: True,
+            "device_count": lambda: 1,
+            "current_device": lambda: 0,
+            "get_device_name": lambda index=0: "Fake GPU",
+            "get_device_capability": lambda index=0: capability,
+            "mem_get_info": lambda index=0: (free, self.total),
+        }.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+
+def _on_cuda(config, device="cuda", **train):
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, device=device, **train))
+
+
+def test_the_device_check_names_a_missing_gpu_index(monkeypatch):
+    _FakeGpu(monkeypatch)
+    with pytest.raises(TrainstabError, match=r"has 1 GPU\(s\), cuda:0 to cuda:0"):
+        check_device(_on_cuda(TINY, "cuda:3"))
+    check_device(_on_cuda(TINY, "cuda:0"))  # there: no error
+
+
+def test_the_device_check_refuses_bf16_on_a_gpu_without_it(monkeypatch):
+    _FakeGpu(monkeypatch, capability=(7, 5))
+    with pytest.raises(TrainstabError, match="Fake GPU has no bf16 support; train in fp32"):
+        check_device(_on_cuda(TINY, precision="bf16"))
+    check_device(_on_cuda(TINY))  # fp32 is fine there
+
+
+def test_the_device_check_refuses_a_sweep_larger_than_the_gpus_free_memory(monkeypatch):
+    big = dataclasses.replace(TINY, model=ModelConfig(width=1024, heads=16, depth=8, vocab_size=32768))
+    _FakeGpu(monkeypatch, free=2 * 2**30)
+    with pytest.raises(TrainstabError, match=r"would need about .* GiB .* and Fake GPU has 2.0 GiB free"):
+        check_device(_on_cuda(big))
+    _FakeGpu(monkeypatch, free=80 * 2**30)
+    check_device(_on_cuda(big))

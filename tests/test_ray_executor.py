@@ -15,11 +15,12 @@ import sys
 
 import pytest
 
+import user_models
 from trainstab.config import ModelConfig, SweepConfig, TrainConfig
 from trainstab.errors import TrainstabError
 from trainstab.fuzz import explore
 from trainstab.ladder import run_ladder, width_configs
-from trainstab.ray_executor import ray_module
+from trainstab.ray_executor import ray_module, run_calls
 from trainstab.strategies import stability_region
 from trainstab.sweep import run_sweep, run_sweeps
 
@@ -135,6 +136,14 @@ def test_the_plugin_trains_every_sweep_ahead_as_one_batch_on_ray_with_the_local_
         assert on_ray["runs"] == kept["local"][name]["runs"]
         assert on_ray["environment"]["workers"] == 0  # 0: trained by Ray tasks
         assert kept["local"][name]["environment"]["workers"] == 1  # one stack: trained in the pytest process
+
+
+def test_a_failing_task_raises_its_own_message_and_a_gpu_task_on_a_cpu_cluster_is_refused(local_ray):
+    with pytest.raises(TrainstabError) as raised:
+        run_calls(user_models.fails_in_a_task, [()], [0.0])
+    assert str(raised.value) == "model 'x' failed on a batch: fix its forward\n(second line of the message)"
+    with pytest.raises(TrainstabError, match=r"trains on CUDA, and the Ray cluster has 0 GPU\(s\)"):
+        run_calls(user_models.fails_in_a_task, [()], [1.0])
 
 
 def test_without_ray_installed_the_ray_executor_says_how_to_install_it(monkeypatch):

@@ -7,7 +7,15 @@ from types import SimpleNamespace
 from trainstab.config import ModelConfig, SweepConfig
 from trainstab.ladder import LadderResult, Rung
 from trainstab.results import RunResult, SweepResult
-from trainstab.scaling import ScalingThresholds, attention_advice, check_lr_transfer
+from trainstab.scaling import (
+    LADDERS_READ,
+    SCALING_CHECKS,
+    Evidence,
+    ScalingConfig,
+    ScalingThresholds,
+    attention_advice,
+    check_lr_transfer,
+)
 
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
@@ -51,3 +59,12 @@ def test_attention_advice_fits_the_model():
     assert "consider qk-layernorm (--trainstab-set qk_layernorm=true)" in attention_advice(without)
     assert "consider qk-layernorm (--set qk_layernorm=true)" in attention_advice(without, "--")
     assert "if mypkg.m:build has no qk-layernorm, add it" in attention_advice(SweepConfig(model_name="mypkg.m:build"))
+
+
+def test_every_scaling_check_says_which_ladders_it_reads():
+    assert set(LADDERS_READ) == set(SCALING_CHECKS)
+    evidence = Evidence(SweepConfig(), ScalingConfig(widths=(32, 48, 64), depths=(1, 2, 4)))
+    assert [c.model.width for c in evidence.sweeps_read_by(["eps_forecast"])] == [32, 48, 64]
+    both = evidence.sweeps_read_by(["sensitivity_scaling"])
+    assert [(c.model.width, c.model.depth) for c in both] == [(32, 2), (48, 2), (64, 2), (32, 1), (32, 2), (32, 4)]
+    assert evidence.sweeps_read_by(["log_z"]) == [SweepConfig()] and evidence.sweeps_read_by(["coordinates"]) == []

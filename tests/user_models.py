@@ -116,3 +116,10 @@ class WithKeyBias(nn.Module):
 
 def with_key_bias(size):
     return WithKeyBias(size)
+
+
+def fails_in_a_task():
+    """A function a Ray task runs, failing the way trainstab's own checks fail (tests/test_ray_executor.py)."""
+    from trainstab.errors import TrainstabError
+
+    raise TrainstabError("model 'x' failed on a batch: fix its forward\n(second line of the message)")

@@ -115,7 +115,8 @@ ADDED_LATER: dict[str, Any] = {
     "model.final_logit_softcap": 0.0,
 }
 #: Environment fields whose change is worth a warning (numbers may move within tolerance).
-ENVIRONMENT_KEYS = ("trainstab", "torch", "python", "cpu", "seed")
+#: ``device_name``, ``precision`` and ``reproducibility`` came later: a baseline without them is not warned about.
+ENVIRONMENT_KEYS = ("trainstab", "torch", "python", "cpu", "device_name", "precision", "reproducibility", "seed")
 LOSS_CURVE_POINTS = 10  # the loss curve summary: mean loss over this many equal windows
 
 Value = float | bool | None
@@ -500,7 +501,7 @@ def environment_differences(recorded: dict[str, Any], current: dict[str, Any]) -
     return [
         f"{key} {recorded.get(key)} -> {current.get(key)}"
         for key in ENVIRONMENT_KEYS
-        if key in current and recorded.get(key) != current.get(key)
+        if key in current and key in recorded and recorded.get(key) != current.get(key)
     ]
 
 

@@ -61,7 +61,7 @@ def measure_width(config: SweepConfig, steps: int, lr: float) -> list[list[float
     train = dataclasses.replace(
         config.train, steps=steps, warmup_fraction=0.0, lr_floor=lr, probe_every=steps + 1
     )  # lr_floor = peak: no cosine decay inside the window
-    model, multipliers = build_stack(config.model_name, config.model, members=1, seed=train.seed)
+    model, multipliers = build_stack(config.model_name, config.model, members=1, seed=train.seed, device=train.device)
     rows: list[list[float]] = []
     current: list[float] = []
 

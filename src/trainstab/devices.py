@@ -12,6 +12,9 @@ import torch
 from trainstab.config import MEMORY_SHARE, SweepConfig, estimated_bytes, on_gpu
 from trainstab.errors import TrainstabError
 
+#: The compute capability from which NVIDIA GPUs compute in bf16 (Ampere).
+BF16_CAPABILITY = (8, 0)
+
 
 def check_device(config: SweepConfig) -> None:
     """Raise :class:`TrainstabError` when ``config``'s device is missing here, lacks bf16, or is too small."""
@@ -28,15 +31,14 @@ def check_device(config: SweepConfig) -> None:
     count = torch.cuda.device_count()
     if index >= count:
         raise TrainstabError(f"device {device!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
-    if config.train.precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise TrainstabError(
-            f"{torch.cuda.get_device_name(index)} has no bf16 support; train in fp32 (precision fp32) on this GPU"
-        )
-    need, have = estimated_bytes(config), float(torch.cuda.get_device_properties(index).total_memory)
-    if need > MEMORY_SHARE * have:
+    name = torch.cuda.get_device_name(index)
+    if config.train.precision == "bf16" and torch.cuda.get_device_capability(index) < BF16_CAPABILITY:
+        raise TrainstabError(f"{name} has no bf16 support; train in fp32 (precision fp32) on this GPU")
+    need, free = estimated_bytes(config), float(torch.cuda.mem_get_info(index)[0])  # free: others may share it
+    if need > MEMORY_SHARE * free:
         m = config.model
         raise TrainstabError(
             f"a stack of this sweep would need about {need / 2**30:,.1f} GiB (width {m.width}, depth {m.depth}, "
-            f"batch {config.train.batch_size}, context {m.context_length}, vocab {m.vocab_size}) and "
-            f"{torch.cuda.get_device_name(index)} has {have / 2**30:,.1f} GiB; choose smaller sizes"
+            f"batch {config.train.batch_size}, context {m.context_length}, vocab {m.vocab_size}) and {name} has "
+            f"{free / 2**30:,.1f} GiB free; choose smaller sizes"
         )

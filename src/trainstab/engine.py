@@ -52,6 +52,7 @@ class MemberRun:
     )  # probe snapshots, keyed as trainstab.results names them
     diverged_at_step: int | None = None  # first step with a non-finite loss or gradient
     eval_loss: float = math.nan  # held-out cross-entropy after training (NaN if diverged)
+    nondeterministic_ops: list[str] = field(default_factory=list)  # ops PyTorch ran without a deterministic kernel
 
 
 def forward_precision(train: TrainConfig, device: torch.device) -> AbstractContextManager[object]:

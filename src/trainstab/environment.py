@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -52,11 +53,17 @@ REPRODUCIBILITY = {
 
 
 def environment(
-    seed: int, threads_per_stack: int, workers: int, device: str = "cpu", precision: str = "fp32"
+    seed: int,
+    threads_per_stack: int,
+    workers: int,
+    device: str = "cpu",
+    precision: str = "fp32",
+    nondeterministic: Sequence[str] = (),
 ) -> dict[str, object]:
     """Versions, CPU, device and parallelism of this process, and the seed of the run.
 
     ``workers`` 0 means the stacks were trained by Ray tasks, on whatever nodes the cluster gave them.
+    ``nondeterministic`` names the ops that ran without a deterministic kernel: such a run is not repeatable.
     """
     import torch  # here, not at the top: the pytest plugin's header uses the light functions above
 
@@ -79,7 +86,11 @@ def environment(
         "device": device,
         "device_name": device_name,
         "precision": precision,
-        "reproducibility": REPRODUCIBILITY[kind],
+        "reproducibility": (
+            f"not repeatable: no deterministic kernel for {', '.join(nondeterministic)}"
+            if nondeterministic
+            else REPRODUCIBILITY[kind]
+        ),
         "seed": seed,
     }
 

@@ -178,7 +178,8 @@ def explore(
             if report is not None:
                 report(min(len(points), done * FUZZ_BATCH), budget)
 
-        results = run_calls(evaluate_batch, calls, gpus=1 if on_gpu(start) else 0, progress=batches_done)
+        gpus = [1.0 if on_gpu(start) else 0.0] * len(calls)
+        results = run_calls(evaluate_batch, calls, gpus, progress=batches_done)
         return [outcome for outcomes in results for outcome in outcomes]
     outcomes: list[Outcome] = []
     for point in points:

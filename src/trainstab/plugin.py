@@ -18,12 +18,22 @@ from typing import Any
 import pytest
 
 from trainstab.baseline import header_lines
+from trainstab.config import estimated_bytes
 from trainstab.environment import light_environment
 from trainstab.errors import TrainstabError
 from trainstab.files import WRITE_FAILED, FileWrite, check_folder_writable, write_files
 from trainstab.gate import Verdict
 from trainstab.hypothesis_profiles import load_default_profile  # at import: before any conftest loads a profile
-from trainstab.options import OPTIONS, ModelUnderTest, RunOptions, parse_options, policy_from, run_seed
+from trainstab.ladder import width_configs
+from trainstab.options import (
+    OPTIONS,
+    ModelUnderTest,
+    RunOptions,
+    parse_options,
+    policy_from,
+    run_seed,
+    sweep_config,
+)
 from trainstab.registry import report_order
 from trainstab.report import write_report
 from trainstab.session import CURRENT_ITEM, CURRENT_TOKEN_KEY, PAYLOAD_KEY, SESSION_KEY, Session, session_of
@@ -178,6 +188,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     """
     options = session_of(config).options
     lines = [f"trainstab: seed={run_seed(options)} default model={options.model}"]
+    if options.widths:  # a ladder of the user's: what its largest rung will need, before anything trains
+        try:
+            rung = width_configs(sweep_config(options, ModelUnderTest()), [max(options.widths)])[0]
+        except TrainstabError:
+            pass  # a width the ladder refuses: its checks say why
+        else:
+            lines.append(
+                f"trainstab: width ladder {','.join(map(str, options.widths))}: about "
+                f"{estimated_bytes(rung) / 2**30:.2g} GiB for width {rung.model.width} (the largest rung)"
+            )
     return lines + [f"trainstab: {line}" for line in header_lines(options)]
 
 
@@ -193,19 +213,28 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 
 
 @pytest.hookimpl(tryfirst=True)
-@pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
-    """On the Ray executor, train every sweep the collected checks read as one batch, before the first test."""
-    if session.config.option.collectonly or not session.items:
+    """On the Ray executor, train every sweep the collected checks read as one batch, before the first test.
+
+    Not when nothing will run (``--collect-only``, collection errors): and a batch that fails is reported in one
+    line and left to the tests, each of which then trains its own sweep and reports its own error.
+    """
+    if session.config.option.collectonly or not session.items or session.testsfailed:
         return
-    options = session_of(session.config).options
-    if options.executor == "ray":
+    if session_of(session.config).options.executor != "ray":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    try:
         asked = train_ahead(session.config, session.items)
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and asked:
-            reporter.write_line(f"trainstab: trained {asked} sweep(s) as one batch of Ray tasks, ahead of the tests")
+    except TrainstabError as error:
+        line = f"trainstab: training ahead on Ray failed ({error}); each test trains its own sweep"
+    else:
+        line = f"trainstab: trained {asked} sweep(s) as one batch of Ray tasks, ahead of the tests" if asked else ""
+    if reporter is not None and line:
+        reporter.write_line(line)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Let checks find the running test (to attach their verdicts to its report), from its fixtures on."""
     item.stash[CURRENT_TOKEN_KEY] = CURRENT_ITEM.set(item)

@@ -6,7 +6,8 @@ there is no scheduler of ours. The cluster is the one ``RAY_ADDRESS`` names (``r
 address ``ray start`` printed, or ``auto``); without it, a single-node Ray is started for this process,
 listening on loopback only (:data:`LOOPBACK_ONLY`), and stops with it. A task trains exactly what a local
 worker would (:func:`trainstab.sweep.train_stack`: one stack, one thread, its own seed), so the numbers are
-the local executor's, bit for bit on the same machine type.
+the local executor's, bit for bit when the nodes have the driver's CPU type (another CPU's kernels round
+differently, as they would locally).
 
 Each task asks for one CPU, and one GPU when the sweep trains on CUDA (Ray then shows the task its own GPU
 as ``cuda``). The driver keeps the session cache, the persistent cache and the baselines: tasks get a
@@ -27,7 +28,8 @@ from trainstab.engine import MemberRun
 from trainstab.errors import TrainstabError
 
 _Result = TypeVar("_Result")
-#: Trains one stack of a sweep: ``trainstab.sweep.train_stack``, passed in (sweep is the caller).
+#: Trains one stack of a sweep: ``trainstab.sweep.train_stack``, passed in (sweep is the caller, and Ray pickles
+#: it by name).
 TrainStack = Callable[[SweepConfig, list[float]], list[MemberRun]]
 
 #: Ray's switch for a one-machine Ray (its default on macOS and Windows): the node is 127.0.0.1 and every Ray
@@ -49,18 +51,27 @@ def ray_module() -> Any:
         raise TrainstabError(
             "the ray executor needs Ray: pip install 'trainstab[ray]' (or drop the executor option to train locally)"
         ) from None
-    if not ray.is_initialized():
-        try:
-            if address:  # a cluster: an address `ray start` printed, ray://host:10001, or auto
-                ray.init(address=address, log_to_driver=False)
-            else:  # a new one-machine Ray for this process: loopback only, no dashboard; it stops when we exit
-                ray.init(address="local", include_dashboard=False, log_to_driver=False)
-        except Exception as error:  # Ray's own kinds: connection, authentication, timeout, bad address
-            where = f"the Ray at RAY_ADDRESS={address}" if address else "a Ray on this machine"
-            raise TrainstabError(
-                f"cannot start or reach {where}: {type(error).__name__}: {error}; check that the cluster is up "
-                "(ray status) and its token is available, or unset RAY_ADDRESS to run a Ray on this machine"
-            ) from None
+    if ray.is_initialized():
+        return ray
+    try:
+        if address:  # a cluster: an address `ray start` printed, ray://host:10001, or auto
+            ray.init(address=address, log_to_driver=False)
+        else:  # a new one-machine Ray for this process: no dashboard; it stops when we exit
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    except Exception as error:  # Ray's own kinds: connection, authentication, timeout, bad address
+        where = f"the Ray at RAY_ADDRESS={address}" if address else "a Ray on this machine"
+        raise TrainstabError(
+            f"cannot start or reach {where}: {type(error).__name__}: {error}; check that the cluster is up "
+            "(ray status) and its token is available, or unset RAY_ADDRESS to run a Ray on this machine"
+        ) from None
+    nodes = {node["NodeManagerAddress"] for node in ray.nodes()}  # type: ignore[no-untyped-call]
+    if not address and nodes != {"127.0.0.1"}:  # Ray was imported before the switch could be set
+        ray.shutdown()
+        raise TrainstabError(
+            f"the Ray started here listens on {', '.join(sorted(nodes))}, not only on loopback: Ray was imported "
+            f"before trainstab could keep it there. Set {LOOPBACK_ONLY[0]}={LOOPBACK_ONLY[1]} in the environment, "
+            "or start a cluster (ray start --head) and set RAY_ADDRESS"
+        )
     return ray
 
 
@@ -71,18 +82,61 @@ def _on_task_path(sys_path: list[str]) -> None:
             sys.path.insert(0, entry)
 
 
-def _train_stack_task(train: TrainStack, config: SweepConfig, lrs: list[float], sys_path: list[str]) -> list[MemberRun]:
-    """A Ray task: train one stack exactly as a local worker process would."""
-    _on_task_path(sys_path)
-    if on_gpu(config):  # Ray shows the task only the GPU it was given, as cuda:0
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, device="cuda"))
-    return train(config, lrs)
+def _for_the_node(argument: Any) -> Any:
+    """A sweep config as a task must see it: the GPU Ray gave the task is its ``cuda`` (Ray shows it only that
+    one, as cuda:0); anything else unchanged."""
+    if isinstance(argument, SweepConfig) and on_gpu(argument):
+        return dataclasses.replace(argument, train=dataclasses.replace(argument.train, device="cuda"))
+    return argument
 
 
 def _call_task(function: Callable[..., _Result], arguments: tuple[Any, ...], sys_path: list[str]) -> _Result:
-    """A Ray task: ``function(*arguments)`` with the driver's import paths."""
+    """A Ray task: ``function(*arguments)`` with the driver's import paths, on the node's own GPU."""
     _on_task_path(sys_path)
-    return function(*arguments)
+    return function(*(_for_the_node(argument) for argument in arguments))
+
+
+def _for_the_cluster(argument: Any) -> Any:
+    """A sweep config as a node can read it: its corpus path absolute (a node's working folder is not ours)."""
+    if isinstance(argument, SweepConfig) and argument.corpus is not None:
+        return dataclasses.replace(argument, corpus=os.path.abspath(argument.corpus))
+    return argument
+
+
+def _check_gpus(ray: Any, gpus: float) -> None:
+    """A GPU task on a cluster without GPUs would wait forever: refuse it now."""
+    available = ray.cluster_resources().get("GPU", 0)
+    if gpus > 0 and available < gpus:
+        raise TrainstabError(
+            f"the sweep trains on CUDA, and the Ray cluster has {available:g} GPU(s): start nodes with GPUs "
+            "(ray start --num-gpus N), or train on the CPU"
+        )
+
+
+def run_calls(
+    function: Callable[..., _Result],
+    calls: Sequence[tuple[Any, ...]],
+    gpus: Sequence[float],
+    weights: Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[_Result]:
+    """``[function(*arguments) for arguments in calls]``, each call a Ray task asking for one CPU and its
+    entry of ``gpus`` GPUs; the results in the order of ``calls``.
+
+    ``function`` must be importable on the nodes (a module-level function, pickled by name). Sweep configs
+    among the arguments get an absolute corpus path and, on the node, the task's own GPU. ``progress(done,
+    total)`` counts finished calls, each weighing its entry of ``weights`` (default 1). The first task
+    that fails stops the rest; a :class:`TrainstabError` in a task is raised here as it was raised there.
+    """
+    ray = ray_module()
+    _check_gpus(ray, max(gpus, default=0))
+    task = ray.remote(num_cpus=1)(_call_task)
+    path = [os.path.abspath(entry) for entry in sys.path]  # "" and relative entries: the driver's folder
+    futures = [
+        task.options(num_gpus=gpu).remote(function, tuple(_for_the_cluster(a) for a in arguments), path)
+        for arguments, gpu in zip(calls, gpus, strict=True)
+    ]
+    return _gather(ray, futures, list(weights) if weights is not None else [1] * len(futures), progress)
 
 
 def run_stacks(
@@ -91,54 +145,31 @@ def run_stacks(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[list[MemberRun]]:
     """``train(config, lrs)`` (``trainstab.sweep.train_stack``) of every job as one Ray task, in the order of
-    ``jobs``.
-
-    ``progress(done, total)`` counts optimizer steps of finished stacks.
-    """
-    ray = ray_module()
+    ``jobs``; ``progress(done, total)`` counts optimizer steps of finished stacks."""
+    gpus = [1.0 if on_gpu(config) else 0.0 for config, _ in jobs]
     steps = [config.train.steps for config, _ in jobs]
-    task = ray.remote(num_cpus=1)(_train_stack_task)
-    futures = [
-        task.options(num_gpus=1 if on_gpu(config) else 0).remote(train, config, lrs, sys.path) for config, lrs in jobs
-    ]
-    return _gather(ray, futures, steps, progress)
-
-
-def run_calls(
-    function: Callable[..., _Result],
-    calls: Sequence[tuple[Any, ...]],
-    gpus: float = 0,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[_Result]:
-    """``[function(*arguments) for arguments in calls]``, each call a Ray task (one CPU, ``gpus`` GPUs).
-
-    ``function`` must be importable on the nodes (a module-level function). ``progress(done, total)``
-    counts finished calls.
-    """
-    ray = ray_module()
-    task = ray.remote(num_cpus=1, num_gpus=gpus)(_call_task)
-    futures = [task.remote(function, arguments, sys.path) for arguments in calls]
-    return _gather(ray, futures, [1] * len(futures), progress)
+    return run_calls(train, [(config, lrs) for config, lrs in jobs], gpus, steps, progress)
 
 
 def _gather(ray: Any, futures: list[Any], weights: list[int], progress: Callable[[int, int], None] | None) -> list[Any]:
-    """The tasks' results in submission order, reporting progress as they finish; Ctrl-C cancels the rest."""
+    """The tasks' results in submission order, reporting progress as they finish.
+
+    A failed task, or Ctrl-C, cancels the tasks still pending.
+    """
     total, done = sum(weights), 0
     weight_of = {future: weight for future, weight in zip(futures, weights, strict=True)}
     pending = list(futures)
     try:
         while pending:
             finished, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+            ray.get(finished)  # a task's failure surfaces now, not after every other task
             done += sum(weight_of[future] for future in finished)
             if progress is not None:
                 progress(done, total)
         return list(ray.get(futures))
-    except KeyboardInterrupt:
+    except BaseException as error:
         for future in pending:
             ray.cancel(future, force=True)
-        raise
-    except ray.exceptions.RayTaskError as error:  # the task's own exception, raised again here
-        cause = error.as_instanceof_cause()
-        if isinstance(cause, TrainstabError):
-            raise TrainstabError(str(cause).splitlines()[-1]) from None
+        if isinstance(error, ray.exceptions.RayTaskError) and isinstance(error.cause, TrainstabError):
+            raise TrainstabError(str(error.cause)) from None  # the task's own message, as the local run says it
         raise

@@ -301,7 +301,6 @@ def check_coordinates(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
     return CheckResult("coordinates", result.passed, result.slopes[layer], result.band, None, message)
 
 
-#: The scaling checks, in the order they are reported (after the battery). No baselines: they gate on bounds.
 #: The ladders each scaling check reads (the coordinate check trains its own short runs, not sweeps).
 LADDERS_READ: dict[str, tuple[str, ...]] = {
     "attention_forecast": ("width",),
@@ -311,6 +310,7 @@ LADDERS_READ: dict[str, tuple[str, ...]] = {
     "coordinates": (),
 }
 
+#: The scaling checks, in the order they are reported (after the battery). No baselines: they gate on bounds.
 SCALING_CHECKS: dict[str, Check] = {
     check.name: check
     for check in (

@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import signal
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing.sharedctypes import Synchronized
@@ -58,12 +59,15 @@ def train_stack(
     config: SweepConfig, lrs: list[float], progress: Callable[[int], None] | None = None
 ) -> list[MemberRun]:
     """Train one stack of learning rates on one thread; used in and out of worker processes and Ray tasks."""
+    check_device(config)  # on a Ray node, the first look at its GPU
     corpus = load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
-    with isolated_torch_state(threads=1, deterministic=on_gpu(config)):  # a user model's global changes stay inside
+    # A user model's global changes stay inside; PyTorch names the ops it ran without a deterministic kernel.
+    with isolated_torch_state(threads=1, deterministic=on_gpu(config)), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         model, lr_multipliers = build_stack(
             config.model_name, config.model, len(lrs), config.train.seed, config.train.device
         )
-        return train_members(
+        runs = train_members(
             model,
             lr_multipliers,
             lrs,
@@ -73,6 +77,19 @@ def train_stack(
             progress,
             vocab_size=0 if config.model_name == "reference" else config.model.vocab_size,  # the reference's names tell
         )
+    nondeterministic = sorted(
+        {str(w.message).split(" does not have")[0] for w in seen if _NONDETERMINISTIC in str(w.message)}
+    )
+    for warning in seen:  # the rest are the model's own: shown as they would have been
+        if _NONDETERMINISTIC not in str(warning.message):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    for run in runs:
+        run.nondeterministic_ops = nondeterministic
+    return runs
+
+
+#: How PyTorch words an op without a deterministic kernel when deterministic algorithms only warn.
+_NONDETERMINISTIC = "does not have a deterministic implementation"
 
 
 # The worker processes report progress through this shared counter of stack-steps done.
@@ -105,7 +122,8 @@ def preflight(config: SweepConfig) -> None:
     before any worker starts.
     """
     validate(config)
-    check_device(config)
+    if config.executor == "local":  # on Ray the nodes have the GPUs: each task checks its own (train_stack)
+        check_device(config)
     load_corpus(config.corpus, config.model.context_length, config.model.vocab_size)
     check_model(config.model_name, config.model, config.train.seed)
 
@@ -169,7 +187,12 @@ def _summarize_sweep(config: SweepConfig, member_runs: list[MemberRun], workers:
         lr_sensitivity=sensitivity,
         best_lr=best_lr,
         environment=environment(
-            config.train.seed, 1, workers, device=config.train.device, precision=config.train.precision
+            config.train.seed,
+            1,
+            workers,
+            device=config.train.device,
+            precision=config.train.precision,
+            nondeterministic=sorted({op for run in member_runs for op in run.nondeterministic_ops}),
         ),
         elapsed_seconds=elapsed,
     )

@@ -37,6 +37,8 @@ def isolated_torch_state(threads: int | None = None, deterministic: bool = False
     saved_deterministic = torch.are_deterministic_algorithms_enabled()
     saved_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     saved_rng = torch.get_rng_state()
+    # A GPU's generators too, once CUDA is up (asking earlier would start it for nothing).
+    saved_cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None  # type: ignore[no-untyped-call]
     try:
         torch.set_default_dtype(_START_DTYPE)
         torch.set_grad_enabled(True)
@@ -52,3 +54,5 @@ def isolated_torch_state(threads: int | None = None, deterministic: bool = False
         torch.set_grad_enabled(saved_grad)
         torch.use_deterministic_algorithms(saved_deterministic, warn_only=saved_warn_only)
         torch.set_rng_state(saved_rng)
+        if saved_cuda_rng is not None:
+            torch.cuda.set_rng_state_all(saved_cuda_rng)
