@@ -59,8 +59,18 @@ def test_the_file_records_protocol_recipe_and_environment_but_no_machine_paths(s
     assert data["protocol"]["lrs"] == [0.01, 0.3]
     assert data["protocol"]["corpus"].startswith("corpus.npy (")
     assert data["recipe"]["model.qk_layernorm"] is True
-    assert set(data["environment"]) == {"trainstab", "torch", "python", "cpu", "seed"}
-    assert "workers" not in data["recipe"] and "train.seed" not in data["recipe"]
+    assert set(data["environment"]) == {
+        "trainstab",
+        "torch",
+        "python",
+        "cpu",
+        "device_name",
+        "precision",
+        "reproducibility",
+        "seed",
+    }
+    assert (data["protocol"]["train.device"], data["protocol"]["train.precision"]) == ("cpu", "fp32")
+    assert not {"workers", "executor", "train.seed"} & set(data["recipe"])
 
 
 def test_a_missing_baseline_reads_as_none(tmp_path):
