@@ -145,7 +145,8 @@ def run_sweeps(configs: Sequence[SweepConfig], progress: Callable[[int, int], No
     Every stack of every sweep is handed to the executor at once (the first config's ``executor`` and
     ``workers``): local worker processes, or Ray tasks spread over a cluster. A stack's numbers depend only
     on the stack, so the results are those of :func:`run_sweep` on each config. ``progress(done, total)``
-    counts optimizer steps of stacks. Every config is checked before anything trains.
+    counts optimizer steps of stacks. Every config is checked before anything trains. Each result's
+    ``elapsed_seconds`` is the wall-clock of the whole batch: its stacks trained interleaved with the others'.
     """
     if not configs:
         return []
