@@ -46,6 +46,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -65,7 +66,7 @@ from trainstab.results import (  # noqa: E402
     SweepResult,
     sweep_to_dict,
 )
-from trainstab.scaling import ScalingThresholds  # noqa: E402
+from trainstab.scaling import SPLIT_LOSS, ScalingThresholds, check_z_loss_effect  # noqa: E402
 from trainstab.sweep import run_sweep  # noqa: E402
 
 #: The checks that must fail for each problem of the zoo: the one that names it, and LR sensitivity for the
@@ -376,6 +377,34 @@ def _check_at(
     return errors
 
 
+def z_loss_effects(cache: Path, seed: int = 0) -> None:
+    """z_loss_effect on every zoo model: its default sweep (z-loss 1e-4) against a twin without z-loss.
+
+    Prints, per model, the mean pull of the final |log Z| toward 0 and the largest final-loss cost over the LRs
+    the check looks at, then the smallest pull and the largest cost over all models: the room the defaults
+    ``Z_LOSS_PULL`` and ``Z_LOSS_COST`` sit in.
+    """
+    t = ScalingThresholds()
+    print(f"z_loss_effect: default profile, seed {seed}, bounds pull >= {t.z_loss_pull:g}, cost <= {t.z_loss_cost:g}")
+    pulls, costs = [], []
+    for model in ZOO:
+        base = measure(model, "default", seed, cache).sweep
+        twin = measure(replace(model, overrides=(*model.overrides, "z_loss=0")), "default", seed, cache).sweep
+        evidence = SimpleNamespace(base=base.config, sweep=base, without_z_loss=twin)
+        result = check_z_loss_effect(evidence, t)  # type: ignore[arg-type]
+        kept = [(on, off) for on, off in zip(base.runs, twin.runs, strict=True)
+                if on.lr <= t.max_lr and not on.diverged and not off.diverged]  # fmt: skip
+        cost = min(on.final_loss for on, _ in kept) - min(off.final_loss for _, off in kept)
+        together = sum(abs(on.final_loss - off.final_loss) <= SPLIT_LOSS for on, off in kept)
+        pulls.append(result.value)
+        costs.append(cost)
+        label = "stable" if model.stable else model.problem
+        print(f"  {model.label:<48} {label:<17} pull {result.value:+.4f} over {together}/{len(kept)} LRs  "
+              f"cost at the best LR {cost:+.4f}  {result.verdict}")  # fmt: skip
+    print(f"smallest pull {min(pulls):.4f} nats, median {statistics.median(pulls):.4f}; largest cost at the best "
+          f"LR {max(costs):+.4f}")  # fmt: skip
+
+
 def main() -> None:
     """Measure the zoo under each profile, print the tables and the label confirmations."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -388,7 +417,11 @@ def main() -> None:
     parser.add_argument("--verdicts", type=Path, help="also write each model's failed checks here (JSON)")
     parser.add_argument("--forecast", action="store_true", help="only the attention forecast on the width ladders")
     parser.add_argument("--check-width", type=int, help="with --forecast: also train this width, compare forecasts")
+    parser.add_argument("--z-loss", action="store_true", help="only z_loss_effect: every model with and without")
     args = parser.parse_args()
+    if args.z_loss:
+        z_loss_effects(args.cache)
+        return
     if args.forecast:
         forecasts(args.cache, check_width=args.check_width)
         return

@@ -74,3 +74,25 @@ def dead_branch(size):
 def seeded_randn(*shape):
     """A helper some factories use (kept to show factories are plain Python)."""
     return torch.randn(*shape)
+
+
+class ReturnsLogProbabilities(nn.Module):
+    """A language model whose forward ends in ``log_softmax``, as PyTorch's word_language_model example does.
+
+    Its outputs are log-probabilities: their log-sum-exp, log Z, is 0 whatever the weights, so the z-loss
+    term c * (log Z)^2 is a constant and has no gradient. z-loss cannot act on it: z_loss_effect must fail it.
+    """
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, idx):
+        return F.log_softmax(self.inner(idx), dim=-1)
+
+
+def log_softmax_output(size):
+    """A stable pre-LN GPT with qk-norm (gpt_models.py) that returns log-probabilities."""
+    from gpt_models import pre_ln_qk_norm  # stability_tests/ is on the path, as for every factory here
+
+    return ReturnsLogProbabilities(pre_ln_qk_norm(size))

@@ -8,8 +8,9 @@ from trainstab.config import ModelConfig, SweepConfig
 from trainstab.ladder import LadderResult, Rung
 from trainstab.results import RunResult, SweepResult
 from trainstab.scaling import (
-    LADDERS_READ,
+    PAIRED_CHECKS,
     SCALING_CHECKS,
+    SWEEPS_READ,
     Evidence,
     ScalingConfig,
     ScalingThresholds,
@@ -62,7 +63,7 @@ def test_attention_advice_fits_the_model():
 
 
 def test_every_scaling_check_says_which_ladders_it_reads():
-    assert set(LADDERS_READ) == set(SCALING_CHECKS)
+    assert set(SWEEPS_READ) == set(SCALING_CHECKS) | set(PAIRED_CHECKS)
     evidence = Evidence(SweepConfig(), ScalingConfig(widths=(32, 48, 64), depths=(1, 2, 4)))
     assert [c.model.width for c in evidence.sweeps_read_by(["eps_forecast"])] == [32, 48, 64]
     both = evidence.sweeps_read_by(["sensitivity_scaling"])

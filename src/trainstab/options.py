@@ -326,6 +326,15 @@ OPTIONS: tuple[Option, ...] = (
         ("scaling.max_extrapolation_decades",),
     ),
     Option("widths", int_list, "width ladder of the scaling checks", ("ladders.widths",)),
+    Option(
+        "z-loss-pull",
+        non_negative,
+        "z_loss_effect: least mean pull of |log Z| toward 0, nats",
+        ("scaling.z_loss_pull",),
+    ),
+    Option(
+        "z-loss-cost", non_negative, "z_loss_effect: most final loss z-loss may cost, nats", ("scaling.z_loss_cost",)
+    ),
     Option("depths", int_list, "depth ladder of the scaling checks", ("ladders.depths",)),
 )
 OPTION_BY_NAME = {option.name: option for option in OPTIONS}
@@ -359,6 +368,8 @@ class RunOptions:
     target_params: float | None = None
     max_extrapolation: float | None = None
     widths: tuple[int, ...] | None = None
+    z_loss_pull: float | None = None
+    z_loss_cost: float | None = None
     depths: tuple[int, ...] | None = None
     overrides: tuple[str, ...] = ()  # --set / trainstab_set: key=value, in order
     update_baseline: bool = False  # rewrite missing, worse or incomparable baselines, and pass

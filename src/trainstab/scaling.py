@@ -18,6 +18,7 @@ ladder and coordinate check, each computed on first use; its ``sweep`` is the ba
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -47,6 +48,13 @@ class ScalingConfig:
     coordinates: CoordinateConfig = field(default_factory=CoordinateConfig)
 
 
+#: z_loss_effect: twins whose final losses differ by more than this (nats) went down different trajectories.
+SPLIT_LOSS = 0.05
+#: z_loss_effect's bounds (nats): the least mean pull of |log Z| toward 0 and the most final loss z-loss may cost.
+Z_LOSS_PULL = 0.005
+Z_LOSS_COST = 0.05
+
+
 @dataclass(frozen=True)
 class ScalingThresholds:
     """Bounds of the scaling checks; each can be overridden per project."""
@@ -61,6 +69,10 @@ class ScalingThresholds:
     # across its own sizes (calibrated on the reference's ladders); across architectures 0.3 does not separate.
     lr_sensitivity: float = 0.3
     lr_drift: float = 0.25  # max |d log10(optimal LR) / d log10(width)|; standard Adam's hidden layers: 1
+    # z_loss_effect: z-loss must pull the final |log Z| toward 0 by at least this (nats, mean over the LRs),
+    # and cost at most this much of the best final loss (calibrated on the zoo: benchmarks/calibrate.py --z-loss).
+    z_loss_pull: float = Z_LOSS_PULL
+    z_loss_cost: float = Z_LOSS_COST
     flags: str = Thresholds.flags  # how messages spell the flags (the front end's)
 
 
@@ -87,18 +99,26 @@ class Evidence:
         return result
 
     def sweeps_read_by(self, checks: Iterable[str]) -> list[SweepConfig]:
-        """The sweeps the named checks read: the base for a battery check, the rungs of the ladders
-        :data:`LADDERS_READ` names for a scaling check. What a Ray run trains as one batch up front."""
-        configs = []
-        for name in checks:
-            ladders = LADDERS_READ.get(name)
-            if ladders is None:  # a battery check: the base sweep
-                configs.append(self.base)
-            if ladders and "width" in ladders:
-                configs.extend(width_configs(self.base, self.scaling.widths))
-            if ladders and "depth" in ladders:
-                configs.extend(depth_configs(self.base, self.scaling.depths))
-        return configs
+        """The sweeps the named checks read (:data:`SWEEPS_READ`; a battery check reads the base sweep).
+        What a Ray run trains as one batch up front."""
+        configs = {
+            "base": lambda: [self.base],
+            "without_z_loss": lambda: [self.without_z_loss_config],
+            "width": lambda: width_configs(self.base, self.scaling.widths),
+            "depth": lambda: depth_configs(self.base, self.scaling.depths),
+        }
+        return [config for name in checks for read in SWEEPS_READ.get(name, ("base",)) for config in configs[read]()]
+
+    @property
+    def without_z_loss_config(self) -> SweepConfig:
+        """The base sweep with z-loss off: the twin :func:`check_z_loss_effect` compares it with."""
+        return dataclasses.replace(self.base, train=dataclasses.replace(self.base.train, z_loss=0.0))
+
+    @functools.cached_property
+    def without_z_loss(self) -> SweepResult:
+        """The base model's sweep with z-loss off."""
+        (result,) = self._sweeps([self.without_z_loss_config])
+        return result
 
     @functools.cached_property
     def width_ladder(self) -> LadderResult:
@@ -301,14 +321,84 @@ def check_coordinates(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
     return CheckResult("coordinates", result.passed, result.slopes[layer], result.band, None, message)
 
 
-#: The ladders each scaling check reads (the coordinate check trains its own short runs, not sweeps).
-LADDERS_READ: dict[str, tuple[str, ...]] = {
+def check_z_loss_effect(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
+    """z-loss does its job on this model: against a twin trained without it, the final |log Z| is pulled
+    toward 0 by at least ``z_loss_pull`` nats (mean over the LRs up to ``max_lr`` where neither diverged),
+    and the best final loss over those LRs is at most ``z_loss_cost`` nats worse."""
+    coefficient = evidence.base.train.z_loss
+    if coefficient <= 0:
+        return CheckResult(
+            "z_loss_effect",
+            False,
+            0.0,
+            t.z_loss_pull,
+            None,
+            f"z-loss is off for this model (z_loss=0): there is no effect to measure; set the coefficient to check "
+            f"({t.flags}set z_loss=1e-4, PaLM's)",
+        )
+    with_z = {run.lr: run for run in evidence.sweep.runs}
+    pairs = [
+        (with_z[off.lr], off)
+        for off in evidence.without_z_loss.runs
+        if off.lr in with_z and off.lr <= t.max_lr and not off.diverged and not with_z[off.lr].diverged
+    ]
+    if not pairs:
+        return CheckResult(
+            "z_loss_effect",
+            False,
+            0.0,
+            t.z_loss_pull,
+            None,
+            "every LR diverged with or without z-loss: nothing to compare",
+        )
+    # At a chaotic high LR z-loss's nudge sends the run down another trajectory, whose log Z then moves either
+    # way by more than z-loss moves it (hf:qwen3 at LR 0.1: |log Z| 5.619 -> 5.672, loss +0.25). The pull is
+    # measured at the LRs whose twins stayed together (final losses within SPLIT_LOSS); when none did, z-loss
+    # itself moved every loss (a large coefficient), and every LR counts.
+    together = [(on, off) for on, off in pairs if abs(on.final_loss - off.final_loss) <= SPLIT_LOSS] or pairs
+    pull = statistics.fmean(abs(off.log_z_mean) - abs(on.log_z_mean) for on, off in together)
+    # The cost at the best LR: what a team trains at.
+    best_on = min((on for on, _ in pairs), key=lambda run: run.final_loss)
+    best_off = min((off for _, off in pairs), key=lambda run: run.final_loss)
+    cost = best_on.final_loss - best_off.final_loss
+    table = ", ".join(
+        f"lr {on.lr:g}: |log Z| {abs(off.log_z_mean):.3f} -> {abs(on.log_z_mean):.3f}" for on, off in together
+    )
+    if pull < t.z_loss_pull:
+        message = (
+            f"z-loss {coefficient:g} pulled |log Z| toward 0 by {pull:.4f} nats on average, less than "
+            f"{t.z_loss_pull:g} ({table}): it does not act on this model's output logits. A model that returns "
+            "log-probabilities (log_softmax) has log Z = 0 whatever its weights, so z-loss has no gradient; one "
+            "whose logits are fixed by something the loss cannot move (a frozen or detached head) neither "
+            f"(override with {t.flags}z-loss-pull)"
+        )
+    elif cost > t.z_loss_cost:
+        message = (
+            f"z-loss {coefficient:g} cost {cost:.4f} nats of the best final loss ({best_on.final_loss:.4f} at "
+            f"lr={best_on.lr:g}, against {best_off.final_loss:.4f} at lr={best_off.lr:g} without it), more than "
+            f"{t.z_loss_cost:g}: the coefficient is too large for this model; try a smaller one "
+            f"(override with {t.flags}z-loss-cost)"
+        )
+    else:
+        message = (
+            f"z-loss {coefficient:g} pulled |log Z| toward 0 by {pull:.4f} nats on average (>= {t.z_loss_pull:g}) "
+            f"and cost {cost:+.4f} nats of the best final loss ({table})"
+        )
+    passed = pull >= t.z_loss_pull and cost <= t.z_loss_cost
+    return CheckResult("z_loss_effect", passed, pull, t.z_loss_pull, best_on.lr, message)
+
+
+#: The sweeps each check beyond the battery reads: the base sweep, its twin without z-loss, the ladders' rungs.
+#: (The coordinate check trains its own short runs, not sweeps.)
+SWEEPS_READ: dict[str, tuple[str, ...]] = {
     "attention_forecast": ("width",),
     "eps_forecast": ("width",),
     "sensitivity_scaling": ("width", "depth"),
     "lr_transfer": ("width",),
     "coordinates": (),
+    "z_loss_effect": ("base", "without_z_loss"),
 }
+
 
 #: The scaling checks, in the order they are reported (after the battery). No baselines: they gate on bounds.
 SCALING_CHECKS: dict[str, Check] = {
@@ -321,3 +411,5 @@ SCALING_CHECKS: dict[str, Check] = {
         Check("coordinates", check_coordinates, (), "scaling"),
     )
 }
+#: Checks that train the model twice, with and without a remedy, and hold the difference: opt in by name.
+PAIRED_CHECKS: dict[str, Check] = {"z_loss_effect": Check("z_loss_effect", check_z_loss_effect, (), "scaling")}

@@ -34,7 +34,7 @@ from trainstab.environment import trainstab_version
 from trainstab.errors import TrainstabError
 from trainstab.gate import Verdict, judge
 from trainstab.options import ModelUnderTest, scaling_plan, sweep_config
-from trainstab.registry import CHECK_NAMES, CHECKS, SCALING_CHECK_NAMES
+from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_CHECK_NAMES
 from trainstab.report import model_curves
 from trainstab.results import SweepResult
 from trainstab.scaling import Evidence
@@ -43,6 +43,7 @@ from trainstab.session_cache import read_sweep, write_sweep
 
 __all__ = [  # ModelUnderTest lives in trainstab.options (shared with the CLI) and is re-exported here
     "CHECK_NAMES",
+    "PAIRED_CHECK_NAMES",
     "SCALING_CHECK_NAMES",
     "ModelUnderTest",
     "StabilityCheck",
