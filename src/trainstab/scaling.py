@@ -323,18 +323,17 @@ def check_coordinates(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
 
 def check_z_loss_effect(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
     """z-loss does its job on this model: against a twin trained without it, the final |log Z| is pulled
-    toward 0 by at least ``z_loss_pull`` nats (mean over the LRs up to ``max_lr`` where neither diverged),
-    and the best final loss over those LRs is at most ``z_loss_cost`` nats worse."""
+    toward 0 by at least ``z_loss_pull`` nats (mean over the LRs up to ``max_lr`` where neither diverged and
+    the twins stayed on one trajectory), and the best final loss is at most ``z_loss_cost`` nats worse."""
+
+    def refused(why: str) -> CheckResult:
+        return CheckResult("z_loss_effect", False, 0.0, t.z_loss_pull, None, why)
+
     coefficient = evidence.base.train.z_loss
     if coefficient <= 0:
-        return CheckResult(
-            "z_loss_effect",
-            False,
-            0.0,
-            t.z_loss_pull,
-            None,
+        return refused(
             f"z-loss is off for this model (z_loss=0): there is no effect to measure; set the coefficient to check "
-            f"({t.flags}set z_loss=1e-4, PaLM's)",
+            f"({t.flags}set z_loss=1e-4, PaLM's)"
         )
     with_z = {run.lr: run for run in evidence.sweep.runs}
     pairs = [
@@ -343,14 +342,7 @@ def check_z_loss_effect(evidence: Evidence, t: ScalingThresholds) -> CheckResult
         if off.lr in with_z and off.lr <= t.max_lr and not off.diverged and not with_z[off.lr].diverged
     ]
     if not pairs:
-        return CheckResult(
-            "z_loss_effect",
-            False,
-            0.0,
-            t.z_loss_pull,
-            None,
-            "every LR diverged with or without z-loss: nothing to compare",
-        )
+        return refused("every LR diverged with or without z-loss: nothing to compare")
     # At a chaotic high LR z-loss's nudge sends the run down another trajectory, whose log Z then moves either
     # way by more than z-loss moves it (hf:qwen3 at LR 0.1: |log Z| 5.619 -> 5.672, loss +0.25). The pull is
     # measured at the LRs whose twins stayed together (final losses within SPLIT_LOSS); when none did, z-loss
