@@ -146,6 +146,24 @@ def test_a_failing_task_raises_its_own_message_and_a_gpu_task_on_a_cpu_cluster_i
         run_calls(user_models.fails_in_a_task, [()], [1.0])
 
 
+def test_a_function_from_a_module_only_the_driver_can_import_runs_in_a_fresh_task(local_ray, tmp_path, monkeypatch):
+    # Ray unpickles a task's arguments before the task runs: the function must travel by name and be imported
+    # after the driver's paths are in place (a fresh module here, so no worker has imported it before).
+    (tmp_path / "only_on_the_drivers_path.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_on_the_drivers_path
+
+    assert run_calls(only_on_the_drivers_path.double, [(1,), (4,)], [0.0, 0.0]) == [2, 8]
+
+
+def test_a_function_a_task_cannot_import_is_refused_before_any_task_starts():
+    def local_function():
+        return None
+
+    with pytest.raises(TrainstabError, match=r"cannot import .*local_function.*top level of an importable module"):
+        run_calls(local_function, [()], [0.0])
+
+
 def test_without_ray_installed_the_ray_executor_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(TrainstabError, match=r"pip install 'trainstab\[ray\]'"):

@@ -18,6 +18,7 @@ and readable on the nodes (the driver's ``sys.path`` entries that exist on a nod
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from trainstab.engine import MemberRun
 from trainstab.errors import TrainstabError
 
 _Result = TypeVar("_Result")
-#: Trains one stack of a sweep: ``trainstab.sweep.train_stack``, passed in (sweep is the caller, and Ray pickles
+#: Trains one stack of a sweep: ``trainstab.sweep.train_stack``, passed in (sweep is the caller; a task imports
 #: it by name).
 TrainStack = Callable[[SweepConfig, list[float]], list[MemberRun]]
 
@@ -90,9 +91,29 @@ def _for_the_node(argument: Any) -> Any:
     return argument
 
 
-def _call_task(function: Callable[..., _Result], arguments: tuple[Any, ...], sys_path: list[str]) -> _Result:
-    """A Ray task: ``function(*arguments)`` with the driver's import paths, on the node's own GPU."""
+def _import_name(function: Callable[..., Any]) -> str:
+    """``module:qualname`` of a module-level function, as a task imports it; an error for anything else."""
+    module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        raise TrainstabError(
+            f"a Ray task cannot import {qualname or function!r} from {module}: pass a function defined at the "
+            "top level of an importable module"
+        )
+    return f"{module}:{qualname}"
+
+
+def _call_task(function_name: str, arguments: tuple[Any, ...], sys_path: list[str]) -> Any:
+    """A Ray task: ``function(*arguments)`` with the driver's import paths, on the node's own GPU.
+
+    The function travels by name and is imported only after the driver's paths are in place: Ray unpickles a
+    task's arguments before the task runs, so a function in a user module on those paths, sent as an
+    argument, would fail to import on a fresh worker.
+    """
     _on_task_path(sys_path)
+    module_name, qualname = function_name.split(":")
+    function: Any = importlib.import_module(module_name)
+    for attribute in qualname.split("."):
+        function = getattr(function, attribute)
     return function(*(_for_the_node(argument) for argument in arguments))
 
 
@@ -123,17 +144,18 @@ def run_calls(
     """``[function(*arguments) for arguments in calls]``, each call a Ray task asking for one CPU and its
     entry of ``gpus`` GPUs; the results in the order of ``calls``.
 
-    ``function`` must be importable on the nodes (a module-level function, pickled by name). Sweep configs
+    ``function`` must be importable on the nodes (a module-level function; it travels by name). Sweep configs
     among the arguments get an absolute corpus path and, on the node, the task's own GPU. ``progress(done,
     total)`` counts finished calls, each weighing its entry of ``weights`` (default 1). The first task
     that fails stops the rest; a :class:`TrainstabError` in a task is raised here as it was raised there.
     """
+    function_name = _import_name(function)
     ray = ray_module()
     _check_gpus(ray, max(gpus, default=0))
     task = ray.remote(num_cpus=1)(_call_task)
     path = [os.path.abspath(entry) for entry in sys.path]  # "" and relative entries: the driver's folder
     futures = [
-        task.options(num_gpus=gpu).remote(function, tuple(_for_the_cluster(a) for a in arguments), path)
+        task.options(num_gpus=gpu).remote(function_name, tuple(_for_the_cluster(a) for a in arguments), path)
         for arguments, gpu in zip(calls, gpus, strict=True)
     ]
     return _gather(ray, futures, list(weights) if weights is not None else [1] * len(futures), progress)
