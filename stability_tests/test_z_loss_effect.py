@@ -14,6 +14,8 @@ from trainstab.testing import parametrize_with_checks
 REFERENCE = ModelUnderTest("reference", id="reference")
 #: Under this the pull of a model z-loss cannot act on must stay (nats): float32 rounding of log Z = 0.
 NO_PULL = 1e-4
+#: The failing demonstrations need only the LRs around the best one (0.01): one stack per sweep, not two.
+AROUND_THE_BEST_LR = {"lrs": ("the demonstration", "3e-3,1e-2,3e-2")}
 
 
 # The zoo's 28 models pass too (benchmarks/calibrate.py --z-loss); the reference stands for them here.
@@ -23,8 +25,9 @@ def test_z_loss_pulls_log_z_toward_zero_on_a_model_it_can_act_on(model, check):
 
 
 def test_on_a_model_that_returns_log_probabilities_z_loss_cannot_act_and_the_check_fails():
-    # 100 steps are enough: log Z is 0 at every step, whatever the weights.
-    config = sweep_config(parse_options({}, ["steps=100"]), ModelUnderTest("example_models:log_softmax_output"))
+    # 100 steps are enough: log Z is 0 at every step, whatever the weights and the LR.
+    model = ModelUnderTest("example_models:log_softmax_output")
+    config = sweep_config(parse_options(AROUND_THE_BEST_LR, ["steps=100"]), model)
     result = check_z_loss_effect(Evidence(config, sweeps=run_sweeps), ScalingThresholds())
     assert not result.passed
     assert abs(result.value) < NO_PULL  # no pull at all, not a small one
@@ -32,8 +35,9 @@ def test_on_a_model_that_returns_log_probabilities_z_loss_cannot_act_and_the_che
 
 
 def test_a_coefficient_far_too_large_costs_loss_and_the_check_fails_on_the_cost():
-    # z-loss 1, 10,000x PaLM's: log Z is pinned near 0 and the best final loss is 0.10 nats worse.
-    config = sweep_config(parse_options({}, ["z_loss=1"]), REFERENCE)
+    # z-loss 1, 10,000x PaLM's: log Z is pinned near 0 and the best final loss is 0.10 nats worse (3.6528 at
+    # lr 0.03 against 3.5493 at lr 0.01 without it; the same on the default 7-LR grid).
+    config = sweep_config(parse_options(AROUND_THE_BEST_LR, ["z_loss=1"]), REFERENCE)
     result = check_z_loss_effect(Evidence(config, sweeps=run_sweeps), ScalingThresholds())
     assert not result.passed
     assert result.value > ScalingThresholds().z_loss_pull  # it pulled: the cost is what fails

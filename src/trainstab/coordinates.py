@@ -26,13 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainstab.config import CoordinateConfig, SweepConfig
+from trainstab.config import CoordinateConfig, SweepConfig, on_gpu
 from trainstab.corpus import load_corpus
 from trainstab.engine import train_members
 from trainstab.errors import TrainstabError
 from trainstab.ladder import width_configs
 from trainstab.models import build_stack
 from trainstab.results import CoordinateResult
+from trainstab.torch_state import isolated_torch_state
 
 
 def _blocks(model: nn.Module, depth: int) -> nn.ModuleList:
@@ -57,7 +58,18 @@ def _first_tensor(output: object) -> torch.Tensor:
 
 
 def measure_width(config: SweepConfig, steps: int, lr: float) -> list[list[float]]:
-    """Block-output RMS per forward ([step][layer]) over ``steps`` steps at constant ``lr``."""
+    """Block-output RMS per forward ([step][layer]) over ``steps`` steps at constant ``lr``.
+
+    Trained on one thread, as a sweep's stacks are: the numbers then do not depend on the machine's core
+    count, and a check running beside xdist workers or a sweep's pool does not oversubscribe the cores
+    (two busy-waiting thread pools on two cores made a 2-second check take a minute).
+    """
+    with isolated_torch_state(threads=1, deterministic=on_gpu(config)):
+        return _measure_width(config, steps, lr)
+
+
+def _measure_width(config: SweepConfig, steps: int, lr: float) -> list[list[float]]:
+    """:func:`measure_width`'s body, inside its torch state."""
     train = dataclasses.replace(
         config.train, steps=steps, warmup_fraction=0.0, lr_floor=lr, probe_every=steps + 1
     )  # lr_floor = peak: no cosine decay inside the window
