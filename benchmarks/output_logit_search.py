@@ -15,9 +15,10 @@ every point after.
 
 Every 100 steps it logs, per LR: the mean, min and max of log Z over the batch's tokens, the min and max
 output logit, the training loss, and the Frobenius norm of the unembedding. Each finished point is written to
-``DIR/points/<name>.json`` at once (the resumable cache: a rerun skips finished points); a point that would
+``DIR/points/<name>-<steps>.json`` at once (the resumable cache: a rerun skips finished points); a point that would
 not finish within ``--budget-minutes`` (estimated from the first one) is left for the next run. At the end it
-writes ``DIR/summary.json`` and one PNG per point (log Z and loss against steps, with and without controls).
+writes ``DIR/summary.json`` (every finished point, of every ``--steps``) and one PNG per point and length
+(log Z and loss against steps, with and without controls).
 """
 
 from __future__ import annotations
@@ -186,14 +187,15 @@ def _log(
 
 
 def plot(points: dict[str, dict[str, Any]], out: Path) -> list[Path]:
-    """One PNG per uncontrolled point: mean log Z and loss against steps per LR, controls dashed."""
+    """One PNG per uncontrolled point and length (``<point>-<steps>.png``): mean log Z and loss against steps
+    per LR, controls dashed."""
     written = []
-    for name, data in points.items():
+    for name, data in points.items():  # name: <point>-<steps>
         if data["point"]["control"] != "none":
             continue
         figure, (z_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4))
         for control, style in (("none", "-"), ("z_loss", "--"), ("weight_decay", ":")):
-            other = points.get(name.replace("-none", f"-{control}"))
+            other = points.get(name.replace("-none-", f"-{control}-"))
             if other is None:
                 continue
             for lr, rows in zip(other["lrs"], other["curves"], strict=True):
@@ -258,11 +260,9 @@ def main() -> int:
             for lr, c in zip(data["lrs"], data["curves"], strict=True)
         )
         print(f"{point.name}: {data['seconds']:.0f} s; {ends}; diverged at {data['diverged_at']}", flush=True)
-    points = {
-        path.stem.rsplit("-", 1)[0]: json.loads(path.read_text())
-        for path in sorted((args.out / "points").glob(f"*-{args.steps}.json"))
-    }
-    summary = {"steps": args.steps, "lrs": list(LRS), "runs": summarize(points)}
+    # Every finished point of every length (``<name>-<steps>``): runs of another --steps stay in the summary.
+    points = {path.stem: json.loads(path.read_text()) for path in sorted((args.out / "points").glob("*.json"))}
+    summary = {"lrs": list(LRS), "runs": summarize(points)}
     write_atomically(args.out / "summary.json", json_text(summary), keep=False)  # ours: rewritten each run
     for png in plot(points, args.out):
         print(f"wrote {png}")

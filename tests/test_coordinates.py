@@ -46,3 +46,28 @@ def test_a_model_without_a_block_list_gets_a_clear_error():
 
     with pytest.raises(TrainstabError, match=r"nn\.ModuleList of 2 blocks"):
         _blocks(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), depth=2)
+
+
+def test_the_check_trains_on_one_thread_whatever_the_callers_thread_count(monkeypatch):
+    # As a sweep's stacks do: the numbers do not depend on the machine's cores, and beside xdist workers two
+    # busy-waiting thread pools do not fight over the cores. The caller's count is restored after.
+    import torch
+
+    from trainstab import coordinates
+
+    seen = []
+    train = coordinates.train_members
+
+    def counting(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(coordinates, "train_members", counting)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        coordinate_check(SweepConfig(), CoordinateConfig(widths=(16, 32, 48), steps=2, lr=1e-2))
+        assert seen == [1, 1, 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
