@@ -231,7 +231,8 @@ def cached_sweeps(config: pytest.Config, sweeps: list[SweepConfig]) -> list[Swee
     overlapping ladders wait for each other instead of training a rung twice, and never deadlock.
     """
     session = session_of(config)
-    wanted = {cache_key(sweep): sweep for sweep in sweeps}
+    keys = [cache_key(sweep) for sweep in sweeps]  # a key reads the model's source: computed once per sweep
+    wanted = dict(zip(keys, sweeps, strict=True))
     missing = {key: sweep for key, sweep in wanted.items() if key not in session.sweeps}
     with contextlib.ExitStack() as locks:
         for key in sorted(missing):
@@ -246,4 +247,4 @@ def cached_sweeps(config: pytest.Config, sweeps: list[SweepConfig]) -> list[Swee
             with contextlib.suppress(OSError):  # a full disk costs the other workers a retrain, not this result
                 write_sweep(session.private_folder() / f"{key}.json", result)
             session.sweeps[key] = result
-    return [session.sweeps[cache_key(sweep)] for sweep in sweeps]
+    return [session.sweeps[key] for key in keys]
