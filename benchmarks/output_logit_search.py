@@ -198,11 +198,12 @@ def plot(points: dict[str, dict[str, Any]], out: Path) -> list[Path]:
             other = points.get(name.replace("-none-", f"-{control}-"))
             if other is None:
                 continue
-            for lr, rows in zip(other["lrs"], other["curves"], strict=True):
+            for index, (lr, rows) in enumerate(zip(other["lrs"], other["curves"], strict=True)):
                 steps = [row["step"] for row in rows]
                 label = f"lr {lr:g}" + ("" if control == "none" else f", {control}")
-                z_axis.plot(steps, [row["log_z_mean"] for row in rows], style, label=label)
-                loss_axis.plot(steps, [row["loss"] for row in rows], style, label=label)
+                color = f"C{index}"  # one colour per LR, one line style per control
+                z_axis.plot(steps, [row["log_z_mean"] for row in rows], style, color=color, label=label)
+                loss_axis.plot(steps, [row["loss"] for row in rows], style, color=color, label=label)
         z_axis.set(xlabel="step", ylabel="mean log Z", title=name)
         loss_axis.set(xlabel="step", ylabel="training loss", yscale="log")
         z_axis.legend(fontsize=6)
