@@ -85,6 +85,9 @@ def test_bf16_autocasts_the_forward_only_weights_and_the_loss_stay_fp32(monkeypa
     assert seen["losses"] == {torch.float32}  # ...and the loss and log Z are computed from an fp32 copy
 
 
+# The preflight's one forward (outside the sweep's recording) says the kernel words too; on a real GPU run
+# it would not (the preflight runs on the CPU, without deterministic algorithms).
+@pytest.mark.filterwarnings("ignore:scatter_add_cuda_kernel does not have a deterministic implementation")
 def test_an_op_without_a_deterministic_kernel_makes_the_run_say_it_is_not_repeatable(monkeypatch):
     # PyTorch's words when deterministic algorithms only warn (on a GPU); a CPU run has no such op, so a
     # model says them here. Its other warnings reach the user as they would have.
