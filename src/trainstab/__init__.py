@@ -19,6 +19,7 @@ _EXPORTS = {
     "SweepConfig": "trainstab.config",
     "TrainConfig": "trainstab.config",
     "TrainstabError": "trainstab.errors",
+    "TrainstabWarning": "trainstab.errors",
     "capture_attention": "trainstab.capture",
     "is_capturing": "trainstab.capture",
     "record_attention_logits": "trainstab.capture",
@@ -39,6 +40,7 @@ __all__ = [
     "SweepResult",
     "TrainConfig",
     "TrainstabError",
+    "TrainstabWarning",
     "capture_attention",
     "is_capturing",
     "record_attention_logits",
@@ -48,7 +50,7 @@ __all__ = [
 if TYPE_CHECKING:
     from trainstab.capture import capture_attention, is_capturing, record_attention_logits
     from trainstab.config import PAPER_LR_GRID, ModelConfig, SweepConfig, TrainConfig
-    from trainstab.errors import TrainstabError
+    from trainstab.errors import TrainstabError, TrainstabWarning
     from trainstab.reference import ReferenceLM, ReferenceTransformer
     from trainstab.results import RunResult, SweepResult
     from trainstab.sweep import run_sweep

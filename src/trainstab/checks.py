@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from trainstab.errors import TrainstabError
 from trainstab.results import (
     ATTN_ENTROPY_LAYER,
     ATTN_MAX_LOGIT,
@@ -54,9 +55,11 @@ from trainstab.results import (
     ignored,
     max_abs_log_z,
     no_signal_tensors,
+    parameter_names,
     runs_up_to,
     smallest_grad_rms_over_eps,
     spike_score,
+    unmatched_patterns,
 )
 
 #: Checks that are measured, shown, reported and baselined, but do not fail a test by default, and why.
@@ -284,8 +287,29 @@ def collapsed_attention(run: RunResult | None, context_length: int, tensor: str)
 EPSILON_FREE = ("lion", "sgd")
 
 
+def check_ignore_patterns(sweep: SweepResult, t: Thresholds) -> None:
+    """Refuse ``ignore-params`` patterns that match no parameter of the model, naming the closest names.
+
+    A pattern that matches nothing ignores nothing: a typo, or a name written as another model spells it,
+    would leave the user believing a tensor is left out. Names are the model's own ``named_parameters()``.
+    """
+    names = parameter_names(sweep)
+    if not names or not t.ignore_params:
+        return
+    unmatched = unmatched_patterns(names, t.ignore_params)
+    if unmatched:
+        pattern, close = next(iter(unmatched.items()))
+        hint = f"the closest are {', '.join(close)}" if close else f"its parameters include {', '.join(names[:5])}"
+        raise TrainstabError(
+            f"{t.flags}ignore-params pattern {pattern!r} matches no parameter of model "
+            f"{sweep.config.model_name!r} ({hint}); patterns match the model's own named_parameters() names, "
+            "with * for any part, e.g. *unused_scale or blocks.*.k_norm.bias"
+        )
+
+
 def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
     """Every parameter's gradient RMS stays well above AdamW's epsilon (after warm-up)."""
+    check_ignore_patterns(sweep, t)
     eps = sweep.config.train.eps
     warmup = sweep.config.train.warmup_steps
     worst_ratio, worst_lr, worst_name = math.inf, None, ""
@@ -354,6 +378,7 @@ def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
     Tensors with no learning signal by construction (:func:`no_signal_tensors`, such as a key bias) pass, and
     are named in the message: harmless, but parameters that cannot learn. ``t.ignore_params`` are left out.
     """
+    check_ignore_patterns(sweep, t)
     dead = dead_tensors(sweep, t.min_update_steps, t.ignore_params)
     first = next((run for run in sweep.runs if not run.diverged and run.history), None)
     inert = [name for name in (no_signal_tensors(first) if first else []) if not ignored(name, t.ignore_params)]

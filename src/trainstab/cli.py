@@ -48,7 +48,7 @@ from trainstab.options import (
     ModelUnderTest,
     RunOptions,
     expected,
-    parse_options,
+    options_from,
     policy_from,
     positive,
     positive_int,
@@ -187,21 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
-    """The run's options: the command's flags, else the pytest configuration file's ``trainstab_*`` keys.
+    """The run's options: the command's flags, else the pytest configuration's ``trainstab_*`` keys.
 
-    One configuration for both front ends: parsed by the table pytest parses with, and ``--set`` adds to the
-    file's ``trainstab_set`` lines, as in pytest. A relative baseline folder from the file is relative to it.
+    One configuration for both front ends, by construction: the file is the one pytest's own discovery picks
+    for a plain ``pytest`` in this folder (:func:`trainstab.inifile.read_ini`), read as the plugin reads it
+    and parsed by the same table; ``--set`` adds to the file's ``trainstab_set`` lines, as in pytest. A
+    relative folder from the file is relative to pytest's rootdir (the file's folder); one from a flag, to
+    the working folder.
     """
     ini = read_ini()
-    raw: dict[str, tuple[str, Any]] = {}
-    for option in OPTIONS:
-        flag = getattr(args, option.field, None)
-        if flag is None and option.key in ini.values:
-            raw[option.name] = (f"{option.key} in {ini.name}", ini.values[option.key])
-        else:
-            raw[option.name] = (f"--{option.name}", flag)
-    source = f"--set / trainstab_set in {ini.name}" if ini.overrides else "--set"
-    options = parse_options(raw, [*ini.overrides, *args.overrides], source, flags=CLI_FLAGS)
+    given = {option.name: getattr(args, option.field, None) for option in OPTIONS}
+    options = options_from(given, ini, args.overrides, CLI_FLAGS)
     return dataclasses.replace(
         options,
         baselines=_from_file(ini.folder, getattr(args, "baselines", None), options.baselines),

@@ -28,6 +28,7 @@ from torch import nn
 
 from trainstab.config import CoordinateConfig, SweepConfig, on_gpu
 from trainstab.corpus import load_corpus
+from trainstab.crash import crash_of
 from trainstab.engine import train_members
 from trainstab.errors import TrainstabError
 from trainstab.ladder import width_configs
@@ -101,6 +102,11 @@ def _measure_width(config: SweepConfig, steps: int, lr: float) -> list[list[floa
             next_step,
             vocab_size=0 if config.model_name == "reference" else config.model.vocab_size,  # see _muon_matrix
         )
+    except TrainstabError:
+        raise
+    except (Exception, SystemExit) as error:  # the model's own: a crash, as in a sweep (trainstab.crash)
+        during = f"in the coordinate check at width {config.model.width}"
+        raise crash_of(error, config.model_name, [lr], len(rows), steps, during) from None
     finally:
         for handle in handles:
             handle.remove()

@@ -33,7 +33,7 @@ from trainstab.config import TrainConfig
 from trainstab.corpus import Corpus
 from trainstab.errors import TrainstabError
 from trainstab.losses import cross_entropy_with_log_z
-from trainstab.models import NO_ATTENTION_HINT
+from trainstab.models import NO_ATTENTION_HINT, own_parameter_name
 from trainstab.optim import StackedAdamW, StepMeasurements
 from trainstab.optimizers import MemberOptimizers
 
@@ -217,7 +217,9 @@ def _record_probe(
     # Raw (unclipped) gradient RMS per parameter tensor: a layer whose gradient nears
     # AdamW's epsilon, or is exactly zero (a dead layer), shows here first.
     per_param = {
-        name: p.grad.float().square().flatten(1).mean(1).sqrt().tolist() if p.grad is not None else [0.0] * m
+        own_parameter_name(name): p.grad.float().square().flatten(1).mean(1).sqrt().tolist()
+        if p.grad is not None
+        else [0.0] * m
         for name, p in params.items()
     }
     for slot, run_index in enumerate(live):

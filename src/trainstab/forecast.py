@@ -9,8 +9,9 @@ the gradients of a larger model will reach AdamW's epsilon.
 The fit is a polynomial in log space: log10(value) against log10(parameters),
 by default of degree 1 (a power law); degree 2 is the paper's quadratic. A fit
 needs two more sizes than its degree, so that a residual is left to judge it
-by: fewer, or points that scatter around the fit by more than
-``MAX_RESIDUAL_DEX``, refuse with a :class:`TrainstabError`.
+by: fewer refuse with a :class:`TrainstabError` (bad input), and points
+that scatter around the fit by more than ``MAX_RESIDUAL_DEX`` with an
+:class:`~trainstab.errors.Inconclusive` (what was measured cannot answer).
 
 A quadratic is not extrapolated past a vertex beyond which it would turn
 towards the safe side: the trends the paper measured are monotone in size,
@@ -38,7 +39,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from trainstab.errors import TrainstabError
+from trainstab.errors import Inconclusive, TrainstabError
 from trainstab.ladder import LadderResult
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, RunResult, gradient_rms_floor, up_to
 
@@ -121,7 +122,7 @@ def fit_log_log(
             f"{needed} (e.g. widths 32,48,64{',96' if needed > 3 else ''})"
         )
     if any(not (v > 0 and math.isfinite(v)) for v in values):
-        raise TrainstabError(f"cannot forecast {what}: measured values {list(values)} must be positive and finite")
+        raise Inconclusive(f"cannot forecast {what}: measured values {list(values)} must be positive and finite")
     import numpy as np  # here, not at the top: the pytest plugin imports this module and starts without numpy
 
     x = np.log10(np.asarray(parameters, dtype=np.float64))
@@ -135,7 +136,7 @@ def fit_log_log(
     fit = LogLogFit(tuple(float(c) for c in coefficients), tuple(float(r) for r in residuals), held)
     if fit.residual_rms_dex > MAX_RESIDUAL_DEX:
         shown = ", ".join(f"{v:.3g}" for v in values)
-        raise TrainstabError(
+        raise Inconclusive(
             f"the {what} does not follow a {['', 'power law', 'quadratic'][degree]} in log space "
             f"(values {shown} at {', '.join(f'{p:.3g}' for p in parameters)} parameters; residual RMS "
             f"{fit.residual_rms_dex:.2f} decades > {MAX_RESIDUAL_DEX}); refusing to extrapolate: add sizes "

@@ -3,12 +3,16 @@
 :func:`assert_stable` is the property users apply under ``@given``::
 
     from hypothesis import given
-    from trainstab.fuzz import assert_stable
+    from trainstab.fuzz import assert_stable, training_settings
     from trainstab.strategies import stability_region
 
+    @training_settings
     @given(stability_region(lr=(1e-3, 0.3)))
     def test_the_declared_region_is_stable(point):
         assert_stable(point, model="mypkg.models:build")
+
+``training_settings`` gives that test (and no other) settings that fit examples that train for a second
+(:mod:`trainstab.hypothesis_profiles`).
 
 Each example trains one short run (``FUZZ_STEPS``). When Hypothesis finds a
 counterexample it shrinks it (toward the stable side of every knob, so the
@@ -33,8 +37,22 @@ from hypothesis.strategies import SearchStrategy
 
 from trainstab.checks import Thresholds, run_check
 from trainstab.config import SweepConfig, on_gpu
+from trainstab.hypothesis_profiles import training_settings
 from trainstab.overrides import apply_overrides
 from trainstab.strategies import FuzzPoint
+
+__all__ = [  # training_settings is re-exported: a fuzz test's imports come from here
+    "CAUSES",
+    "FUZZ_BATCH",
+    "FUZZ_STEPS",
+    "Outcome",
+    "assert_stable",
+    "describe",
+    "evaluate",
+    "evaluate_batch",
+    "explore",
+    "training_settings",
+]
 
 FUZZ_BATCH = 4  # points per Ray task: each trains in about a second, so one per task would be mostly overhead
 FUZZ_STEPS = 60  # steps per example: at 60, no-qk-LN attention logits pass 1e3 between LR 0.1 and 0.2

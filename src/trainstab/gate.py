@@ -35,6 +35,7 @@ from trainstab.baseline import (
     Tolerance,
     baseline_path,
     compare,
+    environment_differences,
     new_baseline,
     obtained_path,
     protocol_changes,
@@ -43,6 +44,7 @@ from trainstab.baseline import (
     to_text,
 )
 from trainstab.checks import BATTERY, CheckResult, Thresholds, run_check
+from trainstab.environment import light_environment
 from trainstab.files import FileWrite, finite_or_none, shown
 from trainstab.options import BaselinePolicy, RunOptions, policy_from, scaling_thresholds, thresholds
 from trainstab.registry import CHECKS, report_order
@@ -72,6 +74,7 @@ class Verdict:
     recorded: dict[str, Any] | None = None  # the baseline's metrics as read before this run (for plots)
     baseline_fails: bool = False  # the baseline part fails the test
     expected_to_fail: bool = False  # an xfail test: a known-unstable model failing as declared
+    environment_drift: tuple[str, ...] = ()  # how the baseline's environment differs from this run's (not a row)
 
     @property
     def check(self) -> str:
@@ -221,6 +224,7 @@ class _Held:
     fails: bool = False
     recorded: dict[str, Any] | None = None
     comparisons: tuple[Comparison, ...] = ()
+    drift: tuple[str, ...] = ()  # the baseline's recorded environment against this run's
 
 
 def gate(
@@ -250,6 +254,7 @@ def gate(
         writes=held.writes,
         recorded=held.recorded,
         baseline_fails=held.fails,
+        environment_drift=held.drift,
     )
 
 
@@ -277,6 +282,7 @@ def _held_to(
         )
         return _Held("new", message=message, writes=(new,), fails=True)
     recorded = old.data["metrics"]
+    drift = _drift(old.data.get("environment"), sweep)
     changes = protocol_changes(old, current)
     comparisons = tuple(compare(old, current)) if not changes else ()
     worse = [row for row in comparisons if row.worse]
@@ -286,7 +292,7 @@ def _held_to(
             rewrite: Literal["updated", "regenerated"] = "regenerated" if policy.regen_all else "updated"
             message = f"rewrote {shown(path)} ({why})"
             writes = (FileWrite(str(path), text, rewrite), *clear)
-            return _Held(rewrite, message, writes, recorded=recorded, comparisons=comparisons)
+            return _Held(rewrite, message, writes, recorded=recorded, comparisons=comparisons, drift=drift)
         # A report-only check's worse numbers are shown, not failed; a baseline it cannot compare with still fails.
         return _Held(
             "incomparable" if changes else "worse",
@@ -295,11 +301,21 @@ def _held_to(
             fails=result.asserted or bool(changes),
             recorded=recorded,
             comparisons=comparisons,
+            drift=drift,
         )
     if policy.regen_all and path.read_text() != text:
         writes = (FileWrite(str(path), text, "regenerated"), *clear)
-        return _Held("regenerated", f"regenerated {shown(path)}", writes, recorded=recorded, comparisons=comparisons)
-    return _Held("passed", writes=clear, recorded=recorded, comparisons=comparisons)
+        return _Held(
+            "regenerated", f"regenerated {shown(path)}", writes, recorded=recorded, comparisons=comparisons, drift=drift
+        )
+    return _Held("passed", writes=clear, recorded=recorded, comparisons=comparisons, drift=drift)
+
+
+def _drift(recorded: Any, sweep: SweepResult) -> tuple[str, ...]:
+    """How a baseline's recorded environment differs from the sweep's (versions, CPU, device, precision, seed)."""
+    if not isinstance(recorded, dict):
+        return ()
+    return tuple(environment_differences(recorded, {**light_environment(sweep.config.train.seed), **sweep.environment}))
 
 
 def _failure_message(

@@ -1,4 +1,4 @@
-"""Hypothesis settings for training properties, shipped so a user's repository needs no conftest for them.
+"""Hypothesis settings for training properties, given to the tests that train and to no other test.
 
 An example trains a model (about a second), so Hypothesis' defaults do not
 fit: its 200 ms deadline fails a first run that is slower than its replay
@@ -11,20 +11,35 @@ Three profiles:
 - ``trainstab-nightly``: 200 random examples whose failures are saved to
   ``.hypothesis/examples``, to be replayed first by the next run.
 
-The pytest plugin loads ``trainstab-dev`` or ``trainstab-ci`` at start-up
-when no profile was chosen (``--hypothesis-profile``, ``HYPOTHESIS_PROFILE``
-or a ``settings.load_profile`` in a conftest). A test's own ``@settings``
-still wins: a profile only supplies the defaults.
+They are registered when the plugin loads, and never loaded as the session's
+profile: a plugin is a guest in the user's repository, and a global profile
+would change every other property test there (5 examples instead of 100).
+A test that trains asks for them with :func:`training_settings`::
+
+    @training_settings
+    @given(stability_region(lr=(1e-3, 0.3)))
+    def test_the_region_trains_stably(point): ...
+
+Which profile: the one the user chose for the session, if any
+(``--hypothesis-profile``, or ``settings.load_profile`` in a conftest), with
+its deadline and "too slow" health check lifted, which no training example
+can meet; else ``HYPOTHESIS_PROFILE`` when it names a trainstab profile; else
+``trainstab-ci`` when ``CI`` is set and ``trainstab-dev`` when it is not. A
+test's own ``@settings`` under the decorator wins whole.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 PROFILES = ("trainstab-dev", "trainstab-ci", "trainstab-nightly")
+
+_Test = TypeVar("_Test", bound=Callable[..., Any])
 
 
 def _hypothesis_own(name: str) -> settings | None:
@@ -41,7 +56,7 @@ _UNCHOSEN = {name: _hypothesis_own(name) for name in ("default", "ci")}
 
 
 def register_profiles() -> None:
-    """Register the three profiles with Hypothesis (idempotent)."""
+    """Register the three profiles with Hypothesis (idempotent); loads none of them."""
     slow = [HealthCheck.too_slow]
     settings.register_profile("trainstab-dev", max_examples=5, deadline=None, suppress_health_check=slow)
     settings.register_profile(
@@ -63,18 +78,43 @@ def register_profiles() -> None:
     )
 
 
-def load_default_profile(chosen: str | None) -> str | None:
-    """Load ``trainstab-ci`` (``CI`` set) or ``trainstab-dev`` unless a profile was chosen; returns the one loaded.
-
-    ``chosen`` is the ``--hypothesis-profile`` value. ``HYPOTHESIS_PROFILE`` names a profile to load instead.
-    """
-    register_profiles()
+def chosen_profile() -> str | None:
+    """The profile the user chose for the session (flag, conftest or a loaded trainstab profile), or None."""
     current = settings.get_current_profile_name()
-    if chosen or current not in _UNCHOSEN or _hypothesis_own(current) is not _UNCHOSEN[current]:
-        return None  # the user's choice stands
+    if current not in _UNCHOSEN or _hypothesis_own(current) is not _UNCHOSEN[current]:
+        return current
+    return None
+
+
+def training_profile_name() -> str:
+    """The name of the profile whose settings a training property runs with (see the module's docstring)."""
+    register_profiles()
+    chosen = chosen_profile()
+    if chosen is not None:
+        return chosen
     wanted = os.environ.get("HYPOTHESIS_PROFILE")
-    if wanted and wanted not in PROFILES:
-        return None  # a profile of the user's own, for their conftest to load
-    name = wanted or ("trainstab-ci" if os.environ.get("CI") else "trainstab-dev")
-    settings.load_profile(name)
-    return name
+    if wanted in PROFILES:
+        return wanted
+    return "trainstab-ci" if os.environ.get("CI") else "trainstab-dev"
+
+
+def training_profile() -> settings:
+    """The settings a training property runs with: :func:`training_profile_name`'s, with no deadline.
+
+    Use it as a parent to change one value: ``@settings(training_profile(), max_examples=20)``.
+    """
+    profile = settings.get_profile(training_profile_name())
+    suppressed = {*profile.suppress_health_check, HealthCheck.too_slow}
+    return settings(profile, deadline=None, suppress_health_check=sorted(suppressed, key=lambda check: check.value))
+
+
+def training_settings(test: _Test) -> _Test:
+    """Decorate a Hypothesis test that trains with :func:`training_profile`, resolved when the test is defined.
+
+    A test that already carries its own ``@settings`` (written under this decorator) keeps them untouched.
+    Any other test in the session keeps the settings it would have without trainstab.
+    """
+    if getattr(test, "_hypothesis_internal_settings_applied", False):  # the user's @settings win whole
+        return test
+    decorated: _Test = training_profile()(test)
+    return decorated

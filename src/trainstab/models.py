@@ -22,10 +22,11 @@ template module, its parameters stacked M times, called once per member.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +35,10 @@ from torch import nn
 from torch.func import functional_call
 
 from trainstab.capture import capture_attention, regroup_by_member
-from trainstab.config import ModelConfig
+from trainstab.config import ModelConfig, TrainConfig
+from trainstab.crash import exception_name, first_line, user_location
 from trainstab.errors import TrainstabError
+from trainstab.hf_models import hf_model
 from trainstab.model_names import split_model_name
 from trainstab.reference import ReferenceTransformer
 from trainstab.torch_state import isolated_torch_state
@@ -68,7 +71,7 @@ def resolve_factory(name: str) -> Factory:
     base, options = split_model_name(name)
     if base.startswith(HF_PREFIX):
         model_type = base[len(HF_PREFIX) :]
-        return lambda size: _hf_model(model_type, size, options)
+        return lambda size: hf_model(model_type, size, options)
     module_name, sep, attribute = base.partition(":")
     if not sep or not module_name or not attribute:
         raise TrainstabError(
@@ -118,54 +121,6 @@ def _check_keywords(factory: Callable[..., Any], options: dict[str, Any], name: 
         )
 
 
-def _hf_model(model_type: str, size: ModelSize, options: dict[str, Any]) -> nn.Module:
-    """A tiny transformers causal LM of ``model_type`` from its config (no download).
-
-    ``options`` are config fields set after the sizes, so they win (``hf:llama[tie_word_embeddings=true]``).
-    """
-    try:
-        from transformers import AutoConfig, AutoModelForCausalLM
-    except ImportError:
-        raise TrainstabError(
-            f"model 'hf:{model_type}' needs transformers; install it with pip install 'trainstab[hf]'"
-        ) from None
-    try:
-        config = AutoConfig.for_model(model_type)
-    except ValueError:
-        raise TrainstabError(f"transformers has no model type {model_type!r}; use e.g. hf:gpt2 or hf:llama") from None
-    sizes = {
-        ("hidden_size", "n_embd", "d_model"): size.width,
-        ("num_hidden_layers", "n_layer", "num_layers"): size.depth,
-        ("num_attention_heads", "n_head", "num_heads"): size.heads,
-        ("num_key_value_heads",): size.heads,
-        ("head_dim",): size.width // size.heads,
-        ("intermediate_size", "n_inner", "ffn_dim"): 4 * size.width,
-        ("max_position_embeddings", "n_positions", "n_ctx"): size.context_length,
-        ("vocab_size",): size.vocab_size,
-    }
-    for names, value in sizes.items():
-        for attribute in names:
-            if hasattr(config, attribute):
-                setattr(config, attribute, value)
-    # No dropout: the proxy measures the architecture's dynamics, not regularisation noise.
-    for attribute in dir(config):
-        if ("dropout" in attribute or attribute.endswith("_pdrop")) and isinstance(
-            getattr(config, attribute, None), float
-        ):
-            setattr(config, attribute, 0.0)
-    for key, value in options.items():
-        if key not in config.to_dict():
-            raise TrainstabError(
-                f"model 'hf:{model_type}': its config ({type(config).__name__}) has no field {key!r}; "
-                "options of an hf: model are config fields, e.g. hf:llama[tie_word_embeddings=true]"
-            )
-        setattr(config, key, value)
-    # transformers' own choice of attention: SDPA where the architecture supports it,
-    # eager where it does not (Gemma 2, whose attention logits are soft-capped).
-    model: nn.Module = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
-    return model
-
-
 def build_template(name: str, size: ModelSize, seed: int) -> nn.Module:
     """Call the factory of ``name`` under ``seed``; its failures become clear errors."""
     factory = resolve_factory(name)
@@ -204,15 +159,33 @@ def _logits_of(output: Any, name: str) -> torch.Tensor:
     return logits
 
 
+@contextlib.contextmanager
+def _random_draws_from(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the body with torch's generator of the CPU (and of ``device``, a GPU) seeded; restore them after.
+
+    Only those generators: ``torch.manual_seed`` would also queue a seed for a GPU not started yet.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
 class FunctionalStack(nn.Module):
     """M copies of any model: stacked parameters (M, ...), one call per member.
 
     Each member is the template module run with its own slice of the stacked
-    parameters (``torch.func.functional_call``), so a member's numbers do not
-    depend on the others. Buffers are shared from the template.
+    parameters (``torch.func.functional_call``), its own copy of the template's
+    buffers (a buffer the forward updates, in place or by assignment, is that
+    member's alone), and the random numbers it would draw alone (dropout): every
+    member's call starts torch's generator from the same seed, one per call,
+    drawn from ``seed``. So on the CPU a member's numbers are bit for bit those
+    it has trained alone, whatever else is in its stack.
     """
 
-    def __init__(self, template: nn.Module, members: int, name: str, size: ModelSize) -> None:
+    def __init__(self, template: nn.Module, members: int, name: str, size: ModelSize, seed: int = 0) -> None:
         super().__init__()
         object.__setattr__(self, "template", template)  # not a submodule: only the stack is trained
         template.train()  # the sweep trains it (and a module in eval mode may take fused paths nothing sees)
@@ -228,17 +201,50 @@ class FunctionalStack(nn.Module):
                 for n, p in named
             }
         )
+        # Where each of the template's buffers sits: (module, name in it), every name of a buffer registered twice.
+        named_buffers = list(template.named_buffers(remove_duplicate=False))
+        self.buffer_slots = [
+            (template.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2]) for name, _ in named_buffers
+        ]
+        # Each member's own buffers, slot by slot: separate tensors, not slices of one stacked tensor (an in-place
+        # update of a slice bumps the version that autograd checks on every slice); a buffer held in two slots
+        # stays one tensor per member.
+        self.member_buffers: list[list[torch.Tensor | None]] = []
+        for _ in range(members):
+            clones = {id(buffer): buffer.detach().clone() for _, buffer in named_buffers}
+            self.member_buffers.append([clones[id(buffer)] for _, buffer in named_buffers])
+        self.call_seeds = torch.Generator().manual_seed(seed)  # one seed per forward, shared by its members
+
+    def _swap_buffers(self, buffers: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """Put ``buffers`` into the template's slots; return what was there (a forward may have replaced it)."""
+        previous: list[torch.Tensor | None] = []
+        for (module, leaf), buffer in zip(self.buffer_slots, buffers, strict=True):
+            previous.append(module._buffers[leaf])
+            module._buffers[leaf] = buffer
+        return previous
+
+    def after_optimizer_step(self, kept: torch.Tensor | None) -> None:
+        """Called by the engine after every step: when members diverged, keep only the buffers of those in ``kept``."""
+        if kept is not None:
+            self.member_buffers = [self.member_buffers[k] for k in kept.tolist()]
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> logits (M, B, T, V)."""
         template: nn.Module = self.__dict__["template"]
         stacked = {n: self.stacked[n.replace(".", "/")] for n in self.names}  # by key: ParameterDict sorts
         members = next(iter(stacked.values())).shape[0]
+        call_seed = int(torch.randint(2**62, (), generator=self.call_seeds))
         with regroup_by_member(members):
             outputs = []
-            for k in range(members):
+            for k in range(members):  # k: read by trainstab.crash to name the LR whose forward raised
                 params = {n: p[k] for n, p in stacked.items()}
-                outputs.append(_logits_of(functional_call(template, params, (idx,)), self.model_name))
+                template_buffers = self._swap_buffers(self.member_buffers[k])
+                try:
+                    with _random_draws_from(call_seed, idx.device):  # those member k would draw alone
+                        output = functional_call(template, params, (idx,))
+                finally:
+                    self.member_buffers[k] = self._swap_buffers(template_buffers)  # as the forward left them
+                outputs.append(_logits_of(output, self.model_name))
         expected = (*idx.shape, self.size.vocab_size)
         if tuple(outputs[0].shape) != expected:
             raise TrainstabError(
@@ -253,6 +259,20 @@ class FunctionalStack(nn.Module):
         return torch.stack(outputs).float()  # (M, B, T, V)
 
 
+#: The prefix of a :class:`FunctionalStack`'s parameters, whose keys write the model's "." as "/".
+STACKED = "stacked."
+
+
+def own_parameter_name(name: str) -> str:
+    """A trained parameter's name as the model itself names it in ``named_parameters()``.
+
+    A user or ``hf:`` model's stack keys its parameters ``stacked.blocks/1/attention/w_q/weight``; messages,
+    baselines and ``ignore-params`` patterns use the model's own ``blocks.1.attention.w_q.weight``. The
+    reference's names are its own already.
+    """
+    return name.removeprefix(STACKED).replace("/", ".") if name.startswith(STACKED) else name
+
+
 def build_stack(
     name: str, config: ModelConfig, members: int, seed: int, device: str = "cpu"
 ) -> tuple[nn.Module, dict[str, float]]:
@@ -265,7 +285,7 @@ def build_stack(
         return reference, reference.lr_multipliers()
     size = ModelSize.of(config)
     template = build_template(name, size, seed).to(device)  # its buffers serve every member: on the device too
-    stack = FunctionalStack(template, members, name, size)
+    stack = FunctionalStack(template, members, name, size, seed)
     return stack, {n: 1.0 for n, _ in stack.named_parameters()}
 
 
@@ -278,39 +298,43 @@ NO_ATTENTION_HINT = (
 
 
 @functools.cache
-def check_model(name: str, config: ModelConfig, seed: int) -> None:
-    """Build ``name`` once and run one tiny forward, so a broken model fails before training (isolated).
+def check_model(name: str, config: ModelConfig, seed: int, batch_size: int = TrainConfig.batch_size) -> None:
+    """Build ``name`` once and run its first training step's forward and backward, so a broken model fails
+    before training (isolated).
 
-    See :func:`_check_model`; the forward cannot leave torch's global state changed for what runs next.
+    See :func:`_check_model`; the step cannot leave torch's global state changed for what runs next.
     """
     with isolated_torch_state():
-        _check_model(name, config, seed)
+        _check_model(name, config, seed, batch_size)
 
 
-def _check_model(name: str, config: ModelConfig, seed: int) -> None:
-    """Build ``name`` once and run one tiny forward, so a broken model fails before training.
+def _check_model(name: str, config: ModelConfig, seed: int, batch_size: int) -> None:
+    """Build ``name`` once and run a first training step on it, so a broken model fails before training.
+
+    The batch is what training feeds (:meth:`trainstab.corpus.Corpus.batches`): ``batch_size`` sequences of
+    ``context_length`` token ids, sliced out of windows one token longer, so not contiguous (nanoGPT's loss
+    path calls ``.view`` on its ids and fails on them). A forward that fails is told apart once
+    (:func:`_first_forward_failure`): on the slicing, on the length, or the model's own exception verbatim.
 
     Memoised (a failure is not, so it is raised every time): a CLI preflight
     followed by run_sweep's, or a fuzz search training hundreds of points of
     one model, check it once.
 
-    Raises :class:`TrainstabError` when the factory fails, the output has the
+    Raises :class:`TrainstabError` when the factory fails, the forward or backward raises, the output has the
     wrong shape, or no attention logit can be observed.
     """
     model, _ = build_stack(name, config, members=1, seed=seed)
-    idx = torch.zeros(1, config.context_length, dtype=torch.long)  # full length: a short block_size fails here
+    windows = torch.randint(  # (B, T + 1) token ids: a training batch's windows, inputs and targets
+        0, config.vocab_size, (batch_size, config.context_length + 1), generator=torch.Generator().manual_seed(seed)
+    )
+    idx = windows[:, :-1]  # (B, T), not contiguous, full length: a short block_size fails here
     with torch.enable_grad(), capture_attention() as records:  # with gradients, as training calls it
         try:
             logits = model(idx)
         except TrainstabError:
             raise
         except (Exception, SystemExit) as error:
-            raise TrainstabError(
-                f"model {name!r} failed on a (1, {idx.shape[1]}) batch of token ids: {type(error).__name__}: {error} "
-                f"(the sweep trains on sequences of context_length={config.context_length} tokens, so the model "
-                "must take sequences of that length: check a hard-coded block_size or max_position_embeddings, "
-                "or set context_length with --set)"
-            ) from None
+            raise _first_forward_failure(name, model, idx, error) from None
     if tuple(logits.shape[1:]) != (*idx.shape, config.vocab_size):
         raise TrainstabError(
             f"model {name!r} returned logits of shape {tuple(logits.shape[1:])}; expected (B, T, V) = "
@@ -328,3 +352,50 @@ def _check_model(name: str, config: ModelConfig, seed: int) -> None:
         )
     if not records:
         raise TrainstabError(f"model {name!r}: {NO_ATTENTION_HINT}")
+    try:
+        logits.float().mean().backward()
+    except (Exception, SystemExit) as error:
+        raise TrainstabError(
+            f"model {name!r} failed in the backward pass of its first training step: {_raised(error)}"
+        ) from None
+
+
+def _raised(error: BaseException) -> str:
+    """The model's exception in one line: type, first line of the message, the user's file and line."""
+    location = user_location(error.__traceback__)
+    return f"{exception_name(error)}: {first_line(error)}" + (f" ({location})" if location else "")
+
+
+def _runs(model: nn.Module, idx: torch.Tensor) -> bool:
+    """Whether the model's forward takes ``idx`` (with gradients, as training calls it)."""
+    try:
+        with torch.enable_grad():
+            model(idx)
+    except (Exception, SystemExit):
+        return False
+    return True
+
+
+def _first_forward_failure(name: str, model: nn.Module, idx: torch.Tensor, error: BaseException) -> TrainstabError:
+    """Why the first forward on ``idx`` (B, T) failed, with a hint only where one applies.
+
+    1. The same ids made contiguous pass: the model needs contiguous input.
+    2. Shorter sequences pass: the model has a length limit below the context length.
+    3. Otherwise the model's own exception, verbatim (an assertion about a mask, a missing CPU kernel).
+    """
+    batch, length = idx.shape
+    shape = f"({batch}, {length})"
+    if _runs(model, idx.contiguous()):
+        return TrainstabError(
+            f"model {name!r} fails on a non-contiguous batch of token ids, as training passes them (each {shape} "
+            f"batch is sliced out of windows of {length + 1} tokens): {_raised(error)}; make its forward take any "
+            "strides: .reshape instead of .view, or idx.contiguous() first"
+        )
+    if any(_runs(model, idx[:, :shorter]) for shorter in dict.fromkeys((length // 2, 8, 1)) if 0 < shorter < length):
+        return TrainstabError(
+            f"model {name!r} failed on a {shape} batch of token ids, but takes shorter sequences: {_raised(error)} "
+            f"(the sweep trains on sequences of context_length={length} tokens, so the model must take sequences "
+            "of that length: check a hard-coded block_size or max_position_embeddings, or set context_length "
+            "with --set)"
+        )
+    return TrainstabError(f"model {name!r} failed on its first forward, a {shape} batch of token ids: {_raised(error)}")

@@ -44,8 +44,14 @@ def _per_member(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _sum_of_squares(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Per-member sum of squares over all (M, ...) tensors, in fp32: (M,)."""
-    return torch.stack([t.float().square().flatten(1).sum(1) for t in tensors]).sum(0)
+    """Per-member sum of squares over all (M, ...) tensors, in fp32: (M,).
+
+    Both sums run along a member's own contiguous row, (M, N) then (M, P): on the CPU a row's sum is the
+    same whatever M is. (Summing the (P, M) stack over its first dim, as this once did, blocks the sum by
+    M: a member's gradient norm moved in its last bits with the rest of its stack.)
+    """
+    per_tensor = [t.float().square().flatten(1).sum(1) for t in tensors]  # P of (M,)
+    return torch.stack(per_tensor, dim=1).sum(1)  # (M, P) -> (M,)
 
 
 def gradient_norm(params: Mapping[str, torch.Tensor]) -> torch.Tensor:

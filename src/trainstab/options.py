@@ -2,8 +2,10 @@
 
 One table names every option once. The pytest plugin registers each row as
 ``--trainstab-<name>`` plus the ini key ``trainstab_<name>``; the CLI as
-``--<name>`` on the commands that take it. Both hand the raw strings to
-:func:`parse_options`, which returns one typed :class:`RunOptions`, so the two
+``--<name>`` on the commands that take it. Both hand the raw values (text
+from flags and ini files; int, float, bool or list from a TOML file) of their
+flags and of the one pytest configuration (:mod:`trainstab.inifile`) to
+:func:`options_from`, which returns one typed :class:`RunOptions`, so the two
 front ends accept the same values and reject bad ones with the same message.
 
 A row states where its value goes (``sets``): a field of the battery's
@@ -20,10 +22,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from trainstab.checks import BATTERY, Thresholds
 from trainstab.config import (
@@ -36,8 +38,6 @@ from trainstab.config import (
     Precision,
     SweepConfig,
     TrainConfig,
-    int_list,
-    lr_list,
     validate,
 )
 from trainstab.errors import TrainstabError
@@ -46,54 +46,129 @@ from trainstab.model_names import canonical_model_name
 from trainstab.overrides import apply_overrides
 from trainstab.scaling import ScalingConfig, ScalingThresholds
 
-_Number = TypeVar("_Number", int, float)
+if TYPE_CHECKING:  # the front ends read it (with pytest); this module only takes it
+    from trainstab.inifile import IniFile
+
+_Parsed = TypeVar("_Parsed")
+_Item = TypeVar("_Item")
 
 #: How each front end spells its flags: messages name the flag the user can type.
 PYTEST_FLAGS = "--trainstab-"
 CLI_FLAGS = "--"
 
 
-def check_list(value: str) -> frozenset[str]:
-    """Comma-separated battery check names (``none`` for the empty set); ValueError on an unknown name."""
-    names = {name.strip() for name in value.split(",") if name.strip()}
-    if names == {"none"}:
+class _NotAccepted(ValueError):
+    """A value of a type the option never takes (a TOML boolean for a number): messages say which type it was."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__(value)
+        self.kind = _KINDS.get(type(value), type(value).__name__)
+
+
+#: How messages name a configuration value's TOML type.
+_KINDS = {bool: "a boolean", int: "an integer", float: "a float", list: "an array", dict: "a table"}
+
+
+# A value reaches a parser as text (a flag, an ini file, [tool.pytest.ini_options]) or with the type a TOML
+# file gives it ([tool.pytest], pytest.toml): int, float, bool, list. These take each kind the option can mean.
+
+
+def _text(value: Any) -> str:
+    """Text, as it stands; anything else is not accepted."""
+    if not isinstance(value, str):
+        raise _NotAccepted(value)
+    return value
+
+
+def _whole(value: Any) -> int:
+    """An integer: a TOML integer or its text (not a boolean, not a float such as 1.0)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _NotAccepted(value)
+    return int(value)
+
+
+def _real(value: Any) -> float:
+    """A number: a TOML integer or float, or its text (not a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _NotAccepted(value)
+    return float(value)
+
+
+def _items(value: Any) -> list[Any]:
+    """A list option's items: a TOML array's, or the non-empty parts of comma-separated text."""
+    if isinstance(value, list):
+        return value
+    return [part.strip() for part in _text(value).split(",") if part.strip()]
+
+
+def _each(items: list[Any], parse: Callable[[Any], _Item]) -> tuple[_Item, ...]:
+    """``parse`` of every item; a bad item makes the whole value bad (the message shows the whole value)."""
+    try:
+        return tuple(parse(item) for item in items)
+    except ValueError:
+        raise ValueError(items) from None
+
+
+def text(value: Any) -> str:
+    """Text: a file or folder name (ValueError for a TOML number, boolean or array)."""
+    return _text(value)
+
+
+def lr_grid(value: Any) -> tuple[float, ...]:
+    """Learning rates: comma-separated text such as ``1e-3,1e-2`` or a TOML array (ValueError if none)."""
+    lrs = _each(_items(value), _real)
+    return _accepted(lrs, bool(lrs), value)
+
+
+def size_ladder(value: Any) -> tuple[int, ...]:
+    """Sizes of a ladder: comma-separated integers such as ``32,48,64`` or a TOML array (ValueError if none)."""
+    sizes = _each(_items(value), _whole)
+    return _accepted(sizes, bool(sizes), value)
+
+
+def check_list(value: Any) -> frozenset[str]:
+    """Battery check names, comma-separated or a TOML array; ``none`` or ``[]`` for none (ValueError if unknown)."""
+    names = set(_each(_items(value), _text))
+    if names <= {"none"} and (names or isinstance(value, list)):
         return frozenset()
     if not names or not names <= set(BATTERY):
         raise ValueError(value)
     return frozenset(names)
 
 
-def model_name(value: str) -> str:
+def model_name(value: Any) -> str:
     """A model name written canonically (options sorted); a malformed one raises :class:`TrainstabError`."""
-    return canonical_model_name(value)
+    return canonical_model_name(_text(value))
 
 
-def profile(value: str) -> str:
+def profile(value: Any) -> str:
     """A profile name from :data:`trainstab.config.PROFILES` (TrainstabError otherwise, listing them)."""
-    if value not in PROFILES:
-        raise TrainstabError(f"trainstab profile {value!r} is unknown; use one of {', '.join(PROFILES)}")
-    return value
+    name = _text(value)
+    if name not in PROFILES:
+        raise TrainstabError(f"trainstab profile {name!r} is unknown; use one of {', '.join(PROFILES)}")
+    return name
 
 
-def device(value: str) -> str:
+def device(value: Any) -> str:
     """A device: ``cpu``, ``cuda`` or ``cuda:N`` (ValueError otherwise; whether it exists is checked at training)."""
-    if not re.fullmatch(DEVICE_PATTERN, value):
+    name = _text(value)
+    if not re.fullmatch(DEVICE_PATTERN, name):
         raise ValueError(value)
-    return value
+    return name
 
 
-def precision(value: str) -> Precision:
+def precision(value: Any) -> Precision:
     """A training precision: ``fp32`` or ``bf16`` (ValueError otherwise)."""
     for known in PRECISIONS:
-        if value == known:
+        if _text(value) == known:
             return known
     raise ValueError(value)
 
 
-def executor(value: str) -> Executor:
+def executor(value: Any) -> Executor:
     """Where stacks train: ``local`` processes or ``ray`` tasks (ValueError otherwise)."""
     for known in EXECUTORS:
-        if value == known:
+        if _text(value) == known:
             return known
     raise ValueError(value)
 
@@ -103,71 +178,70 @@ def number(value: float) -> str:
     return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{value:g}")
 
 
-def optimizer(value: str) -> str:
+def optimizer(value: Any) -> str:
     """An optimizer: a built-in name or package.module:callable (ValueError otherwise)."""
-    if value not in BUILT_IN_OPTIMIZERS and not re.fullmatch(r"[\w.]+:[\w.]+", value):
+    name = _text(value)
+    if name not in BUILT_IN_OPTIMIZERS and not re.fullmatch(r"[\w.]+:[\w.]+", name):
         raise ValueError(value)
-    return value
+    return name
 
 
-def _accepted(number: _Number, ok: bool, value: str) -> _Number:
-    """``number`` when ``ok``, else the ValueError every parser of this table raises for a bad value."""
+def _accepted(parsed: _Parsed, ok: bool, value: Any) -> _Parsed:
+    """``parsed`` when ``ok``, else the ValueError every parser of this table raises for a bad value."""
     if not ok:
         raise ValueError(value)
-    return number
+    return parsed
 
 
-def positive(value: str) -> float:
+def positive(value: Any) -> float:
     """A finite number above 0 (ValueError otherwise: NaN, inf, 0 and negatives are not bounds)."""
-    number = float(value)
+    number = _real(value)
     return _accepted(number, math.isfinite(number) and number > 0, value)
 
 
-def non_negative(value: str) -> float:
+def non_negative(value: Any) -> float:
     """A finite number, 0 or above (ValueError otherwise)."""
-    number = float(value)
+    number = _real(value)
     return _accepted(number, math.isfinite(number) and number >= 0, value)
 
 
-def seed(value: str) -> int:
+def seed(value: Any) -> int:
     """A seed: an integer from 0 to 2**63-1, what torch.manual_seed takes (ValueError otherwise)."""
-    number = int(value)
+    number = _whole(value)
     return _accepted(number, 0 <= number <= 2**63 - 1, value)
 
 
-def steps(value: str) -> int:
+def steps(value: Any) -> int:
     """A positive number of optimizer steps, at most a million (ValueError otherwise)."""
-    number = int(value)
+    number = _whole(value)
     return _accepted(number, 0 < number <= 1_000_000, value)
 
 
-def positive_int(value: str) -> int:
+def positive_int(value: Any) -> int:
     """A whole number above 0 (ValueError otherwise)."""
-    number = int(value)
+    number = _whole(value)
     return _accepted(number, number > 0, value)
 
 
-def decades(value: str) -> float:
+def decades(value: Any) -> float:
     """A number of decades of parameters, above 0 and at most 10 (ValueError otherwise)."""
-    number = float(value)
+    number = _real(value)
     return _accepted(number, 0 < number <= 10, value)
 
 
-def pattern_list(value: str) -> tuple[str, ...]:
-    """Comma-separated shell-style patterns of parameter names, e.g. ``*/k_norm/bias,pos_emb``."""
-    patterns = tuple(part.strip() for part in value.split(",") if part.strip())
-    if not patterns:
-        raise ValueError(value)
-    return patterns
+def pattern_list(value: Any) -> tuple[str, ...]:
+    """Shell-style patterns of parameter names, comma-separated (``*/k_norm/bias,pos_emb``) or a TOML array."""
+    patterns = _each(_items(value), _text)
+    return _accepted(patterns, bool(patterns) or isinstance(value, list), value)
 
 
 #: What each parser accepts, in words: the "expected ..." of every message about a bad value.
 _EXPECTED = {
-    "str": "text",
+    "text": "text",
     "int": "an integer",
     "float": "a number",
-    "lr_list": "comma-separated numbers such as 1e-3,1e-2",
-    "int_list": "comma-separated integers such as 32,48,64",
+    "lr_grid": "comma-separated numbers such as 1e-3,1e-2",
+    "size_ladder": "comma-separated integers such as 32,48,64",
     "check_list": f"none or check names from {', '.join(BATTERY)}",
     "pattern_list": "comma-separated parameter name patterns like */k_norm/bias",
     "decades": "a number of decades above 0 and at most 10, e.g. 2",
@@ -180,12 +254,32 @@ _EXPECTED = {
     "device": "cpu, cuda or cuda:N (N the GPU's index)",
     "precision": f"{' or '.join(PRECISIONS)}",
     "executor": f"{' or '.join(EXECUTORS)}",
+    "model_name": "a model name: reference, hf:<type> or package.module:factory",
+    "profile": f"one of {', '.join(PROFILES)}",
+}
+#: The list options' TOML form, which a configuration file may use instead of comma-separated text.
+_ARRAY_EXAMPLES = {
+    "lr_grid": "[1e-3, 1e-2]",
+    "size_ladder": "[32, 48, 64]",
+    "check_list": '["log_z"]',
+    "pattern_list": '["*/k_norm/bias"]',
 }
 
 
-def expected(parse: Callable[[str], Any]) -> str:
-    """What a parser of this table accepts, in words ("a finite number above 0")."""
-    return _EXPECTED.get(parse.__name__, parse.__name__)
+def expected(parse: Callable[[Any], Any], in_a_file: bool = False) -> str:
+    """What a parser of this table accepts, in words ("a finite number above 0"); a file may also hold arrays."""
+    words = _EXPECTED.get(parse.__name__, parse.__name__)
+    example = _ARRAY_EXAMPLES.get(parse.__name__)
+    return f"{words}, or a TOML array such as {example}" if in_a_file and example else words
+
+
+def _written(value: Any) -> str:
+    """A value as messages show it: text quoted, TOML's other values as TOML writes them (``true``, ``[1, 2]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_written(item) for item in value) + "]"
+    return repr(value)
 
 
 #: The records an option's value may set, by the prefix its ``sets`` entries use.
@@ -203,7 +297,7 @@ class Option:
     """One option of a stability run: a row of :data:`OPTIONS`."""
 
     name: str  # --trainstab-<name> in pytest, --<name> in the CLI
-    parse: Callable[[str], Any]  # raw string -> typed value; ValueError when malformed
+    parse: Callable[[Any], Any]  # text, or a TOML value (int, float, bool, list) -> typed value; ValueError if bad
     help: str
     sets: tuple[str, ...] = ()  # "battery.max_lr": the fields it sets besides RunOptions.<field> (their defaults)
 
@@ -267,8 +361,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("profile", profile, "steps and LR grid preset: quick, default or thorough"),
     Option("seed", seed, "seed of init and data order", ("train.seed",)),
     Option("steps", steps, "optimizer steps per run (default: the profile's)"),
-    Option("lrs", lr_list, "comma-separated LR grid (default: the profile's)"),
-    Option("corpus", str, "token file (.npy or uint16 .bin) instead of the bundled corpus"),
+    Option("lrs", lr_grid, "comma-separated LR grid (default: the profile's)"),
+    Option("corpus", text, "token file (.npy or uint16 .bin) instead of the bundled corpus"),
     Option("device", device, "device to train on: cpu, cuda or cuda:N", ("train.device",)),
     Option(
         "precision",
@@ -313,10 +407,10 @@ OPTIONS: tuple[Option, ...] = (
         "parameter tensors grad_rms_vs_eps and parameters_move leave out: patterns like */k_norm/bias,pos_emb",
         ("battery.ignore_params",),
     ),
-    Option("report", str, "write a JSON, plots and an HTML page of every check to this folder"),
-    Option("baselines", str, "folder of committed baselines to compare with (off when unset)"),
+    Option("report", text, "write a JSON, plots and an HTML page of every check to this folder"),
+    Option("baselines", text, "folder of committed baselines to compare with (off when unset)"),
     Option(
-        "cache", str, "folder of sweeps kept between runs: an unchanged model is read, not trained (off when unset)"
+        "cache", text, "folder of sweeps kept between runs: an unchanged model is read, not trained (off when unset)"
     ),
     Option("target-params", positive, "size the scaling forecasts extrapolate to", ("scaling.target_parameters",)),
     Option(
@@ -325,7 +419,7 @@ OPTIONS: tuple[Option, ...] = (
         "decades past the largest size measured that the attention forecast may extrapolate",
         ("scaling.max_extrapolation_decades",),
     ),
-    Option("widths", int_list, "width ladder of the scaling checks", ("ladders.widths",)),
+    Option("widths", size_ladder, "width ladder of the scaling checks", ("ladders.widths",)),
     Option(
         "z-loss-pull",
         non_negative,
@@ -335,7 +429,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "z-loss-cost", non_negative, "z_loss_effect: most final loss z-loss may cost, nats", ("scaling.z_loss_cost",)
     ),
-    Option("depths", int_list, "depth ladder of the scaling checks", ("ladders.depths",)),
+    Option("depths", size_ladder, "depth ladder of the scaling checks", ("ladders.depths",)),
 )
 OPTION_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -389,25 +483,50 @@ def parse_options(
 ) -> RunOptions:
     """Typed options from ``{option name: (where it came from, raw value)}`` and the ``key=value`` overrides.
 
-    Missing or empty values take the option's default. Raises
-    :class:`TrainstabError` naming the option (as the user wrote it) and what was expected.
+    A raw value is text (a flag, an ini file) or a TOML file's int, float, bool or list. Missing or empty
+    values take the option's default. Raises :class:`TrainstabError` naming the option (as the user wrote
+    it) and what was expected.
     """
     values: dict[str, Any] = {}
     for option in OPTIONS:
         source, value = raw.get(option.name, (option.key, None))
-        if value == "" and source.startswith("--"):  # --lrs '' on a command line: a mistake, not "the default"
+        on_command_line = source.startswith("--")
+        if value == "" and on_command_line:  # --lrs '' on a command line: a mistake, not "the default"
             raise TrainstabError(f"{source} is empty; give a value ({expected(option.parse)}) or leave the flag out")
-        if value in (None, "", []):
+        if value is None or value == "":
             continue  # the default applies
         try:
             values[option.field] = option.parse(value)
-        except ValueError:
-            raise TrainstabError(f"{source}={value!r}: expected {expected(option.parse)}") from None
+        except ValueError as error:
+            wrong_type = f", not {error.kind}" if isinstance(error, _NotAccepted) else ""
+            raise TrainstabError(
+                f"{source}={_written(value)}: expected {expected(option.parse, not on_command_line)}{wrong_type}"
+            ) from None
     try:  # checked now, not in every test
         apply_overrides(SweepConfig(), overrides)
     except TrainstabError as error:
         raise TrainstabError(f"{overrides_source}: {error}") from None
     return RunOptions(**values, overrides=tuple(overrides), flags=flags)
+
+
+def options_from(
+    given: Mapping[str, Any], ini: IniFile, set_flags: Sequence[str] = (), flags: str = PYTEST_FLAGS
+) -> RunOptions:
+    """A front end's options: its flags, else its pytest configuration's keys, parsed by the one table.
+
+    ``given`` maps option names to the flag's value (None: not given); ``set_flags`` are the ``--set`` /
+    ``--trainstab-set`` lines, applied after the configuration's ``trainstab_set`` lines. Folders are left as
+    written: each front end says what a relative one is relative to.
+    """
+    raw: dict[str, tuple[str, Any]] = {}
+    for option in OPTIONS:
+        flag = given.get(option.name)
+        if flag is None and option.key in ini.values:
+            raw[option.name] = (ini.source(option.key), ini.values[option.key])
+        else:
+            raw[option.name] = (flags + option.name, flag)
+    set_source = f"{ini.set_source} / {flags}set" if ini.overrides else f"{flags}set"
+    return parse_options(raw, [*ini.overrides, *set_flags], set_source, flags)
 
 
 def run_seed(options: RunOptions) -> int:

@@ -23,13 +23,15 @@ from trainstab.environment import light_environment
 from trainstab.errors import TrainstabError
 from trainstab.files import WRITE_FAILED, FileWrite, check_folder_writable, write_files
 from trainstab.gate import Verdict
-from trainstab.hypothesis_profiles import load_default_profile  # at import: before any conftest loads a profile
+from trainstab.hypothesis_profiles import register_profiles
+from trainstab.inifile import ini_of
 from trainstab.ladder import width_configs
 from trainstab.options import (
     OPTIONS,
+    PYTEST_FLAGS,
     ModelUnderTest,
     RunOptions,
-    parse_options,
+    options_from,
     policy_from,
     run_seed,
     sweep_config,
@@ -38,7 +40,10 @@ from trainstab.registry import report_order
 from trainstab.report import write_report
 from trainstab.session import CURRENT_ITEM, CURRENT_TOKEN_KEY, PAYLOAD_KEY, SESSION_KEY, Session, session_of
 from trainstab.session_cache import check_private, make_session_folder
-from trainstab.testing import sweep_of, train_ahead
+from trainstab.testing import TrainingCrashed, sweep_of, train_ahead, train_before_the_check
+
+# Registered, never loaded: --hypothesis-profile trainstab-nightly works, and no other test's settings change.
+register_profiles()
 
 SESSION_ENV = "TRAINSTAB_SESSION"  # shared by the controller and its xdist workers
 COLLECTOR_NAME = "trainstab-verdicts"  # the VerdictCollector's name in the session's plugin manager
@@ -52,6 +57,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(
             f"--trainstab-{option.name}", dest=option.key, default=None, help=f"{help_text} [ini: {option.key}]"
         )
+        # No ini type: pytest checks one only in getini, which trainstab does not call. Both front ends read the
+        # keys from pytest's own load of the file (trainstab.inifile), as the file types them, and the option
+        # table checks them: no pytest type takes what a TOML file may hold here, such as [32, 48, 64].
         parser.addini(option.key, help=help_text, default=None)
     group.addoption(
         "--trainstab-set",
@@ -77,19 +85,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def read_options(config: pytest.Config) -> RunOptions:
-    """Every trainstab option, from the command line or else the ini file, typed.
+    """Every trainstab option, from the command line or else the session's pytest configuration, typed.
 
-    Raises :class:`pytest.UsageError` naming the option and the expected type.
+    The configuration is the file and rootdir pytest chose (:func:`trainstab.inifile.ini_of`), read as
+    ``trainstab check`` reads it. Raises :class:`pytest.UsageError` naming the option and what was expected.
     """
-    raw: dict[str, tuple[str, Any]] = {}
-    for option in OPTIONS:
-        value = config.getoption(option.key)
-        raw[option.name] = (f"--trainstab-{option.name}", value)
-        if value is None:
-            raw[option.name] = (f"ini key {option.key}", config.getini(option.key))
-    overrides = [*config.getini("trainstab_set"), *config.getoption("trainstab_set")]
+    given = {option.name: config.getoption(option.key) for option in OPTIONS}
     try:
-        options = parse_options(raw, overrides)
+        options = options_from(given, ini_of(config), config.getoption("trainstab_set"), PYTEST_FLAGS)
         options = dataclasses.replace(
             options,
             # A relative baseline or cache folder is relative to pytest's rootdir, wherever pytest was started.
@@ -125,8 +128,6 @@ def pytest_configure(config: pytest.Config) -> None:
             policy_from(options)  # a baseline folder that is a file, or one a rewrite cannot write
         except TrainstabError as error:
             raise pytest.UsageError(str(error)) from None
-    # Training properties need no deadline; loaded only when the user chose no profile of their own.
-    load_default_profile(config.getoption("--hypothesis-profile", None))
     try:
         folder, made_here = _session_folder(config)
     except TrainstabError as error:
@@ -146,22 +147,13 @@ def _session_folder(config: pytest.Config) -> tuple[Path, bool]:
             return check_private(Path(handed)), False
         except TrainstabError:
             pass  # not on this machine or not ours: this worker caches on its own
-    return make_session_folder(_cache_root(config)), True
+    return make_session_folder(), True
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """(pytest-xdist, controller) Hand each worker the session folder, also where the environment does not reach."""
     node.workerinput["trainstab_session"] = str(session_of(node.config).folder)
-
-
-def _cache_root(config: pytest.Config) -> Path | None:
-    """pytest's cache folder for trainstab, or None (no cache provider, or a read-only checkout)."""
-    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
-    try:
-        return Path(cache.mkdir("trainstab")) if cache is not None else None
-    except OSError:
-        return None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -234,10 +226,13 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         reporter.write_line(line)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Let checks find the running test (to attach their verdicts to its report), from its fixtures on."""
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """Let checks find the running test (to attach their verdicts to its report), from its fixtures on; after
+    the fixtures, train what a check will read, so a model that crashes errors the test (in setup)."""
     item.stash[CURRENT_TOKEN_KEY] = CURRENT_ITEM.set(item)
+    yield
+    train_before_the_check(item)
 
 
 @pytest.hookimpl(trylast=True)
@@ -256,7 +251,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     payloads = item.stash.get(PAYLOAD_KEY, [])
     if call.when == "call" and payloads:
         report.trainstab = payloads
+    if call.when == "call" and report.failed and call.excinfo is not None:
+        report.trainstab_crashed = call.excinfo.errisinstance(TrainingCrashed)  # an error: pytest_report_teststatus
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    """A model that crashed in the test itself (``trainstab_sweep``, a check outside its case) is an error,
+    as one that crashes while its case trains in setup is: never a failed check."""
+    if report.when == "call" and report.failed and getattr(report, "trainstab_crashed", False):
+        return "error", "E", "ERROR"
+    return None
 
 
 class VerdictCollector:

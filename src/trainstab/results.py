@@ -13,6 +13,7 @@ these names, and every reader looks them up through the same names.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 import math
 import statistics
@@ -150,6 +151,21 @@ def ignored(name: str, patterns: tuple[str, ...]) -> bool:
     """Whether the parameter tensor ``name`` matches a shell-style pattern (``.`` and ``/`` are the same)."""
     normal = name.replace(".", "/")
     return any(fnmatch.fnmatchcase(normal, pattern.replace(".", "/")) for pattern in patterns)
+
+
+def parameter_names(sweep: SweepResult) -> list[str]:
+    """The model's trained parameter tensors, by their own names, as the sweep's first probe recorded them."""
+    first = next((run.history[0] for run in sweep.runs if run.history), {})
+    return sorted(key.removeprefix(GRAD_RMS_OF) for key in first if key.startswith(GRAD_RMS_OF))
+
+
+def unmatched_patterns(names: list[str], patterns: tuple[str, ...]) -> dict[str, list[str]]:
+    """Each pattern that matches none of ``names``, with up to three names closest to it (a likely typo)."""
+    unmatched = {}
+    for pattern in patterns:
+        if not any(ignored(name, (pattern,)) for name in names):
+            unmatched[pattern] = difflib.get_close_matches(pattern, names, n=3, cutoff=0.3)
+    return unmatched
 
 
 #: A tensor whose gradient RMS at initialisation is below this share of the model's largest has no learning signal

@@ -3,12 +3,9 @@
 Every xdist worker of a session reads the sweeps the others trained from here, so each model trains
 once. What is stored is numbers, as JSON: nothing in the folder can execute code when read, and a
 file another local user planted is refused before it is read (it must be ours, not a link). The
-folder is:
-
-- under pytest's cache directory (``.pytest_cache/trainstab/``) when the cache provider is on and
-  the project is writable;
-- else a fresh ``trainstab-session-*`` folder made by :func:`tempfile.mkdtemp` (mode 0700, a name
-  nobody can predict), so there is no shared, fixed path to pre-create or link.
+folder is a fresh ``trainstab-session-*`` folder made by :func:`tempfile.mkdtemp` (mode 0700, a name
+nobody can predict), so there is no shared, fixed path to pre-create or link, and nothing is written
+into the user's repository (not even ``.pytest_cache``) by a session that never trains.
 
 The controller makes it and hands the path to its workers through ``TRAINSTAB_SESSION``; it removes
 it at the end, and removes its own stale session folders (older than a day, left by killed runs).
@@ -35,8 +32,9 @@ PREFIX = "trainstab-session-"
 STALE_SECONDS = 24 * 3600  # a session folder this old belongs to a run that was killed
 
 
-def make_session_folder(cache_root: Path | None) -> Path:
-    """A new private folder for this session's sweeps, under ``cache_root`` when it is writable.
+def make_session_folder(cache_root: Path | None = None) -> Path:
+    """A new private folder for this session's sweeps: under ``cache_root`` when given and writable, else in
+    the temporary folder.
 
     Stale session folders of ours beside it are removed first.
     """

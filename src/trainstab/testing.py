@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,13 @@ from filelock import FileLock
 from trainstab import sweep_cache
 from trainstab.config import SweepConfig, bundled_corpus_path
 from trainstab.environment import trainstab_version
-from trainstab.errors import TrainstabError
+from trainstab.errors import Crash, ModelCrashed, TrainstabError, TrainstabWarning
 from trainstab.gate import Verdict, judge
 from trainstab.options import ModelUnderTest, scaling_plan, sweep_config
 from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_CHECK_NAMES
 from trainstab.report import model_curves
 from trainstab.results import SweepResult
-from trainstab.scaling import Evidence
+from trainstab.scaling import SWEEPS_READ, Evidence
 from trainstab.session import Session, add_payload, current_item, session_of
 from trainstab.session_cache import read_sweep, write_sweep
 
@@ -55,6 +56,28 @@ __all__ = [  # ModelUnderTest lives in trainstab.options (shared with the CLI) a
     "parametrize_with_checks",
     "sweep_of",
 ]
+
+
+class CheckFailed(pytest.fail.Exception):  # type: ignore[name-defined,misc]
+    """A check's verdict failed the test: what :func:`expect_failure` expects, and nothing else is."""
+
+
+class TrainingCrashed(pytest.fail.Exception):  # type: ignore[name-defined,misc]
+    """The model crashed while training: the test errors, it does not fail.
+
+    Raised in setup for the cases of :func:`parametrize_with_checks` (the plugin trains what the check reads
+    before the test runs, :func:`train_before_the_check`), so pytest reports an error as it does for any
+    failing fixture (JUnit ``<error>`` included); raised in the test body (:func:`sweep_of`, a check called
+    outside those cases), the plugin reports it as an error too.
+    """
+
+
+def crash_message(crash: Crash, config: pytest.Config) -> str:
+    """The one line a crashed test reports; the whole traceback before it under ``--tb=long``/``--full-trace``."""
+    line = f"trainstab: {crash.line()}"
+    if config.getoption("tbstyle", "auto") == "long" or config.getoption("fulltrace", False):
+        return f"{crash.traceback or '(no traceback: the process died without raising)'}\n{line}"
+    return f"{line}; --tb=long shows the whole traceback"
 
 
 class StabilityCheck:
@@ -76,19 +99,43 @@ class StabilityCheck:
         target = model if isinstance(model, ModelUnderTest) else ModelUnderTest(model)
         options = session_of(item.config).options
         label = target.label(options)
+        crashed: Crash | None = None
         try:
             found = evidence(item.config, sweep_config(options, target))
             (verdict,) = judge(label, found, [self.name], options)
         except TrainstabError as error:
             problem = str(error)  # failed outside the except block: no "during handling" chain in the report
+        except ModelCrashed as error:
+            problem, crashed = "", error.crash
         else:
             problem = ""
+        if crashed is not None:
+            raise TrainingCrashed(crash_message(crashed, item.config), pytrace=False)
         if problem:
             pytest.fail(f"trainstab: {label}: {problem}", pytrace=False)
         _record(item, verdict, found.sweep if CHECKS[self.name].kind == "sweep" else None)
         if not verdict.passed:
             verb = "failed for" if not verdict.result.passed else "for"  # only the baseline part failed: "for"
-            pytest.fail(f"{self.name} {verb} {label} (seed {verdict.seed}): {verdict.failure}", pytrace=False)
+            raise CheckFailed(f"{self.name} {verb} {label} (seed {verdict.seed}): {verdict.failure}", pytrace=False)
+        _warn(verdict, found.sweep if CHECKS[self.name].kind == "sweep" else None)
+
+
+def _warn(verdict: Verdict, sweep: SweepResult | None) -> None:
+    """Say what passed with a caveat as :class:`TrainstabWarning` s, which ``-W error::...`` turns into failures."""
+    where = f"{verdict.label} / {verdict.check}"
+    if verdict.verdict == "warn":
+        warnings.warn(TrainstabWarning(f"{where} is report-only and over its bound: {verdict.why}"), stacklevel=3)
+    if verdict.environment_drift:
+        warnings.warn(
+            TrainstabWarning(
+                f"{where}: the baseline {verdict.baseline} was recorded in another environment "
+                f"({'; '.join(verdict.environment_drift)}): numbers may move within tolerance"
+            ),
+            stacklevel=3,
+        )
+    reproducibility = str(sweep.environment.get("reproducibility", "")) if sweep is not None else ""
+    if reproducibility.startswith("not repeatable"):
+        warnings.warn(TrainstabWarning(f"{where}: the sweep is {reproducibility}"), stacklevel=3)
 
 
 def _record(item: pytest.Item, verdict: Verdict, sweep: SweepResult | None) -> None:
@@ -132,8 +179,9 @@ def case(model: ModelUnderTest | str, check: str, *marks: pytest.MarkDecorator) 
 
 def expect_failure(model: ModelUnderTest | str, check: str, reason: str) -> Any:
     """A (model, check) case that must fail: a strict xfail, so a check that stops
-    catching a known problem fails the suite."""
-    return case(model, check, pytest.mark.xfail(strict=True, reason=reason))
+    catching a known problem fails the suite. Only the check's verdict counts as the expected failure
+    (:class:`CheckFailed`): a model that crashes, or input the check refuses, is reported as such."""
+    return case(model, check, pytest.mark.xfail(strict=True, reason=reason, raises=CheckFailed))
 
 
 def evidence(config: pytest.Config, sweep: SweepConfig) -> Evidence:
@@ -180,8 +228,51 @@ def train_ahead(config: pytest.Config, items: list[pytest.Item]) -> int:
 
 
 def sweep_of(config: pytest.Config, target: ModelUnderTest) -> SweepResult:
-    """This session's sweep of ``target`` under the run's options (computed once)."""
-    return cached_sweep(config, sweep_config(session_of(config).options, target))
+    """This session's sweep of ``target`` under the run's options (computed once).
+
+    A model that crashes while training raises :class:`TrainingCrashed`: the test errors with one line.
+    """
+    try:
+        return cached_sweep(config, sweep_config(session_of(config).options, target))
+    except ModelCrashed as error:
+        crashed = error.crash  # raised outside the except block: no "during handling" chain in the report
+    raise TrainingCrashed(crash_message(crashed, config), pytrace=False)
+
+
+#: What each thing a check reads (:data:`trainstab.scaling.SWEEPS_READ`) is on :class:`Evidence`.
+_EVIDENCE_OF_READ = {
+    "base": "sweep",
+    "without_z_loss": "without_z_loss",
+    "width": "width_ladder",
+    "depth": "depth_ladder",
+}
+
+
+def train_before_the_check(item: pytest.Item) -> None:
+    """(The plugin's setup of each test.) Train what a trainstab case's check reads, before the test runs.
+
+    pytest reports an exception in setup as an error and one in the test as a failure. Training is the
+    check's fixture and the verdict its test: a model that crashes while training errors the test with one
+    line (:class:`TrainingCrashed`), and never reads as a failed check. Bad input is left to the check, which
+    fails with its own line. Everything trained here is in the session's cache when the check asks.
+    """
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    target, check = params.get("model"), params.get("check")
+    if not isinstance(target, ModelUnderTest) or not isinstance(check, StabilityCheck):
+        return
+    try:
+        found = evidence(item.config, sweep_config(session_of(item.config).options, target))
+        for read in SWEEPS_READ.get(check.name, ("base",)):
+            getattr(found, _EVIDENCE_OF_READ[read])
+        if check.name == "coordinates":  # trains its own short runs, not sweeps
+            found.coordinates  # noqa: B018 (computed and kept on the evidence)
+    except TrainstabError:
+        return
+    except ModelCrashed as error:
+        crashed = error.crash
+    else:
+        return
+    raise TrainingCrashed(crash_message(crashed, item.config), pytrace=False)
 
 
 def _trained_or_kept(session: Session, sweeps: list[SweepConfig]) -> list[SweepResult]:
