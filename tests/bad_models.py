@@ -194,7 +194,8 @@ def mask_assertion(size):
 
 class NoCpuKernel(Tiny):
     def forward(self, idx):
-        raise NotImplementedError("Could not run 'aten::_flash_attention_forward' with arguments from the 'CPU' backend")
+        kernel = "aten::_flash_attention_forward"
+        raise NotImplementedError(f"Could not run '{kernel}' with arguments from the 'CPU' backend")
 
 
 def no_cpu_kernel(size):

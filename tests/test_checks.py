@@ -199,7 +199,7 @@ def test_a_real_key_bias_is_found_inert_and_the_model_passes_parameters_move():
     )
     result = check_parameters_move(run_sweep(config), Thresholds())
     assert result.passed
-    assert "1 tensor(s) get no learning signal by construction" in result.message and "k_norm/bias" in result.message
+    assert "1 tensor(s) get no learning signal by construction" in result.message and "k_norm.bias" in result.message
 
 
 def test_a_number_inside_a_name_is_not_a_layer_index():
@@ -229,3 +229,16 @@ def test_baselines_leave_ignored_tensors_out_too():
     assert measure(sweep, "grad_rms_vs_eps", ignoring)["grad_rms_over_eps"]["0.3"] == pytest.approx(1e4)
     assert measure(sweep, "parameters_move", Thresholds())["dead_tensors"] == 1
     assert measure(sweep, "parameters_move", ignoring)["dead_tensors"] == 0
+
+
+def test_an_ignore_pattern_that_matches_no_parameter_is_refused_with_the_closest_names():
+    from trainstab.errors import TrainstabError
+
+    history = _grad_history(**{"blocks.0.mlp.weight": (1e-3,) * 3, "unused_scale": (0.0,) * 3})
+    sweep = _sweep(dataclasses.replace(_run(0.3), history=history))
+    assert check_parameters_move(sweep, Thresholds(ignore_params=("unused_scale",))).passed
+    for check in (check_parameters_move, check_grad_rms_vs_eps):
+        with pytest.raises(
+            TrainstabError, match=r"pattern 'unused_sacle' matches no parameter.*closest are unused_scale"
+        ):
+            check(sweep, Thresholds(ignore_params=("unused_scale", "unused_sacle")))

@@ -18,7 +18,8 @@ import pytest
 from test_plugin import USER_MODELS
 from trainstab.cli import build_parser, run_options
 from trainstab.errors import TrainstabError
-from trainstab.options import PYTEST_FLAGS, RunOptions
+from trainstab.inifile import IniFile
+from trainstab.options import PYTEST_FLAGS, RunOptions, options_from
 from trainstab.session import session_of
 
 pytest_plugins = ["pytester"]
@@ -145,6 +146,21 @@ def test_pytests_override_ini_wins_over_the_file_and_a_bad_one_is_named_as_given
     assert (_in_pytest(pytester, "-o", "trainstab_seed=6").seed, _in_pytest(pytester).seed) == (6, 5)
     with pytest.raises(pytest.UsageError, match=re.escape("-o trainstab_lrs='x': expected comma-separated numbers")):
         _in_pytest(pytester, "-o", "trainstab_lrs=x")
+
+
+def test_each_toml_type_an_option_can_mean_is_taken_and_empty_arrays_mean_none(tmp_path):
+    values = {
+        "trainstab_max_lr": 1,  # an integer where a number is expected
+        "trainstab_target_params": 1_000_000_000,
+        "trainstab_depths": ["2", 4],  # text and integers mixed, as a hand-edited file may have them
+        "trainstab_lrs": "1e-3, 1e-2",  # text with spaces, as in an ini file
+        "trainstab_report_only": [],  # no check is report-only
+        "trainstab_ignore_params": [],  # no parameter is left out
+    }
+    options = options_from({}, IniFile(tmp_path / "pytest.toml", tmp_path, values))
+    assert (options.max_lr, options.target_params, options.depths, options.lrs) == (1.0, 1e9, (2, 4), (1e-3, 1e-2))
+    assert (options.report_only, options.ignore_params) == (frozenset(), ())
+    assert isinstance(options.max_lr, float) and isinstance(options.target_params, float)
 
 
 #: A bad value in each way a file can hold one: (file, text, the one message both front ends give, first pytest).

@@ -2,12 +2,16 @@
 
     trainstab sweep [--model reference] [--set key=value ...] [--lrs 1e-3,1e-2]
                     [--steps N] [--seed N] [--corpus FILE] [--json PATH]
-    trainstab check [the pytest plugin's options without --trainstab-] [--report DIR]
+    trainstab check [the pytest plugin's options without --trainstab-] [--checks NAMES] [--report DIR]
                     [--baselines DIR [--update-baseline | --regen-all]]
     trainstab fuzz | reproduce | forecast ...
+    trainstab --version
 
-Exit status: 0 on success, 1 when a check (or forecast) fails, 2 on bad input
-(a one-line message, no traceback).
+Exit status, one meaning each and the same in every subcommand (:mod:`trainstab.errors`, and each
+subcommand's ``--help``): 0 success, 1 a check failed, 2 bad input or a model that cannot be built (one
+line, before training), 3 the model crashed during training (one line; ``--traceback`` for the whole
+traceback), 4 inconclusive (a forecast that refuses to extrapolate), 130 interrupted. Every flag a command
+accepts changes its run: one that would change nothing (a scaling bound without a scaling check) is refused.
 """
 
 from __future__ import annotations
@@ -16,26 +20,29 @@ import argparse
 import dataclasses
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from trainstab import sweep_cache
 from trainstab.baseline import header_lines
-from trainstab.config import SweepConfig, estimated_bytes, validate
-from trainstab.environment import light_environment
-from trainstab.errors import TrainstabError
+from trainstab.cli_help import description, epilog, exit_status
+from trainstab.config import SweepConfig, estimated_bytes, on_gpu, validate
+from trainstab.environment import light_environment, trainstab_version
+from trainstab.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CRASHED,
+    EXIT_FAILED,
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERRUPTED,
+    Inconclusive,
+    ModelCrashed,
+    TrainstabError,
+)
 from trainstab.files import WRITE_FAILED, check_folder_writable, check_writable, keep_previous, write_files, write_json
 from trainstab.forecast import forecast_attention_logits, forecast_gradient_rms
 from trainstab.gate import Verdict, judge
@@ -59,14 +66,13 @@ from trainstab.options import (
     sweep_config,
 )
 from trainstab.overrides import apply_overrides
-from trainstab.registry import CHECK_NAMES
+from trainstab.progress import Reporter
+from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_CHECK_NAMES, report_order
 from trainstab.report import model_curves, write_report
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
 from trainstab.scaling import Evidence
 
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
-EXIT_BAD_INPUT = 2
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CRASHED", "EXIT_FAILED", "EXIT_INCONCLUSIVE", "EXIT_INTERRUPTED", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,55 +110,96 @@ def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text)
 
 
-def _add_no_progress(parser: argparse.ArgumentParser) -> None:
-    """``--no-progress``: every long command draws a progress bar on a terminal unless told not to."""
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` and ``--traceback``: every command takes them."""
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress: neither the bar drawn on a terminal nor the line printed per finished stack or point",
+    )
+    parser.add_argument(
+        "--traceback", action="store_true", help="when the model crashes, print its whole traceback too"
+    )
+
+
+def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose help has its description, an example and its exit statuses (:mod:`cli_help`)."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=description(name),
+        epilog=epilog(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
 
 
 #: The run options each command takes from the shared table (the rest come from the configuration file).
 #: Where and how a run trains: every training command takes them.
 PLACEMENT_OPTIONS = ("device", "precision", "executor")
-SWEEP_OPTIONS = ("model", "lrs", "steps", "seed", "corpus", "optimizer", *PLACEMENT_OPTIONS)
+SWEEP_OPTIONS = ("model", "profile", "lrs", "steps", "seed", "corpus", "optimizer", *PLACEMENT_OPTIONS)
 CHECK_OPTIONS = tuple(option.name for option in OPTIONS)
 FUZZ_OPTIONS = ("model", "seed", "optimizer", *PLACEMENT_OPTIONS)
 FORECAST_OPTIONS = (
     "model",
+    "profile",
+    "lrs",
+    "corpus",
     "target-params",
     "widths",
     "max-extrapolation",
+    "grad-rms-over-eps",
     "steps",
     "seed",
     "max-lr",
     "optimizer",
     *PLACEMENT_OPTIONS,
 )
+#: ``--set`` keys the fuzz map sets itself at every point it trains (its axes width and warm-up, the point's
+#: weight decay, each point's length and probes): given on the command line they would change nothing.
+FUZZ_SETS = ("width", "warmup_fraction", "weight_decay", "steps", "probe_every")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = _Parser(prog="trainstab", description="Small-scale proxies for large-scale training instabilities.")
+    parser = _Parser(
+        prog="trainstab",
+        description="Small-scale proxies for large-scale training instabilities.",
+        epilog=exit_status("a check failed (each command's --help says what fails it)"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"trainstab {trainstab_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sweep = commands.add_parser("sweep", help="train one tiny model per learning rate and report stability")
+    sweep = _command(commands, "sweep", "train one tiny model per learning rate and report stability")
     _add_options(sweep, SWEEP_OPTIONS)
     _add_overrides(sweep, "override a model or training option, e.g. --set qk_layernorm=false (repeatable)")
-    sweep.add_argument("--workers", type=_typed(positive_int), help="worker processes (default: one per core)")
-    sweep.add_argument("--json", type=Path, help="write every metric, the config and the environment here")
-    _add_no_progress(sweep)
-
-    check = commands.add_parser(
-        "check", help="the whole battery on one model, held to its baselines: exit 1 if a check fails"
+    sweep.add_argument(
+        "--workers", type=_typed(positive_int), help="worker processes (default: one per core; local CPU runs only)"
     )
+    sweep.add_argument("--json", type=Path, help="write every metric, the config and the environment here")
+    _add_output_flags(sweep)
+
+    check = _command(commands, "check", "judge one model with pytest's checks, held to its baselines")
     _add_options(check, CHECK_OPTIONS)  # the plugin's options, without the --trainstab- prefix
     _add_overrides(check, "override a model or training option, e.g. --set qk_layernorm=false")
-    check.add_argument("--checks", default=",".join(CHECK_NAMES), help="comma-separated checks (default: all)")
+    check.add_argument(
+        "--checks",
+        metavar="NAMES",
+        help=f"comma-separated checks (default: the battery, {', '.join(CHECK_NAMES)}); also the scaling checks "
+        f"{', '.join(SCALING_CHECK_NAMES)} and the paired {', '.join(PAIRED_CHECK_NAMES)}",
+    )
     rewrite = check.add_mutually_exclusive_group()
     rewrite.add_argument("--update-baseline", action="store_true", help="rewrite missing or failing baselines")
     rewrite.add_argument("--regen-all", action="store_true", help="rewrite every baseline")
-    _add_no_progress(check)
+    _add_output_flags(check)
 
-    fuzz = commands.add_parser("fuzz", help="search hyperparameters for unstable regions and map them")
+    fuzz = _command(commands, "fuzz", "search hyperparameters for unstable regions and map them")
     _add_options(fuzz, FUZZ_OPTIONS)
-    _add_overrides(fuzz, "fixed model or training option for every example, e.g. --set qk_layernorm=false")
+    _add_overrides(
+        fuzz,
+        "fixed model or training option for every example, e.g. --set qk_layernorm=false (not the map's own: "
+        f"{', '.join(FUZZ_SETS)})",
+    )
     fuzz.add_argument(
         "--budget", type=_typed(positive_int), default=40, help="examples to train (default: %(default)s)"
     )
@@ -162,9 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fuzz.add_argument("--json", type=Path, help="write every explored point and the map here")
     fuzz.add_argument("--plot", type=Path, help="write the map as a PNG here")
-    _add_no_progress(fuzz)
+    _add_output_flags(fuzz)
 
-    reproduce = commands.add_parser("reproduce", help="run the paper's findings at proxy scale: PNGs and a summary")
+    reproduce = _command(commands, "reproduce", "run the paper's findings at proxy scale: PNGs and a summary")
     reproduce.add_argument("--out", type=Path, default=Path("trainstab-findings"), help="output folder")
     reproduce.add_argument("--quick", action="store_true", help="fewer steps and sizes: about 3 minutes on 2 cores")
     reproduce.add_argument("--seed", type=_typed(seed), default=0, help="seed of every run (default: %(default)s)")
@@ -175,14 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
         "a switch of the reference are skipped and listed",
     )
     reproduce.add_argument("--only", default="", help="comma-separated findings to run (default: all)")
-    _add_no_progress(reproduce)
+    _add_output_flags(reproduce)
 
-    forecast = commands.add_parser("forecast", help="forecast attention logits and gradient RMS at a target size")
+    forecast = _command(commands, "forecast", "forecast attention logits and gradient RMS at a target size")
     _add_options(forecast, FORECAST_OPTIONS)
     _add_overrides(forecast, "model or training option, e.g. --set qk_layernorm=false")
     fits = "power law (default) or the paper's quadratic in log space (4+ widths)"
     forecast.add_argument("--fit", choices=("power", "quadratic"), default="power", help=fits)
-    _add_no_progress(forecast)
+    _add_output_flags(forecast)
     return parser
 
 
@@ -200,8 +247,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     options = options_from(given, ini, args.overrides, CLI_FLAGS)
     return dataclasses.replace(
         options,
-        baselines=_from_file(ini.folder, getattr(args, "baselines", None), options.baselines),
-        cache=_from_file(ini.folder, getattr(args, "cache", None), options.cache),
+        baselines=_from_file(ini.rootdir, getattr(args, "baselines", None), options.baselines),
+        cache=_from_file(ini.rootdir, getattr(args, "cache", None), options.cache),
         update_baseline=getattr(args, "update_baseline", False),
         regen_all=getattr(args, "regen_all", False),
     )
@@ -241,24 +288,19 @@ def _caption(result: SweepResult) -> str:
     )
 
 
-def _from_file(ini_folder: Path, flag: str | None, folder: str | None) -> str | None:
-    """A folder option: from the command line as given; from the configuration file, relative to that file."""
-    return str(ini_folder / folder) if flag is None and folder is not None else folder
+def _from_file(rootdir: Path, flag: str | None, folder: str | None) -> str | None:
+    """A folder option: from the command line as given; from the configuration, relative to pytest's rootdir."""
+    return str(rootdir / folder) if flag is None and folder is not None else folder
 
 
-def _sweep_progress(console: Console, no_progress: bool) -> Progress:
-    """The progress bar of a sweep: optimizer steps of its stacks."""
-    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn())
-    return Progress(*columns, console=console, transient=True, disable=no_progress)
+def _trained_with_progress(configs: list[SweepConfig], console: Console, no_progress: bool) -> list[SweepResult]:
+    """``configs``' sweeps, trained as one batch in this process's pool: a bar on a terminal, a line per stack."""
+    from trainstab.sweep import run_sweeps  # training: torch is imported when a command trains
 
-
-def _trained_with_progress(config: SweepConfig, console: Console, no_progress: bool) -> SweepResult:
-    """``config``'s sweep, trained in this process's pool with a progress bar."""
-    from trainstab.sweep import run_sweep  # training: torch is imported when a command trains
-
-    with _sweep_progress(console, no_progress) as bar:
-        task = bar.add_task("sweep", total=None)
-        return run_sweep(config, lambda done, total: bar.update(task, completed=done, total=total))
+    if not configs:
+        return []
+    with Reporter(console, not no_progress, "training", "steps") as progress:
+        return run_sweeps(configs, progress.update, progress.stack_done)
 
 
 def _preflight(config: SweepConfig) -> None:
@@ -283,6 +325,11 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab sweep``: run, print the table, optionally write JSON."""
     options = run_options(args)
     config = dataclasses.replace(sweep_config(options, ModelUnderTest(options.model)), workers=args.workers)
+    if args.workers is not None and (config.executor == "ray" or on_gpu(config)):
+        placed = (
+            "Ray places the stacks on its cluster" if config.executor == "ray" else "a GPU trains one stack at a time"
+        )
+        raise TrainstabError(f"--workers {args.workers} would change nothing: {placed}; leave it out")
     _preflight(config)  # before the header; run_sweep's own preflight then hits check_model's memo
     if args.json is not None:
         check_writable(args.json)  # before minutes of training, not after
@@ -290,7 +337,7 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
         f"trainstab sweep: model={options.model} seed={config.train.seed} lrs={','.join(f'{x:g}' for x in config.lrs)}"
         f"{placement(config)}"
     )
-    result = _trained_with_progress(config, console, args.no_progress)
+    (result,) = _trained_with_progress([config], console, args.no_progress)
     console.print(sweep_table(result))
     if args.json is not None:
         previous = write_json(args.json, sweep_to_dict(result))
@@ -298,20 +345,130 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def run_check_command(args: argparse.Namespace, console: Console) -> int:
-    """``trainstab check``: train the sweep, run the battery, compare with baselines, print the table."""
-    options = run_options(args)
-    checks = [name.strip() for name in args.checks.split(",") if name.strip()]
-    unknown = [name for name in checks if name not in CHECK_NAMES]
+_BATTERY = frozenset(CHECK_NAMES)
+#: The options that configure some checks only, and those checks (trainstab.checks and trainstab.scaling read
+#: them). Given on the command line while none of those checks runs, such a flag would change nothing, and is
+#: refused; every other option shapes the training, which every check reads.
+CONFIGURES: dict[str, frozenset[str]] = {
+    "max-lr": _BATTERY - {"lr_sensitivity", "parameters_move"}
+    | {"attention_forecast", "eps_forecast", "z_loss_effect"},
+    "attention-logit-bound": frozenset({"attention_logits"}),
+    "log-z-bound": frozenset({"log_z"}),
+    "lr-sensitivity-bound": frozenset({"lr_sensitivity", "sensitivity_scaling"}),
+    "grad-rms-over-eps": frozenset({"grad_rms_vs_eps", "eps_forecast"}),
+    "spike-score-bound": frozenset({"loss_spikes"}),
+    "report-only": _BATTERY,
+    "ignore-params": frozenset({"grad_rms_vs_eps", "parameters_move"}),
+    "baselines": _BATTERY,  # the scaling and paired checks have no baselines
+    "update-baseline": _BATTERY,
+    "regen-all": _BATTERY,
+    "target-params": frozenset({"attention_forecast", "eps_forecast"}),
+    "max-extrapolation": frozenset({"attention_forecast"}),
+    "widths": frozenset({"attention_forecast", "eps_forecast", "sensitivity_scaling", "lr_transfer"}),
+    "depths": frozenset({"sensitivity_scaling"}),
+    "z-loss-pull": frozenset({"z_loss_effect"}),
+    "z-loss-cost": frozenset({"z_loss_effect"}),
+}
+
+
+def chosen_checks(text: str | None) -> list[str]:
+    """The checks ``--checks`` names (any registered check), in the order given; the battery when not given."""
+    if text is None:
+        return list(CHECK_NAMES)
+    checks = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in checks if name not in CHECKS]
     if unknown or not checks:
+        raise TrainstabError(f"--checks {text!r}: unknown check(s) {unknown}; choose from {', '.join(CHECKS)}")
+    return checks
+
+
+def refuse_idle_flags(args: argparse.Namespace, checks: list[str]) -> None:
+    """Refuse a flag given on the command line that configures none of the chosen checks (:data:`CONFIGURES`).
+
+    Only flags: a ``trainstab_*`` key of the configuration file is shared with pytest, which may run other checks.
+    """
+    for name, configured in CONFIGURES.items():
+        field = OPTION_BY_NAME[name].field if name in OPTION_BY_NAME else name.replace("-", "_")
+        if getattr(args, field, None) in (None, False) or configured & set(checks):
+            continue
+        which = "the battery's checks" if configured == _BATTERY else ", ".join(sorted(configured, key=report_order))
+        chosen = "(default: the battery)" if args.checks is None else repr(args.checks)
+        example = min(configured, key=report_order)
         raise TrainstabError(
-            f"--checks {args.checks!r}: unknown check(s) {unknown}; choose from {', '.join(CHECK_NAMES)}"
+            f"--{name} configures only {which}, and --checks {chosen} runs none of them, so it would change "
+            f"nothing; add one (e.g. --checks {example}) or leave --{name} out"
         )
+
+
+class _Sweeps:
+    """The sweeps a ``check`` reads, each trained once, through the persistent cache when there is one.
+
+    What :class:`~trainstab.scaling.Evidence` asks for: the command first asks for everything its checks read,
+    so it trains as one batch (ladder rungs and the z-loss twin beside the base sweep).
+    """
+
+    def __init__(self, console: Console, no_progress: bool, cache: str | None) -> None:
+        self.console, self.no_progress, self.cache = console, no_progress, cache
+        self.known: dict[SweepConfig, SweepResult] = {}
+        self.seconds = 0.0  # spent training (or reading the cache)
+        self.hits: list[bool] = []  # per sweep: read from the cache (True) or trained
+
+    def __call__(self, configs: list[SweepConfig]) -> list[SweepResult]:
+        missing = [config for config in dict.fromkeys(configs) if config not in self.known]
+        if missing:
+            started = time.perf_counter()
+            found = (
+                [(result, False) for result in self._train(missing)]
+                if self.cache is None
+                else sweep_cache.cached_many(Path(self.cache), missing, self._train)
+            )
+            self.seconds += time.perf_counter() - started
+            for config, (result, hit) in zip(missing, found, strict=True):
+                self.known[config] = result
+                self.hits.append(hit)
+        return [self.known[config] for config in configs]
+
+    def _train(self, configs: list[SweepConfig]) -> list[SweepResult]:
+        return _trained_with_progress(configs, self.console, self.no_progress)
+
+    def cache_line(self) -> str:
+        """What the run did with the persistent cache."""
+        if len(self.hits) == 1:
+            return f"sweep {'read from' if self.hits[0] else 'trained and kept in'} the cache {self.cache}"
+        read = sum(self.hits)
+        return f"{read} sweep(s) read from the cache {self.cache}, {len(self.hits) - read} trained and kept in it"
+
+
+def _judged(
+    label: str, evidence: Evidence, checks: list[str], options: RunOptions, progress: Reporter
+) -> tuple[list[Verdict], list[tuple[str, str]]]:
+    """Each check's verdict (the pipeline pytest runs), and the checks that could not answer, with why."""
+    verdicts, inconclusive = [], []
+    for name in checks:
+        if name == "coordinates":  # trains its own short runs now, one width after the other
+            progress.line(f"  coordinate check: training widths {evidence.scaling.coordinates.widths}")
+        try:
+            verdicts.extend(judge(label, evidence, [name], options))
+        except Inconclusive as error:
+            inconclusive.append((name, str(error)))
+    return verdicts, inconclusive
+
+
+def run_check_command(args: argparse.Namespace, console: Console) -> int:
+    """``trainstab check``: train what the checks read, judge them, compare with baselines, print the table."""
+    options = run_options(args)
+    checks = chosen_checks(args.checks)
+    refuse_idle_flags(args, checks)
     policy_from(options)  # a rewrite flag without a usable baseline folder: refused before training
     target = ModelUnderTest(options.model)
     label = target.label(options)
     config = sweep_config(options, target)
     _preflight(config)
+    sweeps = _Sweeps(console, args.no_progress, options.cache)
+    evidence = Evidence(config, scaling_plan(options), sweeps)
+    wanted = list(dict.fromkeys(evidence.sweeps_read_by(checks)))  # a ladder the options refuse fails here
+    for rung in wanted:
+        _preflight(rung)  # every rung too (the largest one's memory): refused before anything trains
     report = Path(options.report) if options.report is not None else None
     if report is not None:
         check_folder_writable(report, "--report")
@@ -328,28 +485,25 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         console.print(f"configuration: {ini.name} (flags on the command line win)", markup=False, soft_wrap=True)
     for line in header_lines(options):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if options.cache is None:
-        sweep = _trained_with_progress(config, console, args.no_progress)
-    else:
-        sweep, hit = sweep_cache.cached(
-            Path(options.cache), config, lambda c: _trained_with_progress(c, console, args.no_progress)
-        )
-        kept = "read from" if hit else "trained and kept in"
-        console.print(f"sweep {kept} the cache {options.cache}", markup=False, highlight=False, soft_wrap=True)
-    verdicts = judge(
-        label, Evidence(config, scaling_plan(options), lambda configs: [sweep for _ in configs]), checks, options
-    )
+    sweeps(wanted)  # everything the checks read, as one batch
+    if options.cache is not None and sweeps.hits:
+        console.print(sweeps.cache_line(), markup=False, highlight=False, soft_wrap=True)
+    with Reporter(console, not args.no_progress, "judging") as progress:
+        verdicts, inconclusive = _judged(label, evidence, checks, options, progress)
     written = [line for verdict in verdicts for line in write_files(verdict.writes, CLI_FLAGS)]
-    console.print(check_table(verdicts, sweep.elapsed_seconds))
+    console.print(check_table(verdicts, sweeps.seconds))
     for verdict in verdicts:
         if not verdict.passed:
             console.print(f"FAIL {verdict.check}: {verdict.failure}", markup=False, highlight=False, soft_wrap=True)
         elif verdict.verdict == "warn":  # report-only: shown with its reason, never failing the run
             console.print(f"warn {verdict.check}: {verdict.why}", markup=False, highlight=False, soft_wrap=True)
+    for name, why in inconclusive:
+        console.print(f"INCONCLUSIVE {name}: {why}", markup=False, highlight=False, soft_wrap=True)
     if report is not None:
         try:
             header = {"seed": seed, "environment": light_environment(seed)}
-            files = write_report(report, verdicts, {label: model_curves(label, sweep)}, header)
+            curves = {label: model_curves(label, sweeps.known[config])} if config in sweeps.known else {}
+            files = write_report(report, verdicts, curves, header)
         except OSError as error:
             written.append(f"{WRITE_FAILED} the report in {report} ({error.strerror or error}); check that folder")
         else:
@@ -359,16 +513,21 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     failed = sum(not verdict.passed for verdict in verdicts)
     warned = sum(verdict.verdict == "warn" for verdict in verdicts)
     unwritten = sum(line.startswith(WRITE_FAILED) for line in written)
-    summary = f"{failed} of {len(verdicts)} checks failed" if failed else f"all {len(verdicts)} checks passed"
+    judged = len(verdicts) + len(inconclusive)
+    summary = f"{failed} of {judged} checks failed" if failed else f"all {len(verdicts)} checks passed"
+    if inconclusive:
+        summary = (summary if failed or verdicts else "no check passed") + f", {len(inconclusive)} inconclusive"
     if unwritten:  # never report success when a file the run owed was not written
         summary += f", but {unwritten} file(s) could not be written (above)"
     console.print(summary + (f" ({warned} report-only warning(s) above)" if warned else ""))
-    return EXIT_FAILED if failed or unwritten else 0
+    if failed or unwritten:
+        return EXIT_FAILED
+    return EXIT_INCONCLUSIVE if inconclusive else 0
 
 
 def check_table(verdicts: list[Verdict], seconds: float) -> Table:
-    """The battery's verdicts: one row per check with value, bound, baseline status and verdict."""
-    table = Table(title="trainstab check", caption=f"sweep {seconds:.1f} s")
+    """The checks' verdicts: one row per check with value, bound, baseline status and verdict."""
+    table = Table(title="trainstab check", caption=f"training {seconds:.1f} s")
     for column, justify in (
         ("check", "left"),
         ("value", "right"),
@@ -385,6 +544,19 @@ def check_table(verdicts: list[Verdict], seconds: float) -> Table:
     return table
 
 
+def _refuse_fuzz_sets(overrides: list[str]) -> None:
+    """Refuse a ``--set`` of a key the fuzz map sets itself at every point (:data:`FUZZ_SETS`)."""
+    from trainstab.fuzz import FUZZ_STEPS
+
+    for assignment in overrides:
+        key = assignment.partition("=")[0].strip()
+        if key in FUZZ_SETS:
+            raise TrainstabError(
+                f"--set {assignment}: the fuzz map sets {key} itself at every point (it explores LR, width and "
+                f"warm-up; each point trains {FUZZ_STEPS} steps), so it would change nothing; leave it out"
+            )
+
+
 def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab fuzz``: explore LR x width x warm-up, print the map, write JSON and PNG."""
     # Hypothesis is imported when a command fuzzes; the model is built (torch) when it is checked.
@@ -394,6 +566,7 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     from trainstab.models import check_model
     from trainstab.strategies import stability_region
 
+    _refuse_fuzz_sets(args.overrides)  # the command line's: a configuration file's lines are pytest's too
     options = run_options(args)
     model, seed_used = options.model, run_seed(options)
     base = apply_overrides(SweepConfig(model_name=model), list(options.overrides))
@@ -424,24 +597,21 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
         batch_size=(t.batch_size, t.batch_size),
         optimizer=(t.optimizer,),
     )
-    check_model(model, base.model, seed_used)
+    check_model(model, base.model, seed_used, t.batch_size)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None:
             check_writable(path, flag)
     console.print(
         f"trainstab fuzz: model={model} seed={seed_used} budget={args.budget} steps={FUZZ_STEPS}{placement(base)}"
     )
-    columns = (TextColumn("exploring"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
-        task = bar.add_task("fuzz", total=args.budget)
-        outcomes = explore(
-            region,
-            args.budget,
-            model,
-            seed_used,
-            base=base,
-            progress=lambda done, total: bar.update(task, completed=done),
-        )
+    started = time.perf_counter()
+    with Reporter(console, not args.no_progress, "exploring", "examples") as progress:
+
+        def point_done(done: int, total: int) -> None:
+            progress.update(done, total)
+            progress.line(f"  example {done}/{total} trained ({time.perf_counter() - started:.1f} s)")
+
+        outcomes = explore(region, args.budget, model, seed_used, base=base, progress=point_done)
     data = fuzz_to_dict(outcomes, model, seed_used, args.budget, FUZZ_STEPS)
     causes = {cause: n for cause, n in data["unstable_by_cause"].items() if n}
     # Hypothesis may draw a point twice (each trains once) or run out of distinct points in a narrow region.
@@ -477,14 +647,24 @@ def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
     only = tuple(key.strip() for key in args.only.split(",") if key.strip())
     mode = "quick" if args.quick else "full"
     console.print(f"trainstab reproduce: {mode} run, model={args.model}, seed={args.seed}, out={args.out}")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
-        task = bar.add_task("finding", total=None)
+    started = time.perf_counter()
+    running: list[tuple[str, int]] = []  # the finding being measured, and how many there are
+
+    with Reporter(console, not args.no_progress, "finding") as progress:
+
+        def finding_done() -> None:
+            if running:
+                key, total = running[-1]
+                elapsed = time.perf_counter() - started
+                progress.line(f"  finding {len(running)}/{total} {key} measured ({elapsed:.0f} s)")
 
         def on_finding(key: str, index: int, total: int) -> None:
-            bar.update(task, description=f"finding {key}", completed=index, total=total)
+            finding_done()
+            running.append((key, total))
+            progress.update(index, total, f"finding {key}")
 
         result = reproduce(args.out, args.quick, args.seed, only, on_finding, model=args.model)
+        finding_done()
     for finding in result.results:
         verdict = {True: "held", False: "did NOT hold", None: "measured"}[finding.held]
         console.print(f"  {finding.key:<15} {verdict:<13} {finding.evidence}", soft_wrap=True)
@@ -495,7 +675,11 @@ def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
-    """``trainstab forecast``: train the width ladder and forecast at ``--target-params``; exit 1 if flagged."""
+    """``trainstab forecast``: train the width ladder and forecast at ``--target-params``; exit 1 if flagged.
+
+    A forecast that refuses to extrapolate (the sizes scatter around any trend) raises
+    :class:`~trainstab.errors.Inconclusive`: exit 4, not bad input.
+    """
     from trainstab.sweep import preflight, run_sweeps  # training: torch is imported when a command trains
 
     options = run_options(args)
@@ -515,12 +699,10 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
         f"memory: about {estimated_bytes(largest) / 2**30:.2g} GiB for width {largest.model.width} (the largest rung)",
         soft_wrap=True,
     )
-    columns = (TextColumn("training width ladder"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=args.no_progress) as bar:
-        task = bar.add_task("ladder", total=None)
+    with Reporter(console, not args.no_progress, "training width ladder", "steps") as progress:
 
         def sweeps(rungs: list[SweepConfig]) -> list[SweepResult]:
-            return run_sweeps(rungs, lambda done, total: bar.update(task, completed=done, total=total))
+            return run_sweeps(rungs, progress.update, progress.stack_done)
 
         ladder = run_ladder("width", configs, sweeps)
     degree = 2 if args.fit == "quadratic" else 1
@@ -538,11 +720,25 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
     console.print(gradients.describe(CLI_FLAGS), markup=False, highlight=False, soft_wrap=True)
     flagged = len(attention.flagged) + len(gradients.flagged)
     console.print(f"{flagged} LR(s) flagged" if flagged else "no LR flagged")
-    return 1 if flagged else 0
+    return EXIT_FAILED if flagged else 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
+    "sweep": run_sweep_command,
+    "check": run_check_command,
+    "fuzz": run_fuzz_command,
+    "reproduce": run_reproduce_command,
+    "forecast": run_forecast_command,
+}
+
+
+def _say(console: Console, text: str) -> None:
+    """A message to stderr as written: no markup, no highlighting, never wrapped."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``trainstab`` console script; returns the exit status."""
+    """Entry point of the ``trainstab`` console script; returns the exit status (:mod:`trainstab.errors`)."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the subcommand, so the hint names its --help
@@ -551,27 +747,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     errors = Console(stderr=True)
     try:
-        if args.command == "sweep":
-            return run_sweep_command(args, console)
-        if args.command == "check":
-            return run_check_command(args, console)
-        if args.command == "fuzz":
-            return run_fuzz_command(args, console)
-        if args.command == "reproduce":
-            return run_reproduce_command(args, console)
-        if args.command == "forecast":
-            return run_forecast_command(args, console)
+        return COMMANDS[args.command](args, console)
+    except ModelCrashed as crashed:  # the model's own error: one line, the traceback only when asked
+        crash = crashed.crash
+        if args.traceback:
+            _say(errors, crash.traceback.rstrip() or "(no traceback: the process died without raising)")
+        hint = "" if args.traceback else "; --traceback prints the whole traceback"
+        _say(errors, f"trainstab: error: {crash.line()}{hint}")
+        return EXIT_CRASHED
+    except Inconclusive as error:  # trained, but cannot answer: neither a pass nor a failure
+        _say(errors, f"trainstab: inconclusive: {error}")
+        return EXIT_INCONCLUSIVE
     except TrainstabError as error:
-        errors.print(f"trainstab: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        _say(errors, f"trainstab: error: {error}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        errors.print("trainstab: interrupted (Ctrl-C); nothing more was written", markup=False, highlight=False)
+        _say(errors, "trainstab: interrupted (Ctrl-C); nothing more was written")
         return EXIT_INTERRUPTED
     except OSError as error:  # a write after training (a figure, a summary): the run did not finish its job
         where = f" {error.filename}" if error.filename else ""
-        errors.print(f"trainstab: could NOT write{where}: {error.strerror or error}", markup=False, highlight=False)
+        _say(errors, f"trainstab: could NOT write{where}: {error.strerror or error}")
         return EXIT_FAILED
-    raise AssertionError(f"unhandled command {args.command}")
 
 
 if __name__ == "__main__":

@@ -53,11 +53,6 @@ class IniFile:
         """The file as messages show it: relative to the working folder when below it."""
         return shown(self.path) if self.path is not None else "(no pytest configuration file)"
 
-    @property
-    def folder(self) -> Path:
-        """Where relative folders in the configuration point from: pytest's rootdir."""
-        return self.rootdir
-
     def source(self, key: str) -> str:
         """Where ``key`` was given, as messages name it: ``pyproject.toml: trainstab_seed`` or ``-o trainstab_seed``."""
         return f"-o {key}" if key in self.from_command_line else f"{self.name}: {key}"
@@ -99,9 +94,9 @@ def _trainstab_keys(
     given: set[str] = set()
     for line in override_ini:  # pytest's rule: split at the first "=", the last one for a key wins
         key, equals, value = line.partition("=")
-        if equals and key.strip().startswith(PREFIX):
-            values[key.strip()] = value
-            given.add(key.strip())
+        if equals and key.startswith(PREFIX):
+            values[key] = value
+            given.add(key)
     lines = values.pop(SET_KEY, [])
     ini = IniFile(path, rootdir, values, (), frozenset(given))
     return dataclasses.replace(ini, overrides=_lines(lines, ini.set_source))

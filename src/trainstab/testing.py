@@ -314,6 +314,11 @@ def cached_sweep(config: pytest.Config, sweep: SweepConfig) -> SweepResult:
     return result
 
 
+#: The crashes of this session's batches of sweeps (keyed by their cache keys), so every check of a model that
+#: crashes reports it without training up to the crash again.
+_CRASHES = pytest.StashKey[dict[frozenset[str], Crash]]()
+
+
 def cached_sweeps(config: pytest.Config, sweeps: list[SweepConfig]) -> list[SweepResult]:
     """Each sweep's result, computed once per session across all xdist workers.
 
@@ -333,7 +338,15 @@ def cached_sweeps(config: pytest.Config, sweeps: list[SweepConfig]) -> list[Swee
             if result is not None:
                 session.sweeps[key] = result
                 del missing[key]
-        trained = _trained_or_kept(session, list(missing.values())) if missing else []
+        batch = frozenset(missing)
+        crashes = config.stash.setdefault(_CRASHES, {})
+        if batch in crashes:  # training is deterministic: the same batch crashes the same way, so it trains once
+            raise ModelCrashed(crashes[batch])
+        try:
+            trained = _trained_or_kept(session, list(missing.values())) if missing else []
+        except ModelCrashed as error:
+            crashes[batch] = error.crash
+            raise
         for key, result in zip(missing, trained, strict=True):
             with contextlib.suppress(OSError):  # a full disk costs the other workers a retrain, not this result
                 write_sweep(session.private_folder() / f"{key}.json", result)
