@@ -60,7 +60,8 @@ def _train_in_every_grid(model_name: str, model: ModelConfig = SMALL) -> list[Ru
 def test_an_lr_trains_bit_for_bit_the_same_alone_beside_one_lr_and_beside_a_diverging_grid(model_name, model):
     alone, beside_one, beside_three = _train_in_every_grid(model_name, model)
     assert not alone.diverged and alone.max_attention_logit > 0
-    print(f"{model_name}, lr {LR}: max attention logit {[r.max_attention_logit for r in (alone, beside_one, beside_three)]}")
+    maxima = [run.max_attention_logit for run in (alone, beside_one, beside_three)]
+    print(f"{model_name}, seed {TRAIN.seed}, lr {LR}, max attention logit alone / beside one / beside three: {maxima}")
     assert _numbers(beside_one) == _numbers(alone)
     assert _numbers(beside_three) == _numbers(alone)
 

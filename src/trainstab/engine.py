@@ -12,6 +12,13 @@ its own peak LR. The steps of :func:`train_members`:
    recorded and dropped from the stack, and the others go on.
 5. Clip and step AdamW per member; on probe steps record the metrics.
 
+Members never mix: every per-member number (loss, log Z, gradient norm and
+clip factor, the probes) is reduced along that member's own rows of the
+(M, ...) tensors, never across members. On the CPU, on one thread as sweeps
+train, a member's losses, history and eval loss are bit for bit those of
+its LR trained alone (M = 1), whatever the other members are and whenever
+some are dropped (:mod:`trainstab.sweep` says why; not guaranteed on a GPU).
+
 Metrics are flat dicts with slash keys, computed in fp32. The forward runs in
 fp32, or under bf16 autocast (``TrainConfig.precision``), on the device the
 model was moved to (``TrainConfig.device``).

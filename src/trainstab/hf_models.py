@@ -15,8 +15,8 @@ A type that does not build this way is refused with one line naming why.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
@@ -40,9 +40,10 @@ HEAD_DIM = ("head_dim",)  # width // heads
 #: A dense MLP: 4 x width, as in every model trainstab trains (ModelConfig.mlp_ratio).
 DENSE_MLP = ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "decoder_ffn_dim", "encoder_ffn_dim")
 DENSE_MLP += ("d_ff", "dff", "dim_ff", "d_inner", "feed_forward_size", "intermediate_size_mlp")
-POSITIONS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "max_target_positions")
-#: Layers of one kind before the others (dense before MoE): at most depth - 1, so the other kind stays.
-LEADING_LAYERS = ("first_k_dense_replace", "num_dense_layers", "moe_layer_start_index")
+POSITIONS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "max_target_positions", "rel_extent")
+#: The first layer of a kind (after dense ones, the first attention or MoE layer): at most depth - 1, so the
+#: tiny model has it.
+LEADING_LAYERS = re.compile(r"^first_k_dense_replace$|^num_dense_layers$|^moe_layer_start_index$|_layer_offset$")
 
 #: A per-head size: scales with the head dimension (MLA's rope and nope parts, an SSM head, a rotary slice).
 PER_HEAD = re.compile(r"head_dim|head_size|d_head|dim_head|headdim|kv_channels|rotary_dim")
@@ -56,8 +57,8 @@ WIDE = re.compile(
 )
 #: Names with a width's word that are not a width: rounding multiples, ratios, counts, windows, token ids.
 NOT_A_SIZE = re.compile(r"multiple|round|factor|ratio|top_?k|^num_|^n_|chunk|window|kernel|conv|token|layer")
-#: Another table indexed by ids (token types, n-grams, hashed bytes): no bigger than the vocabulary.
-VOCABULARY = re.compile(r"vocab_size$|_vocab$|vocab_size_base$")
+#: Another table indexed by ids (per-layer token embeddings, n-grams, hashed bytes): no bigger than the vocabulary.
+VOCABULARY = re.compile("vocab")
 
 #: Types no generic step refuses in words that say why (transformers 5).
 REFUSED = {
@@ -90,8 +91,8 @@ def hf_model(model_type: str, size: ModelSize, options: dict[str, Any]) -> nn.Mo
         _refuse(model_type, REFUSED[model_type])
     towers = [name for name in default.sub_configs if name != "text_config" and re.search("vision|audio|vq", name)]
     text_type = getattr(getattr(default, "text_config", None), "model_type", model_type)
-    if towers or (text_type != model_type and text_type in causal_lms):
-        use = f"; use its language model, hf:{text_type}" if text_type in causal_lms else ""
+    if towers or text_type != model_type:
+        use = f"; use its language model, hf:{text_type}" if text_type in causal_lms and text_type != model_type else ""
         _refuse(model_type, f"it wraps a language model with other inputs ({', '.join(towers) or 'text_config'}){use}")
     fields = default.to_dict()
     unknown = [key for key in options if key not in fields]
@@ -100,37 +101,72 @@ def hf_model(model_type: str, size: ModelSize, options: dict[str, Any]) -> nn.Mo
             f"model 'hf:{model_type}': its config ({type(default).__name__}) has no field {unknown[0]!r}; "
             "options of an hf: model are config fields, e.g. hf:llama[tie_word_embeddings=true]"
         )
-    # 2. Built with its first `depth` layers; a hybrid whose first layers hold no attention takes a window of
-    #    its layer pattern that holds every kind of layer (qwen3_5: three linear-attention layers, then a full one).
-    sized = sized_fields(fields, size)
-    model, attends = _build(AutoConfig, AutoModelForCausalLM, model_type, {**sized, **options}, size)
+    # 2. Its first `depth` layers; a hybrid whose first layers hold no attention (qwen3_5: three linear-attention
+    #    layers before each full one) takes the earliest window of its layer pattern holding the most kinds.
+    build = functools.partial(_build, AutoConfig, AutoModelForCausalLM, model_type, options, size)
     start = _window(fields, size.depth)
+    try:
+        model, attends = build(sized_fields(fields, size))
+    except TrainstabError:
+        if not start:
+            raise
+        attends = False
     if not attends and start:
-        model, attends = _build(AutoConfig, AutoModelForCausalLM, model_type, {**sized, **_shifted(fields, size, start), **options}, size)
+        model, attends = build(sized_fields(fields, size, start))
     if not attends:
-        _refuse(model_type, f"no attention logits at depth {size.depth} (a recurrent or state-space model, or "
-                "attention trainstab cannot see); trainstab's checks read them")
+        _refuse(
+            model_type,
+            f"no attention logits at depth {size.depth} (a recurrent or state-space model, or attention trainstab "
+            "cannot see); trainstab's checks read them",
+        )
     return model
 
 
-def sized_fields(fields: dict[str, Any], size: ModelSize) -> dict[str, Any]:
-    """The constructor arguments that make a config of default ``fields`` the requested ``size``."""
+def sized_fields(fields: dict[str, Any], size: ModelSize, start: int = 0) -> dict[str, Any]:
+    """The constructor arguments that make a config of default ``fields`` the requested ``size``.
+
+    Per-layer fields keep the layers ``start`` .. ``start + depth`` of the full-size model.
+    """
     width0 = next((fields[name] for name in WIDTH if isinstance(fields.get(name), int)), None)
     heads0 = next((fields[name] for name in HEADS if isinstance(fields.get(name), int)), None)
+    layers0 = next((fields[name] for name in DEPTH if isinstance(fields.get(name), int)), 0)
     head_dim0 = fields.get("head_dim") or (width0 // heads0 if width0 and heads0 else None)
     scale = {"width": size.width / width0 if width0 else None, "heads": size.heads / heads0 if heads0 else None}
     scale["head"] = size.width // size.heads / head_dim0 if head_dim0 else None
-    sized: dict[str, Any] = {"use_cache": False, "is_decoder": True}  # trained, never generating; causal
+    window = range(start, start + size.depth)
+    patterns = _patterns(fields)
+    # Trained, never generating (no cache), and causal (an encoder's LM head is a decoder's with is_decoder).
+    sized: dict[str, Any] = {"use_cache": False, "is_decoder": True}
+    sized |= {name: True for name in ("causal", "is_causal") if isinstance(fields.get(name), bool)}
     for name, value in fields.items():
+        new: Any = value
         if isinstance(value, dict) and isinstance(value.get("model_type"), str):  # a nested config (dbrx's)
-            sized[name] = {k: v for k, v in sized_fields(value, size).items() if k in value}
-        elif isinstance(value, list) and value and all(isinstance(v, int) for v in value):
-            sized[name] = [_size(name, v, size, scale) for v in value]  # per-layer sizes (gemma3n's MLPs)
-            if sized[name] == value:
-                del sized[name]
-        elif (new := _size(name, value, size, scale)) != value:
+            new = {k: v for k, v in sized_fields(value, size).items() if k in value}
+        elif name == "per_layer_config" and isinstance(value, dict):  # {"05": {"head_dim": 512}}: layers in window
+            new = {
+                f"{int(k) - start:0{len(k)}d}": {f: _size(f, v, size, scale) for f, v in overrides.items()}
+                for k, overrides in value.items()
+                if int(k) in window
+            }
+        elif isinstance(value, list) and _is_layer_index(name, value, layers0):  # moe_layers, full_attn_idxs
+            new = [i - start for i in value if i in window]
+        elif name in patterns:
+            new = patterns[name][start : start + size.depth]
+        elif isinstance(value, list):
+            per_layer = value[start : start + size.depth] if len(value) == layers0 else value
+            new = [_size(name, v, size, scale) for v in per_layer]  # layer_types; gemma3n's MLP per layer
+        else:
+            new = _size(name, value, size, scale)
+        if new != value:
             sized[name] = new
     return sized
+
+
+def _is_layer_index(name: str, value: list[Any], layers: int) -> bool:
+    """Whether ``value`` lists layers by index (ascending), not a value per layer."""
+    ints = all(isinstance(i, int) and not isinstance(i, bool) for i in value)
+    ascending = ints and all(a < b for a, b in zip(value, value[1:], strict=False)) and max(value, default=0) < layers
+    return ascending and bool(re.search("layer|idx|_ids", name))
 
 
 def _size(name: str, value: Any, size: ModelSize, scale: dict[str, float | None]) -> Any:
@@ -141,7 +177,7 @@ def _size(name: str, value: Any, size: ModelSize, scale: dict[str, float | None]
     exact |= {HEAD_DIM: size.width // size.heads, POSITIONS: size.context_length, ("vocab_size",): size.vocab_size}
     for names, new in exact.items():
         if name in names and (value is None or isinstance(value, int)):  # None: derived from the others
-            return new + _spare_positions(value) if names is POSITIONS else new
+            return new
     if not isinstance(value, int) or isinstance(value, bool):
         return value
     # A special token past the vocabulary: its last id (only generation reads them; validators want an int).
@@ -149,7 +185,7 @@ def _size(name: str, value: Any, size: ModelSize, scale: dict[str, float | None]
         return min(value, size.vocab_size - 1)
     if VOCABULARY.search(name):
         return min(value, size.vocab_size)
-    if name in LEADING_LAYERS:
+    if LEADING_LAYERS.search(name):
         return min(value, size.depth - 1)
     if PER_HEAD.search(name) and scale["head"]:
         return max(2, 2 * round(value * scale["head"] / 2))  # even: rotary embeddings halve it
@@ -160,49 +196,62 @@ def _size(name: str, value: Any, size: ModelSize, scale: dict[str, float | None]
     return value
 
 
-def _spare_positions(value: int | None) -> int:
-    """Rows a position table keeps past a power of two (roberta's 514: positions start after the padding id)."""
-    if not value:
-        return 0
-    spare = value - 2 ** (value.bit_length() - 1)
-    return spare if spare < 8 else 0
-
-
 def widest_allowed(size: ModelSize) -> int:
     """The widest a matrix of a model at ``size`` may be: its vocabulary, or 8 x width (a gated MLP, fused)."""
     return max(size.vocab_size, 8 * size.width)
 
 
-def _build(auto_config: Any, auto_model: Any, model_type: str, kwargs: dict[str, Any], size: ModelSize) -> tuple[nn.Module, bool]:
-    """The model of ``kwargs``, checked for width on the meta device first; and whether it attends."""
-    try:
-        config = auto_config.for_model(model_type, **kwargs)
-    except Exception as error:
-        _refuse(model_type, f"its config refuses these sizes ({_reason(error)})")
+def _build(
+    auto_config: Any, auto_model: Any, model_type: str, options: dict[str, Any], size: ModelSize, sized: dict[str, Any]
+) -> tuple[nn.Module, bool]:
+    """The model of ``sized`` fields and ``options``, checked on the meta device first; and whether it attends."""
     with torch.device("meta"):
-        shell = _from_config(auto_model, config, model_type)
+        config, shell = _config_and_model(auto_config, auto_model, model_type, {**sized, **options})
+        # A position table counted from the padding id + 1 (roberta's) needs those rows too.
+        offset = max(
+            (
+                m.padding_idx + 1
+                for n, m in shell.named_modules()
+                if isinstance(m, nn.Embedding) and "position" in n and m.padding_idx is not None
+            ),
+            default=0,
+        )
+        if offset:
+            sized = {**sized, **{n: v + offset for n, v in sized.items() if n in POSITIONS}}
+            config, shell = _config_and_model(auto_config, auto_model, model_type, {**sized, **options})
     limit = widest_allowed(size)
     for name, parameter in shell.named_parameters():
         if any(dim > limit for dim in parameter.shape[-2:]):  # leading dims (experts) are not widths
             _refuse(
                 model_type,
                 f"at width {size.width} its {name} is {tuple(parameter.shape)}, wider than {limit} "
-                "(the vocabulary or 8 x width): a size field of its config is not one trainstab maps",
+                "(the vocabulary or 8 x width): its config has a size trainstab does not scale",
             )
     # transformers' own choice of attention: SDPA where the architecture supports it,
     # eager where it does not (Gemma 2, whose attention logits are soft-capped).
-    model = _from_config(auto_model, config, model_type)
+    model: nn.Module = auto_model.from_config(config)
     return model, _check_forward(model, model_type, size)
 
 
-def _from_config(auto_model: Any, config: Any, model_type: str) -> nn.Module:
+def _config_and_model(
+    auto_config: Any, auto_model: Any, model_type: str, kwargs: dict[str, Any]
+) -> tuple[Any, nn.Module]:
+    """The config of ``kwargs`` and its model (on the device in use); refused in words that say which failed."""
     try:
-        model: nn.Module = auto_model.from_config(config)
+        config = auto_config.for_model(model_type, **kwargs)
+    except Exception as error:
+        _refuse(model_type, f"its config refuses these sizes ({_reason(error)})")
+    try:
+        return config, auto_model.from_config(config)
     except ImportError as error:
         _refuse(model_type, f"it needs a package that is not installed ({_reason(error)})")
     except Exception as error:
+        switches = {key: value for key, value in kwargs.items() if isinstance(value, bool)}  # is_decoder, ...
+        try:
+            auto_model.from_config(auto_config.for_model(model_type, **switches))
+        except Exception as default_error:
+            _refuse(model_type, f"transformers cannot build it from its own default config ({_reason(default_error)})")
         _refuse(model_type, f"it does not build at this size ({_reason(error)})")
-    return model
 
 
 def _check_forward(model: nn.Module, model_type: str, size: ModelSize) -> bool:
@@ -213,6 +262,9 @@ def _check_forward(model: nn.Module, model_type: str, size: ModelSize) -> bool:
     """
     idx = torch.randint(0, size.vocab_size, (2, size.context_length), generator=torch.Generator().manual_seed(0))
     idx[1, :-1] = idx[0, :-1]  # (B=2, T): the same but the last token
+    idx[1, -1] = (idx[0, -1] + 1) % size.vocab_size
+    training = model.training
+    model.eval()  # no training-time noise (phimoe's sampled routing): the rows may differ only by the last token
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         try:
             if is_capturing():
@@ -223,6 +275,8 @@ def _check_forward(model: nn.Module, model_type: str, size: ModelSize) -> bool:
                 attends = bool(records)
         except Exception as error:
             _refuse(model_type, f"its forward fails at this size ({_reason(error)})")
+        finally:
+            model.train(training)
     if tuple(logits.shape) != (*idx.shape, size.vocab_size):
         _refuse(model_type, f"its logits are {tuple(logits.shape)} for {tuple(idx.shape)} token ids")
     if not torch.allclose(logits[0, :-1], logits[1, :-1], atol=1e-5):
@@ -240,19 +294,16 @@ def _window(fields: dict[str, Any], depth: int) -> int:
     return counts.index(max(counts)) if counts else 0
 
 
-def _shifted(fields: dict[str, Any], size: ModelSize, start: int) -> dict[str, Any]:
-    """The layer patterns of layers ``start`` .. ``start + depth`` of the full-size model."""
-    return {name: pattern[start : start + size.depth] for name, pattern in _patterns(fields).items()}
-
-
-def _patterns(fields: dict[str, Any]) -> dict[str, Sequence[str]]:
-    """The per-layer kinds of a config (``layer_types``, ``mlp_layer_types``): lists of strings, one per layer."""
-    layers = next((fields[name] for name in DEPTH if isinstance(fields.get(name), int)), None)
-    return {
-        name: value
-        for name, value in fields.items()
-        if isinstance(value, list) and len(value) == layers and all(isinstance(v, str) for v in value)
-    }
+def _patterns(fields: dict[str, Any]) -> dict[str, list[str]]:
+    """The kind of each layer of the full-size model, per field: ``layer_types``, ``mlp_layer_types``, and
+    ``block_types``, a cycle (recurrent_gemma's recurrent, recurrent, attention) repeated over the layers."""
+    layers = next((fields[name] for name in DEPTH if isinstance(fields.get(name), int)), 0)
+    patterns = {}
+    for name, value in fields.items():
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            if len(value) == layers or (name.endswith("types") and len(value) < layers):
+                patterns[name] = [value[i % len(value)] for i in range(layers)]
+    return patterns
 
 
 def _reason(error: BaseException) -> str:

@@ -1,12 +1,22 @@
 """The learning-rate sweep: stacks of members, trained in parallel processes or Ray tasks.
 
 The grid is cut, in order, into stacks of at most ``stack_size`` learning
-rates. Each stack trains as one batched model on one thread, so a member's
-numbers depend only on its stack, never on how many processes or cores ran
-the sweep: the same command gives the same JSON on a laptop, in CI and under
-pytest-xdist. Stacks run in a pool of worker processes (one per core by
-default; one on a GPU) or as Ray tasks (``executor="ray"``, :mod:`trainstab.ray_executor`), and each
-member's record becomes a :class:`~trainstab.results.RunResult`.
+rates. Each stack trains as one batched model on one thread, and on the CPU
+a member's numbers are bit for bit those of its LR trained alone (same seed,
+batches and kernels): they depend neither on the other LRs of its stack or
+grid, nor on how many processes or cores ran the sweep. So editing ``--lrs``
+moves no other LR's verdict, and the same command gives the same JSON on a
+laptop, in CI and under pytest-xdist. What makes it exact: every reduction
+over members runs along each member's own row (on one thread a row's sum
+does not depend on how many rows there are), the reference's batched
+matmuls give each member what one member alone gets, and a user or ``hf:``
+model's members each have their own buffers and random draws
+(:class:`~trainstab.models.FunctionalStack`); ``tests/test_grid_independence.py``
+holds it to that. On a GPU it is not guaranteed: its batched kernels and
+reductions are chosen by shape, so a member's last bits may move with M.
+Stacks run in a pool of worker processes (one per core by default; one on a
+GPU) or as Ray tasks (``executor="ray"``, :mod:`trainstab.ray_executor`), and
+each member's record becomes a :class:`~trainstab.results.RunResult`.
 """
 
 from __future__ import annotations
@@ -174,11 +184,12 @@ def run_sweeps(
     """Train several sweeps (a ladder's rungs) as one batch of stacks, and summarise each.
 
     Every stack of every sweep is handed to the executor at once (the first config's ``executor`` and
-    ``workers``): local worker processes, or Ray tasks spread over a cluster. A stack's numbers depend only
-    on the stack, so the results are those of :func:`run_sweep` on each config. ``progress(done, total)``
-    counts optimizer steps of stacks; ``finished`` is told as each stack ends. Every config is checked before
-    anything trains; the first crash stops the batch (:class:`~trainstab.errors.ModelCrashed`). Each result's
-    ``elapsed_seconds`` is the wall-clock of the whole batch: its stacks trained interleaved with the others'.
+    ``workers``): local worker processes, or Ray tasks spread over a cluster. A member's numbers depend only
+    on its own LR (module docstring), so the results are those of :func:`run_sweep` on each config.
+    ``progress(done, total)`` counts optimizer steps of stacks; ``finished`` is told as each stack ends. Every
+    config is checked before anything trains; the first crash stops the batch
+    (:class:`~trainstab.errors.ModelCrashed`). Each result's ``elapsed_seconds`` is the wall-clock of the whole
+    batch: its stacks trained interleaved with the others'.
     """
     if not configs:
         return []
