@@ -14,7 +14,7 @@ LAYERS = {
     "foundations": "errors model_names config overrides files environment inifile plotting hypothesis_profiles "
     "results ladder",
     "training": "torch_state corpus losses attention_stats attention_trace capture reference optim models devices "
-    "engine sweep ray_executor coordinates fingerprint optimizers",
+    "engine sweep ray_executor coordinates fingerprint optimizers hf_models",
     "judgement": "checks forecast scaling registry options baseline gate report session_cache sweep_cache",
     "exploration": "strategies fuzz fuzzmap findings figures reproduce",
     "front ends": "session testing plugin cli __main__ __init__",

@@ -226,3 +226,11 @@ def test_check_and_the_plugin_share_one_option_table():
     check = build_parser()._subparsers._group_actions[0].choices["check"]
     flags = {flag for action in check._actions for flag in action.option_strings}
     assert {f"--{option.name}" for option in OPTIONS} <= flags
+
+
+def test_a_model_name_with_options_is_printed_as_written_not_eaten_as_markup(capsys):
+    name = "user_models:build[qk_norm=false]"
+    assert main(["check", "--model", name, "--checks", "no_divergence", "--steps", "5", "--lrs", "1e-2"]) == 0
+    assert f"trainstab check: model={name} seed=0 steps=5 lrs=0.01" in capsys.readouterr().out
+    assert main(["sweep", "--model", name, "--steps", "5", "--lrs", "1e-2", "--no-progress"]) == 0
+    assert f"trainstab sweep: model={name} seed=0" in capsys.readouterr().out

@@ -6,6 +6,7 @@ change nothing; a log without a terminal shows a line per finished unit of work.
 The models that crash are in tests/bad_models.py.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,13 +16,14 @@ from types import SimpleNamespace
 import pytest
 
 from trainstab.cli import CONFIGURES, main
-from trainstab.config import ModelConfig
+from trainstab.config import ModelConfig, SweepConfig, TrainConfig
 from trainstab.errors import (
     EXIT_BAD_INPUT,
     EXIT_CRASHED,
     EXIT_FAILED,
     EXIT_INCONCLUSIVE,
     EXIT_PASSED,
+    ModelCrashed,
     TrainstabError,
 )
 from trainstab.models import check_model
@@ -143,6 +145,7 @@ def test_an_unstable_model_exits_1(capsys):
         (["check", "--z-loss-pull", "0.1", "--checks", "no_divergence"], "--z-loss-pull configures only z_loss_eff"),
         (["check", "--baselines", "b", "--checks", "lr_transfer"], "--baselines configures only the battery's checks"),
         (["check", "--max-lr", "0.1", "--checks", "lr_sensitivity"], "--max-lr configures only no_divergence"),
+        (["check", "--report-only", "log_z", "--checks", "no_divergence"], "--report-only configures only log_z, "),
         (["fuzz", "--set", "width=64"], "the fuzz map sets width itself at every point"),
         (["sweep", "--workers", "2", "--executor", "ray"], "--workers 2 would change nothing"),
     ],
@@ -232,15 +235,17 @@ def test_fuzz_prints_a_line_per_point(capsys):
 def test_reproduce_prints_a_line_per_finding(capsys, monkeypatch, tmp_path):
     import trainstab.reproduce
 
-    def measured(out, quick, seed, only, on_finding, model):  # two findings, measured at once
+    def measured(out, quick, seed, only, on_finding, on_sweep, model):  # two findings of one sweep each
         for index, key in enumerate(("qk_layernorm", "z_loss")):
             on_finding(key, index, 2)
+            on_sweep(SweepConfig(lrs=(1e-2, 1e-1)))
         return SimpleNamespace(results=[], skipped=[], files=[], elapsed_seconds=0.0)
 
     monkeypatch.setattr(trainstab.reproduce, "reproduce", measured)
     assert _run(["reproduce", "--out", str(tmp_path)]) == EXIT_PASSED
     out = capsys.readouterr().out
     assert "finding 1/2 qk_layernorm measured (" in out and "finding 2/2 z_loss measured (" in out
+    assert out.count("training width 32, depth 2, lrs 0.01,0.1") == 2
 
 
 CRASHING_SUITE = """
@@ -288,3 +293,27 @@ def test_under_pytest_tb_long_shows_the_crash_traceback(pytester):
     result.assert_outcomes(errors=1)
     traceback = ["Traceback (most recent call last):", "*bad_models.py*", "RuntimeError: cache slot 3*"]
     result.stdout.fnmatch_lines(traceback)
+
+
+@pytest.mark.slow
+def test_a_crash_in_a_ray_task_is_the_same_crash(monkeypatch):
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is the optional extra: pip install 'trainstab[ray]'")
+    from trainstab.ray_executor import ray_module
+    from trainstab.sweep import run_sweep
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a Ray of this machine's cores, on loopback
+    config = SweepConfig(
+        model_name="bad_models:crashes_at_step[step=3]",
+        model=SMALL,
+        train=TrainConfig(steps=5, batch_size=4),
+        lrs=(1e-2,),
+        executor="ray",
+    )
+    ray = ray_module()
+    try:
+        with pytest.raises(ModelCrashed) as raised:
+            run_sweep(config)
+    finally:
+        ray.shutdown()
+    assert str(raised.value).startswith("model 'bad_models:crashes_at_step[step=3]' crashed at step 3 of 5 (lr=0.01)")

@@ -123,3 +123,8 @@ def fails_in_a_task():
     from trainstab.errors import TrainstabError
 
     raise TrainstabError("model 'x' failed on a batch: fix its forward\n(second line of the message)")
+
+
+def build(size, qk_norm=True):
+    """The factory with a keyword option, as users write one: ``user_models:build[qk_norm=false]``."""
+    return Tiny(size, qk_norm=qk_norm)

@@ -19,6 +19,8 @@ _EXPORTS = {
     "SweepConfig": "trainstab.config",
     "TrainConfig": "trainstab.config",
     "TrainstabError": "trainstab.errors",
+    "ModelCrashed": "trainstab.errors",
+    "Inconclusive": "trainstab.errors",
     "TrainstabWarning": "trainstab.errors",
     "capture_attention": "trainstab.capture",
     "is_capturing": "trainstab.capture",
@@ -32,7 +34,9 @@ _EXPORTS = {
 
 __all__ = [
     "PAPER_LR_GRID",
+    "Inconclusive",
     "ModelConfig",
+    "ModelCrashed",
     "ReferenceLM",
     "ReferenceTransformer",
     "RunResult",
@@ -50,7 +54,7 @@ __all__ = [
 if TYPE_CHECKING:
     from trainstab.capture import capture_attention, is_capturing, record_attention_logits
     from trainstab.config import PAPER_LR_GRID, ModelConfig, SweepConfig, TrainConfig
-    from trainstab.errors import TrainstabError, TrainstabWarning
+    from trainstab.errors import Inconclusive, ModelCrashed, TrainstabError, TrainstabWarning
     from trainstab.reference import ReferenceLM, ReferenceTransformer
     from trainstab.results import RunResult, SweepResult
     from trainstab.sweep import run_sweep

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from trainstab import sweep_cache
 from trainstab.baseline import header_lines
+from trainstab.checks import REPORT_ONLY
 from trainstab.cli_help import description, epilog, exit_status
 from trainstab.config import SweepConfig, estimated_bytes, on_gpu, validate
 from trainstab.environment import light_environment, trainstab_version
@@ -335,7 +336,8 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
         check_writable(args.json)  # before minutes of training, not after
     console.print(
         f"trainstab sweep: model={options.model} seed={config.train.seed} lrs={','.join(f'{x:g}' for x in config.lrs)}"
-        f"{placement(config)}"
+        f"{placement(config)}",
+        soft_wrap=True,
     )
     (result,) = _trained_with_progress([config], console, args.no_progress)
     console.print(sweep_table(result))
@@ -357,7 +359,7 @@ CONFIGURES: dict[str, frozenset[str]] = {
     "lr-sensitivity-bound": frozenset({"lr_sensitivity", "sensitivity_scaling"}),
     "grad-rms-over-eps": frozenset({"grad_rms_vs_eps", "eps_forecast"}),
     "spike-score-bound": frozenset({"loss_spikes"}),
-    "report-only": _BATTERY,
+    "report-only": _BATTERY,  # narrowed to the checks it names and those report-only by default (_configured)
     "ignore-params": frozenset({"grad_rms_vs_eps", "parameters_move"}),
     "baselines": _BATTERY,  # the scaling and paired checks have no baselines
     "update-baseline": _BATTERY,
@@ -387,9 +389,11 @@ def refuse_idle_flags(args: argparse.Namespace, checks: list[str]) -> None:
 
     Only flags: a ``trainstab_*`` key of the configuration file is shared with pytest, which may run other checks.
     """
-    for name, configured in CONFIGURES.items():
+    for name in CONFIGURES:
         field = OPTION_BY_NAME[name].field if name in OPTION_BY_NAME else name.replace("-", "_")
-        if getattr(args, field, None) in (None, False) or configured & set(checks):
+        given = getattr(args, field, None)
+        configured = _configured(name, given)
+        if given in (None, False) or configured & set(checks):
             continue
         which = "the battery's checks" if configured == _BATTERY else ", ".join(sorted(configured, key=report_order))
         chosen = "(default: the battery)" if args.checks is None else repr(args.checks)
@@ -398,6 +402,18 @@ def refuse_idle_flags(args: argparse.Namespace, checks: list[str]) -> None:
             f"--{name} configures only {which}, and --checks {chosen} runs none of them, so it would change "
             f"nothing; add one (e.g. --checks {example}) or leave --{name} out"
         )
+
+
+def _configured(name: str, given: Any) -> frozenset[str]:
+    """The checks the flag ``name`` configures with the value ``given``.
+
+    ``--report-only`` configures the checks it names (they stop failing) and those report-only by default
+    (they start failing unless named); a name that is not a battery check is refused when the value is parsed.
+    """
+    if name != "report-only" or not isinstance(given, str):
+        return CONFIGURES[name]
+    named = {check.strip() for check in given.split(",")} & _BATTERY
+    return frozenset(named | set(REPORT_ONLY))
 
 
 class _Sweeps:
@@ -440,13 +456,13 @@ class _Sweeps:
 
 
 def _judged(
-    label: str, evidence: Evidence, checks: list[str], options: RunOptions, progress: Reporter
+    label: str, evidence: Evidence, checks: list[str], options: RunOptions, say: Callable[[str], None]
 ) -> tuple[list[Verdict], list[tuple[str, str]]]:
     """Each check's verdict (the pipeline pytest runs), and the checks that could not answer, with why."""
     verdicts, inconclusive = [], []
     for name in checks:
         if name == "coordinates":  # trains its own short runs now, one width after the other
-            progress.line(f"  coordinate check: training widths {evidence.scaling.coordinates.widths}")
+            say(f"  coordinate check: training widths {','.join(map(str, evidence.scaling.coordinates.widths))}")
         try:
             verdicts.extend(judge(label, evidence, [name], options))
         except Inconclusive as error:
@@ -488,8 +504,8 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     sweeps(wanted)  # everything the checks read, as one batch
     if options.cache is not None and sweeps.hits:
         console.print(sweeps.cache_line(), markup=False, highlight=False, soft_wrap=True)
-    with Reporter(console, not args.no_progress, "judging") as progress:
-        verdicts, inconclusive = _judged(label, evidence, checks, options, progress)
+    progress = Reporter(console, not args.no_progress, "judging")  # its lines only: what it reads is trained
+    verdicts, inconclusive = _judged(label, evidence, checks, options, progress.line)
     written = [line for verdict in verdicts for line in write_files(verdict.writes, CLI_FLAGS)]
     console.print(check_table(verdicts, sweeps.seconds))
     for verdict in verdicts:
@@ -663,7 +679,11 @@ def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
             running.append((key, total))
             progress.update(index, total, f"finding {key}")
 
-        result = reproduce(args.out, args.quick, args.seed, only, on_finding, model=args.model)
+        def on_sweep(config: SweepConfig) -> None:  # a finding trains several: a log sees each start
+            m, lrs = config.model, ",".join(f"{lr:g}" for lr in config.lrs)
+            progress.line(f"    training width {m.width}, depth {m.depth}, lrs {lrs}")
+
+        result = reproduce(args.out, args.quick, args.seed, only, on_finding, on_sweep, model=args.model)
         finding_done()
     for finding in result.results:
         verdict = {True: "held", False: "did NOT hold", None: "measured"}[finding.held]
@@ -723,15 +743,6 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FAILED if flagged else 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
-    "sweep": run_sweep_command,
-    "check": run_check_command,
-    "fuzz": run_fuzz_command,
-    "reproduce": run_reproduce_command,
-    "forecast": run_forecast_command,
-}
-
-
 def _say(console: Console, text: str) -> None:
     """A message to stderr as written: no markup, no highlighting, never wrapped."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -744,15 +755,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # said by the subcommand, so the hint names its --help
         command = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
         command.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
-    console = Console()
-    errors = Console(stderr=True)
+    # No markup and no highlighting: everything printed is the user's text as written. A model name with
+    # options (mypkg.models:build[qk_norm=false]) would otherwise lose its "[...]" as a rich markup tag.
+    console = Console(markup=False, highlight=False)
+    errors = Console(stderr=True, markup=False, highlight=False)
     try:
-        return COMMANDS[args.command](args, console)
+        if args.command == "sweep":
+            return run_sweep_command(args, console)
+        if args.command == "check":
+            return run_check_command(args, console)
+        if args.command == "fuzz":
+            return run_fuzz_command(args, console)
+        if args.command == "reproduce":
+            return run_reproduce_command(args, console)
+        if args.command == "forecast":
+            return run_forecast_command(args, console)
     except ModelCrashed as crashed:  # the model's own error: one line, the traceback only when asked
         crash = crashed.crash
         if args.traceback:
             _say(errors, crash.traceback.rstrip() or "(no traceback: the process died without raising)")
-        hint = "" if args.traceback else "; --traceback prints the whole traceback"
+        hint = "" if args.traceback or not crash.traceback else "; --traceback prints the whole traceback"
         _say(errors, f"trainstab: error: {crash.line()}{hint}")
         return EXIT_CRASHED
     except Inconclusive as error:  # trained, but cannot answer: neither a pass nor a failure
@@ -768,6 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {error.filename}" if error.filename else ""
         _say(errors, f"trainstab: could NOT write{where}: {error.strerror or error}")
         return EXIT_FAILED
+    raise AssertionError(f"unhandled command {args.command}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ No weights are downloaded. The config is constructed with the requested sizes,
 so the fields it derives from them follow (falcon's ``head_dim`` and
 ``ffn_hidden_size``, a hybrid's ``layer_types``); every other integer field is
 sized by what its name says it is (:func:`sized_fields`). The model is then
-built on the meta device and refused, before it costs memory, if a matrix is
-still wider than :func:`widest_allowed`: a field no rule maps would leave a
-layer at its full size. Last, one forward shows that it runs at this size, is
-causal and has attention trainstab can capture.
+built on the meta device and refused, before it costs memory, unless it has
+the requested depth and no matrix wider than :func:`widest_allowed` (a field
+no rule maps would leave a layer at its full size). Last, one forward shows
+that it runs at this size, is causal and has attention trainstab can capture.
 
 A type that does not build this way is refused with one line naming why.
 :data:`REFUSED` lists the few whose refusal no generic step can word.
@@ -16,6 +16,7 @@ A type that does not build this way is refused with one line naming why.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -30,16 +31,23 @@ if TYPE_CHECKING:
 
 #: The sizes trainstab asks for, by the exact names configs give them.
 WIDTH = ("hidden_size", "n_embd", "d_model", "emb_dim")
-DEPTH = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers", "encoder_layers")
-DEPTH += ("num_decoder_layers", "num_encoder_layers")
-HEADS = ("num_attention_heads", "n_head", "n_heads", "num_heads", "attention_heads", "decoder_attention_heads")
-HEADS += ("encoder_attention_heads", "num_decoder_attention_heads", "num_encoder_attention_heads")
+DEPTH = (
+    *("num_hidden_layers", "n_layer", "n_layers", "num_layers"),
+    *("decoder_layers", "encoder_layers", "num_decoder_layers", "num_encoder_layers"),
+)
+HEADS = (
+    *("num_attention_heads", "n_head", "n_heads", "num_heads", "attention_heads"),
+    *("decoder_attention_heads", "encoder_attention_heads", "num_decoder_attention_heads"),
+    "num_encoder_attention_heads",
+)
 #: Key/value heads: as many as the query heads (trainstab's ``heads`` is both).
 KV_HEADS = ("num_key_value_heads", "num_kv_heads", "kv_n_heads", "multi_query_group_num", "num_query_groups")
 HEAD_DIM = ("head_dim",)  # width // heads
 #: A dense MLP: 4 x width, as in every model trainstab trains (ModelConfig.mlp_ratio).
-DENSE_MLP = ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "decoder_ffn_dim", "encoder_ffn_dim")
-DENSE_MLP += ("d_ff", "dff", "dim_ff", "d_inner", "feed_forward_size", "intermediate_size_mlp")
+DENSE_MLP = (
+    *("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "decoder_ffn_dim", "encoder_ffn_dim"),
+    *("d_ff", "dff", "dim_ff", "d_inner", "feed_forward_size", "intermediate_size_mlp"),
+)
 POSITIONS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "max_target_positions", "rel_extent")
 #: The first layer of a kind (after dense ones, the first attention or MoE layer): at most depth - 1, so the
 #: tiny model has it.
@@ -116,8 +124,8 @@ def hf_model(model_type: str, size: ModelSize, options: dict[str, Any]) -> nn.Mo
     if not attends:
         _refuse(
             model_type,
-            f"no attention logits at depth {size.depth} (a recurrent or state-space model, or attention trainstab "
-            "cannot see); trainstab's checks read them",
+            f"no attention logits at depth {size.depth}: no softmax attention there (a recurrent or state-space "
+            "model) or one trainstab's capture does not trace; trainstab's checks read attention logits",
         )
     return model
 
@@ -165,7 +173,7 @@ def sized_fields(fields: dict[str, Any], size: ModelSize, start: int = 0) -> dic
 def _is_layer_index(name: str, value: list[Any], layers: int) -> bool:
     """Whether ``value`` lists layers by index (ascending), not a value per layer."""
     ints = all(isinstance(i, int) and not isinstance(i, bool) for i in value)
-    ascending = ints and all(a < b for a, b in zip(value, value[1:], strict=False)) and max(value, default=0) < layers
+    ascending = ints and all(a < b for a, b in itertools.pairwise(value)) and max(value, default=0) < layers
     return ascending and bool(re.search("layer|idx|_ids", name))
 
 
@@ -204,7 +212,8 @@ def widest_allowed(size: ModelSize) -> int:
 def _build(
     auto_config: Any, auto_model: Any, model_type: str, options: dict[str, Any], size: ModelSize, sized: dict[str, Any]
 ) -> tuple[nn.Module, bool]:
-    """The model of ``sized`` fields and ``options``, checked on the meta device first; and whether it attends."""
+    """The model of ``sized`` fields and ``options``, its depth and widths checked on the meta device first; and
+    whether it attends."""
     with torch.device("meta"):
         config, shell = _config_and_model(auto_config, auto_model, model_type, {**sized, **options})
         # A position table counted from the padding id + 1 (roberta's) needs those rows too.
@@ -219,6 +228,18 @@ def _build(
         if offset:
             sized = {**sized, **{n: v + offset for n, v in sized.items() if n in POSITIONS}}
             config, shell = _config_and_model(auto_config, auto_model, model_type, {**sized, **options})
+    # The depth asked for: a list of that many blocks, and as many layers by the config's count (a looped
+    # model, hrm_text or dory, derives its layers from fields no rule sizes).
+    lists = {name: len(m) for name, m in shell.named_modules() if isinstance(m, nn.ModuleList)}
+    if size.depth not in lists.values():
+        layers = ", ".join(f"{name} has {n}" for name, n in lists.items()) or "no list of layers"
+        _refuse(model_type, f"at depth {size.depth} it builds no list of {size.depth} layers ({layers})")
+    try:
+        counted = config.num_hidden_layers
+    except Exception:  # a config without the count, or with one per layer group
+        counted = size.depth
+    if counted != size.depth:
+        _refuse(model_type, f"at depth {size.depth} its config counts {counted} layers (it repeats or derives them)")
     limit = widest_allowed(size)
     for name, parameter in shell.named_parameters():
         if any(dim > limit for dim in parameter.shape[-2:]):  # leading dims (experts) are not widths
@@ -300,9 +321,9 @@ def _patterns(fields: dict[str, Any]) -> dict[str, list[str]]:
     layers = next((fields[name] for name in DEPTH if isinstance(fields.get(name), int)), 0)
     patterns = {}
     for name, value in fields.items():
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            if len(value) == layers or (name.endswith("types") and len(value) < layers):
-                patterns[name] = [value[i % len(value)] for i in range(layers)]
+        strings = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        if strings and (len(value) == layers or (name.endswith("types") and len(value) < layers)):
+            patterns[name] = [value[i % len(value)] for i in range(layers)]
     return patterns
 
 

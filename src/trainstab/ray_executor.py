@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from trainstab.config import SweepConfig, on_gpu
 from trainstab.engine import MemberRun
-from trainstab.errors import TrainstabError
+from trainstab.errors import ModelCrashed, TrainstabError
 
 _Result = TypeVar("_Result")
 #: Trains one stack of a sweep: ``trainstab.sweep.train_stack``, passed in (sweep is the caller; a task imports
@@ -194,4 +194,6 @@ def _gather(ray: Any, futures: list[Any], weights: list[int], progress: Callable
             ray.cancel(future, force=True)
         if isinstance(error, ray.exceptions.RayTaskError) and isinstance(error.cause, TrainstabError):
             raise TrainstabError(str(error.cause)) from None  # the task's own message, as the local run says it
+        if isinstance(error, ray.exceptions.RayTaskError) and isinstance(error.cause, ModelCrashed):
+            raise ModelCrashed(error.cause.crash) from None  # the model crashed in the task: as a local run says it
         raise

@@ -373,7 +373,7 @@ def _failure(
     if code is None:
         how = "ended without an exit status"
     elif code < 0:
-        how = f"was killed by {signal.Signals(-code).name}"
+        how = f"was killed by {_signal_name(-code)}"
         if code == -signal.SIGKILL:
             how += " (the out-of-memory killer sends it, as does kill -9)"
     else:
@@ -388,3 +388,11 @@ def _failure(
         traceback="",
     )
     return ModelCrashed(crash)
+
+
+def _signal_name(number: int) -> str:
+    """SIGKILL, or "signal 77" for a number this platform does not name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
