@@ -56,7 +56,7 @@ def test_a_users_unrelated_property_test_keeps_exactly_its_hypothesis_settings(p
     if ci is not None:
         clean_env.setenv("CI", ci)
     pytester.makepyfile(test_props=UNRELATED_PROPERTY)
-    with_plugin = pytester.runpytest_subprocess("-s", "-p", "no:randomly")
+    with_plugin = pytester.runpytest_subprocess("-s")
     without = pytester.runpytest_subprocess("-s", "-p", "no:trainstab")
     with_plugin.assert_outcomes(passed=2)
     without.assert_outcomes(passed=2)
@@ -195,7 +195,10 @@ def test_parameters_are_named_as_the_model_names_them_and_a_pattern_matching_non
     typo = project.runpytest_subprocess(*TINY, "--trainstab-ignore-params=unused_sacle")
     typo.assert_outcomes(failed=1)
     typo.stdout.fnmatch_lines(
-        ["*--trainstab-ignore-params pattern 'unused_sacle' matches no parameter*the closest are unused_scale*"]
+        [
+            "*--trainstab-ignore-params (or trainstab_ignore_params) pattern 'unused_sacle' matches no parameter"
+            "*closest are unused_scale*"
+        ]
     )
 
 
@@ -210,3 +213,63 @@ def test_a_suite_that_turns_every_warning_into_an_error_trains_in_worker_process
     project.makeini("[pytest]\nfilterwarnings =\n    error\n")
     result = project.runpytest_subprocess("--trainstab-steps=8", "--trainstab-lrs=0.001,0.01,0.1,0.3,1")
     result.assert_outcomes(passed=1)
+
+
+SWEEP_SCRIPT = """
+from trainstab import SweepConfig, TrainConfig, run_sweep
+
+{guard}result = run_sweep(SweepConfig(train=TrainConfig(steps=3), lrs=(0.001, 0.01, 0.1, 0.3, 1.0), workers=2))
+{indent}print("swept", len(result.runs))
+"""
+
+
+def test_a_script_that_sweeps_runs_with_the_guard_and_is_told_to_add_it_without(tmp_path):
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(SWEEP_SCRIPT.format(guard='if __name__ == "__main__":\n    ', indent="    "))
+    done = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and "swept 5" in done.stdout, done.stderr
+    unguarded = tmp_path / "unguarded.py"
+    unguarded.write_text(SWEEP_SCRIPT.format(guard="", indent=""))
+    done = subprocess.run([sys.executable, str(unguarded)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0
+    assert 'put the call under if __name__ == "__main__":' in done.stderr
+
+
+def test_a_model_that_crashes_under_given_errors_the_fuzz_test_instead_of_failing_it(pytester, clean_env):
+    pytester.makepyfile(
+        test_fuzz="""
+        from hypothesis import given
+        from trainstab.fuzz import assert_stable, training_settings
+        from trainstab.strategies import stability_region
+
+
+        @training_settings
+        @given(stability_region(lr=(1e-3, 1e-2), widths=(16,)))
+        def test_the_region_trains_stably(point):
+            assert_stable(point, model="bad_models:crashes_at_step[step=2]")
+        """
+    )
+    result = pytester.runpytest()  # in this process: bad_models is importable from tests/
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*crashed at step 2*RuntimeError: cache slot 2 was never filled*"])
+
+
+def test_a_sweep_pytorch_ran_without_deterministic_kernels_warns_in_the_test():
+    import types
+    import warnings
+
+    from trainstab.errors import TrainstabWarning
+    from trainstab.testing import _warn
+
+    verdict = types.SimpleNamespace(
+        label="mymodels:stable", check="attention_logits", verdict="pass", environment_drift=(), baseline=None
+    )
+    sweep = types.SimpleNamespace(
+        environment={"reproducibility": "not repeatable: no deterministic kernel for aten::x"}
+    )
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _warn(verdict, sweep)
+        _warn(verdict, None)  # a check that reads no sweep: nothing to say
+    assert [type(w.message) for w in seen] == [TrainstabWarning]
+    assert "not repeatable: no deterministic kernel for aten::x" in str(seen[0].message)

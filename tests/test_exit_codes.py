@@ -146,6 +146,7 @@ def test_an_unstable_model_exits_1(capsys):
         (["check", "--baselines", "b", "--checks", "lr_transfer"], "--baselines configures only the battery's checks"),
         (["check", "--max-lr", "0.1", "--checks", "lr_sensitivity"], "--max-lr configures only no_divergence"),
         (["check", "--report-only", "log_z", "--checks", "no_divergence"], "--report-only configures only log_z, "),
+        (["check", "--lrs", "1e-2", "--checks", "coordinates"], "--lrs configures only no_divergence"),
         (["fuzz", "--set", "width=64"], "the fuzz map sets width itself at every point"),
         (["sweep", "--workers", "2", "--executor", "ray"], "--workers 2 would change nothing"),
     ],

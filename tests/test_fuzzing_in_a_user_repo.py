@@ -1,9 +1,9 @@
 """The README's fuzzing example, as written, in a user's repository with none of our conftest.
 
 Hypothesis' own defaults fail training properties (a 200 ms deadline against
-one-second examples); the plugin's shipped profiles (trainstab.hypothesis_profiles)
-must make the example pass as written, off CI and on it, while a profile or
-``@settings`` of the user's own still wins.
+one-second examples); the ``@training_settings`` decorator the example carries
+(trainstab.hypothesis_profiles) must make it pass as written, off CI and on it,
+while a profile of the user's own still wins.
 """
 
 import re

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from trainstab import engine
+from trainstab import sweep as sweep_module
 from trainstab.baseline import describe_config, new_baseline, protocol_changes, read_baseline
 from trainstab.checks import Thresholds
 from trainstab.config import ModelConfig, SweepConfig, TrainConfig
@@ -77,6 +78,8 @@ def test_bf16_autocasts_the_forward_only_weights_and_the_loss_stay_fp32(monkeypa
 
     monkeypatch.setattr(FunctionalStack, "forward", watched_forward)
     monkeypatch.setattr(engine, "cross_entropy_with_log_z", watched_loss)
+    # Only training's forwards: the preflight's first step (fp32, memoised per process) is not what is asked.
+    monkeypatch.setattr(sweep_module, "preflight", lambda config: None)
     run_sweep(_bf16(dataclasses.replace(TINY, model_name="user_models:stable")))
     assert seen["head"] == {torch.bfloat16}  # a user model's unembedding ran under autocast
     assert seen["weights"] == {torch.float32}  # the weights (and so the optimizer's state) are fp32 masters

@@ -168,3 +168,18 @@ def test_without_ray_installed_the_ray_executor_says_how_to_install_it(monkeypat
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(TrainstabError, match=r"pip install 'trainstab\[ray\]'"):
         ray_module()
+
+
+def test_a_model_that_crashes_on_ray_errors_its_tests_and_the_session_goes_on(local_ray, pytester):
+    pytester.makepyfile(
+        test_stability="""
+        from trainstab.testing import parametrize_with_checks
+
+        @parametrize_with_checks(["bad_models:crashes_at_step[step=3]", "reference"], checks=["no_divergence"])
+        def test_training_stability(model, check):
+            check(model)
+        """
+    )
+    result = pytester.runpytest("--trainstab-steps=5", "--trainstab-lrs=1e-2", "--trainstab-executor=ray")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*training ahead on Ray failed (model 'bad_models:crashes_at_step*crashed at step 3*"])

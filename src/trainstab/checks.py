@@ -91,7 +91,8 @@ class Thresholds:
     min_update_steps: int = 1  # a parameter must get a non-zero gradient at this many probes
     report_only: frozenset[str] = frozenset(REPORT_ONLY)  # checks shown and baselined that never fail a test
     # Parameter tensors left out of grad_rms_vs_eps and parameters_move: shell-style patterns on their names
-    # ("blocks/*/attn/k_norm/bias"; "." and "/" are the same), for tensors the team knows are frozen or inert.
+    # ("blocks.*.attn.k_norm.bias", the model's own names; "." and "/" are the same), for tensors the team
+    # knows are frozen or inert.
     ignore_params: tuple[str, ...] = ()
     flags: str = "--trainstab-"  # how messages spell the flags: the front end's (the CLI's are "--<name>")
 
@@ -301,7 +302,7 @@ def check_ignore_patterns(sweep: SweepResult, t: Thresholds) -> None:
         pattern, close = next(iter(unmatched.items()))
         hint = f"the closest are {', '.join(close)}" if close else f"its parameters include {', '.join(names[:5])}"
         raise TrainstabError(
-            f"{t.flags}ignore-params pattern {pattern!r} matches no parameter of model "
+            f"{t.flags}ignore-params (or trainstab_ignore_params) pattern {pattern!r} matches no parameter of model "
             f"{sweep.config.model_name!r} ({hint}); patterns match the model's own named_parameters() names, "
             "with * for any part, e.g. *unused_scale or blocks.*.k_norm.bias"
         )

@@ -370,6 +370,11 @@ CONFIGURES: dict[str, frozenset[str]] = {
     "depths": frozenset({"sensitivity_scaling"}),
     "z-loss-pull": frozenset({"z_loss_effect"}),
     "z-loss-cost": frozenset({"z_loss_effect"}),
+    # The sweep's grid and length: every check but the coordinate check, which trains its own steps at one LR.
+    "lrs": frozenset(CHECKS) - {"coordinates"},
+    "steps": frozenset(CHECKS) - {"coordinates"},
+    "profile": frozenset(CHECKS) - {"coordinates"},
+    "cache": frozenset(CHECKS) - {"coordinates"},
 }
 
 

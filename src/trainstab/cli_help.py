@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": (
         "Train one tiny model per learning rate and print each run's losses, max attention logit and log Z.",
         "trainstab sweep --model mypkg.models:build --lrs 1e-3,1e-2,1e-1 --json sweep.json",
-        "not used (a sweep reports, it does not judge)",
+        "a file the run owed (--json) could not be written (a sweep reports, it does not judge)",
     ),
     "check": (
         "Judge one model with the checks pytest runs (the battery by default; the scaling and paired checks by\n"
@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fuzz": (
         "Search learning rate x width x warm-up for unstable regions (Hypothesis) and map them.",
         "trainstab fuzz --model mypkg.models:build --budget 40 --json fuzz.json --plot fuzz.png",
-        "an unstable point was found",
+        "an unstable point was found (or a file the run owed could not be written)",
     ),
     "reproduce": (
         "Run the paper's findings at proxy scale: one PNG each, a Markdown summary and a JSON of the numbers.",
@@ -57,7 +57,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "forecast": (
         "Train a width ladder and forecast max attention logits and gradient RMS at --target-params.",
         "trainstab forecast --model mypkg.models:build --widths 32,48,64,128 --target-params 1e9",
-        "an LR is forecast (or measured) to cross its level",
+        "an LR is forecast (or measured) to cross its level (or a file the run owed could not be written)",
     ),
 }
 

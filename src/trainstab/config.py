@@ -165,19 +165,6 @@ def bundled_corpus_path() -> Path:
     return packaged if packaged.exists() else BUNDLED_CORPUS
 
 
-def lr_list(text: str) -> tuple[float, ...]:
-    """Parse a comma-separated LR grid such as ``1e-3,1e-2`` (ValueError if not numbers, or none)."""
-    lrs = tuple(float(part) for part in text.split(",") if part.strip())
-    if not lrs:
-        raise ValueError(text)
-    return lrs
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """Parse a comma-separated list of integers such as ``32,48,64`` (ValueError if not integers)."""
-    return tuple(int(part) for part in text.split(",") if part.strip())
-
-
 def check_scope(config: SweepConfig) -> None:
     """Refuse a built-in-model key set for a model that is not the reference: it would be silently ignored.
 

@@ -25,7 +25,7 @@ class TrainstabError(Exception):
     """A problem with the user's input or set-up, reported without a traceback.
 
     The message is a single line naming the problem and the fix; the CLI prints
-    it and exits with status 2.
+    it and exits with status 2 (4 for its subclass :class:`Inconclusive`).
     """
 
 
@@ -45,7 +45,7 @@ class Crash:
     error: str  # the exception's type: RuntimeError, or mypkg.errors.MyError outside the builtins
     message: str  # the first line of its message, verbatim
     location: str  # "path:line in function": the deepest frame outside trainstab, torch and the stdlib
-    when: str  # where in the run: "at step 40 of 60, lr=0.01"
+    when: str  # where in the run: "at step 40 of 60 (lr=0.01)"
     traceback: str  # the whole traceback, as the process that crashed formatted it
 
     def line(self) -> str:

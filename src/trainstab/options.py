@@ -230,7 +230,7 @@ def decades(value: Any) -> float:
 
 
 def pattern_list(value: Any) -> tuple[str, ...]:
-    """Shell-style patterns of parameter names, comma-separated (``*/k_norm/bias,pos_emb``) or a TOML array."""
+    """Shell-style patterns of parameter names, comma-separated (``*.k_norm.bias,pos_emb``) or a TOML array."""
     patterns = _each(_items(value), _text)
     return _accepted(patterns, bool(patterns) or isinstance(value, list), value)
 
@@ -243,7 +243,7 @@ _EXPECTED = {
     "lr_grid": "comma-separated numbers such as 1e-3,1e-2",
     "size_ladder": "comma-separated integers such as 32,48,64",
     "check_list": f"none or check names from {', '.join(BATTERY)}",
-    "pattern_list": "comma-separated parameter name patterns like */k_norm/bias",
+    "pattern_list": "comma-separated parameter name patterns like *.k_norm.bias",
     "decades": "a number of decades above 0 and at most 10, e.g. 2",
     "positive": "a finite number above 0",
     "non_negative": "a finite number, 0 or above",
@@ -262,7 +262,7 @@ _ARRAY_EXAMPLES = {
     "lr_grid": "[1e-3, 1e-2]",
     "size_ladder": "[32, 48, 64]",
     "check_list": '["log_z"]',
-    "pattern_list": '["*/k_norm/bias"]',
+    "pattern_list": '["*.k_norm.bias"]',
 }
 
 
@@ -404,7 +404,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "ignore-params",
         pattern_list,
-        "parameter tensors grad_rms_vs_eps and parameters_move leave out: patterns like */k_norm/bias,pos_emb",
+        "parameter tensors grad_rms_vs_eps and parameters_move leave out, by the model's own names: patterns like "
+        "*.k_norm.bias,pos_emb",
         ("battery.ignore_params",),
     ),
     Option("report", text, "write a JSON, plots and an HTML page of every check to this folder"),

@@ -20,7 +20,7 @@ import pytest
 from trainstab.baseline import header_lines
 from trainstab.config import estimated_bytes
 from trainstab.environment import light_environment
-from trainstab.errors import TrainstabError
+from trainstab.errors import ModelCrashed, TrainstabError
 from trainstab.files import WRITE_FAILED, FileWrite, check_folder_writable, write_files
 from trainstab.gate import Verdict
 from trainstab.hypothesis_profiles import register_profiles
@@ -218,7 +218,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     try:
         asked = train_ahead(session.config, session.items)
-    except TrainstabError as error:
+    except (TrainstabError, ModelCrashed) as error:  # a crash too: each case then errors with its own line
         line = f"trainstab: training ahead on Ray failed ({error}); each test trains its own sweep"
     else:
         line = f"trainstab: trained {asked} sweep(s) as one batch of Ray tasks, ahead of the tests" if asked else ""
@@ -252,7 +252,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call" and payloads:
         report.trainstab = payloads
     if call.when == "call" and report.failed and call.excinfo is not None:
-        report.trainstab_crashed = call.excinfo.errisinstance(TrainingCrashed)  # an error: pytest_report_teststatus
+        # An error (pytest_report_teststatus): also a crash met under @given, where assert_stable trains.
+        report.trainstab_crashed = call.excinfo.errisinstance((TrainingCrashed, ModelCrashed))
     return report
 
 

@@ -300,7 +300,8 @@ def _preloading_training(context: multiprocessing.context.BaseContext) -> Iterat
     if server is None or previous is None:
         yield
         return
-    context.set_forkserver_preload([*previous, __name__] if __name__ not in previous else previous)
+    # Not "__main__" (the default): the server would run an unguarded script of the user's at its top level.
+    context.set_forkserver_preload([__name__])
     try:
         yield
     finally:
@@ -378,16 +379,33 @@ def _failure(
             how += " (the out-of-memory killer sends it, as does kill -9)"
     else:
         how = f"exited with status {code} (os._exit or a fatal error in native code)"
+    hint = ""
+    if code == 1 and _unguarded_script():
+        hint = (
+            "; if this is a script that calls trainstab at its top level, put the call under "
+            'if __name__ == "__main__": (worker processes import the script and would start training again)'
+        )
     lrs = [lr for _, group in unfinished for lr in group]
     crash = Crash(
         model=unfinished[0][0].model_name if unfinished else "?",
         error="worker process died",
-        message=f"the process training it {how}, without raising an exception",
+        message=f"the process training it {how}, without raising an exception{hint}",
         location="",
         when=f"while training lrs {','.join(f'{lr:g}' for lr in lrs)}" if lrs else "while training",
         traceback="",
     )
     return ModelCrashed(crash)
+
+
+def _unguarded_script() -> bool:
+    """Whether ``__main__`` is a script file, which a worker imports at start-up (``forkserver``, ``spawn``).
+
+    A script that starts a sweep at its top level, outside ``if __name__ == "__main__":``, makes each worker
+    start one too, and multiprocessing kills that worker with status 1 before it trains anything.
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return getattr(main, "__file__", None) is not None and (spec is None or not spec.name.endswith("__main__"))
 
 
 def _signal_name(number: int) -> str:
