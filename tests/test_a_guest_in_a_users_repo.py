@@ -7,13 +7,17 @@ from a threaded parent.
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from test_plugin import USER_MODELS
+
+TESTS = Path(__file__).parent  # bad_models and user_models
 
 pytest_plugins = ["pytester"]
 
@@ -249,7 +253,9 @@ def test_a_model_that_crashes_under_given_errors_the_fuzz_test_instead_of_failin
             assert_stable(point, model="bad_models:crashes_at_step[step=2]")
         """
     )
-    result = pytester.runpytest()  # in this process: bad_models is importable from tests/
+    # A pytest process of its own (an in-process run would drop torch modules it cannot import twice).
+    clean_env.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    result = pytester.runpytest_subprocess()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*crashed at step 2*RuntimeError: cache slot 2 was never filled*"])
 

@@ -270,9 +270,19 @@ PYTEST_TINY = ["-p", "no:xdist", "-p", "no:cacheprovider", "--trainstab-steps=5"
 PYTEST_TINY += ["--trainstab-set=width=16", "--trainstab-set=batch_size=4", "--trainstab-attention-logit-bound=1e-3"]
 
 
-def test_under_pytest_a_crash_is_an_error_and_a_failed_check_a_failure(pytester):
+def _crashing_suite(pytester, monkeypatch):
+    """The suite in a pytest process of its own, as a user runs it, with bad_models importable.
+
+    Not in this process: pytester's in-process run restores ``sys.modules`` after it, and a torch module it
+    imported (torch._inductor, through use_deterministic_algorithms) cannot be imported a second time.
+    """
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     pytester.makepyfile(CRASHING_SUITE)
-    result = pytester.runpytest(*PYTEST_TINY, "--junitxml=junit.xml")
+
+
+def test_under_pytest_a_crash_is_an_error_and_a_failed_check_a_failure(pytester, monkeypatch):
+    _crashing_suite(pytester, monkeypatch)
+    result = pytester.runpytest_subprocess(*PYTEST_TINY, "--junitxml=junit.xml")
     result.assert_outcomes(errors=2, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -288,9 +298,9 @@ def test_under_pytest_a_crash_is_an_error_and_a_failed_check_a_failure(pytester)
     assert junit.count("<error ") == 1 and junit.count("<failure ") == 2  # the body's crash: a failure to JUnit
 
 
-def test_under_pytest_tb_long_shows_the_crash_traceback(pytester):
-    pytester.makepyfile(CRASHING_SUITE)
-    result = pytester.runpytest(*PYTEST_TINY, "--tb=long", "-k", "test_crashing_model")
+def test_under_pytest_tb_long_shows_the_crash_traceback(pytester, monkeypatch):
+    _crashing_suite(pytester, monkeypatch)
+    result = pytester.runpytest_subprocess(*PYTEST_TINY, "--tb=long", "-k", "test_crashing_model")
     result.assert_outcomes(errors=1)
     traceback = ["Traceback (most recent call last):", "*bad_models.py*", "RuntimeError: cache slot 3*"]
     result.stdout.fnmatch_lines(traceback)

@@ -51,10 +51,26 @@ def assert_a_one_line_refusal(refusal: TrainstabError, model_type: str) -> None:
 
 #: Types the README and the zoo use, and the other families people train: each must build, never be refused
 #: (a change that refused every type would otherwise pass the loop below).
-MUST_BUILD = (
-    "llama gpt2 olmo2 gemma2 gemma3_text qwen2 qwen3 mistral phi phi3 falcon gpt_neox opt bloom mixtral "
-    "qwen2_moe starcoder2 stablelm"
-).split()
+MUST_BUILD = [
+    "llama",
+    "gpt2",
+    "olmo2",
+    "gemma2",
+    "gemma3_text",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "phi",
+    "phi3",
+    "falcon",
+    "gpt_neox",
+    "opt",
+    "bloom",
+    "mixtral",
+    "qwen2_moe",
+    "starcoder2",
+    "stablelm",
+]
 
 
 @pytest.mark.long

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -170,7 +171,7 @@ def test_without_ray_installed_the_ray_executor_says_how_to_install_it(monkeypat
         ray_module()
 
 
-def test_a_model_that_crashes_on_ray_errors_its_tests_and_the_session_goes_on(local_ray, pytester):
+def test_a_model_that_crashes_on_ray_errors_its_tests_and_the_session_goes_on(local_ray, pytester, monkeypatch):
     pytester.makepyfile(
         test_stability="""
         from trainstab.testing import parametrize_with_checks
@@ -180,6 +181,12 @@ def test_a_model_that_crashes_on_ray_errors_its_tests_and_the_session_goes_on(lo
             check(model)
         """
     )
-    result = pytester.runpytest("--trainstab-steps=5", "--trainstab-lrs=1e-2", "--trainstab-executor=ray")
+    # A pytest process of its own, with a Ray of its own, as the test above (an in-process run would drop torch
+    # modules that cannot be imported twice).
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    result = pytester.runpytest_subprocess(
+        "--trainstab-steps=5", "--trainstab-lrs=1e-2", "--trainstab-executor=ray", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*training ahead on Ray failed (model 'bad_models:crashes_at_step*crashed at step 3*"])
