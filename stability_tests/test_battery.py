@@ -6,10 +6,14 @@ a change to trainstab stopped a check from catching its problem, this file
 would fail.
 """
 
+import dataclasses
+
 import pytest
 
 from trainstab.checks import Thresholds, run_check
-from trainstab.testing import ModelUnderTest, case, expect_failure, parametrize_with_checks
+from trainstab.options import sweep_config
+from trainstab.session import session_of
+from trainstab.testing import ModelUnderTest, cached_sweep, case, expect_failure, parametrize_with_checks
 
 REFERENCE = ModelUnderTest("reference", id="reference")
 EPS_LOSS_GAP = 0.05  # nats: the least loss an eps of 1e-2 must cost at the best LR for the demonstration to count
@@ -97,7 +101,6 @@ LARGE_EPS = ModelUnderTest("reference", ("eps=1e-2",), id="reference-eps1e-2")
     [
         (LARGE_EPS, "grad_rms_vs_eps", True),  # eps as large as the gradients: every update shrinks
         (REFERENCE, "grad_rms_vs_eps", False),
-        (SQUARED, "loss_spikes", True),  # spikes at lr 0.1 before it diverges at 0.3
         (REFERENCE, "loss_spikes", False),
     ],
     ids=str,
@@ -107,6 +110,21 @@ def test_report_only_checks_measure_their_problem_and_warn(trainstab_sweep, mode
     assert not result.asserted
     assert result.passed is not problem, result.message
     assert result.verdict == ("warn" if problem else "pass")
+
+
+#: The squared-activation model spikes before it diverges, between LR 0.1 and 0.2. Measured (seed 0, 200 steps):
+#: spike score at 0.1 / 0.15 = 0.017 / 0.033 on AVX-512 kernels and 0.0 / 0.028 under AVX2; 0.2 and 0.25 diverge
+#: (a diverged run is no_divergence's). On the paper's grid only 0.1 sits there, and it spikes on one kernel set.
+SPIKE_GRID = (0.1, 0.15, 0.2, 0.25)
+
+
+def test_loss_spikes_measures_the_spikes_of_a_model_on_its_way_to_divergence_and_warns(request):
+    options = session_of(request.config).options
+    config = dataclasses.replace(sweep_config(options, SQUARED), lrs=SPIKE_GRID)
+    result = run_check("loss_spikes", cached_sweep(request.config, config), Thresholds())
+    assert not result.asserted
+    assert not result.passed and result.lr == 0.15, result.message
+    assert result.verdict == "warn"
 
 
 def test_an_eps_as_large_as_the_gradients_costs_loss_that_the_gradient_rms_check_points_at(trainstab_sweep):
