@@ -38,7 +38,7 @@ from trainstab.options import ModelUnderTest, scaling_plan, sweep_config
 from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_CHECK_NAMES
 from trainstab.report import model_curves
 from trainstab.results import SweepResult
-from trainstab.scaling import SWEEPS_READ, Evidence
+from trainstab.scaling import Evidence
 from trainstab.session import Session, add_payload, current_item, session_of
 from trainstab.session_cache import read_sweep, write_sweep
 
@@ -115,11 +115,12 @@ class StabilityCheck:
             raise TrainingCrashed(crash_message(crashed, item.config), pytrace=False)
         if problem:
             pytest.fail(f"trainstab: {label}: {problem}", pytrace=False)
-        _record(item, verdict, found.sweep if CHECKS[self.name].kind == "sweep" else None)
+        sweep = found.sweep if CHECKS[self.name].kind == "sweep" else None
+        _record(item, verdict, sweep)
         if not verdict.passed:
             verb = "failed for" if not verdict.result.passed else "for"  # only the baseline part failed: "for"
             raise CheckFailed(f"{self.name} {verb} {label} (seed {verdict.seed}): {verdict.failure}", pytrace=False)
-        _warn(verdict, found.sweep if CHECKS[self.name].kind == "sweep" else None)
+        _warn(verdict, sweep)
 
 
 def _warn(verdict: Verdict, sweep: SweepResult | None) -> None:
@@ -241,15 +242,6 @@ def sweep_of(config: pytest.Config, target: ModelUnderTest) -> SweepResult:
     raise TrainingCrashed(crash_message(crashed, config), pytrace=False)
 
 
-#: What each thing a check reads (:data:`trainstab.scaling.SWEEPS_READ`) is on :class:`Evidence`.
-_EVIDENCE_OF_READ = {
-    "base": "sweep",
-    "without_z_loss": "without_z_loss",
-    "width": "width_ladder",
-    "depth": "depth_ladder",
-}
-
-
 def train_before_the_check(item: pytest.Item) -> None:
     """(The plugin's setup of each test.) Train what a trainstab case's check reads, before the test runs.
 
@@ -264,8 +256,7 @@ def train_before_the_check(item: pytest.Item) -> None:
         return
     try:
         found = evidence(item.config, sweep_config(session_of(item.config).options, target))
-        for read in SWEEPS_READ.get(check.name, ("base",)):
-            getattr(found, _EVIDENCE_OF_READ[read])
+        cached_sweeps(item.config, found.sweeps_read_by([check.name]))  # what the check's evidence then reads
         if check.name == "coordinates":  # trains its own short runs, not sweeps
             found.coordinates  # noqa: B018 (computed and kept on the evidence)
     except TrainstabError:
