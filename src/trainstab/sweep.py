@@ -321,6 +321,14 @@ def _run_in_pool(
     by the worker) or bad input is raised as it is; a worker that died (killed, or the model called ``os._exit``)
     becomes a :class:`~trainstab.errors.ModelCrashed` naming how it ended and the stacks it left unfinished.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A worker importing the user's script (forkserver, spawn) reached a top-level sweep: say so here, in the
+        # worker's stderr, since the parent only sees a worker that died (its status can read 1 or, from the
+        # fork server, 255).
+        raise TrainstabError(
+            "a worker process reached a sweep while importing your script: put the call under "
+            'if __name__ == "__main__": (worker processes import the script and would start training again)'
+        )
     context = pool_context()
     counter = context.Value("q", 0)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
@@ -380,7 +388,8 @@ def _failure(
     else:
         how = f"exited with status {code} (os._exit or a fatal error in native code)"
     hint = ""
-    if code == 1 and _unguarded_script():
+    # 255: the status the fork server reports when it could not tell the real one.
+    if code in (1, 255) and _unguarded_script():
         hint = (
             "; if this is a script that calls trainstab at its top level, put the call under "
             'if __name__ == "__main__": (worker processes import the script and would start training again)'
