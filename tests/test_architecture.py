@@ -17,7 +17,7 @@ LAYERS = {
     "engine sweep ray_executor coordinates fingerprint optimizers hf_models",
     "judgement": "checks forecast scaling registry options baseline gate report session_cache sweep_cache",
     "exploration": "strategies fuzz fuzzmap findings figures reproduce",
-    "front ends": "session testing plugin cli cli_help progress __main__ __init__",
+    "front ends": "session testing plugin cli cli_help progress terminal __main__ __init__",
 }
 LAYER_OF = {module: rank for rank, modules in enumerate(LAYERS.values()) for module in modules.split()}
 #: The only modules that import torch.

@@ -128,3 +128,9 @@ def fails_in_a_task():
 def build(size, qk_norm=True):
     """The factory with a keyword option, as users write one: ``user_models:build[qk_norm=false]``."""
     return Tiny(size, qk_norm=qk_norm)
+
+
+def with_note(size, note=""):
+    """A factory with a free-text option, so a label can be as long as a user makes it (tests/test_what_the_cli_prints.py)."""
+    del note  # only the label carries it
+    return Tiny(size)

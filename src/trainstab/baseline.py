@@ -15,6 +15,7 @@ into metrics, files into validated baselines and pairs of them into verdicts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -128,9 +129,22 @@ def lr_key(lr: float) -> str:
     return f"{lr:g}"
 
 
+#: The longest folder name a label keeps whole. File systems allow 255 bytes; a longer label (a model with many
+#: options) keeps its first characters and gains a digest of the whole label, so two long labels never share a
+#: folder. Names up to this length are unchanged, so every baseline already written stays where it is.
+LONGEST_FILE_NAME = 200
+
+
 def file_name(label: str) -> str:
-    """A model label as a folder name: anything but letters, digits and ``._=+-`` becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_.") or "model"  # no "..": never outside the folder
+    """A model label as a folder name: anything but letters, digits and ``._=+-`` becomes ``_``.
+
+    A name longer than :data:`LONGEST_FILE_NAME` is cut and ends in a digest of the label.
+    """
+    name = re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_.") or "model"  # no "..": never outside the folder
+    if len(name) <= LONGEST_FILE_NAME:
+        return name
+    digest = hashlib.sha256(label.encode()).hexdigest()[:16]
+    return f"{name[: LONGEST_FILE_NAME - len(digest) - 1]}-{digest}"
 
 
 def baseline_path(folder: Path, label: str, check: str) -> Path:

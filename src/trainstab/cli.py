@@ -44,7 +44,15 @@ from trainstab.errors import (
     ModelCrashed,
     TrainstabError,
 )
-from trainstab.files import WRITE_FAILED, check_folder_writable, check_writable, keep_previous, write_files, write_json
+from trainstab.files import (
+    WRITE_FAILED,
+    check_folder_writable,
+    check_writable,
+    json_text,
+    keep_previous,
+    write_files,
+    write_json,
+)
 from trainstab.forecast import forecast_attention_logits, forecast_gradient_rms
 from trainstab.gate import Verdict, judge
 from trainstab.inifile import read_ini
@@ -72,6 +80,7 @@ from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_
 from trainstab.report import model_curves, write_report
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
 from trainstab.scaling import Evidence
+from trainstab.terminal import use_ascii_where_needed
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CRASHED", "EXIT_FAILED", "EXIT_INCONCLUSIVE", "EXIT_INTERRUPTED", "main"]
 
@@ -81,6 +90,10 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"trainstab: error: {message} (see {self.prog} --help)\n")
+
+
+#: ``--json -``: the JSON goes to standard output instead of a file.
+STDOUT = Path("-")
 
 
 def _typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -177,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--workers", type=_typed(positive_int), help="worker processes (default: one per core; local CPU runs only)"
     )
-    sweep.add_argument("--json", type=Path, help="write every metric, the config and the environment here")
+    sweep.add_argument(
+        "--json", type=Path, help="write every metric, the config and the environment here (- for standard output)"
+    )
     _add_output_flags(sweep)
 
     check = _command(commands, "check", "judge one model with pytest's checks, held to its baselines")
@@ -208,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz.add_argument(
         "--max-lr", dest="explore_max_lr", metavar="MAX_LR", type=_typed(positive), default=1.0, help=explored
     )
-    fuzz.add_argument("--json", type=Path, help="write every explored point and the map here")
+    fuzz.add_argument("--json", type=Path, help="write every explored point and the map here (- for standard output)")
     fuzz.add_argument("--plot", type=Path, help="write the map as a PNG here")
     _add_output_flags(fuzz)
 
@@ -332,7 +347,7 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
         )
         raise TrainstabError(f"--workers {args.workers} would change nothing: {placed}; leave it out")
     _preflight(config)  # before the header; run_sweep's own preflight then hits check_model's memo
-    if args.json is not None:
+    if args.json is not None and args.json != STDOUT:
         check_writable(args.json)  # before minutes of training, not after
     console.print(
         f"trainstab sweep: model={options.model} seed={config.train.seed} lrs={','.join(f'{x:g}' for x in config.lrs)}"
@@ -342,9 +357,18 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     (result,) = _trained_with_progress([config], console, args.no_progress)
     console.print(sweep_table(result))
     if args.json is not None:
-        previous = write_json(args.json, sweep_to_dict(result))
-        console.print(f"wrote {args.json}" + (f" (the file it replaced is now {previous})" if previous else ""))
+        _write_json_output(args.json, sweep_to_dict(result), console)
     return 0
+
+
+def _write_json_output(path: Path, data: object, console: Console) -> None:
+    """``--json PATH``: the file written atomically (an earlier one kept), or the JSON on standard output for ``-``."""
+    if path == STDOUT:
+        sys.stdout.write(json_text(data))  # the only thing on stdout: the rest of the run went to stderr
+        sys.stdout.flush()
+        return
+    previous = write_json(path, data)
+    console.print(f"wrote {path}" + (f" (the file it replaced is now {previous})" if previous else ""))
 
 
 _BATTERY = frozenset(CHECK_NAMES)
@@ -620,7 +644,7 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
     )
     check_model(model, base.model, seed_used, t.batch_size)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
-        if path is not None:
+        if path is not None and path != STDOUT:
             check_writable(path, flag)
     console.print(
         f"trainstab fuzz: model={model} seed={seed_used} budget={args.budget} steps={FUZZ_STEPS}{placement(base)}"
@@ -647,8 +671,7 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
             else f"  width {width}: no instability seen (largest LR explored stable)"
         )
     if args.json is not None:
-        previous = write_json(args.json, data)
-        console.print(f"wrote {args.json}" + (f" (the file it replaced is now {previous})" if previous else ""))
+        _write_json_output(args.json, data, console)
     if args.plot is not None:
         previous = keep_previous(args.plot)
         title = f"trainstab fuzz: {model} {' '.join(options.overrides)} (seed {seed_used})"
@@ -762,7 +785,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     # No markup and no highlighting: everything printed is the user's text as written. A model name with
     # options (mypkg.models:build[qk_norm=false]) would otherwise lose its "[...]" as a rich markup tag.
-    console = Console(markup=False, highlight=False)
+    use_ascii_where_needed()  # PYTHONIOENCODING=ascii: stand-ins, not a UnicodeEncodeError after training
+    # With --json -, standard output carries the JSON alone, for a pipe: everything else goes to stderr.
+    to_stderr = getattr(args, "json", None) == STDOUT
+    console = Console(markup=False, highlight=False, stderr=to_stderr)
     errors = Console(stderr=True, markup=False, highlight=False)
     try:
         if args.command == "sweep":
