@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -71,3 +73,12 @@ def test_an_unknown_suffix_is_rejected(tmp_path):
     path.write_text("hello")
     with pytest.raises(TrainstabError, match="suffix"):
         load_corpus(path, context_length=8, vocab_size=512)
+
+
+@pytest.mark.parametrize("make", [lambda path: os.mkfifo(path), lambda path: path.symlink_to("/dev/zero")])
+def test_a_corpus_that_is_not_a_regular_file_is_refused_before_reading(tmp_path, make):
+    # A named pipe would block the read for ever; a link to /dev/zero would read until the memory is full.
+    path = tmp_path / "tokens.bin"
+    make(path)
+    with pytest.raises(TrainstabError, match="is not a regular file"):
+        load_corpus(path, context_length=64, vocab_size=512)

@@ -54,8 +54,9 @@ def load_corpus(path: str | Path | None, context_length: int, vocab_size: int) -
     outside ``[0, vocab_size)``.
     """
     file = Path(path) if path is not None else bundled_corpus_path()
-    if not file.is_file():
-        raise TrainstabError(f"corpus file {file} does not exist; pass an existing .npy or .bin token file")
+    if not file.is_file():  # a named pipe or a device would hang the read or fill the memory: refused too
+        problem = "is not a regular file" if file.exists() else "does not exist"
+        raise TrainstabError(f"corpus file {file} {problem}; pass an existing .npy or .bin token file")
     tokens = _read_tokens(file)
     minimum = 20 * (context_length + 1)
     if tokens.size < minimum:

@@ -58,8 +58,9 @@ def write_atomically(path: Path, data: str | bytes, keep: bool = True) -> Path |
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     previous = None
     try:
-        with os.fdopen(handle, "wb" if isinstance(data, bytes) else "w") as out:
-            out.write(data)
+        # Text as UTF-8 whatever the locale: a report's "·" must not fail under LANG=C on an old system.
+        with os.fdopen(handle, "wb") as out:
+            out.write(data if isinstance(data, bytes) else data.encode("utf-8"))
         os.chmod(temporary, mode)
         previous = keep_previous(path) if keep else None
         os.replace(temporary, path)
