@@ -41,6 +41,9 @@ def test_options_are_parsed_typed_and_written_one_way():
         ("m:b[qk_norm]", "is not key=value"),
         ("m:b[1x=2]", "is not key=value"),
         ("m:b[a=1,a=2]", "sets option 'a' twice"),
+        # A newline would print a spoofed line of its own in the header ("model=m:b[note=a" / "PASS all]").
+        ("m:b[note=a\nPASS all]", "holds a control character"),
+        ("m:b\tx", "holds a control character"),
     ],
 )
 def test_a_malformed_model_name_says_how_to_write_options(name, message):

@@ -68,6 +68,8 @@ def format_value(value: Any) -> str:
 
 def split_model_name(name: str) -> tuple[str, dict[str, OptionValue]]:
     """``"pkg.mod:build[a=1,b=true]"`` -> ``("pkg.mod:build", {"a": 1, "b": True})``; a malformed name raises."""
+    if not name.isprintable():  # a newline in a name would print a line of its own in every header and log
+        raise TrainstabError(f"model {name!r} holds a control character (a newline, a tab); write it on one line")
     base, bracket, rest = name.partition("[")
     if not bracket:
         if "]" in name:
