@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -234,3 +235,122 @@ class ScatteredAttention(Tiny):
 
 def scattered_attention(size):
     return ScatteredAttention(size)
+
+
+# Models whose steps take long: for tests/test_slow_models.py (a line for a quiet step, the time limit's exit 4).
+
+
+class SlowSteps(Tiny):
+    """Sleeps ``seconds`` in each training forward numbered ``first`` to ``last`` (counted from 0; the held-out
+    evaluation, without gradients, never sleeps). A stack of one LR calls the forward once per step, so these
+    are its steps. Each instance adds its process id to the file $TRAINSTAB_TEST_PIDS, when set, so a test can
+    tell that no worker outlives the run."""
+
+    def __init__(self, size, seconds, first, last):
+        super().__init__(size)
+        self.seconds, self.first, self.last, self.calls = seconds, first, last, 0
+        if os.environ.get("TRAINSTAB_TEST_PIDS"):
+            with open(os.environ["TRAINSTAB_TEST_PIDS"], "a") as pids:
+                pids.write(f"{os.getpid()}\n")
+
+    def forward(self, idx):
+        if torch.is_grad_enabled():
+            if self.first <= self.calls <= self.last:
+                time.sleep(self.seconds)
+            self.calls += 1
+        return super().forward(idx)
+
+
+def slow_steps(size, seconds=1.0, first=0, last=1_000_000):
+    return SlowSteps(size, seconds, first, last)
+
+
+# Models whose logits at a position see later tokens (issue 27): refused before training, naming the first
+# position that leaks, for tests/test_causal_models.py.
+
+
+class Masked(Tiny):
+    """Tiny with the attention mask of ``mask(t)``: (T, T) booleans, True where query i may see key j."""
+
+    def mask(self, t):
+        return torch.ones(t, t, dtype=torch.bool).tril()
+
+    def forward(self, idx):
+        b, t = idx.shape
+        x = self.emb(idx) + self.pos[:t]
+        for blk in self.blocks:
+            q, k, v = blk["qkv"](blk["ln1"](x)).view(b, t, 3, self.h, -1).unbind(2)
+            q, k = F.layer_norm(q, q.shape[-1:]), F.layer_norm(k, k.shape[-1:])
+            mask = self.mask(t)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
+            x = x + self.dropout(blk["o"](y.transpose(1, 2).reshape(b, t, -1)))
+            x = x + blk["pr"](F.gelu(blk["fc"](blk["ln2"](x))))
+        return self.head(self.lnf(x))
+
+    def dropout(self, x):
+        return x
+
+
+class Bidirectional(Masked):
+    """An encoder: every position sees every token."""
+
+    def mask(self, t):
+        return torch.ones(t, t, dtype=torch.bool)
+
+
+def bidirectional(size):
+    return Bidirectional(size)
+
+
+class SeesNextToken(Masked):
+    """A mask off by one: position i sees token i + 1 too."""
+
+    def mask(self, t):
+        return torch.ones(t, t, dtype=torch.bool).tril(diagonal=1)
+
+
+def sees_next_token(size):
+    return SeesNextToken(size)
+
+
+class BidirectionalWhenTraining(Masked):
+    """Causal in eval mode, bidirectional in training mode (a mask built only on the inference path)."""
+
+    def mask(self, t):
+        return torch.ones(t, t, dtype=torch.bool) if self.training else super().mask(t)
+
+
+def bidirectional_when_training(size):
+    return BidirectionalWhenTraining(size)
+
+
+class CausalWithDropout(Masked):
+    """Causal, with dropout on each attention output in training mode: its random masks must not read as a leak."""
+
+    def dropout(self, x):
+        return F.dropout(x, p=0.1, training=self.training)
+
+
+def causal_with_dropout(size):
+    return CausalWithDropout(size)
+
+
+# Parameters that are not float32 (issue 27): refused in one line before training, not a traceback in the optimizer.
+
+
+def bf16_parameters(size):
+    return Tiny(size).to(torch.bfloat16)
+
+
+def fp16_parameters(size):
+    return Tiny(size).to(torch.float16)
+
+
+def float64_parameters(size):
+    return Tiny(size).to(torch.float64)
+
+
+def one_bf16_layer(size):
+    model = Tiny(size)
+    model.head.to(torch.bfloat16)
+    return model

@@ -185,7 +185,7 @@ def test_model_labels_become_safe_folder_names():
 
 def test_nan_in_a_baseline_is_an_error_not_a_silently_ungated_metric(recorded):
     recorded.write_text(recorded.read_text().replace('"0.3": ', '"0.3": NaN, "x": '))
-    with pytest.raises(BaselineError, match="holds NaN, which is not a JSON number"):
+    with pytest.raises(BaselineError, match="holds NaN, which is not a finite number"):
         read_baseline(recorded, "attention_logits")
 
 

@@ -8,9 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from trainstab.config import SweepConfig
+from trainstab.config import SweepConfig, TrainConfig
 from trainstab.errors import TrainstabError
-from trainstab.results import RunResult, SweepResult
+from trainstab.results import (
+    ATTN_MAX_LOGIT,
+    GRAD_NORM,
+    GRAD_RMS,
+    LOG_Z_MAX,
+    LOG_Z_MEAN,
+    LOG_Z_MIN,
+    LOSS,
+    MAX_ABS_OUTPUT_LOGIT,
+    PARAM_RMS,
+    STEP,
+    UPDATE_RMS,
+    RunResult,
+    SweepResult,
+)
 from trainstab.session_cache import (
     PREFIX,
     STALE_SECONDS,
@@ -24,20 +38,29 @@ from trainstab.session_cache import (
 SRC = Path(__file__).parent.parent / "src" / "trainstab"
 
 
+#: A protocol small enough to write its sweep by hand: two LRs, two steps, a probe at each.
+PROTOCOL = SweepConfig(lrs=(0.01, 0.3), train=TrainConfig(steps=2, probe_every=1))
+
+
+def _snapshot(step: float, attention: float) -> dict[str, float]:
+    keys = [STEP, LOSS, LOG_Z_MEAN, LOG_Z_MIN, LOG_Z_MAX, MAX_ABS_OUTPUT_LOGIT, GRAD_NORM, GRAD_RMS, UPDATE_RMS]
+    return {**dict.fromkeys(keys, 0.5), STEP: step, ATTN_MAX_LOGIT: attention, PARAM_RMS: 1.0, "grads/rms/a": 1e-3}
+
+
 def _result() -> SweepResult:
-    history = ({"step": 0.0, "grads/rms/a": 1e-3, "attn/max_logit": math.inf},)
+    history = (_snapshot(0.0, 12.5), _snapshot(1.0, math.inf))
     runs = (
         RunResult(0.01, 6.2, 3.1, 3.2, 12.5, 0.3, False, None, (6.2, 3.1), history),
-        RunResult(0.3, 6.2, math.nan, math.nan, math.nan, math.nan, True, 7, (6.2, math.inf), ()),
+        RunResult(0.3, 6.2, math.nan, math.nan, math.nan, math.nan, True, 1, (6.2,), history[:1]),
     )
-    return SweepResult(SweepConfig(), runs, 0.25, 0.01, {"torch": "2.13.0"}, 1.5)
+    return SweepResult(PROTOCOL, runs, 0.25, 0.01, {"torch": "2.13.0", "cpu_count": None}, 1.5)
 
 
 def test_a_sweep_round_trips_exactly_nan_and_inf_included(tmp_path):
     path = tmp_path / "key.json"
     write_sweep(path, _result())
-    back = read_sweep(path, SweepConfig())
-    assert back is not None and back.config == SweepConfig()
+    back = read_sweep(path, PROTOCOL)
+    assert back is not None and back.config == PROTOCOL
     assert repr(back) == repr(_result())  # nan and inf print alike; every other number is equal
     assert [p.name for p in tmp_path.iterdir()] == ["key.json"]  # no temporary file left behind
 
@@ -46,9 +69,9 @@ def test_a_file_cut_short_or_from_another_version_is_trained_again_not_trusted(t
     path = tmp_path / "key.json"
     write_sweep(path, _result())
     path.write_text(path.read_text()[:100])  # a worker killed mid-write (before this cache was atomic)
-    assert read_sweep(path, SweepConfig()) is None
+    assert read_sweep(path, PROTOCOL) is None
     path.write_text(json.dumps({"runs": [], "surprise": 1}))
-    assert read_sweep(path, SweepConfig()) is None
+    assert read_sweep(path, PROTOCOL) is None
 
 
 def test_a_planted_link_or_another_users_file_is_not_read(tmp_path, monkeypatch):
@@ -56,9 +79,9 @@ def test_a_planted_link_or_another_users_file_is_not_read(tmp_path, monkeypatch)
     write_sweep(target, _result())
     link = tmp_path / "key.json"
     link.symlink_to(target)
-    assert read_sweep(link, SweepConfig()) is None
+    assert read_sweep(link, PROTOCOL) is None
     monkeypatch.setattr(os, "getuid", lambda: os.stat(target).st_uid + 1)  # as if another user wrote it
-    assert read_sweep(target, SweepConfig()) is None
+    assert read_sweep(target, PROTOCOL) is None
 
 
 def test_the_session_folder_is_private_unpredictable_and_checked(tmp_path):

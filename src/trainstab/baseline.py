@@ -40,9 +40,24 @@ from trainstab.results import (
     spike_score,
     up_to,
 )
+from trainstab.untrusted import UntrustedFileError, read_json_file
 
 FORMAT_VERSION = 1  # the "trainstab_baseline" field; bumped when the layout changes
 SIGNIFICANT_DIGITS = 4  # values are rounded so that diffs show changes, not float noise
+#: A baseline file is committed input anyone with a pull request can edit: refused above this size, before it is
+#: read. The largest one the battery writes for a 30-LR grid (lr_sensitivity's, with loss curves) is 6 KB; 1 MiB
+#: leaves 100x room for a long grid and a team's notes, and keeps a symlink to /dev/zero from filling memory.
+MAX_BYTES = 1 << 20
+#: The largest rel or abs a file may set. A tolerance is a team's to loosen for one model, up to switching the
+#: comparison off: a millionfold move already is off, so a larger number is a typo or damage, not a choice.
+MAX_TOLERANCE = 1e6
+#: The top-level fields of the format. Any other top-level key is a team's own ("notes"): never read, and kept
+#: as it is when a flag rewrites the file.
+FIELDS = frozenset(
+    ("trainstab_baseline", "model", "check", "max_lr", "environment", "protocol", "recipe", "tolerances", "metrics")
+)
+#: Longest environment value the header prints: a value is one line on a terminal, not a wrapped screenful.
+SHOWN_CHARACTERS = 120
 
 
 @dataclass(frozen=True)
@@ -284,9 +299,19 @@ class Baseline:
 
     @property
     def tolerances(self) -> dict[str, Tolerance]:
-        """The file's tolerances (a team may loosen one for one model by editing it); defaults for the rest."""
-        edited = {name: Tolerance(t["rel"], t["abs"], t["worse"]) for name, t in self.data["tolerances"].items()}
+        """The file's tolerances (a team may loosen one for one model by editing it); defaults for the rest.
+
+        Only the size comes from the file: which direction is worse is the metric's definition, so an edit can
+        widen a tolerance but never turn a regression into an improvement.
+        """
+        edited = {
+            name: Tolerance(t["rel"], t["abs"], TOLERANCES[name].worse) for name, t in self.data["tolerances"].items()
+        }
         return {**TOLERANCES, **edited}
+
+    def team_fields(self) -> dict[str, Any]:
+        """The top-level keys a team added that the format does not have ("notes"), to keep through a rewrite."""
+        return {key: value for key, value in self.data.items() if key not in FIELDS}
 
 
 class BaselineError(TrainstabError):
@@ -299,57 +324,80 @@ class BaselineError(TrainstabError):
         )
 
 
-def _reject_constant(name: str) -> Any:
-    """``NaN`` and ``Infinity`` are not JSON; Python's reader accepts them unless told not to."""
-    raise ValueError(f"holds {name}, which is not a JSON number (write null for a value that was not measured)")
-
-
 def read_baseline(path: Path, check: str, label: str | None = None) -> Baseline | None:
     """The baseline of ``check`` (on the model ``label``, when given) at ``path``; None if there is none.
 
-    Raises :class:`BaselineError` naming the file and what is wrong with it.
+    The file is untrusted input (anyone's pull request, or a merge, may have edited it): it is read by
+    :func:`trainstab.untrusted.read_json_file` (a regular file under :data:`MAX_BYTES`, strict JSON with no key
+    twice) and then checked field by field. Raises :class:`BaselineError` naming the file and what is wrong.
     """
-    if not path.exists():
+    if not path.exists():  # nothing there (or a file where the model's folder should be: the write reports it)
         return None
     try:
-        text = path.read_text()
-    except OSError as error:
-        raise BaselineError(path, f"cannot be read ({error.strerror})") from None
-    except UnicodeDecodeError:
-        raise BaselineError(path, "is not text") from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
-        where = f"line {error.lineno}, column {error.colno}"
-        raise BaselineError(path, f"is not valid JSON ({where}: {error.msg})") from None
-    except ValueError as error:  # NaN or Infinity
+        data = read_json_file(path, MAX_BYTES)
+    except FileNotFoundError:  # removed since
+        return None
+    except UntrustedFileError as error:  # a pipe, a device, too big, not JSON, a duplicated key, a 400-digit number
         raise BaselineError(path, str(error)) from None
-    except RecursionError:  # nesting no baseline has: a damaged or hostile file
-        raise BaselineError(path, "is nested too deeply to be a baseline") from None
     _validate(path, data, check, label)
     return Baseline(path, data)
 
 
+def _quoted(text: str) -> str:
+    """A name taken from a file, quoted and escaped for a one-line message (a key may hold a newline)."""
+    return json.dumps(text)
+
+
+def printable(value: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """``value`` as text on one line: control characters (a newline a file smuggled in) written as escapes,
+    and cut at ``limit`` characters, so that a value read from a file cannot print lines of its own."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _environment_problem(environment: dict[str, Any]) -> str | None:
+    """Why a recorded environment is not an object of strings, numbers and nulls (None when it is one)."""
+    for key, value in environment.items():
+        if not (value is None or isinstance(value, str) or _is_number(value)):
+            shown_value = printable(json.dumps(value), 40)
+            return f'"environment" field {_quoted(key)} is {shown_value}, not a string, number or null'
+    return None
+
+
 def _validate(path: Path, data: Any, check: str, label: str | None) -> None:
-    """Raise :class:`BaselineError` if ``data`` is not a baseline of ``check`` in this format."""
+    """Raise :class:`BaselineError` if ``data`` is not a baseline of ``check`` in this format, field by field.
+
+    What a team may edit: a tolerance's ``rel`` and ``abs`` (finite, from 0 to :data:`MAX_TOLERANCE`), and keys
+    of its own at the top level. Everything else is what a run measured; a tolerance's ``worse`` must say what
+    the metric's definition says, so that an edit can loosen the gate but never point it the other way.
+    """
     if not isinstance(data, dict):
         raise BaselineError(path, f"holds a JSON {type(data).__name__}, not an object")
-    if data.get("trainstab_baseline") != FORMAT_VERSION:
+    version = data.get("trainstab_baseline")
+    if not (type(version) is int and version == FORMAT_VERSION):  # true and 1.0 equal 1 in Python, not here
         raise BaselineError(
-            path, f'"trainstab_baseline" is {data.get("trainstab_baseline")!r}; this trainstab reads {FORMAT_VERSION}'
+            path, f'"trainstab_baseline" is {printable(json.dumps(version), 40)}; this trainstab reads {FORMAT_VERSION}'
         )
     for key, kind in (("protocol", dict), ("recipe", dict), ("tolerances", dict), ("metrics", dict)):
         if not isinstance(data.get(key), kind):
             raise BaselineError(path, f'"{key}" is missing or not an object')
-    if not isinstance(data.get("environment", {}), dict):
+    environment = data.get("environment", {})
+    if not isinstance(environment, dict):
         raise BaselineError(path, '"environment" is not an object')
+    problem = _environment_problem(environment)
+    if problem is not None:
+        raise BaselineError(path, problem)
     if data.get("check") != check:
-        raise BaselineError(path, f'"check" is {data.get("check")!r} but the file is the baseline of {check!r}')
-    if label is not None and data.get("model") != label:
+        raise BaselineError(
+            path, f'"check" is {printable(repr(data.get("check")), 40)} but the file is the baseline of {check!r}'
+        )
+    if not (isinstance(data.get("model"), str) and data["model"]):
+        raise BaselineError(path, '"model" is missing or not a model label (a string)')
+    if label is not None and data["model"] != label:
         raise BaselineError(
             path,
-            f'"model" is {data.get("model")!r} but this is the baseline of {label!r}: two model labels map to '
-            "one file; give one of them another id",
+            f'"model" is {printable(repr(data["model"]))} but this is the baseline of {label!r}: two model labels map '
+            "to one file; give one of them another id",
         )
     if not _is_number(data.get("max_lr")):
         raise BaselineError(path, '"max_lr" is missing or not a number')
@@ -361,21 +409,36 @@ def _validate(path: Path, data: Any, check: str, label: str | None) -> None:
         raise BaselineError(path, '"protocol" has no "lrs" list of numbers')
     for name, value in data["metrics"].items():
         if name not in BATTERY[check].metrics:
-            raise BaselineError(path, f'"metrics" has "{name}", which check {check} does not record')
+            raise BaselineError(path, f'"metrics" has {_quoted(name)}, which check {check} does not record')
         _validate_metric(path, name, value, {lr_key(x) for x in lrs})
     for name, tolerance in data["tolerances"].items():
-        if name not in TOLERANCES:
-            raise BaselineError(path, f'"tolerances" names "{name}", which is not a gated metric')
-        if not (
-            isinstance(tolerance, dict)
-            and all(_is_number(tolerance.get(k)) and tolerance[k] >= 0 for k in ("rel", "abs"))
-            and tolerance.get("worse") in ("higher", "lower")
-        ):
-            raise BaselineError(
-                path,
-                f'tolerance of "{name}" must be {{"rel": number >= 0, "abs": number >= 0, "worse": "higher" or '
-                f'"lower"}}, not {json.dumps(tolerance)}',
-            )
+        _validate_tolerance(path, name, tolerance)
+
+
+def _validate_tolerance(path: Path, name: str, tolerance: Any) -> None:
+    """One entry of ``"tolerances"``: ``{"rel": r, "abs": a, "worse": w}`` with w the metric's own direction."""
+    if name not in TOLERANCES:
+        raise BaselineError(path, f'"tolerances" names {_quoted(name)}, which is not a gated metric')
+    if not (
+        isinstance(tolerance, dict)
+        and set(tolerance) == {"rel", "abs", "worse"}
+        and all(_is_number(tolerance[k]) and 0 <= tolerance[k] <= MAX_TOLERANCE for k in ("rel", "abs"))
+        and tolerance["worse"] in ("higher", "lower")
+    ):
+        raise BaselineError(
+            path,
+            f'tolerance of "{name}" must be {{"rel": number from 0 to {MAX_TOLERANCE:g}, "abs": number from 0 to '
+            f'{MAX_TOLERANCE:g}, "worse": "higher" or "lower"}}, not {printable(json.dumps(tolerance), 100)}',
+        )
+    defined = TOLERANCES[name].worse
+    if tolerance["worse"] != defined:
+        # Obeying the file would let a pull request that flips one word pass any regression of this metric.
+        raise BaselineError(
+            path,
+            f'tolerance of "{name}" has "worse": "{tolerance["worse"]}", but {defined} {name} is worse by the '
+            f'check\'s definition; a baseline may widen a tolerance, never turn its direction (write "worse": '
+            f'"{defined}")',
+        )
 
 
 def _is_number(value: Any) -> bool:
@@ -388,10 +451,14 @@ def _validate_metric(path: Path, name: str, value: Any, lrs: set[str]) -> None:
     kind = PER_LR_METRICS.get(name)
     if kind is None:
         if not (value is None or _is_number(value)):
-            raise BaselineError(path, f'metric "{name}" must be a number or null, not {json.dumps(value)}')
+            raise BaselineError(
+                path, f'metric "{name}" must be a number or null, not {printable(json.dumps(value), 60)}'
+            )
         return
     if not isinstance(value, dict):
-        raise BaselineError(path, f'metric "{name}" must be an object keyed by LR, not {json.dumps(value)}')
+        raise BaselineError(
+            path, f'metric "{name}" must be an object keyed by LR, not {printable(json.dumps(value), 60)}'
+        )
     for lr, entry in value.items():
         try:
             float(lr)
@@ -404,7 +471,9 @@ def _validate_metric(path: Path, name: str, value: Any, lrs: set[str]) -> None:
         }[kind]
         if not ok:
             expected = {"number": "a number or null", "bool": "true or false", "list": "a list of numbers"}[kind]
-            raise BaselineError(path, f'metric "{name}" at LR {lr} is {json.dumps(entry)}, not {expected}')
+            raise BaselineError(
+                path, f'metric "{name}" at LR {printable(lr, 40)} is {printable(json.dumps(entry), 60)}, not {expected}'
+            )
     if set(value) != lrs:
         raise BaselineError(
             path, f'metric "{name}" has LRs {sorted(value, key=float)}, but "protocol" lists {sorted(lrs, key=float)}'
@@ -511,27 +580,35 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def environment_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Environment fields (versions, CPU, seed) that differ between a baseline and this run."""
+    """Environment fields (versions, CPU, seed) that differ between a baseline and this run.
+
+    Each value is :func:`printable`: a recorded one comes from a file, and must not print a line of its own.
+    """
     return [
-        f"{key} {recorded.get(key)} -> {current.get(key)}"
+        f"{key} {printable(recorded.get(key))} -> {printable(current.get(key))}"
         for key in ENVIRONMENT_KEYS
         if key in current and key in recorded and recorded.get(key) != current.get(key)
     ]
 
 
 def recorded_environments(folder: Path) -> dict[Path, dict[str, Any]]:
-    """The environment recorded in each readable baseline under ``folder`` (unreadable files are skipped:
-    the check that reads one reports it)."""
+    """The environment recorded in each usable baseline under ``folder``.
+
+    Read as :func:`read_baseline` reads (the header runs before anything trains, and a named pipe or a file
+    nested 100,000 deep must neither hang nor crash it). A file that cannot be read, or whose environment is
+    not an object of strings, numbers and nulls, is skipped: the check that reads it reports it.
+    """
     found: dict[Path, dict[str, Any]] = {}
     for path in sorted(folder.glob("*/*.json")):
         if path.name.endswith(".obtained.json"):
             continue
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            data = read_json_file(path, MAX_BYTES)
+        except (OSError, UntrustedFileError):  # FileNotFoundError too: removed since the folder was listed
             continue
-        if isinstance(data, dict) and isinstance(data.get("environment"), dict):
-            found[path] = data["environment"]
+        environment = data.get("environment") if isinstance(data, dict) else None
+        if isinstance(environment, dict) and _environment_problem(environment) is None:
+            found[path] = environment
     return found
 
 

@@ -32,7 +32,7 @@ from trainstab import sweep_cache
 from trainstab.baseline import header_lines
 from trainstab.checks import REPORT_ONLY
 from trainstab.cli_help import description, epilog, exit_status
-from trainstab.config import SweepConfig, estimated_bytes, on_gpu, validate
+from trainstab.config import SweepConfig, TimeLimits, estimated_bytes, on_gpu, validate
 from trainstab.environment import light_environment, trainstab_version
 from trainstab.errors import (
     EXIT_BAD_INPUT,
@@ -46,10 +46,14 @@ from trainstab.errors import (
 )
 from trainstab.files import (
     WRITE_FAILED,
+    absolute,
     check_folder_writable,
     check_writable,
+    invocation_folder,
     json_text,
     keep_previous,
+    set_invocation_folder,
+    shown,
     write_files,
     write_json,
 )
@@ -73,13 +77,18 @@ from trainstab.options import (
     scaling_thresholds,
     seed,
     sweep_config,
+    time_limits,
+    with_absolute_paths,
 )
 from trainstab.overrides import apply_overrides
+from trainstab.process_state import ProcessState, warning_text
 from trainstab.progress import Reporter
+from trainstab.ray_executor import check_cluster_reachable, keep_local_ray_on_loopback
 from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_CHECK_NAMES, report_order
 from trainstab.report import model_curves, write_report
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
 from trainstab.scaling import Evidence
+from trainstab.session_cache import CacheUse
 from trainstab.terminal import use_ascii_where_needed
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CRASHED", "EXIT_FAILED", "EXIT_INCONCLUSIVE", "EXIT_INTERRUPTED", "main"]
@@ -151,7 +160,19 @@ def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
 #: The run options each command takes from the shared table (the rest come from the configuration file).
 #: Where and how a run trains: every training command takes them.
 PLACEMENT_OPTIONS = ("device", "precision", "executor")
-SWEEP_OPTIONS = ("model", "profile", "lrs", "steps", "seed", "corpus", "optimizer", *PLACEMENT_OPTIONS)
+#: How long training may go quiet, and may take: the commands that train sweeps take them.
+LIMIT_OPTIONS = ("slow-step-seconds", "time-limit-seconds")
+SWEEP_OPTIONS = (
+    "model",
+    "profile",
+    "lrs",
+    "steps",
+    "seed",
+    "corpus",
+    "optimizer",
+    *PLACEMENT_OPTIONS,
+    *LIMIT_OPTIONS,
+)
 CHECK_OPTIONS = tuple(option.name for option in OPTIONS)
 FUZZ_OPTIONS = ("model", "seed", "optimizer", *PLACEMENT_OPTIONS)
 FORECAST_OPTIONS = (
@@ -168,6 +189,7 @@ FORECAST_OPTIONS = (
     "max-lr",
     "optimizer",
     *PLACEMENT_OPTIONS,
+    *LIMIT_OPTIONS,
 )
 #: ``--set`` keys the fuzz map sets itself at every point it trains (its axes width and warm-up, the point's
 #: weight decay, each point's length and probes): given on the command line they would change nothing.
@@ -254,17 +276,20 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
     One configuration for both front ends, by construction: the file is the one pytest's own discovery picks
     for a plain ``pytest`` in this folder (:func:`trainstab.inifile.read_ini`), read as the plugin reads it
-    and parsed by the same table; ``--set`` adds to the file's ``trainstab_set`` lines, as in pytest. A
-    relative folder from the file is relative to pytest's rootdir (the file's folder); one from a flag, to
-    the working folder.
+    and parsed by the same table; ``--set`` adds to the file's ``trainstab_set`` lines, as in pytest. Every
+    path comes back absolute, before any model's code runs: a baseline or cache folder from the file is
+    relative to pytest's rootdir (the file's folder); any other relative path, to the folder trainstab
+    started in (:func:`trainstab.files.invocation_folder`).
     """
     ini = read_ini()
     given = {option.name: getattr(args, option.field, None) for option in OPTIONS}
     options = options_from(given, ini, args.overrides, CLI_FLAGS)
+    from_file = {name: ini.rootdir for name in ("baselines", "cache") if getattr(args, name, None) is None}
+    if options.executor == "ray":  # before any model's code, which may import Ray and start one itself
+        keep_local_ray_on_loopback()
+        check_cluster_reachable()  # seconds, not Ray's ten minutes of retries
     return dataclasses.replace(
-        options,
-        baselines=_from_file(ini.rootdir, getattr(args, "baselines", None), options.baselines),
-        cache=_from_file(ini.rootdir, getattr(args, "cache", None), options.cache),
+        with_absolute_paths(options, invocation_folder(), from_file),
         update_baseline=getattr(args, "update_baseline", False),
         regen_all=getattr(args, "regen_all", False),
     )
@@ -304,19 +329,17 @@ def _caption(result: SweepResult) -> str:
     )
 
 
-def _from_file(rootdir: Path, flag: str | None, folder: str | None) -> str | None:
-    """A folder option: from the command line as given; from the configuration, relative to pytest's rootdir."""
-    return str(rootdir / folder) if flag is None and folder is not None else folder
-
-
-def _trained_with_progress(configs: list[SweepConfig], console: Console, no_progress: bool) -> list[SweepResult]:
-    """``configs``' sweeps, trained as one batch in this process's pool: a bar on a terminal, a line per stack."""
+def _trained_with_progress(
+    configs: list[SweepConfig], console: Console, no_progress: bool, limits: TimeLimits | None = None
+) -> list[SweepResult]:
+    """``configs``' sweeps, trained as one batch in this process's pool: a bar on a terminal, a line per stack,
+    and a line for a step slower than ``limits.slow_step_seconds`` even under ``--no-progress``."""
     from trainstab.sweep import run_sweeps  # training: torch is imported when a command trains
 
     if not configs:
         return []
     with Reporter(console, not no_progress, "training", "steps") as progress:
-        return run_sweeps(configs, progress.update, progress.stack_done)
+        return run_sweeps(configs, progress.update, progress.stack_done, limits, progress.alert)
 
 
 def _preflight(config: SweepConfig) -> None:
@@ -354,7 +377,7 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
         f"{placement(config)}",
         soft_wrap=True,
     )
-    (result,) = _trained_with_progress([config], console, args.no_progress)
+    (result,) = _trained_with_progress([config], console, args.no_progress, time_limits(options))
     console.print(sweep_table(result))
     if args.json is not None:
         _write_json_output(args.json, sweep_to_dict(result), console)
@@ -368,7 +391,7 @@ def _write_json_output(path: Path, data: object, console: Console) -> None:
         sys.stdout.flush()
         return
     previous = write_json(path, data)
-    console.print(f"wrote {path}" + (f" (the file it replaced is now {previous})" if previous else ""))
+    console.print(f"wrote {shown(path)}" + (f" (the file it replaced is now {shown(previous)})" if previous else ""))
 
 
 _BATTERY = frozenset(CHECK_NAMES)
@@ -452,36 +475,44 @@ class _Sweeps:
     so it trains as one batch (ladder rungs and the z-loss twin beside the base sweep).
     """
 
-    def __init__(self, console: Console, no_progress: bool, cache: str | None) -> None:
+    def __init__(
+        self, console: Console, no_progress: bool, cache: str | None, limits: TimeLimits | None = None
+    ) -> None:
         self.console, self.no_progress, self.cache = console, no_progress, cache
+        self.limits = limits  # how long training may go quiet, and may take (--slow-step-seconds, ...)
         self.known: dict[SweepConfig, SweepResult] = {}
         self.seconds = 0.0  # spent training (or reading the cache)
-        self.hits: list[bool] = []  # per sweep: read from the cache (True) or trained
+        self.uses: list[CacheUse] = []  # per sweep: what the persistent cache did for it
 
     def __call__(self, configs: list[SweepConfig]) -> list[SweepResult]:
         missing = [config for config in dict.fromkeys(configs) if config not in self.known]
         if missing:
             started = time.perf_counter()
-            found = (
-                [(result, False) for result in self._train(missing)]
-                if self.cache is None
-                else sweep_cache.cached_many(Path(self.cache), missing, self._train)
-            )
+            if self.cache is None:
+                trained = self._train(missing)
+            else:
+                found = sweep_cache.cached_many(Path(self.cache), missing, self._train)
+                trained = [result for result, _ in found]
+                self.uses.extend(use for _, use in found)
             self.seconds += time.perf_counter() - started
-            for config, (result, hit) in zip(missing, found, strict=True):
-                self.known[config] = result
-                self.hits.append(hit)
+            self.known.update(zip(missing, trained, strict=True))
         return [self.known[config] for config in configs]
 
     def _train(self, configs: list[SweepConfig]) -> list[SweepResult]:
-        return _trained_with_progress(configs, self.console, self.no_progress)
+        return _trained_with_progress(configs, self.console, self.no_progress, self.limits)
 
-    def cache_line(self) -> str:
-        """What the run did with the persistent cache."""
-        if len(self.hits) == 1:
-            return f"sweep {'read from' if self.hits[0] else 'trained and kept in'} the cache {self.cache}"
-        read = sum(self.hits)
-        return f"{read} sweep(s) read from the cache {self.cache}, {len(self.hits) - read} trained and kept in it"
+    def cache_lines(self) -> list[str]:
+        """What the run did with the persistent cache: sweeps read, trained and kept, or trained but not kept (and
+        why), and each entry that did not match this run (retrained)."""
+        notes = sweep_cache.cache_notes(str(self.cache), self.uses)
+        if len(self.uses) == 1:
+            done = "read from" if self.uses[0].read else "trained and kept in"
+            return notes or [f"sweep {done} the cache {self.cache}"]
+        unkept = sum(1 for use in self.uses if use.unstored)
+        read = sum(1 for use in self.uses if use.read)
+        kept = len(self.uses) - read - unkept
+        counts = f"{read} sweep(s) read from the cache {self.cache}, {kept} trained and kept in it"
+        return [counts + (f", {unkept} trained but not kept" if unkept else ""), *notes]
 
 
 def _judged(
@@ -509,7 +540,7 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     label = target.label(options)
     config = sweep_config(options, target)
     _preflight(config)
-    sweeps = _Sweeps(console, args.no_progress, options.cache)
+    sweeps = _Sweeps(console, args.no_progress, options.cache, time_limits(options))
     evidence = Evidence(config, scaling_plan(options), sweeps)
     wanted = list(dict.fromkeys(evidence.sweeps_read_by(checks)))  # a ladder the options refuse fails here
     for rung in wanted:
@@ -531,8 +562,8 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     for line in header_lines(options):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     sweeps(wanted)  # everything the checks read, as one batch
-    if options.cache is not None and sweeps.hits:
-        console.print(sweeps.cache_line(), markup=False, highlight=False, soft_wrap=True)
+    for line in sweeps.cache_lines() if sweeps.uses else []:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     progress = Reporter(console, not args.no_progress, "judging")  # its lines only: what it reads is trained
     verdicts, inconclusive = _judged(label, evidence, checks, options, progress.line)
     written = [line for verdict in verdicts for line in write_files(verdict.writes, CLI_FLAGS)]
@@ -676,7 +707,9 @@ def run_fuzz_command(args: argparse.Namespace, console: Console) -> int:
         previous = keep_previous(args.plot)
         title = f"trainstab fuzz: {model} {' '.join(options.overrides)} (seed {seed_used})"
         plot_map(outcomes, args.plot, title)
-        console.print(f"wrote {args.plot}" + (f" (the file it replaced is now {previous})" if previous else ""))
+        console.print(
+            f"wrote {shown(args.plot)}" + (f" (the file it replaced is now {shown(previous)})" if previous else "")
+        )
     unstable = sum(causes.values())
     if unstable:  # like `trainstab check`: a script or CI job can gate on the map
         console.print(f"{unstable} unstable point(s) found: exit {EXIT_FAILED}")
@@ -690,7 +723,7 @@ def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
 
     only = tuple(key.strip() for key in args.only.split(",") if key.strip())
     mode = "quick" if args.quick else "full"
-    console.print(f"trainstab reproduce: {mode} run, model={args.model}, seed={args.seed}, out={args.out}")
+    console.print(f"trainstab reproduce: {mode} run, model={args.model}, seed={args.seed}, out={shown(args.out)}")
     started = time.perf_counter()
     running: list[tuple[str, int]] = []  # the finding being measured, and how many there are
 
@@ -718,7 +751,7 @@ def run_reproduce_command(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  {finding.key:<15} {verdict:<13} {finding.evidence}", soft_wrap=True)
     for key, why in result.skipped:
         console.print(f"  {key:<15} {'not run':<13} {why}", soft_wrap=True)
-    console.print(f"wrote {len(result.files)} files to {args.out} in {result.elapsed_seconds:.0f} s")
+    console.print(f"wrote {len(result.files)} files to {shown(args.out)} in {result.elapsed_seconds:.0f} s")
     return 0
 
 
@@ -750,7 +783,7 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
     with Reporter(console, not args.no_progress, "training width ladder", "steps") as progress:
 
         def sweeps(rungs: list[SweepConfig]) -> list[SweepResult]:
-            return run_sweeps(rungs, progress.update, progress.stack_done)
+            return run_sweeps(rungs, progress.update, progress.stack_done, time_limits(options), progress.alert)
 
         ladder = run_ladder("width", configs, sweeps)
     degree = 2 if args.fit == "quadratic" else 1
@@ -790,6 +823,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     to_stderr = getattr(args, "json", None) == STDOUT
     console = Console(markup=False, highlight=False, stderr=to_stderr)
     errors = Console(stderr=True, markup=False, highlight=False)
+    # Every path is fixed before any model's code runs: a model module may change the working folder.
+    started_in = set_invocation_folder(Path.cwd())
+    _absolute_outputs(args)
+    before = ProcessState()
+    try:
+        return _run_command(args, console, errors)
+    finally:
+        changes = before.changes()
+        if changes:
+            _say(errors, f"WARNING: {warning_text([_model_of(args)], changes)}")
+        set_invocation_folder(started_in)
+
+
+def _absolute_outputs(args: argparse.Namespace) -> None:
+    """Make the command's own file flags (``--json``, ``--plot``, ``--out``) absolute, relative to the invocation
+    folder (``--json -`` is standard output, not a file)."""
+    for name in ("json", "plot", "out"):
+        path = getattr(args, name, None)
+        if path is not None and path != STDOUT:
+            setattr(args, name, absolute(path))
+
+
+def _model_of(args: argparse.Namespace) -> str:
+    """The model a command ran, as its warnings name it: the flag's, else the configuration's."""
+    if args.command == "reproduce":
+        return str(args.model)
+    try:
+        return run_options(args).model
+    except TrainstabError:  # options the run refused: the flag as given
+        return str(getattr(args, "model", None) or "reference")
+
+
+def _run_command(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    """Run the chosen command; its exit status, each error said in one line on ``errors``."""
     try:
         if args.command == "sweep":
             return run_sweep_command(args, console)

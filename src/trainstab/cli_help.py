@@ -23,7 +23,7 @@ def exit_status(failed: str) -> str:
         (EXIT_FAILED, failed),
         (EXIT_BAD_INPUT, "bad input, or a model that cannot be built or fails its first training step (one line)"),
         (EXIT_CRASHED, "the model crashed during training (one line; --traceback prints the whole traceback)"),
-        (EXIT_INCONCLUSIVE, "inconclusive: it trained, but the measurements cannot answer (a refused forecast)"),
+        (EXIT_INCONCLUSIVE, "inconclusive: it trained, but cannot answer (a refused forecast, --time-limit-seconds)"),
         (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
     )
     return "exit status:\n" + "\n".join(f"  {code:<3}  {meaning}" for code, meaning in rows)

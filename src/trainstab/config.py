@@ -155,6 +155,28 @@ class CoordinateConfig:
     band: float = DEFAULT_SLOPE_BAND  # max |log-log slope of activation RMS against width|
 
 
+@dataclass(frozen=True)
+class TimeLimits:
+    """How long training may go without finishing a step before the run says so, and how long it may train.
+
+    Not part of a :class:`SweepConfig`: a limit changes no number a sweep measures, so it is in no cache key
+    or baseline recipe.
+    """
+
+    # No step of a stack finished for this long: one line naming the stack, then at most one per interval.
+    slow_step_seconds: float = 10.0
+    # One batch of sweeps (a sweep, with the ladder rungs trained beside it) training longer is stopped, its
+    # workers ended: the run is inconclusive (exit 4). None: no limit.
+    time_limit_seconds: float | None = None
+    flags: str = "--trainstab-"  # how messages spell the flags: the front end's (the CLI's are "--<name>")
+
+    def __post_init__(self) -> None:
+        for name in ("slow_step_seconds", "time_limit_seconds"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise TrainstabError(f"{name}={value}: expected a finite number of seconds above 0")
+
+
 #: The corpus every sweep trains on unless told otherwise: shipped in the package, or the repository's fixtures/.
 BUNDLED_CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "corpus.npy"
 

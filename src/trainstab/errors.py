@@ -32,7 +32,8 @@ class TrainstabError(Exception):
 class Inconclusive(TrainstabError):
     """The run trained, but what it measured cannot answer the question (exit 4).
 
-    A forecast whose sizes scatter around any trend refuses to extrapolate:
+    A forecast whose sizes scatter around any trend refuses to extrapolate,
+    and training stopped at its time limit measured too little:
     neither a pass nor a failure, and not bad input either.
     """
 

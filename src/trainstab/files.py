@@ -112,11 +112,41 @@ def cannot_write_in(folder: Path) -> str | None:
     return None
 
 
+#: The folder the run started in (:func:`set_invocation_folder`); None: the working folder of the moment.
+_invocation_folder: Path | None = None
+
+
+def invocation_folder() -> Path:
+    """The folder the user's relative paths mean: the one ``trainstab`` started in, or the working folder
+    outside a command (under pytest every path option is made absolute when the session starts instead).
+
+    Not the working folder of the moment during a command: a model module may call ``os.chdir`` when imported.
+    """
+    return _invocation_folder if _invocation_folder is not None else Path.cwd()
+
+
+def set_invocation_folder(folder: Path | None) -> Path | None:
+    """Make ``folder`` the run's start folder (None: none, the working folder of the moment); returns the one it
+    replaced, for the caller to put back when its run ends (a run inside another one: pytester, tests)."""
+    global _invocation_folder
+    previous, _invocation_folder = _invocation_folder, folder.absolute() if folder is not None else None
+    return previous
+
+
+def absolute(path: str | Path, base: Path | None = None) -> Path:
+    """``path`` as an absolute path: a relative one is relative to ``base`` (default: the invocation folder).
+
+    Made before any model's code runs, so what trainstab writes and reads never depends on the working folder.
+    """
+    return (base if base is not None else invocation_folder()) / path
+
+
 def shown(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it (shorter messages, copy-pasteable)."""
+    """``path`` relative to the invocation folder when it lies below it (shorter messages, copy-pasteable)."""
+    folder = invocation_folder()
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+        return str((folder / path).resolve().relative_to(folder.resolve()))
+    except (ValueError, OSError):
         return str(path)
 
 

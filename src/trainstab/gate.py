@@ -13,7 +13,8 @@ baseline workflow follows pytest-regressions:
   protocol: fail with baseline, measured and tolerance, and write the run's
   metrics to ``<check>.obtained.json`` beside it;
 - ``update_failing`` rewrites the baselines that fail (or are missing),
-  ``regen_all`` every one; a rewrite keeps the tolerances written in the old file;
+  ``regen_all`` every one; a rewrite keeps the tolerances written in the old file
+  and the top-level keys a team added to it (``notes``);
 - a baseline that cannot be read is an error naming the file, and is never rewritten.
 
 A :class:`Verdict` is what every output reads: the terminal summary, the
@@ -271,6 +272,8 @@ def _held_to(
     except BaselineError as error:
         return _Held("error", message=str(error), fails=True)
     current = new_baseline(label, check, sweep, bounds, old.tolerances if old is not None else None)
+    if old is not None:  # a team's own top-level keys ("notes") survive a rewrite, as its tolerances do
+        current.update(old.team_fields())
     text = to_text(current)
     if old is None:
         new = FileWrite(str(path), text, "new")
@@ -303,7 +306,7 @@ def _held_to(
             comparisons=comparisons,
             drift=drift,
         )
-    if policy.regen_all and path.read_text() != text:
+    if policy.regen_all and path.read_text(encoding="utf-8") != text:  # read_baseline found it a UTF-8 file
         writes = (FileWrite(str(path), text, "regenerated"), *clear)
         return _Held(
             "regenerated", f"regenerated {shown(path)}", writes, recorded=recorded, comparisons=comparisons, drift=drift

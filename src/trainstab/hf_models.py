@@ -301,7 +301,10 @@ def _check_forward(model: nn.Module, model_type: str, size: ModelSize) -> bool:
     if tuple(logits.shape) != (*idx.shape, size.vocab_size):
         _refuse(model_type, f"its logits are {tuple(logits.shape)} for {tuple(idx.shape)} token ids")
     if not torch.allclose(logits[0, :-1], logits[1, :-1], atol=1e-5):
-        _refuse(model_type, "its logits at a position depend on later tokens: it is not a causal LM")
+        _refuse(
+            model_type,
+            "its logits at a position depend on later tokens: it is not a causal LM (trainstab trains only those)",
+        )
     return attends
 
 

@@ -32,7 +32,7 @@ import pytest
 from _pytest.config import findpaths
 
 from trainstab.errors import TrainstabError
-from trainstab.files import shown
+from trainstab.files import invocation_folder, shown
 
 PREFIX = "trainstab_"
 SET_KEY = PREFIX + "set"  # the key=value lines (pytest's linelist); every other key is an option of the table
@@ -64,11 +64,20 @@ class IniFile:
 
 
 def read_ini() -> IniFile:
-    """The trainstab keys of what a plain ``pytest`` started in the current folder reads, found by pytest."""
-    # 1. pytest's discovery, called as pytest calls it: no file or rootdir given, no paths, from this folder.
+    """The trainstab keys of what a plain ``pytest`` started in the invocation folder reads, found by pytest.
+
+    The folder the run started in (:func:`trainstab.files.invocation_folder`), not the working folder of the
+    moment, which a model's module may have changed.
+    """
+    # 1. pytest's discovery, called as pytest calls it: no file or rootdir given, no paths, from that folder.
     #    pytest 9 added override_ini (and returns the ignored files too), so it is called by keyword.
     determine_setup: Any = findpaths.determine_setup
-    arguments: dict[str, Any] = {"inifile": None, "args": [], "rootdir_cmd_arg": None, "invocation_dir": Path.cwd()}
+    arguments: dict[str, Any] = {
+        "inifile": None,
+        "args": [],
+        "rootdir_cmd_arg": None,
+        "invocation_dir": invocation_folder(),
+    }
     if "override_ini" in inspect.signature(determine_setup).parameters:
         arguments["override_ini"] = None
     try:

@@ -145,7 +145,27 @@ def build_template(name: str, size: ModelSize, seed: int) -> nn.Module:
             f"model factory {name!r} returned parameters on {', '.join(devices)}; return a model on the CPU with real "
             "tensors (trainstab moves nothing; a 'meta' model has no weights to train)"
         )
+    _check_float32(name, module)
     return module
+
+
+def _check_float32(name: str, module: nn.Module) -> None:
+    """Refuse trainable parameters that are not float32, before any training.
+
+    They are the optimizer's master weights, which trainstab keeps in float32 (bf16 compute is autocast,
+    ``train.precision``). Refused rather than converted: bf16 or fp16 weights round away small updates, so the
+    model the user built and a float32 copy of it are not equally stable, and a verdict on the copy would be
+    read as one on the model.
+    """
+    other = [(n, p.dtype) for n, p in module.named_parameters() if p.requires_grad and p.dtype != torch.float32]
+    if other:
+        first = other[0][0]
+        kinds = ", ".join(sorted({str(d).removeprefix("torch.") for _, d in other}))
+        raise TrainstabError(
+            f"model {name!r} has {kinds} parameters ({len(other)}, the first {first}); trainstab trains float32 "
+            "parameters (the optimizer's master weights): return the model in float32 (model.float()), and for "
+            "bf16 compute use --precision bf16 (autocast)"
+        )
 
 
 def _logits_of(output: Any, name: str) -> torch.Tensor:
@@ -358,6 +378,107 @@ def _check_model(name: str, config: ModelConfig, seed: int, batch_size: int) -> 
         raise TrainstabError(
             f"model {name!r} failed in the backward pass of its first training step: {_raised(error)}"
         ) from None
+    _check_causal(name, model, idx, config.vocab_size, seed)
+
+
+#: How many sequences the causality check changes one token of: one position each, the last and random others.
+CAUSAL_PROBES = 8
+
+
+def _check_causal(name: str, model: nn.Module, idx: torch.Tensor, vocab_size: int, seed: int) -> None:
+    """Refuse a model whose logits at a position change when a later token does (no causal mask, or a broken one).
+
+    Its verdicts would mean nothing: a model that sees the token it predicts drives the loss towards zero.
+    Sequence b of the first few of ``idx`` (B, T) gets the token at position t_b changed (the last position, and
+    random others drawn from ``seed``); its logits at every position before t_b must stay the same, bit for bit.
+    Exact, not within a tolerance: with a causal mask a later key's attention weight is exactly 0 (exp of -inf, or
+    of a large negative that underflows), and 0 x v adds nothing, so no rounding differs; every model measured
+    (the reference, tests/ and stability_tests/ factories, every hf: type that builds) gives bit-identical
+    prefixes, and a leak is not small (a bidirectional model's prefix moves by ~1e-2).
+
+    In training mode, as the model trains (a mask broken only in training is caught), both forwards drawing the
+    same random numbers (dropout) from the same buffers. Without gradients: what the forward computes does not
+    depend on them, and a forward with them is a training step to a model that counts its steps.
+    Costs two forwards of at most :data:`CAUSAL_PROBES` sequences.
+    """
+    rows, length = min(CAUSAL_PROBES, idx.shape[0]), idx.shape[1]
+    if length < 2 or vocab_size < 2:
+        return  # no earlier position to compare, or no other token to change to
+    generator = torch.Generator().manual_seed(seed)
+    # (R,) positions changed, R <= rows: the last one (a leak from the last token only) and distinct others.
+    changed = torch.cat([torch.tensor([length - 1]), torch.randperm(length - 2, generator=generator)[: rows - 1] + 1])
+    rows = len(changed)
+    base = idx[:rows].clone()  # (R, T)
+    altered = base.clone()
+    row = torch.arange(rows)
+    shift = 1 + torch.randint(vocab_size - 1, (rows,), generator=generator)  # never 0 mod V: the token changes
+    altered[row, changed] = (base[row, changed] + shift) % vocab_size
+    before, after = _forwards_drawing_alike(model, [base, altered], seed)  # (R, T, V) each
+    leaks = _leaks(before, after, changed)
+    if leaks is None:
+        return
+    token, position = leaks
+    eval_causal = False
+    module = _trained_module(model)
+    module.eval()
+    try:
+        eval_before, eval_after = _forwards_drawing_alike(model, [base, altered], seed)
+        eval_causal = _leaks(eval_before, eval_after, changed) is None
+    except Exception:  # the eval-mode forwards only refine the hint; the training-mode leak is the finding
+        pass
+    finally:
+        module.train()
+    mode = " in training mode (model.train()), only in eval mode" if eval_causal else ""
+    hint = "check what its forward does when self.training: " if eval_causal else ""
+    raise TrainstabError(
+        f"model {name!r} is not causal{mode}: changing the token at position {token} changed the logits at "
+        f"position {position} (trainstab trains causal LMs: the logits at a position may depend only on the tokens "
+        f"up to it); {hint}mask attention to later positions (is_causal=True, or a lower-triangular mask)"
+    )
+
+
+def _trained_module(model: nn.Module) -> nn.Module:
+    """The module whose ``training`` flag the forward reads: a stack's template (not a submodule), else the model."""
+    template = model.__dict__.get("template")
+    return template if isinstance(template, nn.Module) else model
+
+
+def _forwards_drawing_alike(model: nn.Module, batches: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
+    """Member 0's logits (B, T, V) for each batch, every forward from the same buffers and random numbers."""
+    stack = model if isinstance(model, FunctionalStack) else None
+    seeds = stack.call_seeds.get_state() if stack else None
+    buffers = stack.member_buffers if stack else []
+    outputs = []
+    for batch in batches:
+        if stack and seeds is not None:
+            stack.call_seeds.set_state(seeds)  # the same per-call seed, so the same dropout masks
+            stack.member_buffers = [_copies(member) for member in buffers]  # a forward may update them
+        torch.default_generator.manual_seed(seed)  # for a model drawing outside a stack's per-member seeding
+        with torch.no_grad():
+            outputs.append(model(batch)[0])
+    if stack:
+        stack.member_buffers = buffers
+    return outputs
+
+
+def _copies(buffers: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """A copy of one member's buffers; a tensor in two slots stays one tensor."""
+    clones = {id(b): b.clone() for b in buffers if b is not None}
+    return [None if b is None else clones[id(b)] for b in buffers]
+
+
+def _leaks(before: torch.Tensor, after: torch.Tensor, changed: torch.Tensor) -> tuple[int, int] | None:
+    """The earliest changed token whose sequence's logits moved before it, and the first position that moved.
+
+    ``before``, ``after``: (R, T, V) logits; ``changed``: (R,) the position changed in each sequence.
+    """
+    length = before.shape[1]
+    moved = (before != after).any(-1) & (torch.arange(length) < changed[:, None])  # (R, T): a prefix position moved
+    leaking = [int(r) for r in moved.any(-1).nonzero().flatten()]
+    if not leaking:
+        return None
+    first = min(leaking, key=lambda r: int(changed[r]))
+    return int(changed[first]), int(moved[first].nonzero()[0])
 
 
 def _raised(error: BaseException) -> str:

@@ -37,11 +37,12 @@ from trainstab.config import (
     Executor,
     Precision,
     SweepConfig,
+    TimeLimits,
     TrainConfig,
     validate,
 )
 from trainstab.errors import TrainstabError
-from trainstab.files import check_folder_writable
+from trainstab.files import absolute, check_folder_writable
 from trainstab.model_names import canonical_model_name
 from trainstab.overrides import apply_overrides
 from trainstab.scaling import ScalingConfig, ScalingThresholds
@@ -289,6 +290,7 @@ _TARGETS: dict[str, type[Any]] = {
     "ladders": ScalingConfig,
     "train": TrainConfig,
     "sweep": SweepConfig,
+    "limits": TimeLimits,
 }
 
 
@@ -353,6 +355,7 @@ _RECORD_NAMES = {
     "ladders": "the ladders",
     "train": "training",
     "sweep": "the sweep",
+    "limits": "the time limits",
 }
 
 
@@ -431,6 +434,19 @@ OPTIONS: tuple[Option, ...] = (
         "z-loss-cost", non_negative, "z_loss_effect: most final loss z-loss may cost, nats", ("scaling.z_loss_cost",)
     ),
     Option("depths", size_ladder, "depth ladder of the scaling checks", ("ladders.depths",)),
+    Option(
+        "slow-step-seconds",
+        positive,
+        "print a line when no training step has finished for this long, progress off or on",
+        ("limits.slow_step_seconds",),
+    ),
+    Option(
+        "time-limit-seconds",
+        positive,
+        "stop training that runs longer than this (a sweep, with the ladder rungs trained beside it): "
+        "inconclusive, exit 4 (off when unset)",
+        ("limits.time_limit_seconds",),
+    ),
 )
 OPTION_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -466,6 +482,8 @@ class RunOptions:
     z_loss_pull: float | None = None
     z_loss_cost: float | None = None
     depths: tuple[int, ...] | None = None
+    slow_step_seconds: float | None = None
+    time_limit_seconds: float | None = None  # None: no limit
     overrides: tuple[str, ...] = ()  # --set / trainstab_set: key=value, in order
     update_baseline: bool = False  # rewrite missing, worse or incomparable baselines, and pass
     regen_all: bool = False  # rewrite every baseline, and pass
@@ -530,6 +548,32 @@ def options_from(
     return parse_options(raw, [*ini.overrides, *set_flags], set_source, flags)
 
 
+#: The options that name a file or folder: each front end makes them absolute before any model's code runs.
+PATH_OPTIONS = ("corpus", "report", "baselines", "cache")
+
+
+def with_absolute_paths(options: RunOptions, folder: Path, bases: Mapping[str, Path] | None = None) -> RunOptions:
+    """``options`` with every file and folder (:data:`PATH_OPTIONS`) absolute: a relative one is relative to
+    ``folder`` (the invocation folder), or to its entry of ``bases`` (pytest's rootdir for the baselines).
+
+    A model module may change the working folder when it is imported; paths made absolute first still name
+    what the user meant.
+    """
+    bases = bases or {}
+
+    def resolved(name: str) -> str | None:
+        value = getattr(options, name)
+        return str(absolute(value, bases.get(name, folder))) if value is not None else None
+
+    return dataclasses.replace(
+        options,
+        corpus=resolved("corpus"),
+        report=resolved("report"),
+        baselines=resolved("baselines"),
+        cache=resolved("cache"),
+    )
+
+
 def run_seed(options: RunOptions) -> int:
     """The seed a run trains with: ``seed``, else a ``--set seed=N``, else TrainConfig's (0)."""
     if options.seed is not None:
@@ -557,6 +601,11 @@ def thresholds(options: RunOptions) -> Thresholds:
 def scaling_thresholds(options: RunOptions) -> ScalingThresholds:
     """The scaling checks' bounds with the run's options applied (shared bounds are set by the same options)."""
     return ScalingThresholds(**_settings(options, "scaling"), flags=options.flags)
+
+
+def time_limits(options: RunOptions) -> TimeLimits:
+    """How long the run's training may go without a step before it says so, and how long it may train."""
+    return TimeLimits(**_settings(options, "limits"), flags=options.flags)
 
 
 def scaling_plan(options: RunOptions) -> ScalingConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 from trainstab.baseline import header_lines
 from trainstab.config import estimated_bytes
 from trainstab.environment import light_environment
-from trainstab.errors import ModelCrashed, TrainstabError
+from trainstab.errors import ModelCrashed, TrainstabError, TrainstabWarning
 from trainstab.files import WRITE_FAILED, FileWrite, check_folder_writable, write_files
 from trainstab.gate import Verdict
 from trainstab.hypothesis_profiles import register_profiles
@@ -35,11 +36,15 @@ from trainstab.options import (
     policy_from,
     run_seed,
     sweep_config,
+    with_absolute_paths,
 )
+from trainstab.process_state import ProcessState, warning_text
+from trainstab.ray_executor import keep_local_ray_on_loopback
 from trainstab.registry import report_order
 from trainstab.report import write_report
 from trainstab.session import CURRENT_ITEM, CURRENT_TOKEN_KEY, PAYLOAD_KEY, SESSION_KEY, Session, session_of
-from trainstab.session_cache import check_private, make_session_folder
+from trainstab.session_cache import CacheUse, check_private, make_session_folder
+from trainstab.sweep_cache import cache_notes
 from trainstab.testing import TrainingCrashed, sweep_of, train_ahead, train_before_the_check
 
 # Registered, never loaded: --hypothesis-profile trainstab-nightly works, and no other test's settings change.
@@ -93,11 +98,12 @@ def read_options(config: pytest.Config) -> RunOptions:
     given = {option.name: config.getoption(option.key) for option in OPTIONS}
     try:
         options = options_from(given, ini_of(config), config.getoption("trainstab_set"), PYTEST_FLAGS)
+        # Every path absolute before any model's code runs (a model module may change the working folder): a
+        # relative baseline or cache folder is relative to pytest's rootdir, wherever pytest was started; a
+        # report folder or corpus, to the folder pytest was started in.
+        rootdir = Path(config.rootpath)
         options = dataclasses.replace(
-            options,
-            # A relative baseline or cache folder is relative to pytest's rootdir, wherever pytest was started.
-            baselines=_from_rootdir(config, options.baselines),
-            cache=_from_rootdir(config, options.cache),
+            with_absolute_paths(options, config.invocation_params.dir, {"baselines": rootdir, "cache": rootdir}),
             update_baseline=config.getoption("trainstab_update_baseline"),
             regen_all=config.getoption("trainstab_regen_all"),
         )
@@ -107,17 +113,14 @@ def read_options(config: pytest.Config) -> RunOptions:
     return options
 
 
-def _from_rootdir(config: pytest.Config, folder: str | None) -> str | None:
-    """A folder option as an absolute path: a relative one is relative to pytest's rootdir."""
-    return str(Path(config.rootpath) / folder) if folder is not None else None
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """Markers, validated options, and the session (its cache folder shared with xdist workers)."""
     config.addinivalue_line("markers", "trainstab: a training-stability test (trains tiny models)")
     if not config.pluginmanager.hasplugin("xdist"):  # case() groups each model's checks; harmless without xdist
         config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's worker group (xdist is not active)")
     options = read_options(config)
+    if options.executor == "ray":  # before any model's code, which may import Ray and start one itself
+        keep_local_ray_on_loopback()
     is_worker = hasattr(config, "workerinput")
     if not is_worker:
         try:  # before any training: a wrong folder costs seconds, not a sweep
@@ -216,6 +219,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if session_of(session.config).options.executor != "ray":
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    before = ProcessState()
     try:
         asked = train_ahead(session.config, session.items)
     except (TrainstabError, ModelCrashed) as error:  # a crash too: each case then errors with its own line
@@ -224,6 +228,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         line = f"trainstab: trained {asked} sweep(s) as one batch of Ray tasks, ahead of the tests" if asked else ""
     if reporter is not None and line:
         reporter.write_line(line)
+    changes = before.changes()  # outside any test: a line, naming every model the batch trained
+    if reporter is not None and changes:
+        models = sorted({_model_of(item) for item in session.items if _model_of(item) != item.nodeid})
+        reporter.write_line(f"trainstab: WARNING: {warning_text(models or ['?'], changes)}")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -232,7 +240,19 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     the fixtures, train what a check will read, so a model that crashes errors the test (in setup)."""
     item.stash[CURRENT_TOKEN_KEY] = CURRENT_ITEM.set(item)
     yield
-    train_before_the_check(item)
+    before = ProcessState()  # after the fixtures: a test's own chdir (monkeypatch.chdir) is not the model's
+    try:
+        train_before_the_check(item)
+    finally:
+        changes = before.changes()
+        if changes:
+            warnings.warn(TrainstabWarning(warning_text([_model_of(item)], changes)), stacklevel=1)
+
+
+def _model_of(item: pytest.Item) -> str:
+    """The model a trainstab case trains, as the run labels it (its test id outside a case)."""
+    target = getattr(getattr(item, "callspec", None), "params", {}).get("model")
+    return target.label(session_of(item.config).options) if isinstance(target, ModelUnderTest) else item.nodeid
 
 
 @pytest.hookimpl(trylast=True)
@@ -288,8 +308,7 @@ class VerdictCollector:
             self.session.verdicts.append(dataclasses.replace(verdict, expected_to_fail=hasattr(report, "wasxfail")))
             if "curves" in payload:
                 self.session.curves[verdict.label] = payload["curves"]
-            for event in payload.get("cache", []):
-                self.session.cache_counts[event] = self.session.cache_counts.get(event, 0) + 1
+            self.session.cache_uses.extend(CacheUse(**event) for event in payload.get("cache", []))
             if payload["writes"]:
                 writes = [FileWrite(**w) for w in payload["writes"]]
                 self.session.written.extend(write_files(writes, self.session.options.flags))
@@ -345,8 +364,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not state.verdicts and not state.written:
         return
     if state.options.cache is not None:
-        read, trained = state.cache_counts.get("read", 0), state.cache_counts.get("trained", 0)
-        cache_line = f"trainstab: cache {state.options.cache}: {read} sweep(s) read, {trained} trained and kept"
+        uses = [use for use in state.cache_uses if not use.session]
+        read, unkept = sum(1 for use in uses if use.read), sum(1 for use in uses if use.unstored)
+        kept = len(uses) - read - unkept
+        cache_line = f"trainstab: cache {state.options.cache}: {read} sweep(s) read, {kept} trained and kept"
+        cache_line += f", {unkept} trained but not kept" if unkept else ""
     terminalreporter.section("trainstab summary")
     terminalreporter.write_line(f"{'model':<36} {'check':<18} {'value':>10} {'bound':>10} {'baseline':<12} verdict")
     shown = {"off": "-", "not gated": "-"}  # baselines off, or a check without baselines
@@ -364,3 +386,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"trainstab: {line}")
     if state.options.cache is not None:
         terminalreporter.write_line(cache_line)
+    for note in cache_notes(str(state.options.cache), state.cache_uses):  # what the counts do not say
+        terminalreporter.write_line(f"trainstab: {note}")

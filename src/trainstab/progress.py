@@ -2,7 +2,8 @@
 
 A transient bar leaves nothing in a CI log, which then shows no line for minutes. So every finished unit
 of work (a stack of learning rates, a fuzzed point, a finding) also prints one plain line, which a log keeps
-and a terminal shows above the bar; ``--no-progress`` turns both off.
+and a terminal shows above the bar; ``--no-progress`` turns both off. A step that has not finished for
+``--slow-step-seconds`` is said either way (:meth:`Reporter.alert`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class Reporter:
         """One finished unit, as plain text (no markup, no highlighting: a log shows it as written)."""
         if self.enabled:
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def alert(self, text: str) -> None:
+        """A line printed with progress on or off: training that went quiet (:class:`trainstab.sweep._Watch`).
+
+        ``--no-progress`` asks for no running commentary, not for silence while a step takes minutes.
+        """
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def stack_done(self, done: int, total: int, config: SweepConfig, lrs: list[float], seconds: float) -> None:
         """A stack of a sweep finished (:data:`trainstab.sweep.StackDone`)."""

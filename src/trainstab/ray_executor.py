@@ -20,18 +20,21 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from trainstab.config import SweepConfig, on_gpu
-from trainstab.engine import MemberRun
 from trainstab.errors import ModelCrashed, TrainstabError
+
+if TYPE_CHECKING:  # torch: the plugin imports this module to set Ray's switch, and must not load torch
+    from trainstab.engine import MemberRun
 
 _Result = TypeVar("_Result")
 #: Trains one stack of a sweep: ``trainstab.sweep.train_stack``, passed in (sweep is the caller; a task imports
 #: it by name).
-TrainStack = Callable[[SweepConfig, list[float]], list[MemberRun]]
+TrainStack = Callable[[SweepConfig, list[float]], "list[MemberRun]"]
 
 #: Ray's switch for a one-machine Ray (its default on macOS and Windows): the node is 127.0.0.1 and every Ray
 #: server binds there. Without it a Linux Ray listens on every interface, even when told 127.0.0.1.
@@ -40,12 +43,129 @@ LOOPBACK_ONLY = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 #: How long the driver waits for a task between progress updates, in seconds.
 POLL_SECONDS = 0.25
 
+#: How long the address RAY_ADDRESS names may take to accept a connection. Ray itself retries an address
+#: where nothing listens for over ten minutes (20 tries of 40 s each, measured with Ray 2.60).
+CONNECT_SECONDS = 5.0
+
+#: RAY_ADDRESS values found unreachable, with why: every later sweep of the run (one per test) fails at once.
+_unreachable: dict[str, str] = {}
+#: The session of the Ray this process started or connected to through :func:`ray_module` (None: none).
+_ours: str | None = None
+
+
+def cluster_address() -> str | None:
+    """The cluster ``RAY_ADDRESS`` names; None when a one-machine Ray is started here (unset, empty or ``local``)."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    return None if address in ("", "local") else address
+
+
+def keep_local_ray_on_loopback() -> None:
+    """Before any model's code runs in a run on Ray: a one-machine Ray started in this process, by trainstab or
+    by a model module calling ``ray.init()``, listens on loopback only (:data:`LOOPBACK_ONLY`).
+
+    Ray reads the switch once, when it is imported. Nothing to do for a cluster (``RAY_ADDRESS``), or once Ray
+    is imported (:func:`ray_module` then refuses a Ray that listens beyond loopback).
+    """
+    if cluster_address() is None and "ray" not in sys.modules:
+        os.environ.setdefault(*LOOPBACK_ONLY)
+
+
+def _host_and_port(address: str) -> tuple[str, int] | None:
+    """The server ``host:port``, ``[v6]:port`` or ``ray://host:port`` names; None for a name without a port."""
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, colon, port = rest.rpartition(":")
+    if not colon or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_cluster_reachable(address: str | None = None) -> None:
+    """Fail in seconds, in one line naming ``RAY_ADDRESS``, when nothing accepts a connection where it points.
+
+    ``address`` is where ``RAY_ADDRESS`` resolved to (``auto``: the cluster Ray found), default
+    ``RAY_ADDRESS`` itself. A TCP connect with a :data:`CONNECT_SECONDS` timeout, before ``ray.init``; an
+    address without a port (``auto`` unresolved) is left to Ray, which says at once when it finds none.
+    """
+    named = cluster_address()
+    target = address or named
+    if named is None or target is None:
+        return
+    if target not in _unreachable:
+        server = _host_and_port(target)
+        if server is None:
+            return
+        try:
+            with socket.create_connection(server, timeout=CONNECT_SECONDS):
+                return
+        except TimeoutError:
+            _unreachable[target] = f"no answer within {CONNECT_SECONDS:g} s"
+        except OSError as error:  # refused, no route, unknown host
+            _unreachable[target] = error.strerror or str(error) or type(error).__name__
+    shown = named if target == named else f"{named} ({target})"
+    raise TrainstabError(
+        f"nothing answers at RAY_ADDRESS={shown} ({_unreachable[target]}): start "
+        "the cluster (ray start --head) and set RAY_ADDRESS to the address it prints, or unset RAY_ADDRESS to "
+        "run a Ray on this machine"
+    )
+
+
+def _session(ray: Any) -> str:
+    """The GCS address of the Ray this process is connected to (a Ray Client connection has none to give)."""
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # Ray's own kinds, varying by version and connection
+        return "(a Ray Client connection)"
+
+
+def _listens_on_loopback_only(ray: Any) -> bool:
+    """Whether the one-machine Ray this process is connected to binds loopback only: Ray read the switch
+    (:data:`LOOPBACK_ONLY`) when imported, and its one node is 127.0.0.1."""
+    try:
+        clusters = importlib.import_module("ray._private.ray_constants").ENABLE_RAY_CLUSTER
+    except (ImportError, AttributeError):  # another Ray version: nothing says it binds loopback only
+        return False
+    nodes = {node["NodeManagerAddress"] for node in ray.nodes()}
+    return not clusters and nodes == {"127.0.0.1"}
+
+
+def _canonical(address: str) -> str:
+    """``address`` as Ray writes a GCS address (host resolved, ``auto`` found), or as given if Ray cannot say."""
+    try:
+        canonical = importlib.import_module("ray._private.services").canonicalize_bootstrap_address(address)
+    except Exception:  # Ray's own kinds: a bad address, no cluster found, another Ray version
+        return address
+    return str(canonical) if canonical else address
+
+
+def _already_initialized(ray: Any, address: str | None) -> Any:
+    """A Ray initialized in this process before this call: trainstab's own, used; a model's or a test suite's,
+    used only when it is what trainstab would have connected to (the ``RAY_ADDRESS`` cluster, or without it a
+    one-machine Ray bound to loopback only), else refused in one line (and left running: it is not ours)."""
+    session = _session(ray)
+    if session == _ours:
+        return ray
+    if address is None and _listens_on_loopback_only(ray):
+        return ray
+    if address is not None and session == _canonical(address):
+        return ray
+    wanted = f"the cluster at RAY_ADDRESS={address}" if address else "a one-machine Ray on loopback only"
+    raise TrainstabError(
+        f"Ray was already initialized in this process before trainstab (a ray.init() in the model's module or the "
+        f"test suite), connected to {session}, and it is not {wanted}: trainstab does not use it. Remove that "
+        "ray.init() call (trainstab starts or connects Ray itself), or call ray.shutdown() before the run"
+    )
+
 
 def ray_module() -> Any:
-    """The ``ray`` module, connected: to ``RAY_ADDRESS`` when set, else to a loopback Ray started here."""
-    address = os.environ.get("RAY_ADDRESS")
-    if not address and "ray" not in sys.modules:  # read once, when Ray is imported
-        os.environ.setdefault(*LOOPBACK_ONLY)
+    """The ``ray`` module, connected: to ``RAY_ADDRESS`` when set, else to a loopback Ray started here.
+
+    A Ray already initialized in this process is used only if it is trainstab's own or what trainstab would
+    have started or connected to (:func:`_already_initialized`); an address where nothing answers fails in
+    seconds (:func:`check_cluster_reachable`), not after Ray's ten minutes of retries.
+    """
+    global _ours
+    address = cluster_address()
+    keep_local_ray_on_loopback()
     try:
         import ray  # an optional extra: only a run that chose the Ray executor needs it
     except ImportError:
@@ -53,7 +173,9 @@ def ray_module() -> Any:
             "the ray executor needs Ray: pip install 'trainstab[ray]' (or drop the executor option to train locally)"
         ) from None
     if ray.is_initialized():
-        return ray
+        return _already_initialized(ray, address)
+    if address is not None:
+        check_cluster_reachable(_canonical(address) if _host_and_port(address) is None else None)
     try:
         if address:  # a cluster: an address `ray start` printed, ray://host:10001, or auto
             ray.init(address=address, log_to_driver=False)
@@ -73,6 +195,7 @@ def ray_module() -> Any:
             f"before trainstab could keep it there. Set {LOOPBACK_ONLY[0]}={LOOPBACK_ONLY[1]} in the environment, "
             "or start a cluster (ray start --head) and set RAY_ADDRESS"
         )
+    _ours = _session(ray)
     return ray
 
 

@@ -21,7 +21,7 @@ from trainstab.gate import Verdict
 from trainstab.options import RunOptions
 from trainstab.results import SweepResult
 from trainstab.scaling import Evidence
-from trainstab.session_cache import check_private
+from trainstab.session_cache import CacheUse, check_private
 
 
 @dataclass
@@ -39,8 +39,8 @@ class Session:
     sent_curves: set[str] = field(default_factory=set)  # model labels whose curves this process already sent
     sweeps: dict[str, SweepResult] = field(default_factory=dict)  # this process's sweeps, by cache key
     evidence: dict[str, Evidence] = field(default_factory=dict)  # this process's ladders, by sweep and plan
-    cache_events: list[str] = field(default_factory=list)  # "read"/"trained": persistent cache use, not yet reported
-    cache_counts: dict[str, int] = field(default_factory=dict)  # the same, summed over every process (controller)
+    cache_events: list[CacheUse] = field(default_factory=list)  # this process's cache use, not yet reported
+    cache_uses: list[CacheUse] = field(default_factory=list)  # the same, from every process (controller)
 
     def private_folder(self) -> Path:
         """The sweep cache folder, checked to be private to this user (an error otherwise)."""

@@ -27,20 +27,21 @@ import multiprocessing
 import multiprocessing.forkserver
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.sharedctypes import SynchronizedArray
 
-from trainstab.config import STACK_SIZE, SweepConfig, on_gpu, validate
+from trainstab.config import STACK_SIZE, SweepConfig, TimeLimits, on_gpu, validate
 from trainstab.corpus import load_corpus
 from trainstab.crash import crash_of
 from trainstab.devices import check_device
 from trainstab.engine import MemberRun, train_members
 from trainstab.environment import available_cores, environment
-from trainstab.errors import Crash, ModelCrashed, TrainstabError
+from trainstab.errors import Crash, Inconclusive, ModelCrashed, TrainstabError
 from trainstab.models import build_stack, check_model
 from trainstab.results import ATTN_MAX_LOGIT, LOG_Z_MEAN, RunResult, SweepResult, lr_sensitivity
 from trainstab.torch_state import isolated_torch_state
@@ -121,27 +122,29 @@ def train_stack(
 _NONDETERMINISTIC = "does not have a deterministic implementation"
 
 
-# The worker processes report progress through this shared counter of stack-steps done.
-_STEPS_DONE: Synchronized[int] | None = None
+# The worker processes report progress through this shared array: each stack's steps done (-1: not started).
+# One count per stack, not one in all, so the parent can tell which stack has gone quiet (_Watch).
+_STEPS_DONE: SynchronizedArray[int] | None = None
 
 
-def _init_worker(counter: Synchronized[int]) -> None:
-    """Worker start-up: remember the shared step counter; leave Ctrl-C to the parent, which stops the pool."""
+def _init_worker(counts: SynchronizedArray[int]) -> None:
+    """Worker start-up: remember the shared step counts; leave Ctrl-C to the parent, which stops the pool."""
     global _STEPS_DONE
-    _STEPS_DONE = counter
+    _STEPS_DONE = counts
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # one "interrupted" line from the parent, not a traceback per worker
 
 
-def _worker_progress(steps: int) -> None:
-    """Add ``steps`` to the shared counter (every step, so the bar moves smoothly)."""
+def _count_steps(index: int, steps: int) -> None:
+    """Add ``steps`` to stack ``index``'s shared count (every step, so the bar moves smoothly)."""
     if _STEPS_DONE is not None:
         with _STEPS_DONE.get_lock():
-            _STEPS_DONE.value += steps
+            _STEPS_DONE[index] = max(0, _STEPS_DONE[index]) + steps
 
 
-def _train_stack_in_worker(config: SweepConfig, lrs: list[float]) -> list[MemberRun]:
-    """Entry point of a worker process."""
-    return train_stack(config, lrs, _worker_progress)
+def _train_stack_in_worker(config: SweepConfig, lrs: list[float], index: int) -> list[MemberRun]:
+    """Entry point of a worker process: trains stack ``index`` of the batch."""
+    _count_steps(index, 0)  # started: from now on, a step that does not finish is this stack's
+    return train_stack(config, lrs, lambda steps: _count_steps(index, steps))
 
 
 def preflight(config: SweepConfig) -> None:
@@ -163,16 +166,22 @@ StackDone = Callable[[int, int, SweepConfig, list[float], float], None]
 
 
 def run_sweep(
-    config: SweepConfig, progress: Callable[[int, int], None] | None = None, finished: StackDone | None = None
+    config: SweepConfig,
+    progress: Callable[[int, int], None] | None = None,
+    finished: StackDone | None = None,
+    limits: TimeLimits | None = None,
+    slow: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Train one model per learning rate of ``config.lrs`` and summarise the sweep.
 
     ``progress(done, total)`` is called as optimizer steps complete, counted
-    per stack (a stack of LRs takes one step at a time); ``finished`` as each stack ends. Raises
-    :class:`TrainstabError` on bad configuration or corpus before any training starts, and
-    :class:`~trainstab.errors.ModelCrashed` when the model raises while training (or its worker process dies).
+    per stack (a stack of LRs takes one step at a time); ``finished`` as each stack ends; ``slow(line)`` when
+    no step has finished for ``limits.slow_step_seconds``. Raises
+    :class:`TrainstabError` on bad configuration or corpus before any training starts,
+    :class:`~trainstab.errors.ModelCrashed` when the model raises while training (or its worker process dies),
+    and :class:`~trainstab.errors.Inconclusive` when training outruns ``limits.time_limit_seconds``.
     """
-    (result,) = run_sweeps([config], progress, finished)
+    (result,) = run_sweeps([config], progress, finished, limits, slow)
     return result
 
 
@@ -180,16 +189,21 @@ def run_sweeps(
     configs: Sequence[SweepConfig],
     progress: Callable[[int, int], None] | None = None,
     finished: StackDone | None = None,
+    limits: TimeLimits | None = None,
+    slow: Callable[[str], None] | None = None,
 ) -> list[SweepResult]:
     """Train several sweeps (a ladder's rungs) as one batch of stacks, and summarise each.
 
     Every stack of every sweep is handed to the executor at once (the first config's ``executor`` and
     ``workers``): local worker processes, or Ray tasks spread over a cluster. A member's numbers depend only
     on its own LR (module docstring), so the results are those of :func:`run_sweep` on each config.
-    ``progress(done, total)`` counts optimizer steps of stacks; ``finished`` is told as each stack ends. Every
-    config is checked before anything trains; the first crash stops the batch
-    (:class:`~trainstab.errors.ModelCrashed`). Each result's ``elapsed_seconds`` is the wall-clock of the whole
-    batch: its stacks trained interleaved with the others'.
+    ``progress(done, total)`` counts optimizer steps of stacks; ``finished`` is told as each stack ends; ``slow``
+    is told a line when a stack has finished no step for ``limits.slow_step_seconds`` (at most one line per that
+    interval). Every config is checked before anything trains; the first crash stops the batch
+    (:class:`~trainstab.errors.ModelCrashed`), and so does ``limits.time_limit_seconds``: the workers are ended
+    and :class:`~trainstab.errors.Inconclusive` raised (on the Ray executor neither limit applies yet). Each
+    result's ``elapsed_seconds`` is the wall-clock of the whole batch: its stacks trained interleaved with the
+    others'.
     """
     if not configs:
         return []
@@ -210,7 +224,8 @@ def run_sweeps(
     else:
         cores = 1 if any(on_gpu(config) for config in configs) else first.workers or available_cores()
         workers = min(cores, len(jobs))  # a GPU trains one stack at a time, in this process
-        member_runs = _run_locally(jobs, workers, total, progress, finished)
+        watch = _Watch(jobs, limits or TimeLimits(), slow)
+        member_runs = _run_locally(jobs, workers, total, progress, finished, watch)
     elapsed = time.perf_counter() - started
     return [
         _summarize_sweep(
@@ -245,30 +260,143 @@ def _summarize_sweep(config: SweepConfig, member_runs: list[MemberRun], workers:
     )
 
 
+#: How often the parent looks at the stacks' step counts (the pool's wait, the in-process watchdog's).
+_LOOK_SECONDS = 0.25
+
+
+class _Watch:
+    """The steps each stack of a batch has finished, and when: says when one goes quiet, and when time is up.
+
+    A model that takes minutes per step otherwise shows nothing after the header under ``--no-progress``, and
+    a bar that does not move on a terminal. The counts come from this process's training callback or the
+    workers' shared array; :meth:`look` runs in the parent (the pool's loop, or a thread beside in-process
+    training), so a step that never ends is still told.
+    """
+
+    def __init__(
+        self, jobs: list[tuple[SweepConfig, list[float]]], limits: TimeLimits, say: Callable[[str], None] | None
+    ) -> None:
+        self.jobs, self.limits, self.say = jobs, limits, say
+        self.started = time.monotonic()
+        self.steps = [-1] * len(jobs)  # each stack's steps done; -1: not started
+        self.moved = [self.started] * len(jobs)  # when each stack's count last changed
+        self.done = [False] * len(jobs)
+        self.told = -math.inf  # when the last line was said: at most one per slow_step_seconds, whatever the stacks
+        self.lock = threading.Lock()
+
+    def seen(self, index: int, steps: int) -> None:
+        """Stack ``index`` has finished ``steps`` steps (0: it has started)."""
+        with self.lock:
+            if steps != self.steps[index]:
+                self.steps[index], self.moved[index] = steps, time.monotonic()
+
+    def finished(self, index: int) -> None:
+        """Stack ``index`` is done: never quiet again."""
+        with self.lock:
+            self.done[index] = True
+
+    def look(self) -> None:
+        """Say one line when a running stack has finished no step for the limit: the quietest one, and how many."""
+        if self.say is None:
+            return
+        limit, now = self.limits.slow_step_seconds, time.monotonic()
+        with self.lock:
+            quiet = [
+                (now - self.moved[index], index)
+                for index in range(len(self.jobs))
+                if self.steps[index] >= 0 and not self.done[index] and now - self.moved[index] >= limit
+            ]
+            if not quiet or now - self.told < limit:
+                return
+            self.told = now
+            seconds, index = max(quiet)
+            steps = self.steps[index]
+        config, lrs = self.jobs[index]
+        others = f"; {len(quiet) - 1} other stack(s) too" if len(quiet) > 1 else ""
+        waited = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"  # 31 s; 0.6 s under a small test limit
+        self.say(
+            f"model {config.model_name!r}: no step finished in the last {waited} s (step {steps + 1} of "
+            f"{config.train.steps} at {_lrs(lrs)}{others}); still training"
+        )
+
+    @contextlib.contextmanager
+    def looking(self) -> Iterator[None]:
+        """While this process trains: a thread that looks every quarter second, ended (joined) on the way out."""
+        if self.say is None:
+            yield
+            return
+        stop = threading.Event()
+
+        def keep_looking() -> None:
+            while not stop.wait(_LOOK_SECONDS):
+                self.look()
+
+        thread = threading.Thread(target=keep_looking, name="trainstab-slow-steps", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()  # no line after run_sweeps returns (pytest's capture is its own again)
+
+    def out_of_time(self) -> bool:
+        """Whether the batch has trained longer than its time limit."""
+        limit = self.limits.time_limit_seconds
+        return limit is not None and time.monotonic() - self.started > limit
+
+    def stopped(self) -> Inconclusive:
+        """The one line of a batch stopped at its time limit: the model, the limit and how far it got."""
+        with self.lock:
+            steps, done = [max(0, count) for count in self.steps], sum(self.done)
+        unfinished = [index for index in range(len(self.jobs)) if not self.done[index]]
+        config = self.jobs[unfinished[0] if unfinished else 0][0]
+        total = sum(job.train.steps for job, _ in self.jobs)
+        return Inconclusive(
+            f"model {config.model_name!r}: training stopped at the time limit of {self.limits.time_limit_seconds:g} s "
+            f"({self.limits.flags}time-limit-seconds) after {sum(steps)} of {total} steps ({done} of "
+            f"{len(self.jobs)} stack(s) of LRs finished), too little to answer; raise the limit, or train fewer "
+            "steps or LRs"
+        )
+
+
+def _lrs(lrs: list[float]) -> str:
+    """A stack's learning rates as a line names them: ``lr 0.3``, ``lrs 0.1,0.3``."""
+    return ("lr " if len(lrs) == 1 else "lrs ") + ",".join(f"{lr:g}" for lr in lrs)
+
+
 def _run_locally(
     jobs: list[tuple[SweepConfig, list[float]]],
     workers: int,
     total: int,
     progress: Callable[[int, int], None] | None,
-    finished: StackDone | None = None,
+    finished: StackDone | None,
+    watch: _Watch,
 ) -> list[list[MemberRun]]:
     """Train the stacks in this process (one worker) or in a pool of ``workers`` processes, in order."""
     if workers > 1:
-        return _run_in_pool(jobs, workers, total, progress, finished)
+        return _run_in_pool(jobs, workers, total, progress, finished, watch)
     done = 0
     started = time.perf_counter()
+    current = 0  # the stack training now
 
     def local_progress(steps: int) -> None:
         nonlocal done
         done += steps
+        watch.seen(current, watch.steps[current] + steps)
         if progress is not None:
             progress(done, total)
+        if watch.out_of_time():  # between two steps: the only place this process can stop its own training
+            raise watch.stopped()
 
     runs = []
-    for index, (config, group) in enumerate(jobs, 1):
-        runs.append(train_stack(config, group, local_progress))
-        if finished is not None:
-            finished(index, len(jobs), config, group, time.perf_counter() - started)
+    with watch.looking():  # a thread looks while this one trains: a step that never ends still gets its line
+        for index, (config, group) in enumerate(jobs):
+            current = index
+            watch.seen(index, 0)
+            runs.append(train_stack(config, group, local_progress))
+            watch.finished(index)
+            if finished is not None:
+                finished(index + 1, len(jobs), config, group, time.perf_counter() - started)
     return runs
 
 
@@ -313,13 +441,15 @@ def _run_in_pool(
     workers: int,
     total: int,
     progress: Callable[[int, int], None] | None,
-    finished: StackDone | None = None,
+    finished: StackDone | None,
+    watch: _Watch,
 ) -> list[list[MemberRun]]:
-    """Train the stacks in ``workers`` processes, reporting progress while waiting.
+    """Train the stacks in ``workers`` processes, reporting progress (and quiet stacks) while waiting.
 
     The first stack that fails stops the pool: a crash (:class:`~trainstab.errors.ModelCrashed`, sent back whole
     by the worker) or bad input is raised as it is; a worker that died (killed, or the model called ``os._exit``)
-    becomes a :class:`~trainstab.errors.ModelCrashed` naming how it ended and the stacks it left unfinished.
+    becomes a :class:`~trainstab.errors.ModelCrashed` naming how it ended and the stacks it left unfinished. Past
+    the watch's time limit the workers are ended and :class:`~trainstab.errors.Inconclusive` raised.
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         # A worker importing the user's script (forkserver, spawn) reached a top-level sweep: say so here, in the
@@ -330,10 +460,12 @@ def _run_in_pool(
             'if __name__ == "__main__": (worker processes import the script and would start training again)'
         )
     context = pool_context()
-    counter = context.Value("q", 0)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
+    counts = context.Array("q", [-1] * len(jobs))  # each stack's steps done; -1 until a worker starts it
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counts,)) as pool:
         with _preloading_training(context):  # the workers start as the jobs are submitted
-            futures: list[Future[list[MemberRun]]] = [pool.submit(_train_stack_in_worker, c, g) for c, g in jobs]
+            futures: list[Future[list[MemberRun]]] = [
+                pool.submit(_train_stack_in_worker, c, g, index) for index, (c, g) in enumerate(jobs)
+            ]
         pending = set(futures)
         started, reported = time.perf_counter(), 0
         try:
@@ -348,10 +480,19 @@ def _run_in_pool(
                     raise error
                 for future in (f for f in futures if f in done):
                     reported += 1
+                    watch.finished(futures.index(future))
                     if finished is not None:
                         finished(reported, len(jobs), *jobs[futures.index(future)], time.perf_counter() - started)
+                steps = counts[:]
+                for index, count in enumerate(steps):
+                    watch.seen(index, count)
                 if progress is not None:
-                    progress(min(total, counter.value), total)
+                    progress(min(total, sum(max(0, count) for count in steps)), total)
+                watch.look()
+                if pending and watch.out_of_time():
+                    error = watch.stopped()
+                    _stop(pool)  # the workers are ended now: none outlives the run
+                    raise error
         except KeyboardInterrupt:
             _stop(pool)  # the pool would otherwise finish every stack before the interrupt reaches the user
             raise

@@ -12,7 +12,9 @@ everything its numbers depend on, so a hit is the sweep this run would have trai
 
 Its limit: a code path that only activates late in training is not fingerprinted (a switch on the
 step count). Files are JSON numbers written atomically, read only if they are regular files of this
-user; a file that cannot be read is trained again and rewritten.
+user, as untrusted input (CI restores the folder): an entry that is not exactly this run's protocol
+(:func:`trainstab.session_cache.parse_sweep`) is never judged, but trained again and rewritten, and the
+run says so (:func:`cache_notes`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ import importlib.util
 import json
 import platform
 import sys
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
 from trainstab.config import SweepConfig, resolved_config
 from trainstab.environment import trainstab_version
 from trainstab.results import SweepResult
-from trainstab.session_cache import read_sweep, write_sweep
+from trainstab.session_cache import CacheUse, load_sweep, write_sweep
+from trainstab.untrusted import UntrustedFileError
 
 FORMAT = 1  # bumped when what a key covers, or the file layout, changes
 
@@ -104,27 +108,54 @@ def cached(folder: Path, config: SweepConfig, train: Callable[[SweepConfig], Swe
 
     Returns the sweep and whether it came from the cache (see :func:`cached_many`).
     """
-    (found,) = cached_many(folder, [config], lambda configs: [train(c) for c in configs])
-    return found
+    ((result, use),) = cached_many(folder, [config], lambda configs: [train(c) for c in configs])
+    return result, use.read
 
 
 def cached_many(
     folder: Path, configs: list[SweepConfig], train: Callable[[list[SweepConfig]], list[SweepResult]]
-) -> list[tuple[SweepResult, bool]]:
+) -> list[tuple[SweepResult, CacheUse]]:
     """Each config's sweep from ``folder`` if an identical run stored it; the rest trained by ``train`` as one
     batch, and stored there.
 
-    Returns each sweep and whether it came from the cache. A sweep that cannot be stored (a full disk) is
-    still returned: the next run trains it again.
+    Returns each sweep and what the cache did for it (:class:`~trainstab.session_cache.CacheUse`): read, or
+    trained, with why an entry there did not match and why the trained sweep could not be stored. A sweep that
+    cannot be stored (a full disk) is still returned: the next run trains it again.
     """
     paths = [folder / f"sweep-{cache_key(config)}.json" for config in configs]
-    found = [read_sweep(path, config) for path, config in zip(paths, configs, strict=True)]
+    found: list[SweepResult | None] = []
+    stale: dict[int, str] = {}
+    for index, (path, config) in enumerate(zip(paths, configs, strict=True)):
+        try:
+            found.append(load_sweep(path, config))
+        except FileNotFoundError:
+            found.append(None)
+        except UntrustedFileError as error:  # damaged, planted or another protocol's: never judged
+            found.append(None)
+            stale[index] = str(error)
     missing = [index for index, result in enumerate(found) if result is None]
     trained = dict(zip(missing, train([configs[index] for index in missing]), strict=True))
+    unstored: dict[int, str] = {}
     for index, result in trained.items():
         try:
             folder.mkdir(parents=True, exist_ok=True)
             write_sweep(paths[index], result)
-        except OSError:  # a full disk costs the next run a retrain, not this run its result
-            pass
-    return [(result, True) if result is not None else (trained[index], False) for index, result in enumerate(found)]
+        except OSError as error:  # a full disk costs the next run a retrain, not this run its result
+            unstored[index] = error.strerror or str(error)
+    return [
+        (result, CacheUse(str(paths[index]), read=True))
+        if result is not None
+        else (trained[index], CacheUse(str(paths[index]), False, stale.get(index, ""), unstored.get(index, "")))
+        for index, result in enumerate(found)
+    ]
+
+
+def cache_notes(folder: str, uses: Sequence[CacheUse]) -> list[str]:
+    """What the counts of a run's cache use do not say: each entry that did not match this run (retrained), and
+    each reason sweeps could not be kept in ``folder``."""
+    notes = [use.stale_line() for use in uses if use.stale]
+    reasons = Counter(use.unstored for use in uses if use.unstored and not use.stale and not use.session)
+    for why, count in reasons.items():
+        sweeps, them = ("a sweep", "it") if count == 1 else (f"{count} sweeps", "them")
+        notes.append(f"{sweeps} trained but not kept in the cache {folder} ({why}); the next run trains {them} again")
+    return notes

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import warnings
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,16 @@ from filelock import FileLock
 from trainstab import sweep_cache
 from trainstab.config import SweepConfig, bundled_corpus_path
 from trainstab.environment import trainstab_version
-from trainstab.errors import Crash, ModelCrashed, TrainstabError, TrainstabWarning
+from trainstab.errors import Crash, Inconclusive, ModelCrashed, TrainstabError, TrainstabWarning
 from trainstab.gate import Verdict, judge
-from trainstab.options import ModelUnderTest, scaling_plan, sweep_config
+from trainstab.options import ModelUnderTest, scaling_plan, sweep_config, time_limits
 from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_CHECK_NAMES
 from trainstab.report import model_curves
 from trainstab.results import SweepResult
 from trainstab.scaling import Evidence
 from trainstab.session import Session, add_payload, current_item, session_of
-from trainstab.session_cache import read_sweep, write_sweep
+from trainstab.session_cache import CacheUse, load_sweep, write_sweep
+from trainstab.untrusted import UntrustedFileError
 
 __all__ = [  # ModelUnderTest lives in trainstab.options (shared with the CLI) and is re-exported here
     "CHECK_NAMES",
@@ -148,8 +150,9 @@ def _record(item: pytest.Item, verdict: Verdict, sweep: SweepResult | None) -> N
     session = session_of(item.config)
     if session.options.report is not None and sweep is not None and session.first_curves_of(verdict.label):
         payload["curves"] = model_curves(verdict.label, sweep)
-    if session.cache_events:  # what this process's sweeps did with the persistent cache since the last report
-        payload["cache"], session.cache_events[:] = list(session.cache_events), []
+    if session.cache_events:  # what this process's sweeps did with the caches since the last report
+        payload["cache"] = [dataclasses.asdict(use) for use in session.cache_events]
+        session.cache_events.clear()
     add_payload(item, payload)
 
 
@@ -268,16 +271,39 @@ def train_before_the_check(item: pytest.Item) -> None:
     raise TrainingCrashed(crash_message(crashed, item.config), pytrace=False)
 
 
-def _trained_or_kept(session: Session, sweeps: list[SweepConfig]) -> list[SweepResult]:
+def _trained_or_kept(config: pytest.Config, session: Session, sweeps: list[SweepConfig]) -> list[SweepResult]:
     """The sweeps trained now (as one batch), or read from the persistent cache (``--trainstab-cache``) where an
     identical run kept them."""
     from trainstab.sweep import run_sweeps  # training: torch is imported when a sweep is trained
 
+    limits, say = time_limits(session.options), _terminal_line(config)
+
+    def train(batch: list[SweepConfig]) -> list[SweepResult]:
+        return run_sweeps(batch, limits=limits, slow=say)
+
     if session.options.cache is None:
-        return run_sweeps(sweeps)
-    found = sweep_cache.cached_many(Path(session.options.cache), sweeps, run_sweeps)
-    session.cache_events.extend("read" if hit else "trained" for _, hit in found)
+        return train(sweeps)
+    found = sweep_cache.cached_many(Path(session.options.cache), sweeps, train)
+    session.cache_events.extend(use for _, use in found)
     return [result for result, _ in found]
+
+
+def _terminal_line(config: pytest.Config) -> Callable[[str], None]:
+    """A line on pytest's terminal while a test trains: ``trainstab: model ...: no step finished ...``.
+
+    Written past the test's output capture, which would keep it for a failure's report: the point is a log that
+    moves while a step takes minutes. (A pytest-xdist worker's terminal is not the one shown: not seen there.)
+    """
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def say(text: str) -> None:
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(f"trainstab: {text}")
+
+    return say
 
 
 def cache_key(sweep: SweepConfig) -> str:
@@ -310,6 +336,9 @@ def cached_sweep(config: pytest.Config, sweep: SweepConfig) -> SweepResult:
 #: The crashes of this session's batches of sweeps (keyed by their cache keys), so every check of a model that
 #: crashes reports it without training up to the crash again.
 _CRASHES = pytest.StashKey[dict[frozenset[str], Crash]]()
+#: This session's batches stopped at ``--trainstab-time-limit-seconds``, with their line: every check of the model
+#: reports it, instead of each training up to the limit again.
+_OUT_OF_TIME = pytest.StashKey[dict[frozenset[str], str]]()
 
 
 def cached_sweeps(config: pytest.Config, sweeps: list[SweepConfig]) -> list[SweepResult]:
@@ -326,22 +355,38 @@ def cached_sweeps(config: pytest.Config, sweeps: list[SweepConfig]) -> list[Swee
     with contextlib.ExitStack() as locks:
         for key in sorted(missing):
             locks.enter_context(FileLock(str(session.private_folder() / f"{key}.json") + ".lock"))
+        stale: dict[str, str] = {}  # why an entry there did not match its sweep: retrained, and the run says so
         for key in list(missing):
-            result = read_sweep(session.private_folder() / f"{key}.json", missing[key])
-            if result is not None:
-                session.sweeps[key] = result
-                del missing[key]
+            try:
+                session.sweeps[key] = load_sweep(session.private_folder() / f"{key}.json", missing[key])
+            except FileNotFoundError:
+                continue
+            except UntrustedFileError as error:  # damaged or planted: never judged
+                stale[key] = str(error)
+                continue
+            del missing[key]
         batch = frozenset(missing)
         crashes = config.stash.setdefault(_CRASHES, {})
         if batch in crashes:  # training is deterministic: the same batch crashes the same way, so it trains once
             raise ModelCrashed(crashes[batch])
+        out_of_time = config.stash.setdefault(_OUT_OF_TIME, {})
+        if batch in out_of_time:
+            raise Inconclusive(out_of_time[batch])
         try:
-            trained = _trained_or_kept(session, list(missing.values())) if missing else []
+            trained = _trained_or_kept(config, session, list(missing.values())) if missing else []
         except ModelCrashed as error:
             crashes[batch] = error.crash
             raise
+        except Inconclusive as error:
+            out_of_time[batch] = str(error)
+            raise
         for key, result in zip(missing, trained, strict=True):
-            with contextlib.suppress(OSError):  # a full disk costs the other workers a retrain, not this result
-                write_sweep(session.private_folder() / f"{key}.json", result)
+            path, unstored = session.private_folder() / f"{key}.json", ""
+            try:
+                write_sweep(path, result)
+            except OSError as error:  # a full disk costs the other workers a retrain, not this result
+                unstored = error.strerror or str(error)
+            if key in stale:
+                session.cache_events.append(CacheUse(str(path), False, stale[key], unstored, session=True))
             session.sweeps[key] = result
     return [session.sweeps[key] for key in keys]
