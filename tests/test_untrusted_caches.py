@@ -75,7 +75,7 @@ DAMAGES = {
     "a run as null": (_edited(lambda d: d["runs"].__setitem__(1, None)), r"lr \[0.01, null\]"),
     "a string metric": (_set(_run(1), "final_loss", "3.1"), r"run 2 \(lr 0.3\) final_loss is a string, not a number"),
     "a null metric": (_set(_run(0), "max_attention_logit", None), "max_attention_logit is null, not a number"),
-    "nested 100,000 deep": (lambda text: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "nested 100,000 deep": (lambda text: "[" * 100_000 + "]" * 100_000, "the file is nested too deeply"),
     "a string in the losses": (_edited(lambda d: d["runs"][0]["losses"].__setitem__(3, "x")), "loss 4 is a string"),
     "a probe that is a list": (_edited(lambda d: d["runs"][0]["history"].__setitem__(0, [])), "probe 1 is a list"),
     "a probe value that is null": (_set(lambda d: d["runs"][0]["history"][1], "loss", None), "probe 2 'loss' is null"),
@@ -100,7 +100,10 @@ DAMAGES = {
     "an environment that nests": (_set(lambda d: d["environment"], "cpu", {"a": 1}), "environment's 'cpu' is an"),
     "a best lr off the grid": (_set(_entry, "best_lr", 0.5), "its best_lr 0.5 is not one of the grid's LRs"),
     "elapsed seconds as a string": (_set(_entry, "elapsed_seconds", "1"), "elapsed_seconds is a string"),
-    "a key twice": (lambda text: text.replace('{"runs": ', '{"best_lr": 0.01, "runs": ', 1), 'key "best_lr" twice'),
+    "a key twice": (
+        lambda text: text.replace('{"runs": ', '{"best_lr": 0.01, "runs": ', 1),
+        'the file has the key "best_lr" twice',
+    ),
 }
 
 
@@ -149,7 +152,7 @@ def test_a_link_in_the_cache_is_not_followed(stored, tmp_path):
     path, _, _ = stored
     link = tmp_path / path.name
     link.symlink_to(path)
-    with pytest.raises(UntrustedFileError, match="is a link"):
+    with pytest.raises(UntrustedFileError, match="the file is a link"):
         load_sweep(link, TINY)
 
 

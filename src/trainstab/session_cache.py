@@ -171,7 +171,11 @@ def load_sweep(path: Path, config: SweepConfig) -> SweepResult:
     link, another user's file, one over :data:`MAX_ENTRY_BYTES`, not JSON, or not this protocol's sweep
     (:func:`parse_sweep`).
     """
-    return parse_sweep(read_json_file(path, MAX_ENTRY_BYTES, allow_nan=True, owner_only=True), config)
+    try:
+        data = read_json_file(path, MAX_ENTRY_BYTES, allow_nan=True, owner_only=True)
+    except UntrustedFileError as error:  # its reason is a predicate ("is a link, ..."): give it its subject
+        raise UntrustedFileError(f"the file {error}") from None
+    return parse_sweep(data, config)
 
 
 def parse_sweep(data: Any, config: SweepConfig) -> SweepResult:
@@ -237,7 +241,7 @@ def _run(data: dict[str, Any], index: int, config: SweepConfig) -> RunResult:
     history = run["history"]
     if not isinstance(history, list):
         raise UntrustedFileError(f"{where} history is {_kind(history)}, not a list")
-    probes = [step for step in range(0, trained, config.train.probe_every)]
+    probes = list(range(0, trained, config.train.probe_every))  # engine.train_members: every probe_every, and the last
     probes += [steps - 1] if steps - 1 < trained and (steps - 1) % config.train.probe_every else []
     if len(history) != len(probes):
         raise UntrustedFileError(
