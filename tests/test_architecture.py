@@ -12,7 +12,7 @@ SOURCE = ROOT / "src" / "trainstab"
 #: The layers of docs/architecture.md, bottom up. A module imports, at its top, only from its own layer or below.
 LAYERS = {
     "foundations": "errors model_names config overrides files untrusted environment inifile plotting "
-    "hypothesis_profiles results ladder crash",
+    "hypothesis_profiles results ladder crash process_state ray_address",
     "training": "torch_state corpus losses attention_stats attention_trace capture reference optim models devices "
     "engine sweep ray_executor coordinates fingerprint optimizers hf_models",
     "judgement": "checks forecast scaling registry options baseline gate report session_cache sweep_cache",

@@ -80,6 +80,7 @@ def test_causal_models_pass_the_exact_check(model):
 def test_an_hf_encoder_is_causal_as_a_decoder_and_refused_as_an_encoder():
     pytest.importorskip("transformers")
     check_model("hf:bert", CONFIG, seed=0)  # built with is_decoder=True: bit-exact prefixes
+    check_model("hf:minimax_m2", CONFIG, seed=0)  # a mixture of experts: causal, within rounding (1e-7)
     with pytest.raises(TrainstabError, match=r"^hf:bert is not supported: .*not a causal LM \(trainstab trains only"):
         check_model("hf:bert[is_decoder=false]", CONFIG, seed=0)
 

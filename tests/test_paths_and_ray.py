@@ -194,7 +194,8 @@ def test_a_ray_the_model_started_beyond_loopback_is_refused_in_one_line_and_left
 PREINITIALIZED = """
 import os
 from trainstab.errors import TrainstabError
-from trainstab.ray_executor import LOOPBACK_ONLY, ray_module
+from trainstab.ray_address import LOOPBACK_ONLY
+from trainstab.ray_executor import ray_module
 
 os.environ.setdefault(*LOOPBACK_ONLY)  # before Ray is imported: the only time it reads the switch
 import ray

@@ -83,7 +83,7 @@ from trainstab.options import (
 from trainstab.overrides import apply_overrides
 from trainstab.process_state import ProcessState, warning_text
 from trainstab.progress import Reporter
-from trainstab.ray_executor import check_cluster_reachable, keep_local_ray_on_loopback
+from trainstab.ray_address import check_cluster_reachable, keep_local_ray_on_loopback
 from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_CHECK_NAMES, report_order
 from trainstab.report import model_curves, write_report
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict

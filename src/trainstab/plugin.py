@@ -39,7 +39,7 @@ from trainstab.options import (
     with_absolute_paths,
 )
 from trainstab.process_state import ProcessState, warning_text
-from trainstab.ray_executor import keep_local_ray_on_loopback
+from trainstab.ray_address import keep_local_ray_on_loopback
 from trainstab.registry import report_order
 from trainstab.report import write_report
 from trainstab.session import CURRENT_ITEM, CURRENT_TOKEN_KEY, PAYLOAD_KEY, SESSION_KEY, Session, session_of
