@@ -131,6 +131,6 @@ def build(size, qk_norm=True):
 
 
 def with_note(size, note=""):
-    """A factory with a free-text option, so a label can be as long as a user makes it (tests/test_what_the_cli_prints.py)."""
+    """A factory with a free-text option: a label as long as a user makes it (tests/test_what_the_cli_prints.py)."""
     del note  # only the label carries it
     return Tiny(size)
