@@ -76,10 +76,12 @@ class NoisyTiny(Tiny):
 
     def forward(self, idx):
         logits = F.dropout(super().forward(idx), p=0.1, training=self.training)
+        # Scaled by the statistic of earlier calls: this call's own would let a position see later tokens.
+        scaled = logits / self.logit_scale.clone() * (1.0 + 0.01 * self.calls.clamp(max=5))
         with torch.no_grad():
             self.logit_scale.lerp_(logits.abs().mean(), 0.5)
             self.calls = self.calls + 1
-        return logits / self.logit_scale * (1.0 + 0.01 * self.calls.clamp(max=5))
+        return scaled
 
 
 def noisy(size):
