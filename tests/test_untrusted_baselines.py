@@ -316,3 +316,23 @@ def test_no_baseline_can_turn_a_check_that_fails_its_bound_into_a_pass(sweeps, t
         assert gated.status in ("passed", "regenerated") and not gated.baseline_fails  # the baseline part passes...
         assert (gated.passed, gated.verdict) == (False, "FAIL")  # ...and the check still fails its bound
         assert gated.failure.startswith("attention logits grew to ") and "above the bound 1" in gated.failure
+
+
+@pytest.mark.parametrize("value", [None, 0.5, -1, True])
+def test_a_count_that_a_run_always_measures_cannot_be_nulled_to_switch_its_comparison_off(sweeps, tmp_path, value):
+    path = tmp_path / "reference" / "parameters_move.json"
+    path.parent.mkdir()
+    path.write_text(to_text(new_baseline("reference", "parameters_move", sweeps[0], LOOSE)))
+    assert read_baseline(path, "parameters_move") is not None
+    _edited(path, lambda d: d["metrics"].update(dead_tensors=value))
+    with pytest.raises(BaselineError, match='metric "dead_tensors" must be a whole number >= 0'):
+        read_baseline(path, "parameters_move")
+
+
+def test_a_protocol_key_from_the_file_is_escaped_in_the_change_it_is_named_in(sweeps, recorded):
+    _edited(recorded, lambda d: d["protocol"].update({"steps\nFAKE: all checks passed": 1}))
+    gated = _gate(sweeps[0], recorded.parent.parent)
+    assert gated.passed is False
+    lines = gated.message.splitlines()  # a failure lists each change on a line of its own
+    assert any("steps\\nFAKE: all checks passed: baseline 1, this run null" in line for line in lines)
+    assert not any(line.lstrip().startswith("FAKE") for line in lines)

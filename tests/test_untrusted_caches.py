@@ -8,6 +8,7 @@ module; every damaged entry is a copy of it.
 import dataclasses
 import errno
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,8 @@ DAMAGES = {
     "a null metric": (_set(_run(0), "max_attention_logit", None), "max_attention_logit is null, not a number"),
     "nested 100,000 deep": (lambda text: "[" * 100_000 + "]" * 100_000, "the file is nested too deeply"),
     "a string in the losses": (_edited(lambda d: d["runs"][0]["losses"].__setitem__(3, "x")), "loss 4 is a string"),
+    # A run records finite losses only (a non-finite step ends it as diverged): a NaN would hide from no_divergence.
+    "a NaN loss": (_edited(lambda d: d["runs"][0]["losses"].__setitem__(2, math.nan)), "loss 3 is nan, but a run"),
     "a probe that is a list": (_edited(lambda d: d["runs"][0]["history"].__setitem__(0, [])), "probe 1 is a list"),
     "a probe value that is null": (_set(lambda d: d["runs"][0]["history"][1], "loss", None), "probe 2 'loss' is null"),
     "a probe without its attention logit": (

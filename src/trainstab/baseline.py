@@ -92,6 +92,8 @@ TOLERANCES: dict[str, Tolerance] = {
     "diverged": Tolerance(rel=0.0, abs=0.0, worse="higher"),  # a run that trained must not diverge
     "dead_tensors": Tolerance(rel=0.0, abs=0.0, worse="higher"),  # no new frozen tensor
 }
+#: Metrics that count something (whole numbers, never null: every run measures them).
+COUNTS = frozenset({"dead_tensors"})
 #: Recorded for people and plots, never gated: a moving best LR or loss curve is not by itself worse.
 INFORMATIONAL = ("best_lr", "loss_curve")
 #: Metrics recorded once per LR (the rest are one number per sweep); their entry types.
@@ -449,6 +451,12 @@ def _is_number(value: Any) -> bool:
 def _validate_metric(path: Path, name: str, value: Any, lrs: set[str]) -> None:
     """A per-LR metric is ``{"0.01": entry}`` over exactly the protocol's LRs; any other is a number or null."""
     kind = PER_LR_METRICS.get(name)
+    if name in COUNTS:  # a count is always measured: null would switch its comparison off
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise BaselineError(
+                path, f'metric "{name}" must be a whole number >= 0, not {printable(json.dumps(value), 60)}'
+            )
+        return
     if kind is None:
         if not (value is None or _is_number(value)):
             raise BaselineError(
@@ -573,7 +581,9 @@ def recipe_changes(baseline: Baseline, current: dict[str, Any]) -> list[str]:
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: baseline X, this run Y`` for each key whose value differs (a key added later: its old value)."""
     return [
-        f"{key}: baseline {json.dumps(old.get(key, ADDED_LATER.get(key)))}, this run {json.dumps(new.get(key))}"
+        # The key may come from the file: escaped, so a newline in it cannot print a line of its own.
+        f"{printable(key)}: baseline {json.dumps(old.get(key, ADDED_LATER.get(key)))}, "
+        f"this run {json.dumps(new.get(key))}"
         for key in sorted(set(old) | set(new))
         if old.get(key, ADDED_LATER.get(key)) != new.get(key, ADDED_LATER.get(key))
     ]

@@ -25,6 +25,7 @@ writes, and rebuilds it there with :meth:`Verdict.from_json`).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,7 +307,8 @@ def _held_to(
             comparisons=comparisons,
             drift=drift,
         )
-    if policy.regen_all and path.read_text(encoding="utf-8") != text:  # read_baseline found it a UTF-8 file
+    # Compared as read and validated, not read again: the file could have been swapped since.
+    if policy.regen_all and old.data != json.loads(text):
         writes = (FileWrite(str(path), text, "regenerated"), *clear)
         return _Held(
             "regenerated", f"regenerated {shown(path)}", writes, recorded=recorded, comparisons=comparisons, drift=drift

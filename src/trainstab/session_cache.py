@@ -260,7 +260,7 @@ def _run(data: dict[str, Any], index: int, config: SweepConfig) -> RunResult:
         log_z_mean=numbers["log_z_mean"],
         diverged=diverged,
         diverged_at_step=at,
-        losses=tuple(_number(loss, f"{where} loss {i + 1}") for i, loss in enumerate(losses)),
+        losses=tuple(_finite(loss, f"{where} loss {i + 1}") for i, loss in enumerate(losses)),
         history=snapshots,
     )
 
@@ -292,6 +292,14 @@ def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UntrustedFileError(f"{where} is {_kind(value)}, not a number")
     return float(value)
+
+
+def _finite(value: Any, where: str) -> float:
+    """A finite JSON number: a loss the engine recorded (a step whose loss is not finite ends the run instead)."""
+    number = _number(value, where)
+    if not math.isfinite(number):
+        raise UntrustedFileError(f"{where} is {_shown(number)}, but a run records only finite losses")
+    return number
 
 
 def _same_lr(stored: Any, lr: float) -> bool:
