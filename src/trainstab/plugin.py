@@ -44,7 +44,7 @@ from trainstab.registry import report_order
 from trainstab.report import write_report
 from trainstab.session import CURRENT_ITEM, CURRENT_TOKEN_KEY, PAYLOAD_KEY, SESSION_KEY, Session, session_of
 from trainstab.session_cache import CacheUse, check_private, make_session_folder
-from trainstab.sweep_cache import cache_notes
+from trainstab.sweep_cache import cache_counts, cache_notes
 from trainstab.testing import TrainingCrashed, sweep_of, train_ahead, train_before_the_check
 
 # Registered, never loaded: --hypothesis-profile trainstab-nightly works, and no other test's settings change.
@@ -365,8 +365,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     if state.options.cache is not None:
         uses = [use for use in state.cache_uses if not use.session]
-        read, unkept = sum(1 for use in uses if use.read), sum(1 for use in uses if use.unstored)
-        kept = len(uses) - read - unkept
+        read, kept, unkept = cache_counts(uses)
         cache_line = f"trainstab: cache {state.options.cache}: {read} sweep(s) read, {kept} trained and kept"
         cache_line += f", {unkept} trained but not kept" if unkept else ""
     terminalreporter.section("trainstab summary")

@@ -150,6 +150,13 @@ def cached_many(
     ]
 
 
+def cache_counts(uses: Sequence[CacheUse]) -> tuple[int, int, int]:
+    """How many sweeps were read from the cache, trained and kept in it, and trained but not kept."""
+    read = sum(1 for use in uses if use.read)
+    unkept = sum(1 for use in uses if use.unstored)
+    return read, len(uses) - read - unkept, unkept
+
+
 def cache_notes(folder: str, uses: Sequence[CacheUse]) -> list[str]:
     """What the counts of a run's cache use do not say: each entry that did not match this run (retrained), and
     each reason sweeps could not be kept in ``folder``."""
