@@ -354,3 +354,96 @@ def one_bf16_layer(size):
     model = Tiny(size)
     model.head.to(torch.bfloat16)
     return model
+
+
+# Leaks the causality check must see through (review of issue 27): a zero-initialised layer (modded-nanogpt
+# zero-inits its head and attention output projections) makes every path through it exactly 0 at
+# initialisation, and a constant logit offset must not widen the rounding tolerance.
+
+
+def bidirectional_zero_head(size):
+    model = Bidirectional(size)
+    nn.init.zeros_(model.head.weight)  # every logit is exactly 0 at initialisation
+    return model
+
+
+def bidirectional_zero_attention_output(size):
+    model = Bidirectional(size)
+    for blk in model.blocks:
+        nn.init.zeros_(blk["o"].weight)  # attention adds nothing to the residual stream at initialisation
+    return model
+
+
+class OffsetSmallLeak(Masked):
+    """Causal attention, but the logits see 1% of the next token's embedding, all shifted by +1e4."""
+
+    def forward(self, idx):
+        leak = 0.01 * self.head(self.emb(idx.roll(-1, dims=1)))  # (B, T, V): position i sees token i + 1
+        return super().forward(idx) + leak + 1e4
+
+
+def offset_small_leak(size):
+    return OffsetSmallLeak(size)
+
+
+# Forwards the causality check runs as training does, or refuses in one line.
+
+
+class FixedBatchSize(Tiny):
+    """Reshapes to the training batch size written into its code (16, TrainConfig.batch_size)."""
+
+    def forward(self, idx):
+        return super().forward(idx.reshape(16, -1))
+
+
+def fixed_batch_size(size):
+    return FixedBatchSize(size)
+
+
+class FailsWithoutGradients(Tiny):
+    """Trains, but its forward raises when gradients are off (an assertion meant for training)."""
+
+    def forward(self, idx):
+        if not torch.is_grad_enabled():
+            raise RuntimeError("this model only runs with gradients")
+        return super().forward(idx)
+
+
+def fails_without_gradients(size):
+    return FailsWithoutGradients(size)
+
+
+class ExitsWithoutGradients(Tiny):
+    def forward(self, idx):
+        if not torch.is_grad_enabled():
+            sys.exit(3)
+        return super().forward(idx)
+
+
+def exits_without_gradients(size):
+    return ExitsWithoutGradients(size)
+
+
+# A worker that only SIGKILL ends (issue 27, item 5): for tests/test_slow_models.py, the time limit's stop.
+
+
+class IgnoresSigterm(SlowSteps):
+    """SlowSteps whose instances in a worker process ignore SIGTERM, as a model with its own handler (or one
+    stuck in native code) does. The run's own process (its preflight builds the model too) keeps SIGTERM. The
+    process id is recorded ($TRAINSTAB_TEST_PIDS) after SIGTERM is ignored."""
+
+    def __init__(self, size, seconds, first, last):
+        if multiprocessing.current_process().name != "MainProcess":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        super().__init__(size, seconds, first, last)
+
+
+def ignores_sigterm(size, seconds=1.0, first=0, last=1_000_000):
+    return IgnoresSigterm(size, seconds, first, last)
+
+
+def ignore_sigterm_and_sleep(ready):
+    """A pool task that ignores SIGTERM, creates the file ``ready`` to say so, then sleeps for ten minutes."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    open(ready, "w").close()
+    time.sleep(600)

@@ -77,12 +77,49 @@ def test_causal_models_pass_the_exact_check(model):
     check_model(model, CONFIG, seed=0)
 
 
-def test_an_hf_encoder_is_causal_as_a_decoder_and_refused_as_an_encoder():
+@pytest.mark.parametrize(
+    "model",
+    [
+        "bidirectional_zero_head",  # every logit exactly 0 at initialisation
+        "bidirectional_zero_attention_output",  # attention adds exactly 0 at initialisation
+        "offset_small_leak",  # logits + 1e4: a bound from |logit| (0.1) would pass its 1e-2 leak
+    ],
+)
+def test_a_leak_hidden_by_a_zero_initialised_layer_or_a_logit_offset_is_refused(model):
+    message = _refusal(f"bad_models:{model}")
+    assert message.startswith(f"model 'bad_models:{model}' is not causal: changing the token at position ")
+    _leak(message)
+
+
+def test_a_model_that_hard_codes_its_training_batch_size_passes_the_check_and_trains(capsys, monkeypatch, tmp_path):
+    check_model("bad_models:fixed_batch_size", CONFIG, seed=0)
+    monkeypatch.chdir(tmp_path)
+    assert main([*CLI, "--model", "bad_models:fixed_batch_size"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("fails_without_gradients", "RuntimeError: this model only runs with gradients ("),
+        ("exits_without_gradients", "SystemExit: 3 ("),
+    ],
+)
+def test_a_model_that_fails_only_without_gradients_is_refused_in_one_line(model, says):
+    message = _refusal(f"bad_models:{model}")
+    assert message.startswith(
+        f"model 'bad_models:{model}' failed on a forward without gradients (torch.no_grad, in training mode), a "
+        f"(16, {CONFIG.context_length}) batch of token ids, as trainstab's causality check runs it: "
+    )
+    assert says in message and "bad_models.py:" in message  # the model's own line
+
+
+def test_an_hf_encoder_is_causal_as_a_decoder_and_refused_as_an_encoder_naming_the_leak():
     pytest.importorskip("transformers")
     check_model("hf:bert", CONFIG, seed=0)  # built with is_decoder=True: bit-exact prefixes
-    check_model("hf:minimax_m2", CONFIG, seed=0)  # a mixture of experts: causal, within rounding (1e-7)
-    with pytest.raises(TrainstabError, match=r"^hf:bert is not supported: .*not a causal LM \(trainstab trains only"):
-        check_model("hf:bert[is_decoder=false]", CONFIG, seed=0)
+    check_model("hf:kolibri1", CONFIG, seed=0)  # a mixture of experts: causal, within rounding (3e-7)
+    message = _refusal("hf:bert[is_decoder=false]")
+    assert message.startswith("model 'hf:bert[is_decoder=false]' is not causal: changing the token at position ")
+    assert _leak(message)[1] == 0  # an encoder: every position sees every token
 
 
 @pytest.mark.parametrize(
@@ -103,7 +140,11 @@ def test_parameters_not_in_float32_are_refused_before_training(model, dtypes, fi
 
 @pytest.mark.parametrize(
     ("model", "says"),
-    [("bidirectional", "is not causal: changing the token at position"), ("bf16_parameters", "bfloat16 parameters")],
+    [
+        ("bidirectional", "is not causal: changing the token at position"),
+        ("bf16_parameters", "bfloat16 parameters"),
+        ("fails_without_gradients", "failed on a forward without gradients"),
+    ],
 )
 def test_the_cli_exits_2_with_one_line(model, says, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)

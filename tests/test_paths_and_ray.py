@@ -4,11 +4,15 @@ A model module that called ``os.chdir`` at import made ``--json out.json`` land 
 "wrote out.json" was printed, and ``--baselines bl`` miss the committed ``bl/`` and write new baselines
 elsewhere: every path is now absolute before any model's code runs, and the model is named in a warning.
 ``RAY_ADDRESS=127.0.0.1:1`` made Ray retry for over ten minutes: it now fails in seconds, in one line. A
-Ray a model started itself (``ray.init()`` at import) is used only on loopback, and refused otherwise.
+Ray a model started itself (``ray.init()`` at import) is used only on loopback, and refused otherwise. The
+variables torch's compiler and transformers set by themselves are not named as the model's doing.
 """
 
+import contextlib
 import importlib.util
+import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,11 +20,14 @@ import types
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from test_plugin import USER_MODELS
+from trainstab import hypothesis_profiles
 from trainstab.errors import EXIT_BAD_INPUT, TrainstabError
 from trainstab.files import set_invocation_folder, shown
 from trainstab.options import OPTIONS, PATH_OPTIONS, text
+from trainstab.process_state import _watched
 
 pytest_plugins = ["pytester"]
 
@@ -55,10 +62,27 @@ def _project(tmp_path: Path, models: str) -> tuple[Path, Path, dict[str, str]]:
     return project, elsewhere, env
 
 
+def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in a session of its own, killed with everything it started when ``timeout`` passes: a
+    Ray's raylet and GCS server run in the driver's process group and would outlive the driver alone."""
+    with subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:  # the timeout, or Ctrl-C: nothing it started keeps running
+            with contextlib.suppress(ProcessLookupError):
+                if hasattr(os, "killpg"):
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:  # Windows: no process groups to kill
+                    process.kill()
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def _trainstab(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "trainstab", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return _run([sys.executable, "-m", "trainstab", *args], cwd, env, timeout)
 
 
 def _files(folder: Path) -> list[str]:
@@ -216,9 +240,7 @@ finally:
 @pytest.mark.skipif(not HAS_RAY, reason="Ray is the optional extra: pip install 'trainstab[ray]'")
 def test_a_ray_initialized_before_trainstab_is_used_on_loopback_and_refused_when_it_is_not_ray_address(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    done = subprocess.run(
-        [sys.executable, "-c", PREINITIALIZED], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
-    )
+    done = _run([sys.executable, "-c", PREINITIALIZED], tmp_path, env, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     (refused,) = [line for line in done.stdout.splitlines() if line.startswith("REFUSED")]
     assert "Ray was already initialized in this process before trainstab" in refused
@@ -228,18 +250,120 @@ def test_a_ray_initialized_before_trainstab_is_used_on_loopback_and_refused_when
 RAY_AT_IMPORT = USER_MODELS + textwrap.dedent(
     """
 
+    import atexit
+    import json
+    import os
+    import subprocess
+
     import ray
 
-    if not ray.is_initialized():  # the driver; a Ray worker importing this module is already connected
-        ray.init(include_dashboard=False, log_to_driver=False)
+
+    def _descendants():
+        children = {}
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):  # not a process, or one that ended meanwhile
+                continue
+            children.setdefault(parent, []).append(int(entry))
+        found, todo = set(), [os.getpid()]
+        while todo:
+            found.update(children.get(todo[-1], []))
+            todo.extend(children.pop(todo.pop(), []))
+        return found | {os.getpid()}
+
+
+    def _record_the_listening_sockets():  # registered after ray.init: runs before Ray's own shutdown at exit
+        ss = subprocess.run(["ss", "-ltunpH"], capture_output=True, text=True, check=False)
+        ours = {str(pid) for pid in _descendants()}
+        sockets = [
+            line.split()[4]
+            for line in ss.stdout.splitlines()
+            if any(f"pid={pid}," in line for pid in ours)
+        ]
+        with open(os.environ["SOCKETS"], "w") as out:
+            json.dump({"ss": ss.returncode, "sockets": sockets}, out)
+
+
+    # The driver; a Ray worker importing this module is already connected. An explicit local start: a Ray
+    # already running on this machine (another test's, a user's) is not attached to.
+    if not ray.is_initialized():
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        if os.environ.get("SOCKETS"):
+            atexit.register(_record_the_listening_sockets)
     """
 )
+#: How ``ss`` writes a local address on loopback (IPv4, IPv4 mapped into IPv6, IPv6), with a port after it.
+LOOPBACK = ("127.0.0.1", "[::ffff:127.0.0.1]", "[::1]")
 
 
 @pytest.mark.skipif(not HAS_RAY, reason="Ray is the optional extra: pip install 'trainstab[ray]'")
 def test_a_model_module_that_starts_ray_at_import_gets_a_loopback_ray_that_trainstab_uses(tmp_path):
     project, _, env = _project(tmp_path, RAY_AT_IMPORT)
+    sockets = tmp_path / "sockets.json"
+    env["SOCKETS"] = str(sockets)
     done = _trainstab(["sweep", "--model", "wandering_models:stable", *TINY_CLI, "--executor", "ray"], project, env)
     # trainstab uses a Ray it did not start only when it listens on loopback only: the switch came before the model
     assert done.returncode == 0, done.stderr[-3000:]
     assert "executor=ray" in done.stdout
+    # What the Ray's processes (the driver's descendants: GCS server, raylet, agents, workers) listen on.
+    seen = json.loads(sockets.read_text())
+    if seen["ss"] != 0:
+        pytest.skip("ss (iproute2) cannot list the sockets on this machine")
+    assert seen["sockets"], "no Ray process listens: the test cannot see them"
+    assert all(address.rsplit(":", 1)[0] in LOOPBACK for address in seen["sockets"]), seen["sockets"]
+
+
+def test_variables_torch_and_transformers_set_by_themselves_are_not_named_as_the_models():
+    by_the_libraries = [
+        "_TORCHINDUCTOR_PYOBJECT_TENSOR_DATA_PTR",  # torch.compile on the CPU
+        "TORCHINDUCTOR_CACHE_DIR",
+        "TRITON_CACHE_DIR",  # torch.compile on a GPU
+        "TRITON_PTXAS_PATH",
+        "TRITON_LIBDEVICE_PATH",
+        "DISABLE_CUPTI_LAZY_REINIT",  # CUDA graphs, the profiler
+        "TEARDOWN_CUPTI",
+        "TOKENIZERS_PARALLELISM",  # transformers
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+        "CUBLAS_WORKSPACE_CONFIG",
+    ]
+    assert [name for name in by_the_libraries if _watched(name)] == []
+    assert all(_watched(name) for name in ("MY_SETTING", "PATH", "OMP_NUM_THREADS", "HF_HOME", "WANDB_MODE"))
+
+
+COMPILED = """
+import os
+import sys
+
+from trainstab.process_state import ProcessState
+
+before = ProcessState()  # as the CLI takes it: before torch is imported
+import torch
+
+try:
+    model = torch.compile(torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU(), torch.nn.Linear(8, 2)))
+    model(torch.randn(4, 8)).sum().backward()
+except Exception as error:  # no C compiler, or a platform inductor does not support
+    print("UNAVAILABLE", type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+    sys.exit(0)
+print("SET", sorted(name for name in os.environ if before.environment.get(name) != os.environ[name]))
+print("CHANGES", before.changes())
+"""
+
+
+def test_a_torch_compiled_model_is_not_named_for_what_the_compiler_set(tmp_path):
+    # 5 s with inductor's cache warm, about 20 s cold: a C++ kernel compiled and loaded on the CPU.
+    done = _run([sys.executable, "-c", COMPILED], tmp_path, dict(os.environ), timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if done.stdout.startswith("UNAVAILABLE"):
+        pytest.skip(f"torch.compile does not run here: {done.stdout.strip()}")
+    assert "CHANGES []" in done.stdout.splitlines(), done.stdout
+
+
+def test_the_nightly_profiles_example_database_stays_where_the_session_started(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a model module moved the working folder
+    hypothesis_profiles.register_profiles()  # registered again, as each training property's decorator does
+    database = settings.get_profile("trainstab-nightly").database
+    assert Path(database.path) == hypothesis_profiles.EXAMPLES and hypothesis_profiles.EXAMPLES.is_absolute()
+    assert tmp_path not in hypothesis_profiles.EXAMPLES.parents

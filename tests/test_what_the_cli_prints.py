@@ -39,6 +39,58 @@ def test_json_dash_writes_the_json_alone_on_standard_output_and_no_file(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+#: A model that talks: print() when imported, when built and in every forward pass (in the worker processes that
+#: train it), and a write straight to file descriptor 1, as a C library's printf would.
+TALKATIVE = """
+import os
+
+from user_models import stable
+
+print("importing the talkative model")
+
+
+def talkative(size):
+    print("building", size.width)
+    model = stable(size)
+    forward = model.forward
+
+    def talking_forward(idx):
+        print("forward", tuple(idx.shape), flush=True)
+        os.write(1, b"a C library writes to fd 1\\n")
+        return forward(idx)
+
+    model.forward = talking_forward
+    return model
+"""
+
+
+def test_json_dash_stays_parseable_when_the_model_prints_in_this_process_and_in_the_workers(tmp_path):
+    (tmp_path / "talkative_models.py").write_text(TALKATIVE)
+    model, path = ["--model", "talkative_models:talkative"], f"{tmp_path}{os.pathsep}{TESTS}"
+    done = _cli(*QUICK, *model, "--workers", "2", "--json", "-", cwd=tmp_path, PYTHONPATH=path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)  # the model's output did not land before, inside or after the JSON
+    assert [run["lr"] for run in data["runs"]] == [0.01, 0.3]
+    for said in ("importing the talkative model", "building 16", "forward (", "a C library writes to fd 1"):
+        assert said in done.stderr  # nothing the model said is lost: it went to stderr
+
+
+def test_json_dash_in_process_puts_the_standard_output_back_as_it_found_it(tmp_path, monkeypatch, capfd):
+    # main() also runs inside other processes (tests, pytester): fd 1 and sys.stdout are theirs again afterwards.
+    from trainstab.cli import main
+
+    (tmp_path / "talkative_models.py").write_text(TALKATIVE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    stdout, fd_1 = sys.stdout, os.fstat(1)
+    assert main([*QUICK, "--model", "talkative_models:talkative", "--workers", "1", "--json", "-"]) == 0
+    assert sys.stdout is stdout and os.path.samestat(os.fstat(1), fd_1)
+    out, err = capfd.readouterr()
+    assert json.loads(out)["runs"] and "building 16" in err and "a C library writes to fd 1" in err
+    print("after the run")
+    assert capfd.readouterr().out == "after the run\n"
+
+
 def test_a_label_too_long_for_a_file_name_gets_a_short_folder_that_the_next_run_reads(tmp_path):
     model = f"user_models:with_note[note={'x' * 300}]"
     check = ["check", "--model", model, "--checks", "no_divergence", "--steps", "5", "--lrs", "1e-2"]

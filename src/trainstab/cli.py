@@ -89,7 +89,7 @@ from trainstab.report import model_curves, write_report
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
 from trainstab.scaling import Evidence
 from trainstab.session_cache import CacheUse
-from trainstab.terminal import use_ascii_where_needed
+from trainstab.terminal import data_output, standard_output_for_data_alone, use_ascii_where_needed
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CRASHED", "EXIT_FAILED", "EXIT_INCONCLUSIVE", "EXIT_INTERRUPTED", "main"]
 
@@ -288,11 +288,13 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     if options.executor == "ray":  # before any model's code, which may import Ray and start one itself
         keep_local_ray_on_loopback()
         check_cluster_reachable()  # seconds, not Ray's ten minutes of retries
-    return dataclasses.replace(
+    resolved = dataclasses.replace(
         with_absolute_paths(options, invocation_folder(), from_file),
         update_baseline=getattr(args, "update_baseline", False),
         regen_all=getattr(args, "regen_all", False),
     )
+    args.resolved_options = resolved  # for main's warning (_model_of): no second read of the file, no Ray probe
+    return resolved
 
 
 def _number(value: float, digits: int = 4) -> str:
@@ -387,8 +389,9 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
 def _write_json_output(path: Path, data: object, console: Console) -> None:
     """``--json PATH``: the file written atomically (an earlier one kept), or the JSON on standard output for ``-``."""
     if path == STDOUT:
-        sys.stdout.write(json_text(data))  # the only thing on stdout: the rest of the run went to stderr
-        sys.stdout.flush()
+        stdout = data_output()  # the only thing on stdout: the rest of the run, a model's prints too, went to stderr
+        stdout.write(json_text(data))
+        stdout.flush()
         return
     previous = write_json(path, data)
     console.print(f"wrote {shown(path)}" + (f" (the file it replaced is now {shown(previous)})" if previous else ""))
@@ -508,9 +511,7 @@ class _Sweeps:
         if len(self.uses) == 1:
             done = "read from" if self.uses[0].read else "trained and kept in"
             return notes or [f"sweep {done} the cache {self.cache}"]
-        unkept = sum(1 for use in self.uses if use.unstored)
-        read = sum(1 for use in self.uses if use.read)
-        kept = len(self.uses) - read - unkept
+        read, kept, unkept = sweep_cache.cache_counts(self.uses)
         counts = f"{read} sweep(s) read from the cache {self.cache}, {kept} trained and kept in it"
         return [counts + (f", {unkept} trained but not kept" if unkept else ""), *notes]
 
@@ -819,21 +820,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     # No markup and no highlighting: everything printed is the user's text as written. A model name with
     # options (mypkg.models:build[qk_norm=false]) would otherwise lose its "[...]" as a rich markup tag.
     use_ascii_where_needed()  # PYTHONIOENCODING=ascii: stand-ins, not a UnicodeEncodeError after training
-    # With --json -, standard output carries the JSON alone, for a pipe: everything else goes to stderr.
+    # With --json -, standard output carries the JSON alone, for a pipe: everything else goes to stderr, the
+    # model's own prints and its worker processes' output included.
     to_stderr = getattr(args, "json", None) == STDOUT
     console = Console(markup=False, highlight=False, stderr=to_stderr)
     errors = Console(stderr=True, markup=False, highlight=False)
     # Every path is fixed before any model's code runs: a model module may change the working folder.
     started_in = set_invocation_folder(Path.cwd())
     _absolute_outputs(args)
-    before = ProcessState()
-    try:
-        return _run_command(args, console, errors)
-    finally:
-        changes = before.changes()
-        if changes:
-            _say(errors, f"WARNING: {warning_text([_model_of(args)], changes)}")
-        set_invocation_folder(started_in)
+    with standard_output_for_data_alone(active=to_stderr):
+        before = ProcessState()
+        try:
+            return _run_command(args, console, errors)
+        finally:
+            changes = before.changes()
+            if changes:
+                _say(errors, f"WARNING: {warning_text([_model_of(args)], changes)}")
+            set_invocation_folder(started_in)
 
 
 def _absolute_outputs(args: argparse.Namespace) -> None:
@@ -846,13 +849,17 @@ def _absolute_outputs(args: argparse.Namespace) -> None:
 
 
 def _model_of(args: argparse.Namespace) -> str:
-    """The model a command ran, as its warnings name it: the flag's, else the configuration's."""
+    """The model a command ran, as its warnings name it: the flag's, else the configuration's.
+
+    The options the command resolved (:func:`run_options`), not resolved again: after the model's code ran, the
+    working folder may have moved (another configuration file found) and Ray would be probed a second time.
+    """
     if args.command == "reproduce":
         return str(args.model)
-    try:
-        return run_options(args).model
-    except TrainstabError:  # options the run refused: the flag as given
-        return str(getattr(args, "model", None) or "reference")
+    options: RunOptions | None = getattr(args, "resolved_options", None)
+    if options is not None:
+        return options.model
+    return str(getattr(args, "model", None) or "reference")  # options the run refused: the flag as given
 
 
 def _run_command(args: argparse.Namespace, console: Console, errors: Console) -> int:

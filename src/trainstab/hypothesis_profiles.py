@@ -9,7 +9,8 @@ Three profiles:
 - ``trainstab-ci``: 10 derandomized examples with no database, so a pull
   request sees the same examples on every run (the default when ``CI`` is set);
 - ``trainstab-nightly``: 200 random examples whose failures are saved to
-  ``.hypothesis/examples``, to be replayed first by the next run.
+  ``.hypothesis/examples`` in the folder the session started in (:data:`EXAMPLES`),
+  to be replayed first by the next run.
 
 They are registered when the plugin loads, and never loaded as the session's
 profile: a plugin is a guest in the user's repository, and a global profile
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings
@@ -40,6 +42,12 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 PROFILES = ("trainstab-dev", "trainstab-ci", "trainstab-nightly")
 
 _Test = TypeVar("_Test", bound=Callable[..., Any])
+
+#: Where ``trainstab-nightly`` saves failing examples, fixed when the plugin loads (before any conftest or model
+#: module): a model that calls ``os.chdir`` would otherwise move the database, and the next night would not
+#: replay the failures. As Hypothesis places its own: ``.hypothesis`` in the working folder of the moment it is
+#: imported, or where ``HYPOTHESIS_STORAGE_DIRECTORY`` says.
+EXAMPLES = Path(os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY") or ".hypothesis").absolute() / "examples"
 
 
 def _hypothesis_own(name: str) -> settings | None:
@@ -72,7 +80,7 @@ def register_profiles() -> None:
         "trainstab-nightly",
         max_examples=200,
         deadline=None,
-        database=DirectoryBasedExampleDatabase(".hypothesis/examples"),
+        database=DirectoryBasedExampleDatabase(EXAMPLES),
         print_blob=True,
         suppress_health_check=slow,
     )

@@ -381,45 +381,63 @@ def _check_model(name: str, config: ModelConfig, seed: int, batch_size: int) -> 
     _check_causal(name, model, idx, config.vocab_size, seed)
 
 
-#: How many sequences the causality check changes one token of: one position each, the last and random others.
-CAUSAL_PROBES = 8
-#: How far an earlier position's logits may move when a later token changes, relative to the sequence's largest
-#: |logit|: rounding, not a leak. Most models move by exactly 0; a mixture of experts computes each expert's tokens
-#: as one matmul, so a later token routed elsewhere changes the matmul's shape and the rounding of earlier rows:
-#: measured up to 2.5e-7 at the default size (kolibri1, minimax_m2, qwen3_next, ...) and 6e-7 at width 128, depth
-#: 4 (qwen2_moe too). A leak moves them by 3e-2 (a bidirectional mask) to 0.3 (a mask one position too wide).
+#: How far an earlier position's logits may move when a later token changes, relative to the spread of the
+#: sequence's logits (the largest |logit - its position's mean over the vocabulary|, blind to a constant offset):
+#: rounding, not a leak. Most models move by exactly 0; a mixture of experts computes each expert's tokens as one
+#: matmul, so a later token routed elsewhere changes the matmul's shape and the rounding of earlier rows:
+#: measured up to 2.6e-7 at the default size (seeds 0-2: kolibri1, minimax_m3_vl_text, minimax_m2, deepseek_v3,
+#: lara_mini) and 6.7e-7 at width 128, depth 4 (seed 0: kolibri1, minimax_m3_vl_text, minimax_m2, laguna, axk1,
+#: qwen3_next, qwen2_moe, ...). A leak moves them by 3e-4 (hf:bert as an encoder, xlnet) to 3e-2 (a bidirectional
+#: mask) and 0.3 (a mask one position too wide).
 CAUSAL_TOLERANCE = 1e-5
+#: The standard deviation of the seeded normal values the causality check gives a parameter that is all zeros:
+#: a zero-initialised head or attention output projection (modded-nanogpt zero-inits both) makes every path
+#: through it 0 at initialisation, so a leak behind it would move nothing; GPT-2's init scale.
+CAUSAL_ZERO_INIT_STD = 0.02
 
 
 def _check_causal(name: str, model: nn.Module, idx: torch.Tensor, vocab_size: int, seed: int) -> None:
     """Refuse a model whose logits at a position change when a later token does (no causal mask, or a broken one).
 
     Its verdicts would mean nothing: a model that sees the token it predicts drives the loss towards zero.
-    Sequence b of the first few of ``idx`` (B, T) gets the token at position t_b changed (the last position, and
-    random others drawn from ``seed``); its logits at every position before t_b must stay the same, to within
-    :data:`CAUSAL_TOLERANCE` of the sequence's largest |logit|. Bit for bit in nearly every model measured (the
-    reference, the tests/ and stability_tests/ factories, the hf: types): with a causal mask a later key's
-    attention weight is exactly 0 (exp of -inf, or of a large negative that underflows) and 0 x v adds nothing.
-    Not in a mixture of experts, whose rounding depends on which tokens each expert gets (see the tolerance).
+    Sequence b of ``idx`` (B, T), the training batch, gets the token at position t_b changed (the last position in
+    the first, random others drawn from ``seed``); its logits at every position before t_b must stay the same, to
+    within :data:`CAUSAL_TOLERANCE` of the spread of the sequence's logits. Bit for bit in nearly every model
+    measured (the reference, the tests/ and stability_tests/ factories, the hf: types): with a causal mask a later
+    key's attention weight is exactly 0 (exp of -inf, or of a large negative that underflows) and 0 x v adds
+    nothing. Not in a mixture of experts, whose rounding depends on which tokens each expert gets (see the
+    tolerance).
 
+    ``model`` is the throwaway build of :func:`_check_model`: its parameters that are all zeros are given small
+    seeded values first (:data:`CAUSAL_ZERO_INIT_STD`), so a leak behind a zero-initialised layer shows.
     In training mode, as the model trains (a mask broken only in training is caught), both forwards drawing the
     same random numbers (dropout) from the same buffers. Without gradients: what the forward computes does not
-    depend on them, and a forward with them is a training step to a model that counts its steps.
-    Costs two forwards of at most :data:`CAUSAL_PROBES` sequences.
+    depend on them, and a forward with them is a training step to a model that counts its steps. A forward that
+    fails is refused in one line, as the first forward's failures are. Costs two forwards of the batch.
     """
-    rows, length = min(CAUSAL_PROBES, idx.shape[0]), idx.shape[1]
+    rows, length = idx.shape
     if length < 2 or vocab_size < 2:
         return  # no earlier position to compare, or no other token to change to
+    _fill_zero_parameters(model, seed)
     generator = torch.Generator().manual_seed(seed)
-    # (R,) positions changed, R <= rows: the last one (a leak from the last token only) and distinct others.
-    changed = torch.cat([torch.tensor([length - 1]), torch.randperm(length - 2, generator=generator)[: rows - 1] + 1])
-    rows = len(changed)
-    base = idx[:rows].clone()  # (R, T)
+    # (B,) the position changed in each sequence: the last in the first (a leak from the last token only), then
+    # positions 1..T-1 in a random order, repeated when B > T - 1 (position 0 has no earlier one to compare).
+    order = torch.randperm(length - 1, generator=generator) + 1
+    changed = torch.cat([torch.tensor([length - 1]), order.repeat(-(-(rows - 1) // (length - 1)))])[:rows]
+    base = idx.clone()  # (B, T), as training feeds it: a model may hard-code its batch size
     altered = base.clone()
     row = torch.arange(rows)
     shift = 1 + torch.randint(vocab_size - 1, (rows,), generator=generator)  # never 0 mod V: the token changes
     altered[row, changed] = (base[row, changed] + shift) % vocab_size
-    before, after = _forwards_drawing_alike(model, [base, altered], seed)  # (R, T, V) each
+    try:
+        before, after = _forwards_drawing_alike(model, [base, altered], seed)  # (B, T, V) each
+    except TrainstabError:
+        raise
+    except (Exception, SystemExit) as error:  # a model that exits is broken, as in the first forward
+        raise TrainstabError(
+            f"model {name!r} failed on a forward without gradients (torch.no_grad, in training mode), a "
+            f"{tuple(base.shape)} batch of token ids, as trainstab's causality check runs it: {_raised(error)}"
+        ) from None
     leaks = _leaks(before, after, changed)
     if leaks is None:
         return
@@ -430,7 +448,7 @@ def _check_causal(name: str, model: nn.Module, idx: torch.Tensor, vocab_size: in
     try:
         eval_before, eval_after = _forwards_drawing_alike(model, [base, altered], seed)
         eval_causal = _leaks(eval_before, eval_after, changed) is None
-    except Exception:  # the eval-mode forwards only refine the hint; the training-mode leak is the finding
+    except (Exception, SystemExit):  # the eval-mode forwards only refine the hint; the training leak is the finding
         pass
     finally:
         module.train()
@@ -447,6 +465,17 @@ def _trained_module(model: nn.Module) -> nn.Module:
     """The module whose ``training`` flag the forward reads: a stack's template (not a submodule), else the model."""
     template = model.__dict__.get("template")
     return template if isinstance(template, nn.Module) else model
+
+
+def _fill_zero_parameters(model: nn.Module, seed: int) -> None:
+    """Give each parameter of ``model`` that is all zeros normal values of std :data:`CAUSAL_ZERO_INIT_STD`, drawn
+    from ``seed``, in place (a stack's stacked (M, ...) copies, which its forward reads; not its template's)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.is_floating_point() and not bool(parameter.any()):
+                values = torch.randn(parameter.shape, generator=generator) * CAUSAL_ZERO_INIT_STD
+                parameter.copy_(values.to(parameter))
 
 
 def _forwards_drawing_alike(model: nn.Module, batches: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
@@ -479,7 +508,10 @@ def _leaks(before: torch.Tensor, after: torch.Tensor, changed: torch.Tensor) -> 
     ``before``, ``after``: (R, T, V) logits; ``changed``: (R,) the position changed in each sequence.
     """
     length = before.shape[1]
-    bound = CAUSAL_TOLERANCE * before.abs().amax(dim=(1, 2))  # (R,): rounding, per sequence
+    # (R,): rounding, per sequence, against the logits' spread: a constant offset (+1e4) would widen a bound
+    # taken from |logit| past a real leak.
+    spread = (before - before.mean(-1, keepdim=True)).abs().amax(dim=(1, 2))
+    bound = CAUSAL_TOLERANCE * spread
     moved = (before - after).abs().amax(-1) > bound[:, None]  # (R, T)
     moved &= torch.arange(length) < changed[:, None]  # only positions before the changed token
     leaking = [int(r) for r in moved.any(-1).nonzero().flatten()]

@@ -21,6 +21,29 @@ from dataclasses import dataclass, field
 SET_BY_TRAINSTAB = frozenset({"PYTHONBREAKPOINT", "CUBLAS_WORKSPACE_CONFIG", "TRAINSTAB_SESSION"})
 SET_BY_TRAINSTAB_PREFIXES = ("RAY_", "TORCH", "CUDA_")
 
+#: Variables the libraries a model is written with set by themselves, at import or on first use, while trainstab
+#: builds or trains it: a model that only calls torch.compile or imports transformers never touches os.environ,
+#: and a warning telling its author to keep os.environ out of the module would be a false alarm. Found by
+#: reading torch 2.13's and transformers 5.24's sources for writes to os.environ (os.putenv leaves os.environ,
+#: which is all a snapshot compares, unchanged); the distributed launchers and Trainer's arguments are left
+#: out: those are the user's own calls, not a side effect of building or training a model.
+SET_BY_LIBRARIES = frozenset(
+    {
+        "TOKENIZERS_PARALLELISM",  # transformers, when a pipeline or generate() runs: tokenizers' fork safety
+        "NCCL_GRAPH_MIXING_SUPPORT",  # transformers' GenerationConfig, in a distributed run
+        "PYTORCH_CNDEV_BASED_MLU_CHECK",  # transformers' import checks, on a machine with Cambricon's torch_mlu
+        "KMP_DUPLICATE_LIB_OK",  # torch.compile on Windows, loading clang's or icx's OpenMP beside torch's
+        "JAX_PLATFORMS",  # torch.compile's Pallas backend
+    }
+)
+#: Prefixes of the variables those libraries set: torch's compiler (``_TORCHINDUCTOR_PYOBJECT_TENSOR_DATA_PTR``
+#: on the CPU, besides the ``TORCH*`` caches above) and Triton's paths and cache (``TRITON_CACHE_DIR``,
+#: ``TRITON_PTXAS_PATH``, ``TRITON_LIBDEVICE_PATH``), which torch sets when it compiles for a GPU.
+SET_BY_LIBRARIES_PREFIXES = ("_TORCH", "TRITON_")
+#: Parts of the names those libraries set: torch.compile's CUDA graphs and the profiler set CUPTI's switches
+#: (``DISABLE_CUPTI_LAZY_REINIT``, ``TEARDOWN_CUPTI``).
+SET_BY_LIBRARIES_CONTAINING = ("CUPTI",)
+
 
 def _folder() -> str:
     """The working folder, or what stands for one that was removed under the process."""
@@ -32,7 +55,11 @@ def _folder() -> str:
 
 def _watched(name: str) -> bool:
     """Whether a change of the environment variable ``name`` is a model's (not trainstab's or its libraries')."""
-    return name not in SET_BY_TRAINSTAB and not name.startswith(SET_BY_TRAINSTAB_PREFIXES)
+    if name in SET_BY_TRAINSTAB or name in SET_BY_LIBRARIES:
+        return False
+    if name.startswith(SET_BY_TRAINSTAB_PREFIXES + SET_BY_LIBRARIES_PREFIXES):
+        return False
+    return not any(part in name for part in SET_BY_LIBRARIES_CONTAINING)
 
 
 @dataclass(frozen=True)

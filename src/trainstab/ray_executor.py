@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from trainstab.config import SweepConfig, on_gpu
 from trainstab.engine import MemberRun
 from trainstab.errors import ModelCrashed, TrainstabError
+from trainstab.files import absolute, invocation_folder
 from trainstab.ray_address import (
     LOOPBACK_ONLY,
     check_cluster_reachable,
@@ -125,13 +126,13 @@ def ray_module() -> Any:
             f"cannot start or reach {where}: {type(error).__name__}: {error}; check that the cluster is up "
             "(ray status) and its token is available, or unset RAY_ADDRESS to run a Ray on this machine"
         ) from None
-    nodes = {node["NodeManagerAddress"] for node in ray.nodes()}  # type: ignore[no-untyped-call]
-    if not address and nodes != {"127.0.0.1"}:  # Ray was imported before the switch could be set
+    if not address and not _listens_on_loopback_only(ray):  # Ray was imported before the switch could be set
+        nodes = {node["NodeManagerAddress"] for node in ray.nodes()}  # type: ignore[no-untyped-call]
         ray.shutdown()
         raise TrainstabError(
-            f"the Ray started here listens on {', '.join(sorted(nodes))}, not only on loopback: Ray was imported "
-            f"before trainstab could keep it there. Set {LOOPBACK_ONLY[0]}={LOOPBACK_ONLY[1]} in the environment, "
-            "or start a cluster (ray start --head) and set RAY_ADDRESS"
+            f"the Ray started here (node {', '.join(sorted(nodes))}) does not listen on loopback only: Ray was "
+            f"imported before trainstab could keep it there. Set {LOOPBACK_ONLY[0]}={LOOPBACK_ONLY[1]} in the "
+            "environment, or start a cluster (ray start --head) and set RAY_ADDRESS"
         )
     _ours = _session(ray)
     return ray
@@ -181,7 +182,7 @@ def _call_task(function_name: str, arguments: tuple[Any, ...], sys_path: list[st
 def _for_the_cluster(argument: Any) -> Any:
     """A sweep config as a node can read it: its corpus path absolute (a node's working folder is not ours)."""
     if isinstance(argument, SweepConfig) and argument.corpus is not None:
-        return dataclasses.replace(argument, corpus=os.path.abspath(argument.corpus))
+        return dataclasses.replace(argument, corpus=str(absolute(argument.corpus)))
     return argument
 
 
@@ -214,7 +215,8 @@ def run_calls(
     ray = ray_module()
     _check_gpus(ray, max(gpus, default=0))
     task = ray.remote(num_cpus=1)(_call_task)
-    path = [os.path.abspath(entry) for entry in sys.path]  # "" and relative entries: the driver's folder
+    # "" and relative entries: the folder the run started in, not the one a model's os.chdir moved to
+    path = [os.path.normpath(invocation_folder() / entry) for entry in sys.path]
     futures = [
         task.options(num_gpus=gpu).remote(function_name, tuple(_for_the_cluster(a) for a in arguments), path)
         for arguments, gpu in zip(calls, gpus, strict=True)

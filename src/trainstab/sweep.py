@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.forkserver
 import signal
 import sys
@@ -201,7 +202,8 @@ def run_sweeps(
     is told a line when a stack has finished no step for ``limits.slow_step_seconds`` (at most one line per that
     interval). Every config is checked before anything trains; the first crash stops the batch
     (:class:`~trainstab.errors.ModelCrashed`), and so does ``limits.time_limit_seconds``: the workers are ended
-    and :class:`~trainstab.errors.Inconclusive` raised (on the Ray executor neither limit applies yet). Each
+    and :class:`~trainstab.errors.Inconclusive` raised (on the Ray executor neither limit applies yet: both front
+    ends refuse a time limit with it, :func:`trainstab.options.parse_options`). Each
     result's ``elapsed_seconds`` is the wall-clock of the whole batch: its stacks trained interleaved with the
     others'.
     """
@@ -274,13 +276,20 @@ class _Watch:
     """
 
     def __init__(
-        self, jobs: list[tuple[SweepConfig, list[float]]], limits: TimeLimits, say: Callable[[str], None] | None
+        self,
+        jobs: list[tuple[SweepConfig, list[float]]],
+        limits: TimeLimits,
+        say: Callable[[str], None] | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.jobs, self.limits, self.say = jobs, limits, say
-        self.started = time.monotonic()
+        self.jobs, self.limits, self.say, self.clock = jobs, limits, say, clock  # clock: a test's, to step by hand
+        self.started = clock()
         self.steps = [-1] * len(jobs)  # each stack's steps done; -1: not started
-        self.moved = [self.started] * len(jobs)  # when each stack's count last changed
+        # When each stack's count last changed: its quiet time counts from when it started (its model is built
+        # after, inside that time: a build that takes minutes is as silent as a step that does).
+        self.moved = [self.started] * len(jobs)
         self.done = [False] * len(jobs)
+        self.last = self.started  # when any stack last started, stepped or finished
         self.told = -math.inf  # when the last line was said: at most one per slow_step_seconds, whatever the stacks
         self.lock = threading.Lock()
 
@@ -288,32 +297,46 @@ class _Watch:
         """Stack ``index`` has finished ``steps`` steps (0: it has started)."""
         with self.lock:
             if steps != self.steps[index]:
-                self.steps[index], self.moved[index] = steps, time.monotonic()
+                self.steps[index], self.moved[index] = steps, self.clock()
+                self.last = self.moved[index]
 
     def finished(self, index: int) -> None:
         """Stack ``index`` is done: never quiet again."""
         with self.lock:
-            self.done[index] = True
+            self.done[index], self.last = True, self.clock()
 
     def look(self) -> None:
-        """Say one line when a running stack has finished no step for the limit: the quietest one, and how many."""
+        """Say one line when a running stack has finished no step for the limit: the quietest one, and how many.
+
+        With no stack running and some not started for the limit (worker processes still starting on a loaded
+        machine), the line says that instead: silence would look the same as a hang.
+        """
         if self.say is None:
             return
-        limit, now = self.limits.slow_step_seconds, time.monotonic()
+        limit, now = self.limits.slow_step_seconds, self.clock()
         with self.lock:
-            quiet = [
-                (now - self.moved[index], index)
-                for index in range(len(self.jobs))
-                if self.steps[index] >= 0 and not self.done[index] and now - self.moved[index] >= limit
-            ]
-            if not quiet or now - self.told < limit:
+            if now - self.told < limit:
+                return
+            running = [index for index in range(len(self.jobs)) if self.steps[index] >= 0 and not self.done[index]]
+            quiet = [(now - self.moved[index], index) for index in running if now - self.moved[index] >= limit]
+            waiting = [index for index in range(len(self.jobs)) if self.steps[index] < 0 and not self.done[index]]
+            if quiet:
+                seconds, index = max(quiet)
+                steps = self.steps[index]
+            elif not running and waiting and now - self.last >= limit:
+                seconds, index, steps = now - self.last, waiting[0], -1
+            else:
                 return
             self.told = now
-            seconds, index = max(quiet)
-            steps = self.steps[index]
         config, lrs = self.jobs[index]
-        others = f"; {len(quiet) - 1} other stack(s) too" if len(quiet) > 1 else ""
         waited = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"  # 31 s; 0.6 s under a small test limit
+        if steps < 0:
+            self.say(
+                f"model {config.model_name!r}: no step finished in the last {waited} s ({len(waiting)} stack(s) of "
+                "LRs waiting for a worker process to start them); still starting"
+            )
+            return
+        others = f"; {len(quiet) - 1} other stack(s) too" if len(quiet) > 1 else ""
         self.say(
             f"model {config.model_name!r}: no step finished in the last {waited} s (step {steps + 1} of "
             f"{config.train.steps} at {_lrs(lrs)}{others}); still training"
@@ -342,7 +365,7 @@ class _Watch:
     def out_of_time(self) -> bool:
         """Whether the batch has trained longer than its time limit."""
         limit = self.limits.time_limit_seconds
-        return limit is not None and time.monotonic() - self.started > limit
+        return limit is not None and self.clock() - self.started > limit
 
     def stopped(self) -> Inconclusive:
         """The one line of a batch stopped at its time limit: the model, the limit and how far it got."""
@@ -502,11 +525,28 @@ def _run_in_pool(
     return runs
 
 
+#: How long a worker has to end after SIGTERM before it gets SIGKILL. A model may ignore SIGTERM (its own
+#: handler, or native code that never returns to Python), and the pool's thread, which the interpreter joins
+#: before it exits, waits for every worker: without the SIGKILL the run would hang where it was meant to stop.
+_KILL_GRACE_SECONDS = 2.0
+
+
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """End every worker now and drop the stacks not started."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    """End every worker now (SIGTERM, then SIGKILL for one still running after the grace) and drop the stacks
+    not started."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         process.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
+    # Waited on through the sentinels, not join(): the pool's own thread reads the exit statuses, and a fork
+    # server's status can be read only once.
+    running = {process.sentinel: process for process in processes}
+    deadline = time.monotonic() + _KILL_GRACE_SECONDS
+    while running and (left := deadline - time.monotonic()) > 0:
+        ended = set(multiprocessing.connection.wait(list(running), left))
+        running = {sentinel: process for sentinel, process in running.items() if sentinel not in ended}
+    for process in running.values():
+        process.kill()  # the pool's own shutdown then reaps it
 
 
 def _failure(

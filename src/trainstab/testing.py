@@ -21,8 +21,11 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
+import sys
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -276,34 +279,63 @@ def _trained_or_kept(config: pytest.Config, session: Session, sweeps: list[Sweep
     identical run kept them."""
     from trainstab.sweep import run_sweeps  # training: torch is imported when a sweep is trained
 
-    limits, say = time_limits(session.options), _terminal_line(config)
+    limits = time_limits(session.options)
+    with _terminal_line(config) as say:
 
-    def train(batch: list[SweepConfig]) -> list[SweepResult]:
-        return run_sweeps(batch, limits=limits, slow=say)
+        def train(batch: list[SweepConfig]) -> list[SweepResult]:
+            return run_sweeps(batch, limits=limits, slow=say)
 
-    if session.options.cache is None:
-        return train(sweeps)
-    found = sweep_cache.cached_many(Path(session.options.cache), sweeps, train)
+        if session.options.cache is None:
+            return train(sweeps)
+        found = sweep_cache.cached_many(Path(session.options.cache), sweeps, train)
     session.cache_events.extend(use for _, use in found)
     return [result for result, _ in found]
 
 
-def _terminal_line(config: pytest.Config) -> Callable[[str], None]:
-    """A line on pytest's terminal while a test trains: ``trainstab: model ...: no step finished ...``.
+@contextlib.contextmanager
+def _terminal_line(config: pytest.Config) -> Iterator[Callable[[str], None]]:
+    """While a test trains: a line on pytest's terminal, ``trainstab: model ...: no step finished ...``.
 
     Written past the test's output capture, which would keep it for a failure's report: the point is a log that
     moves while a step takes minutes. (A pytest-xdist worker's terminal is not the one shown: not seen there.)
+
+    The line is said on the watch's thread while this one trains (a step that never returns is still told), so
+    it touches none of pytest's state: the capture manager, which swaps file descriptor 1 under each test, is
+    not thread-safe, and toggling it there could leave the main thread's output captured or lost. Instead the
+    terminal's descriptor is copied here, on the test's own thread with capture suspended for that moment (as
+    pytest's own live logging does), and the line is written to that copy only, under a lock; the copy is
+    closed once training is over (run_sweeps joins its thread before it returns).
     """
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
+    terminal, at_line_start = None, True
+    if reporter is not None:
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.flush()  # what pytest has written so far comes before the line, not after it
+            at_line_start = config.get_terminal_writer().width_of_current_line == 0
+            with contextlib.suppress(AttributeError, OSError, ValueError):  # no descriptor (an in-memory stream)
+                terminal = os.dup(sys.stdout.fileno())
+    lock = threading.Lock()
 
     def say(text: str) -> None:
-        if reporter is None:
-            return
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            reporter.write_line(f"trainstab: {text}")
+        nonlocal terminal, at_line_start
+        with lock:
+            if terminal is None:
+                return
+            line = ("" if at_line_start else "\n") + f"trainstab: {text}\n"
+            at_line_start = True  # pytest's next output starts on a line of its own
+            data = line.encode("utf-8", "replace")
+            with contextlib.suppress(OSError):  # a closed terminal (a broken pipe) costs the line, not the run
+                while data:
+                    data = data[os.write(terminal, data) :]
 
-    return say
+    try:
+        yield say
+    finally:
+        with lock:
+            if terminal is not None:
+                os.close(terminal)
+                terminal = None
 
 
 def cache_key(sweep: SweepConfig) -> str:
