@@ -40,7 +40,7 @@ from trainstab.results import (
     spike_score,
     up_to,
 )
-from trainstab.untrusted import UntrustedFileError, read_json_file
+from trainstab.untrusted import UntrustedFileError, parse_json, read_json_file, read_text_file
 
 FORMAT_VERSION = 1  # the "trainstab_baseline" field; bumped when the layout changes
 SIGNIFICANT_DIGITS = 4  # values are rounded so that diffs show changes, not float noise
@@ -298,6 +298,7 @@ class Baseline:
 
     path: Path
     data: dict[str, Any]
+    text: str = ""  # the file's text as read and validated (a rewrite is decided on it, never on a second read)
 
     @property
     def tolerances(self) -> dict[str, Tolerance]:
@@ -336,13 +337,14 @@ def read_baseline(path: Path, check: str, label: str | None = None) -> Baseline 
     if not path.exists():  # nothing there (or a file where the model's folder should be: the write reports it)
         return None
     try:
-        data = read_json_file(path, MAX_BYTES)
+        text = read_text_file(path, MAX_BYTES)
+        data = parse_json(text)
     except FileNotFoundError:  # removed since
         return None
     except UntrustedFileError as error:  # a pipe, a device, too big, not JSON, a duplicated key, a 400-digit number
         raise BaselineError(path, str(error)) from None
     _validate(path, data, check, label)
-    return Baseline(path, data)
+    return Baseline(path, data, text)
 
 
 def _quoted(text: str) -> str:

@@ -25,7 +25,6 @@ writes, and rebuilds it there with :meth:`Verdict.from_json`).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,8 +306,8 @@ def _held_to(
             comparisons=comparisons,
             drift=drift,
         )
-    # Compared as read and validated, not read again: the file could have been swapped since.
-    if policy.regen_all and old.data != json.loads(text):
+    # Compared with the text read and validated, not read again: the file could have been swapped since.
+    if policy.regen_all and old.text != text:
         writes = (FileWrite(str(path), text, "regenerated"), *clear)
         return _Held(
             "regenerated", f"regenerated {shown(path)}", writes, recorded=recorded, comparisons=comparisons, drift=drift

@@ -41,6 +41,11 @@ def read_json_file(path: Path, max_bytes: int, allow_nan: bool = False, owner_on
     them exactly); ``owner_only`` refuses a link or a file of another user (a private folder's files).
     Raises FileNotFoundError when there is no file.
     """
+    return parse_json(read_text_file(path, max_bytes, owner_only), allow_nan)
+
+
+def read_text_file(path: Path, max_bytes: int, owner_only: bool = False) -> str:
+    """The UTF-8 text of the regular file at ``path``, at most ``max_bytes`` long (see :func:`read_json_file`)."""
     flags = os.O_RDONLY | os.O_NONBLOCK | (os.O_NOFOLLOW if owner_only else 0)  # a named pipe opens, never waits
     try:
         handle = os.open(path, flags)
@@ -70,10 +75,9 @@ def read_json_file(path: Path, max_bytes: int, allow_nan: bool = False, owner_on
     if len(raw) > max_bytes:
         raise UntrustedFileError(f"is more than the {max_bytes} bytes such a file can be")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UntrustedFileError("is not UTF-8 text") from None
-    return parse_json(text, allow_nan)
 
 
 def parse_json(text: str, allow_nan: bool = False) -> Any:
