@@ -447,3 +447,22 @@ def ignore_sigterm_and_sleep(ready):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     open(ready, "w").close()
     time.sleep(600)
+
+
+class LayerScale(nn.Module):
+    """A learned per-channel scale on a residual branch (CaiT's LayerScale), started small."""
+
+    def __init__(self, width, scale):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((width,), scale))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+def bidirectional_layer_scale(size, scale=1e-5):
+    """An encoder whose attention branch starts scaled by ``scale``: its leak moves the logits by ~scale x 3e-2."""
+    model = Bidirectional(size)
+    for blk in model.blocks:
+        blk["o"] = nn.Sequential(blk["o"], LayerScale(size.width, scale))
+    return model

@@ -83,6 +83,8 @@ def test_causal_models_pass_the_exact_check(model):
         "bidirectional_zero_head",  # every logit exactly 0 at initialisation
         "bidirectional_zero_attention_output",  # attention adds exactly 0 at initialisation
         "offset_small_leak",  # logits + 1e4: a bound from |logit| (0.1) would pass its 1e-2 leak
+        "bidirectional_layer_scale[scale=1e-05]",  # LayerScale 1e-5: its leak, ~3e-7 of the spread, under 1e-5
+        "bidirectional_layer_scale[scale=0.0001]",
     ],
 )
 def test_a_leak_hidden_by_a_zero_initialised_layer_or_a_logit_offset_is_refused(model):

@@ -26,7 +26,7 @@ from trainstab.cli import main
 from trainstab.config import SweepConfig, TimeLimits
 from trainstab.errors import EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_PASSED, TrainstabError
 from trainstab.options import parse_options, time_limits
-from trainstab.sweep import _stop, _Watch, pool_context
+from trainstab.sweep import _stop, _Watch, pool_context, run_sweeps
 
 pytest_plugins = ["pytester"]
 
@@ -298,3 +298,22 @@ def test_under_pytest_a_slow_step_is_told_and_the_time_limit_fails_each_check_on
     # Trained once, not once per check: the model was built twice (the preflight's check, then the stack of one
     # LR), where a second training would build it again.
     assert len(pids.read_text().split()) == 2
+
+
+def test_a_stack_quiet_after_its_last_step_is_said_to_be_evaluating_not_on_a_step_past_the_end():
+    watch, clock, said = _watch([[0.01]])
+    watch.seen(0, 4)  # all 4 steps done; the held-out evaluation's forward counts no step
+    _look_until(watch, clock, 1.0)
+    assert said == [
+        (
+            1.0,
+            "model 'm': no step finished in the last 1.0 s (evaluating after its last step, 4 at lr "
+            "0.01); still training",
+        )
+    ]
+
+
+def test_the_library_refuses_a_time_limit_on_ray_as_the_front_ends_do():
+    config = SweepConfig(executor="ray")
+    with pytest.raises(TrainstabError, match="the time limit does not apply on the Ray executor"):
+        run_sweeps([config], limits=TimeLimits(time_limit_seconds=5.0))

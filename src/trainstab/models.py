@@ -390,25 +390,30 @@ def _check_model(name: str, config: ModelConfig, seed: int, batch_size: int) -> 
 #: qwen3_next, qwen2_moe, ...). A leak moves them by 3e-4 (hf:bert as an encoder, xlnet) to 3e-2 (a bidirectional
 #: mask) and 0.3 (a mask one position too wide).
 CAUSAL_TOLERANCE = 1e-5
-#: The standard deviation of the seeded normal values the causality check gives a parameter that is all zeros:
-#: a zero-initialised head or attention output projection (modded-nanogpt zero-inits both) makes every path
-#: through it 0 at initialisation, so a leak behind it would move nothing; GPT-2's init scale.
+#: The standard deviation of the seeded normal values the causality check gives a parameter whose entries are all
+#: smaller than :data:`CAUSAL_SMALL_PARAMETER`: a zero-initialised head or attention output projection
+#: (modded-nanogpt zero-inits both) makes every path through it 0 at initialisation, and a LayerScale or SkipInit
+#: scale of 1e-5 makes a leak behind it move the logits by ~3e-7 of their spread, under the tolerance; GPT-2's init.
 CAUSAL_ZERO_INIT_STD = 0.02
+#: Below this largest |entry| a parameter is a scale that starts (near) zero, not a weight: a trained-size weight's
+#: entries reach several times its init std (0.02 and up), a LayerScale starts at 1e-1 to 1e-6. From 1e-3 up, a
+#: leak behind it still moves the logits by ~3e-5 of their spread, above the tolerance.
+CAUSAL_SMALL_PARAMETER = 1e-3
 
 
 def _check_causal(name: str, model: nn.Module, idx: torch.Tensor, vocab_size: int, seed: int) -> None:
     """Refuse a model whose logits at a position change when a later token does (no causal mask, or a broken one).
 
     Its verdicts would mean nothing: a model that sees the token it predicts drives the loss towards zero.
-    Sequence b of ``idx`` (B, T), the training batch, gets the token at position t_b changed (the last position in
-    the first, random others drawn from ``seed``); its logits at every position before t_b must stay the same, to
-    within :data:`CAUSAL_TOLERANCE` of the spread of the sequence's logits. Bit for bit in nearly every model
-    measured (the reference, the tests/ and stability_tests/ factories, the hf: types): with a causal mask a later
-    key's attention weight is exactly 0 (exp of -inf, or of a large negative that underflows) and 0 x v adds
-    nothing. Not in a mixture of experts, whose rounding depends on which tokens each expert gets (see the
-    tolerance).
+    Sequence b of ``idx`` (B, T), a training-shaped batch of random token ids, gets the token at position t_b
+    changed (the last position in the first, random others drawn from ``seed``); its logits at every position
+    before t_b must stay the same, to within :data:`CAUSAL_TOLERANCE` of the spread of the sequence's logits.
+    Bit for bit in nearly every model measured (the reference, the tests/ and stability_tests/ factories, the
+    hf: types): with a causal mask a later key's attention weight is exactly 0 (exp of -inf, or of a large
+    negative that underflows) and 0 x v adds nothing. Not in a mixture of experts, whose rounding depends on
+    which tokens each expert gets (see the tolerance).
 
-    ``model`` is the throwaway build of :func:`_check_model`: its parameters that are all zeros are given small
+    ``model`` is the throwaway build of :func:`_check_model`: its parameters that are all (near) zero are given
     seeded values first (:data:`CAUSAL_ZERO_INIT_STD`), so a leak behind a zero-initialised layer shows.
     In training mode, as the model trains (a mask broken only in training is caught), both forwards drawing the
     same random numbers (dropout) from the same buffers. Without gradients: what the forward computes does not
@@ -418,7 +423,7 @@ def _check_causal(name: str, model: nn.Module, idx: torch.Tensor, vocab_size: in
     rows, length = idx.shape
     if length < 2 or vocab_size < 2:
         return  # no earlier position to compare, or no other token to change to
-    _fill_zero_parameters(model, seed)
+    _fill_small_parameters(model, seed)
     generator = torch.Generator().manual_seed(seed)
     # (B,) the position changed in each sequence: the last in the first (a leak from the last token only), then
     # positions 1..T-1 in a random order, repeated when B > T - 1 (position 0 has no earlier one to compare).
@@ -467,13 +472,16 @@ def _trained_module(model: nn.Module) -> nn.Module:
     return template if isinstance(template, nn.Module) else model
 
 
-def _fill_zero_parameters(model: nn.Module, seed: int) -> None:
-    """Give each parameter of ``model`` that is all zeros normal values of std :data:`CAUSAL_ZERO_INIT_STD`, drawn
-    from ``seed``, in place (a stack's stacked (M, ...) copies, which its forward reads; not its template's)."""
+def _fill_small_parameters(model: nn.Module, seed: int) -> None:
+    """Give each parameter of ``model`` whose entries are all below :data:`CAUSAL_SMALL_PARAMETER` (zeros, a small
+    LayerScale) normal values of std :data:`CAUSAL_ZERO_INIT_STD`, drawn from ``seed``, in place (a stack's stacked
+    (M, ...) copies, which its forward reads; not its template's). Causality is structural: no value makes a causal
+    model leak, and these make a non-causal one's leak show."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
-            if parameter.is_floating_point() and not bool(parameter.any()):
+            floating = parameter.is_floating_point() and parameter.numel() > 0
+            if floating and float(parameter.abs().amax()) < CAUSAL_SMALL_PARAMETER:
                 values = torch.randn(parameter.shape, generator=generator) * CAUSAL_ZERO_INIT_STD
                 parameter.copy_(values.to(parameter))
 

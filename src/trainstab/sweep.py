@@ -217,6 +217,10 @@ def run_sweeps(
     jobs = [(config, group) for config in configs for group in stacks(config.lrs)]
     total = sum(config.train.steps for config, _ in jobs)  # progress counts steps of stacks
     if first.executor == "ray":
+        if limits is not None and limits.time_limit_seconds is not None:  # the front ends refuse it first, too
+            raise TrainstabError(
+                "the time limit does not apply on the Ray executor yet; leave it out, or train on the local executor"
+            )
         from trainstab.ray_executor import run_stacks  # Ray is an optional extra, imported only when chosen
 
         member_runs, workers = run_stacks(jobs, train_stack, progress), 0
@@ -337,9 +341,15 @@ class _Watch:
             )
             return
         others = f"; {len(quiet) - 1} other stack(s) too" if len(quiet) > 1 else ""
+        # After its last step a stack evaluates the held-out batch (a forward with no step to count).
+        where = (
+            f"step {steps + 1} of {config.train.steps}"
+            if steps < config.train.steps
+            else f"evaluating after its last step, {config.train.steps}"
+        )
         self.say(
-            f"model {config.model_name!r}: no step finished in the last {waited} s (step {steps + 1} of "
-            f"{config.train.steps} at {_lrs(lrs)}{others}); still training"
+            f"model {config.model_name!r}: no step finished in the last {waited} s ({where} at {_lrs(lrs)}{others}); "
+            "still training"
         )
 
     @contextlib.contextmanager
