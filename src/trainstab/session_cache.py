@@ -158,10 +158,18 @@ def write_sweep(path: Path, result: SweepResult) -> None:
 
 def read_sweep(path: Path, config: SweepConfig) -> SweepResult | None:
     """The sweep stored at ``path`` for ``config``; None when there is none, or it is not exactly ``config``'s."""
+    return lookup_sweep(path, config)[0]
+
+
+def lookup_sweep(path: Path, config: SweepConfig) -> tuple[SweepResult | None, str]:
+    """The sweep stored at ``path`` for ``config`` (None when there is none or it cannot be used), and why an
+    entry there was not used ("" when it was, or there was none): the caller retrains it and says so."""
     try:
-        return load_sweep(path, config)
-    except (FileNotFoundError, UntrustedFileError):
-        return None  # missing, damaged or from another protocol: the caller trains it again
+        return load_sweep(path, config), ""
+    except FileNotFoundError:
+        return None, ""
+    except UntrustedFileError as error:  # damaged, planted or another protocol's: never judged
+        return None, str(error)
 
 
 def load_sweep(path: Path, config: SweepConfig) -> SweepResult:

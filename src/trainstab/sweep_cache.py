@@ -32,8 +32,7 @@ from pathlib import Path
 from trainstab.config import SweepConfig, resolved_config
 from trainstab.environment import trainstab_version
 from trainstab.results import SweepResult
-from trainstab.session_cache import CacheUse, load_sweep, write_sweep
-from trainstab.untrusted import UntrustedFileError
+from trainstab.session_cache import CacheUse, lookup_sweep, write_sweep
 
 FORMAT = 1  # bumped when what a key covers, or the file layout, changes
 
@@ -123,16 +122,9 @@ def cached_many(
     cannot be stored (a full disk) is still returned: the next run trains it again.
     """
     paths = [folder / f"sweep-{cache_key(config)}.json" for config in configs]
-    found: list[SweepResult | None] = []
-    stale: dict[int, str] = {}
-    for index, (path, config) in enumerate(zip(paths, configs, strict=True)):
-        try:
-            found.append(load_sweep(path, config))
-        except FileNotFoundError:
-            found.append(None)
-        except UntrustedFileError as error:  # damaged, planted or another protocol's: never judged
-            found.append(None)
-            stale[index] = str(error)
+    looked_up = [lookup_sweep(path, config) for path, config in zip(paths, configs, strict=True)]
+    found = [result for result, _ in looked_up]
+    stale = {index: why for index, (_, why) in enumerate(looked_up) if why}
     missing = [index for index, result in enumerate(found) if result is None]
     trained = dict(zip(missing, train([configs[index] for index in missing]), strict=True))
     unstored: dict[int, str] = {}

@@ -44,8 +44,7 @@ from trainstab.report import model_curves
 from trainstab.results import SweepResult
 from trainstab.scaling import Evidence
 from trainstab.session import Session, add_payload, current_item, session_of
-from trainstab.session_cache import CacheUse, load_sweep, write_sweep
-from trainstab.untrusted import UntrustedFileError
+from trainstab.session_cache import CacheUse, lookup_sweep, write_sweep
 
 __all__ = [  # ModelUnderTest lives in trainstab.options (shared with the CLI) and is re-exported here
     "CHECK_NAMES",
@@ -389,14 +388,12 @@ def cached_sweeps(config: pytest.Config, sweeps: list[SweepConfig]) -> list[Swee
             locks.enter_context(FileLock(str(session.private_folder() / f"{key}.json") + ".lock"))
         stale: dict[str, str] = {}  # why an entry there did not match its sweep: retrained, and the run says so
         for key in list(missing):
-            try:
-                session.sweeps[key] = load_sweep(session.private_folder() / f"{key}.json", missing[key])
-            except FileNotFoundError:
-                continue
-            except UntrustedFileError as error:  # damaged or planted: never judged
-                stale[key] = str(error)
-                continue
-            del missing[key]
+            result, why = lookup_sweep(session.private_folder() / f"{key}.json", missing[key])
+            if result is not None:
+                session.sweeps[key] = result
+                del missing[key]
+            elif why:  # damaged or planted: never judged
+                stale[key] = why
         batch = frozenset(missing)
         crashes = config.stash.setdefault(_CRASHES, {})
         if batch in crashes:  # training is deterministic: the same batch crashes the same way, so it trains once
