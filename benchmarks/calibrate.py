@@ -58,7 +58,14 @@ from zoo import ZOO, ZooModel  # noqa: E402
 from trainstab.checks import CheckResult, Thresholds, run_check  # noqa: E402
 from trainstab.errors import TrainstabError  # noqa: E402
 from trainstab.forecast import fit_log_log, forecast_attention_logits  # noqa: E402
-from trainstab.ladder import DEFAULT_WIDTHS, LadderResult, Rung, non_embedding_parameters, width_configs  # noqa: E402
+from trainstab.ladder import (  # noqa: E402
+    DEFAULT_WIDTHS,
+    LadderResult,
+    Rung,
+    depth_configs,
+    non_embedding_parameters,
+    width_configs,
+)
 from trainstab.options import ModelUnderTest, parse_options, sweep_config, thresholds  # noqa: E402
 from trainstab.registry import CHECK_NAMES  # noqa: E402
 from trainstab.results import (  # noqa: E402
@@ -98,7 +105,13 @@ class Measured:
 
 
 def _cache_key(
-    model: ZooModel, profile: str, seed: int, steps: int | None, lrs: str | None, width: int | None = None
+    model: ZooModel,
+    profile: str,
+    seed: int,
+    steps: int | None,
+    lrs: str | None,
+    width: int | None = None,
+    depth: int | None = None,
 ) -> str:
     """Everything that changes the numbers: model, protocol, seed, torch, the CPU kernels, the model's code."""
     module = model.name.partition(":")[0]
@@ -108,6 +121,8 @@ def _cache_key(
     parts = [model.label, profile, str(seed), str(steps), str(lrs), torch.__version__, kernels, code]
     if width is not None:  # a rung of the width ladder (the base width keeps its old key)
         parts.append(f"width={width}")
+    if depth is not None:  # a rung of the depth ladder
+        parts.append(f"depth={depth}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
@@ -136,10 +151,11 @@ def _from_dict(data: dict, sweep: SweepResult) -> SweepResult:  # type: ignore[t
 
 
 def measure(model: ZooModel, profile: str, seed: int, cache: Path, steps: int | None = None, lrs: str | None = None,  # type: ignore[no-untyped-def]
-            width: int | None = None):  # fmt: skip
+            width: int | None = None, depth: int | None = None):  # fmt: skip
     """The sweep of ``model`` (from the cache when there) and the battery's verdicts at the default bounds.
 
-    ``width``: the model at that width, heads scaled to keep the head dimension (a rung of the width ladder).
+    ``width``: the model at that width, heads scaled to keep the head dimension (a rung of the width ladder);
+    ``depth``: the model at that depth (a rung of the depth ladder).
     """
     raw = {"profile": ("profile", profile), "seed": ("seed", str(seed))}
     if steps is not None:
@@ -150,7 +166,9 @@ def measure(model: ZooModel, profile: str, seed: int, cache: Path, steps: int | 
     config = sweep_config(options, ModelUnderTest(model.name, model.overrides))
     if width is not None:
         (config,) = width_configs(config, (width,))
-    path = cache / f"{_cache_key(model, profile, seed, steps, lrs, width)}.json"
+    if depth is not None:
+        (config,) = depth_configs(config, (depth,))
+    path = cache / f"{_cache_key(model, profile, seed, steps, lrs, width, depth)}.json"
     placeholder = SweepResult(config, (), math.nan, math.nan, {}, 0.0)
     if path.exists():
         sweep = _from_dict(json.loads(path.read_text()), placeholder)
@@ -177,10 +195,11 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}" if math.isfinite(value) else str(value)
 
 
-def print_tables(measured: list[Measured], profile: str, seed: int) -> int:
+def print_tables(measured: list[Measured], profile: str, seed: int, width: int = 32) -> int:
     """The per-check confusion tables and margins; returns the number of misclassified verdicts and thin margins."""
     misclassified = 0
-    print(f"\n=== profile {profile}, seed {seed}: {len(measured)} zoo models ===")
+    at = "" if width == 32 else f", width {width}"
+    print(f"\n=== profile {profile}, seed {seed}{at}: {len(measured)} zoo models ===")
     print(f"{'check':<18} {'stable pass/fail':>16} {'cause pass/fail':>16} {'worst stable':>13} "
           f"{'mildest cause':>14} {'margin':>7}")  # fmt: skip
     for check in CHECK_NAMES:
@@ -261,6 +280,32 @@ def confirm_labels(cache: Path, seed: int) -> tuple[int, int]:
     return contradicted, known
 
 
+#: 4 stable and 4 unstable zoo models from 5 code paths (the reference, a hand-written GPT, minGPT's softmax,
+#: nn.MultiheadAttention, transformers): the widths too costly for the whole zoo (256, 512) train these.
+SUBSET = (
+    "reference",
+    "gpt_models:pre_ln_qk_norm",
+    "attention_models:mingpt_qk_norm",
+    "hf:olmo2",
+    "reference qk_layernorm=false",
+    "gpt_models:pre_ln",
+    "attention_models:mha",
+    "hf:llama",
+)
+#: Widths at or above this train the subset only.
+SUBSET_FROM_WIDTH = 256
+
+
+def battery_at_widths(cache: Path, widths: list[int], seed: int = 0) -> int:
+    """The battery's confusion tables on the zoo trained at each of ``widths`` (the subset from width 256)."""
+    wrong = 0
+    for width in widths:
+        models = [m for m in ZOO if width < SUBSET_FROM_WIDTH or m.label in SUBSET]
+        measured = [measure(m, "default", seed, cache, width=None if width == 32 else width) for m in models]
+        wrong += print_tables(measured, "default", seed, width)
+    return wrong
+
+
 KERNEL_SETS = ("native", "avx2", "default")  # native: this machine's best; the others as ATEN_CPU_CAPABILITY
 
 
@@ -301,13 +346,22 @@ def robustness(cache: Path, kernel_sets: list[str]) -> None:
 
 def width_ladder(model: ZooModel, widths: tuple[int, ...], seed: int, cache: Path) -> LadderResult:
     """The model's default-profile sweeps at ``widths`` (heads scaled to keep the head dimension), cached."""
+    return ladder(model, "width", widths, seed, cache)
+
+
+def ladder(model: ZooModel, axis: str, sizes: tuple[int, ...], seed: int, cache: Path) -> LadderResult:
+    """The model's default-profile sweeps at each width or depth of ``sizes``, cached.
+
+    The base size (width 32, depth 2) is the battery's sweep, under its old cache key.
+    """
+    base = 32 if axis == "width" else 2
     rungs = []
-    for width in widths:
-        # The base width is the battery's sweep, under its old cache key.
-        sweep = measure(model, "default", seed, cache, width=None if width == 32 else width).sweep
+    for size in sizes:
+        where = {} if size == base else {axis: size}
+        sweep = measure(model, "default", seed, cache, **where).sweep  # type: ignore[arg-type]
         parameters = non_embedding_parameters(sweep.config.model_name, sweep.config.model)
-        rungs.append(Rung(f"width={width}", parameters, sweep))
-    return LadderResult("width", tuple(rungs))
+        rungs.append(Rung(f"{axis}={size}", parameters, sweep))
+    return LadderResult(axis, tuple(sorted(rungs, key=lambda rung: rung.parameters)))
 
 
 def forecasts(cache: Path, seed: int = 0, check_width: int | None = None) -> int:
@@ -418,7 +472,18 @@ def main() -> None:
     parser.add_argument("--forecast", action="store_true", help="only the attention forecast on the width ladders")
     parser.add_argument("--check-width", type=int, help="with --forecast: also train this width, compare forecasts")
     parser.add_argument("--z-loss", action="store_true", help="only z_loss_effect: every model with and without")
+    parser.add_argument("--scaling", action="store_true", help="only the stability forecasts on the zoo's ladders")
+    parser.add_argument("--battery-widths", help="only the battery, on the zoo at these widths (e.g. 64,128,256)")
     args = parser.parse_args()
+    if args.scaling:
+        from calibrate_scaling import scaling_tables  # it imports this module
+
+        wrong = sum(scaling_tables(args.cache, int(seed)) for seed in args.seeds.split(","))
+        sys.exit(1 if wrong else 0)
+    if args.battery_widths:
+        wrong = battery_at_widths(args.cache, [int(w) for w in args.battery_widths.split(",")])
+        print(f"\n{wrong} misclassified verdicts over widths {args.battery_widths}")
+        sys.exit(1 if wrong else 0)
     if args.z_loss:
         z_loss_effects(args.cache)
         return

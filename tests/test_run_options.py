@@ -1,5 +1,7 @@
 """One option table, one typed RunOptions: what each option resolves to, and in which order they win."""
 
+import dataclasses
+
 import pytest
 
 from trainstab.checks import Thresholds
@@ -47,15 +49,21 @@ def test_an_unset_bound_keeps_the_records_default_and_a_set_one_reaches_every_re
     assert thresholds(RunOptions()) == Thresholds()
     assert scaling_thresholds(RunOptions()) == ScalingThresholds()
     assert scaling_plan(RunOptions()) == ScalingConfig()
-    options = RunOptions(max_lr=0.1, lr_sensitivity_bound=0.5, widths=(16, 32, 64))
+    options = RunOptions(max_lr=0.1, lr_sensitivity_bound=0.5, sensitivity_slope_bound=0.2, widths=(16, 32, 64))
     assert (thresholds(options).max_lr, scaling_thresholds(options).max_lr) == (0.1, 0.1)
-    assert (thresholds(options).lr_sensitivity, scaling_thresholds(options).lr_sensitivity) == (0.5, 0.5)
+    assert (thresholds(options).lr_sensitivity, scaling_thresholds(options).sensitivity_slope) == (0.5, 0.2)
     assert scaling_plan(options).widths == (16, 32, 64)
 
 
 def test_help_shows_each_records_default_where_they_differ():
     assert OPTION_BY_NAME["max-lr"].described().endswith("(default: 0.3)")
-    assert OPTION_BY_NAME["lr-sensitivity-bound"].described().endswith("(default: 1; the scaling checks: 0.3)")
+    assert OPTION_BY_NAME["lr-sensitivity-bound"].described().endswith("(default: 1)")
+    assert OPTION_BY_NAME["sensitivity-slope-bound"].described().endswith("(default: 0.1)")
+    # An option that sets fields of two records shows both defaults where they differ.
+    both = dataclasses.replace(
+        OPTION_BY_NAME["lr-sensitivity-bound"], sets=("battery.lr_sensitivity", "scaling.sensitivity_slope")
+    )
+    assert both.described().endswith("(default: 1; the scaling checks: 0.1)")
     assert OPTION_BY_NAME["target-params"].described().endswith("(default: 1e9)")
 
 

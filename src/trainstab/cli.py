@@ -84,7 +84,14 @@ from trainstab.overrides import apply_overrides
 from trainstab.process_state import ProcessState, warning_text
 from trainstab.progress import Reporter
 from trainstab.ray_address import check_cluster_reachable, keep_local_ray_on_loopback
-from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_CHECK_NAMES, report_order
+from trainstab.registry import (
+    CHECK_NAMES,
+    CHECKS,
+    MUP_CHECK_NAMES,
+    PAIRED_CHECK_NAMES,
+    STABILITY_FORECAST_NAMES,
+    report_order,
+)
 from trainstab.report import model_curves, write_report
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
 from trainstab.scaling import Evidence
@@ -223,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--checks",
         metavar="NAMES",
-        help=f"comma-separated checks (default: the battery, {', '.join(CHECK_NAMES)}); also the scaling checks "
-        f"{', '.join(SCALING_CHECK_NAMES)} and the paired {', '.join(PAIRED_CHECK_NAMES)}",
+        help=f"comma-separated checks (default: the battery, {', '.join(CHECK_NAMES)}); also the stability "
+        f"forecasts {', '.join(STABILITY_FORECAST_NAMES)}, the muP checks {', '.join(MUP_CHECK_NAMES)} (standard "
+        f"parameterisation fails them by design) and the paired {', '.join(PAIRED_CHECK_NAMES)}",
     )
     rewrite = check.add_mutually_exclusive_group()
     rewrite.add_argument("--update-baseline", action="store_true", help="rewrite missing or failing baselines")
@@ -406,7 +414,8 @@ CONFIGURES: dict[str, frozenset[str]] = {
     | {"attention_forecast", "eps_forecast", "z_loss_effect"},
     "attention-logit-bound": frozenset({"attention_logits"}),
     "log-z-bound": frozenset({"log_z"}),
-    "lr-sensitivity-bound": frozenset({"lr_sensitivity", "sensitivity_scaling"}),
+    "lr-sensitivity-bound": frozenset({"lr_sensitivity"}),
+    "sensitivity-slope-bound": frozenset({"sensitivity_scaling"}),
     "grad-rms-over-eps": frozenset({"grad_rms_vs_eps", "eps_forecast"}),
     "spike-score-bound": frozenset({"loss_spikes"}),
     "report-only": _BATTERY,  # narrowed to the checks it names and those report-only by default (_configured)

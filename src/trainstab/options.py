@@ -389,7 +389,13 @@ OPTIONS: tuple[Option, ...] = (
         "lr-sensitivity-bound",
         positive,
         "max LR sensitivity: gross problems; baselines gate the rest",
-        ("battery.lr_sensitivity", "scaling.lr_sensitivity"),
+        ("battery.lr_sensitivity",),
+    ),
+    Option(
+        "sensitivity-slope-bound",
+        non_negative,
+        "max growth of LR sensitivity per decade of parameters along a ladder (sensitivity_scaling)",
+        ("scaling.sensitivity_slope",),
     ),
     Option(
         "grad-rms-over-eps",
@@ -470,6 +476,7 @@ class RunOptions:
     attention_logit_bound: float | None = None
     log_z_bound: float | None = None
     lr_sensitivity_bound: float | None = None
+    sensitivity_slope_bound: float | None = None
     grad_rms_over_eps: float | None = None
     spike_score_bound: float | None = None
     report_only: frozenset[str] | None = None

@@ -47,6 +47,16 @@ class ScalingConfig:
     depths: tuple[int, ...] = DEFAULT_DEPTHS  # depth ladder, at the base width
     coordinates: CoordinateConfig = field(default_factory=CoordinateConfig)
 
+    @property
+    def confirmation_width(self) -> int:
+        """The rung trained when an attention forecast flags on a trend alone: twice the largest width."""
+        return 2 * max(self.widths)
+
+
+#: sensitivity_scaling's bound: LR sensitivity may grow at most this much per decade of parameters.
+SENSITIVITY_SLOPE = 0.1
+#: Why sensitivity_scaling only reports by default.
+SENSITIVITY_SCALING_REPORT_ONLY = "TBD"
 
 #: z_loss_effect: twins whose final losses differ by more than this (nats) went down different trajectories.
 SPLIT_LOSS = 0.05
@@ -65,9 +75,10 @@ class ScalingThresholds:
     max_lr: float = Thresholds.max_lr  # LRs of the grid looked at (as the battery's)
     attention_logit: float = ATTENTION_DIVERGENCE_LEVEL  # paper: every run above 1e4 diverged
     grad_rms_over_eps: float = Thresholds.grad_rms_over_eps  # as the battery: a 9% update shrink at 10x eps
-    # The paper's 0.3, not the battery's 1.0: the scaling checks are opt-in and compare one architecture family
-    # across its own sizes (calibrated on the reference's ladders); across architectures 0.3 does not separate.
-    lr_sensitivity: float = 0.3
+    # sensitivity_scaling: the most LR sensitivity may grow per decade of parameters along a ladder
+    # (calibrated on the zoo: benchmarks/calibrate.py --scaling), and whether it only reports.
+    sensitivity_slope: float = SENSITIVITY_SLOPE
+    sensitivity_scaling_report_only: bool = True
     lr_drift: float = 0.25  # max |d log10(optimal LR) / d log10(width)|; standard Adam's hidden layers: 1
     # z_loss_effect: z-loss must pull the final |log Z| toward 0 by at least this (nats, mean over the LRs),
     # and cost at most this much of the best final loss (calibrated on the zoo: benchmarks/calibrate.py --z-loss).
@@ -126,6 +137,15 @@ class Evidence:
         return run_ladder("width", width_configs(self.base, self.scaling.widths), self._sweeps)
 
     @functools.cached_property
+    def confirmed_width_ladder(self) -> LadderResult:
+        """The width ladder with one more rung at :attr:`ScalingConfig.confirmation_width`: trained only when a
+        forecast from the ladder flags on a trend alone (see :func:`check_attention_forecast`)."""
+        (extra,) = width_configs(self.base, (self.scaling.confirmation_width,))
+        (rung,) = run_ladder("width", [extra], self._sweeps).rungs
+        ladder = self.width_ladder
+        return LadderResult(ladder.axis, tuple(sorted((*ladder.rungs, rung), key=lambda r: r.parameters)))
+
+    @functools.cached_property
     def depth_ladder(self) -> LadderResult:
         """The base model's sweep at every depth of the plan."""
         return run_ladder("depth", depth_configs(self.base, self.scaling.depths), self._sweeps)
@@ -164,14 +184,6 @@ def _forecast_verdict(name: str, forecast: Forecast, hint: str, t: ScalingThresh
         if first.already_at is not None
         else f"forecast {first.forecast:.3g} at {forecast.forecast_parameters:.3g} parameters"
     )
-    if forecast.direction == "above" and all(f.already_at is None for f in flagged) and len(forecast.parameters) < 4:
-        # Only a trend says so. On the zoo (benchmarks/calibrate.py --forecast) 1 of 9 stable models was flagged
-        # that way from widths 32/48/64 (hf:olmo2 at LR 0.3: 83.6, 140, 405; 197 measured at width 128), and
-        # none from 32/48/64/128.
-        hint += (
-            "; this rests on a trend over 3 sizes, which can bend: confirm with a 4th, larger one "
-            f"({t.flags}widths 32,48,64,128)"
-        )
     message = (
         f"{forecast.metric} crosses {forecast.level:.3g} at lr={first.lr:g} ({where}) and at "
         f"{len(flagged) - 1} more LR(s): {hint}\n{forecast.describe(t.flags)}"
@@ -180,11 +192,34 @@ def _forecast_verdict(name: str, forecast: Forecast, hint: str, t: ScalingThresh
 
 
 def check_attention_forecast(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
-    """No LR up to ``max_lr`` is forecast to pass the attention-logit level at the target size."""
-    forecast = forecast_attention_logits(
-        evidence.width_ladder, t.target_parameters, t.attention_logit, t.max_lr, max_decades=t.max_extrapolation_decades
+    """No LR up to ``max_lr`` is forecast to pass the attention-logit level at the target size.
+
+    A flag that rests on a trend alone (no size measured at the level) is confirmed on one more rung, twice the
+    largest width, before it fails: three sizes span 0.6 decades, and on the zoo one stable model's clean rise
+    there (hf:olmo2 at LR 0.3: 83.6, 140, 405) bent at the next size (197 at width 128; benchmarks/calibrate.py
+    --scaling). The verdict is the forecast from all four sizes.
+    """
+    advice = attention_advice(evidence.base, t.flags)
+
+    def forecast_from(ladder: LadderResult) -> Forecast:
+        return forecast_attention_logits(
+            ladder, t.target_parameters, t.attention_logit, t.max_lr, max_decades=t.max_extrapolation_decades
+        )
+
+    forecast = forecast_from(evidence.width_ladder)
+    on_trend_alone = bool(forecast.flagged) and all(f.already_at is None for f in forecast.flagged)
+    if not on_trend_alone or evidence.scaling.confirmation_width <= max(evidence.scaling.widths):
+        return _forecast_verdict("attention_forecast", forecast, advice, t)
+    width = evidence.scaling.confirmation_width
+    confirmed = forecast_from(evidence.confirmed_width_ladder)
+    result = _forecast_verdict("attention_forecast", confirmed, advice, t)
+    first = min(forecast.flagged, key=lambda f: f.lr)
+    why = (
+        f"the ladder's trend flagged lr={first.lr:g} (forecast {first.forecast:.3g} at "
+        f"{forecast.forecast_parameters:.3g} parameters), so width {width} was trained to confirm it: "
+        + ("the trend held" if not result.passed else "the trend did not hold")
     )
-    return _forecast_verdict("attention_forecast", forecast, attention_advice(evidence.base, t.flags), t)
+    return dataclasses.replace(result, message=f"{why}; {result.message}")
 
 
 def attention_advice(base: SweepConfig, flags: str = Thresholds.flags) -> str:
@@ -217,25 +252,51 @@ def sensitivity_slope(ladder: LadderResult) -> float:
     return statistics.linear_regression(x, [rung.sweep.lr_sensitivity for rung in ladder.rungs]).slope
 
 
+def _sensitivities(ladder: LadderResult) -> str:
+    """``width=32 (2.5e4 parameters): 0.197, ...``: each rung's LR sensitivity, with its size."""
+    return ", ".join(f"{r.label} ({r.parameters:.2g} parameters): {r.sweep.lr_sensitivity:.3f}" for r in ladder.rungs)
+
+
 def check_sensitivity_scaling(evidence: Evidence, t: ScalingThresholds) -> CheckResult:
-    """LR sensitivity stays under the bound at every rung of both ladders."""
-    rungs = [*evidence.width_ladder.rungs, *evidence.depth_ladder.rungs]
-    worst = max(rungs, key=lambda rung: rung.sweep.lr_sensitivity)
-    value = worst.sweep.lr_sensitivity
+    """LR sensitivity does not grow with size: along each ladder, its least-squares slope per decade of
+    non-embedding parameters stays at or below ``sensitivity_slope``.
+
+    What the paper measured (LR sensitivity against model size, with and without each remedy), not the worst
+    value at any rung: the smallest rung is the least trained, and its high sensitivity is no sign of trouble at
+    scale. A gross problem at the base size is the battery's ``lr_sensitivity``. Report-only by default
+    (``SENSITIVITY_SCALING_REPORT_ONLY`` says why).
+    """
+    ladders = (evidence.width_ladder, evidence.depth_ladder)
+    slopes = {ladder.axis: sensitivity_slope(ladder) for ladder in ladders}
+    steepest = max(ladders, key=lambda ladder: slopes[ladder.axis])
+    slope = slopes[steepest.axis]
     table = "; ".join(
-        f"{ladder.axis}: "
-        + ", ".join(f"{r.label.split('=')[1]}: {r.sweep.lr_sensitivity:.3f}" for r in ladder.rungs)
-        + f" (slope {sensitivity_slope(ladder):+.3f} per decade of parameters)"
-        for ladder in (evidence.width_ladder, evidence.depth_ladder)
+        f"{ladder.axis}: {_sensitivities(ladder)} (slope {slopes[ladder.axis]:+.3f})" for ladder in ladders
     )
-    passed = value <= t.lr_sensitivity
-    message = (
-        f"LR sensitivity <= {t.lr_sensitivity:g} at every size ({table})"
-        if passed
-        else f"LR sensitivity {value:.4f} at {worst.label} is above {t.lr_sensitivity:g} ({table}): the model gets "
-        "harder to tune as it grows; consider qk-layernorm, z-loss, a longer warm-up or independent weight decay"
+    passed = slope <= t.sensitivity_slope
+    if passed:
+        trend = "falls" if slope < 0 else "grows by at most"
+        message = (
+            f"LR sensitivity {trend} {abs(slope):.3f} per decade of parameters along the {steepest.axis} ladder "
+            f"(bound {t.sensitivity_slope:+g}; {table})"
+        )
+    else:
+        largest = steepest.rungs[-1]
+        message = (
+            f"LR sensitivity grows with size along the {steepest.axis} ladder: {slope:+.3f} per decade of "
+            f"parameters (bound {t.sensitivity_slope:+g}), to {largest.sweep.lr_sensitivity:.3f} at its largest "
+            f"rung, {largest.label} ({largest.parameters:.3g} parameters) ({table}): the model gets harder to tune "
+            "as it grows; consider qk-layernorm, z-loss, a longer warm-up or independent weight decay"
+        )
+    if t.sensitivity_scaling_report_only:
+        if passed:
+            message += " (report-only)"
+        else:
+            message += f" [report-only, so the test passes: {SENSITIVITY_SCALING_REPORT_ONLY}]"
+    lr = steepest.rungs[-1].sweep.best_lr
+    return CheckResult(
+        "sensitivity_scaling", passed, slope, t.sensitivity_slope, lr, message, not t.sensitivity_scaling_report_only
     )
-    return CheckResult("sensitivity_scaling", passed, value, t.lr_sensitivity, worst.sweep.best_lr, message)
 
 
 def optimal_lr(sweep: SweepResult) -> float:
@@ -392,16 +453,27 @@ SWEEPS_READ: dict[str, tuple[str, ...]] = {
 }
 
 
-#: The scaling checks, in the order they are reported (after the battery). No baselines: they gate on bounds.
-SCALING_CHECKS: dict[str, Check] = {
+#: The stability forecasts: will the trend of the ladder stay stable at the target size? What a model in any
+#: parameterisation should pass.
+STABILITY_FORECASTS: dict[str, Check] = {
     check.name: check
     for check in (
         Check("attention_forecast", check_attention_forecast, (), "scaling"),
         Check("eps_forecast", check_eps_forecast, (), "scaling"),
         Check("sensitivity_scaling", check_sensitivity_scaling, (), "scaling"),
+    )
+}
+#: The µP checks: assert µP behaviour (the optimal LR and activation scale independent of width); a model in
+#: standard parameterisation fails them by design.
+MUP_CHECKS: dict[str, Check] = {
+    check.name: check
+    for check in (
         Check("lr_transfer", check_lr_transfer, (), "scaling"),
         Check("coordinates", check_coordinates, (), "scaling"),
     )
 }
+#: The scaling checks (both groups), in the order they are reported (after the battery). No baselines: they
+#: gate on bounds.
+SCALING_CHECKS: dict[str, Check] = {**STABILITY_FORECASTS, **MUP_CHECKS}
 #: Checks that train the model twice, with and without a remedy, and hold the difference: opt in by name.
 PAIRED_CHECKS: dict[str, Check] = {"z_loss_effect": Check("z_loss_effect", check_z_loss_effect, (), "scaling")}

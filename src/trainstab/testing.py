@@ -39,7 +39,14 @@ from trainstab.environment import trainstab_version
 from trainstab.errors import Crash, Inconclusive, ModelCrashed, TrainstabError, TrainstabWarning
 from trainstab.gate import Verdict, judge
 from trainstab.options import ModelUnderTest, scaling_plan, sweep_config, time_limits
-from trainstab.registry import CHECK_NAMES, CHECKS, PAIRED_CHECK_NAMES, SCALING_CHECK_NAMES
+from trainstab.registry import (
+    CHECK_NAMES,
+    CHECKS,
+    MUP_CHECK_NAMES,
+    PAIRED_CHECK_NAMES,
+    SCALING_CHECK_NAMES,
+    STABILITY_FORECAST_NAMES,
+)
 from trainstab.report import model_curves
 from trainstab.results import SweepResult
 from trainstab.scaling import Evidence
@@ -48,8 +55,10 @@ from trainstab.session_cache import CacheUse, lookup_sweep, write_sweep
 
 __all__ = [  # ModelUnderTest lives in trainstab.options (shared with the CLI) and is re-exported here
     "CHECK_NAMES",
+    "MUP_CHECK_NAMES",
     "PAIRED_CHECK_NAMES",
     "SCALING_CHECK_NAMES",
+    "STABILITY_FORECAST_NAMES",
     "CheckFailed",
     "ModelUnderTest",
     "StabilityCheck",

@@ -1,0 +1,181 @@
+"""Calibrate the scaling tier on the zoo: the stability forecasts at their defaults, with confusion tables.
+
+    python benchmarks/calibrate.py --scaling [--seeds 0] [--cache DIR]
+
+Every zoo model's width ladder (32, 48, 64) and depth ladder (1, 2, 4) at the
+default profile, read from the calibration cache (trained there when
+missing), goes through ``attention_forecast``, ``eps_forecast`` and
+``sensitivity_scaling`` exactly as the plugin runs them (``scaling.Evidence``
+with the zoo's sweeps; a confirmation rung at width 128 is trained when
+``attention_forecast`` asks for one). Labels come from the zoo, not from the
+checks:
+
+- ``attention_forecast``: a stable model must pass; a model labelled
+  ``attention growth`` must fail (a post-LN model is labelled from its
+  construction, its 800-step run does not confirm it: a miss there is
+  printed, marked so).
+- ``eps_forecast``: the paper measured gradient RMS falling to AdamW's eps
+  1e-8 at about 1e9 parameters, and eps 1e-15 as the fix. Every model is
+  judged twice on the same ladders: at its eps 1e-8 (expected to fail at the
+  1e9 target) and at eps 1e-15's level (must pass). The second judges the
+  runs trained at eps 1e-8 against 10 x 1e-15: at the gradient RMS these sizes
+  have (1e-6 and up) eps 1e-8 moves an Adam update by at most 1%.
+- ``sensitivity_scaling``: a stable model must pass; a model whose LR
+  sensitivity is expected to grow with size (``SENSITIVITY_GROWS``) must fail.
+
+Printed per check: pass/fail counts per label, the worst stable value, the
+mildest value of a model with the problem, and the margin between them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from calibrate import MIN_MARGIN, ZOO, ZooModel, measure
+
+from trainstab.checks import CheckResult
+from trainstab.config import SweepConfig
+from trainstab.results import SweepResult
+from trainstab.scaling import (
+    Evidence,
+    ScalingConfig,
+    ScalingThresholds,
+    check_attention_forecast,
+    check_eps_forecast,
+    check_sensitivity_scaling,
+)
+
+BASE_WIDTH, BASE_DEPTH = 32, 2
+#: The eps the paper recommends at scale; the zoo trains at AdamW's default 1e-8.
+SMALL_EPS, DEFAULT_EPS = 1e-15, 1e-8
+
+
+def zoo_sweeps(model: ZooModel, seed: int, cache: Path) -> Callable[[list[SweepConfig]], list[SweepResult]]:
+    """The sweeps a check asks for, read from (or trained into) the calibration cache, by width and depth."""
+
+    def sweeps(configs: list[SweepConfig]) -> list[SweepResult]:
+        results = []
+        for config in configs:
+            where = {}
+            if config.model.width != BASE_WIDTH:
+                where["width"] = config.model.width
+            if config.model.depth != BASE_DEPTH:
+                where["depth"] = config.model.depth
+            if len(where) > 1:
+                raise ValueError(f"a rung changes width and depth at once: {where}")
+            results.append(measure(model, "default", seed, cache, **where).sweep)
+        return results
+
+    return sweeps
+
+
+def evidence_of(model: ZooModel, seed: int, cache: Path) -> Evidence:
+    """The model's :class:`Evidence` at the default ladders, over the calibration cache."""
+    base = measure(model, "default", seed, cache).sweep.config
+    return Evidence(base, ScalingConfig(), zoo_sweeps(model, seed, cache))
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One check's verdicts over the zoo, split by label."""
+
+    check: str
+    stable: list[tuple[ZooModel, CheckResult]]  # must pass
+    cause: list[tuple[ZooModel, CheckResult]]  # must fail
+    higher_is_worse: bool = True
+
+
+def _value(result: CheckResult, higher_is_worse: bool) -> float:
+    """The check's value, as a number a margin can be taken of (a crossing at a measured size is infinite)."""
+    value = result.value
+    if math.isnan(value):
+        return math.inf if higher_is_worse else 0.0
+    return value
+
+
+def print_row(row: Row) -> int:
+    """Print one check's confusion counts and margin; return its misclassified verdicts (and a thin margin)."""
+    stable_fail = [(m, r) for m, r in row.stable if not r.passed]
+    cause_pass = [(m, r) for m, r in row.cause if r.passed]
+    pick_worst, pick_mildest = (max, min) if row.higher_is_worse else (min, max)
+    worst = pick_worst((_value(r, row.higher_is_worse) for _, r in row.stable), default=math.nan)
+    mildest = pick_mildest((_value(r, row.higher_is_worse) for _, r in row.cause), default=math.nan)
+    bound = row.stable[0][1].bound if row.stable else math.nan
+    # The margin is how far the bound sits inside the gap: the worse of (bound over worst stable) and
+    # (mildest cause over bound), each as a ratio >= 1 when on the right side.
+    if row.higher_is_worse:
+        sides = (bound / worst if worst > 0 else math.inf, mildest / bound if bound > 0 else math.inf)
+    else:
+        sides = (worst / bound if bound > 0 else math.inf, bound / mildest if mildest > 0 else math.inf)
+    margin = min(sides)
+    thin = bool(row.cause) and not margin >= MIN_MARGIN
+    print(
+        f"{row.check:<32} {len(row.stable) - len(stable_fail):>6}/{len(stable_fail):<6} "
+        f"{len(row.cause) - len(cause_pass):>6}/{len(cause_pass):<6} {worst:>12.3g} {bound:>9.3g} {mildest:>12.3g} "
+        f"{margin:>7.3g}{f'  margin below {MIN_MARGIN:g}x' if thin else ''}"
+    )
+    for m, r in stable_fail:
+        print(f"    false alarm: {m.label}: {r.message.splitlines()[0][:220]}")
+    for m, r in cause_pass:
+        marked = f" (unconfirmed: {m.unconfirmed})" if m.unconfirmed else ""
+        print(f"    missed: {m.label} ({m.problem}){marked}: {r.message.splitlines()[0][:200]}")
+    return len(stable_fail) + len([1 for m, _ in cause_pass if not m.unconfirmed]) + thin
+
+
+#: Models whose LR sensitivity is expected to grow with size: see stability_tests/zoo.py (SENSITIVITY_ZOO).
+def sensitivity_grows(model: ZooModel) -> bool:
+    """Whether the zoo labels ``model``'s LR sensitivity as growing with size."""
+    return model.problem == "sensitivity growth"
+
+
+def scaling_tables(cache: Path, seed: int, models: tuple[ZooModel, ...] = ZOO) -> int:
+    """The scaling tier's confusion tables on the zoo; returns the misclassified verdicts and thin margins."""
+    t = ScalingThresholds()
+    small_eps = dataclasses.replace(t, grad_rms_over_eps=t.grad_rms_over_eps * SMALL_EPS / DEFAULT_EPS)
+    attention, eps_default, eps_small, sensitivity = [], [], [], []
+    per_model = []
+    for model in models:
+        evidence = evidence_of(model, seed, cache)
+        a = check_attention_forecast(evidence, t)
+        e8 = check_eps_forecast(evidence, t)
+        e15 = check_eps_forecast(evidence, small_eps)
+        s = check_sensitivity_scaling(evidence, t)
+        attention.append((model, a))
+        eps_default.append((model, e8))
+        eps_small.append((model, e15))
+        sensitivity.append((model, s))
+        per_model.append((model, a, e8, e15, s))
+    print(f"\n=== scaling tier at its defaults (widths 32,48,64; depths 1,2,4; target {t.target_parameters:.0e}), "
+          f"seed {seed}: {len(models)} zoo models ===")  # fmt: skip
+    print(f"{'check':<32} {'stable pass/fail':>13} {'cause pass/fail':>13} {'worst stable':>12} {'bound':>9} "
+          f"{'mildest cause':>12} {'margin':>7}")  # fmt: skip
+    rows = [
+        Row(
+            "attention_forecast",
+            [(m, r) for m, r in attention if m.stable],
+            [(m, r) for m, r in attention if m.problem == "attention growth"],
+        ),
+        Row(
+            f"eps_forecast (eps {SMALL_EPS:g} / {DEFAULT_EPS:g})",
+            [(m, r) for m, r in eps_small],
+            [(m, r) for m, r in eps_default],
+            higher_is_worse=False,
+        ),
+        Row(
+            "sensitivity_scaling",
+            [(m, r) for m, r in sensitivity if m.stable],
+            [(m, r) for m, r in sensitivity if sensitivity_grows(m)],
+        ),
+    ]
+    wrong = sum(print_row(row) for row in rows)
+    print("\nper model: attention_forecast | eps_forecast at 1e-8 | sensitivity_scaling")
+    for model, a, e8, _, s in per_model:
+        tag = "stable" if model.stable else model.problem or ""
+        print(f"  {model.label:<44} {tag:<18} {a.verdict:<4} {_value(a, True):9.3g} | {e8.verdict:<4} "
+              f"{e8.value:9.3g} | {s.verdict:<4} {s.value:+.3f}")  # fmt: skip
+        print(f"      {s.message.splitlines()[0][:260]}")
+    print(f"\n{wrong} misclassified scaling verdicts (and margins below {MIN_MARGIN:g}x)")
+    return wrong
