@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from test_capture_in_a_user_repo import README, readme_block
+from trainstab.testing import STABILITY_FORECAST_NAMES
 
 pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
 
@@ -191,3 +192,15 @@ def _trainstab(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(folder)}
     command = [sys.executable, "-m", "trainstab", *args]
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_the_readmes_scaling_example_asks_for_the_stability_forecasts_alone(project):
+    # Collected, not trained (the stability tier trains the scaling checks on zoo models): the README's block runs
+    # as written in a user's project and asks for the three stability forecasts, none of the µP checks.
+    (project.path / "stability" / "test_scaling.py").write_text(readme_block("# stability/test_scaling.py"))
+    result = project.runpytest_subprocess("--collect-only", "-q", "-p", "no:cacheprovider", "stability/test_scaling.py")
+    result.stdout.fnmatch_lines(
+        [f"*test_scaling.py::test_stable_at_scale*{check}*" for check in STABILITY_FORECAST_NAMES]
+        + ["3 tests collected*"]
+    )
+    assert "lr_transfer" not in result.stdout.str() and "coordinates" not in result.stdout.str()

@@ -58,12 +58,12 @@ def test_an_unset_bound_keeps_the_records_default_and_a_set_one_reaches_every_re
 def test_help_shows_each_records_default_where_they_differ():
     assert OPTION_BY_NAME["max-lr"].described().endswith("(default: 0.3)")
     assert OPTION_BY_NAME["lr-sensitivity-bound"].described().endswith("(default: 1)")
-    assert OPTION_BY_NAME["sensitivity-slope-bound"].described().endswith("(default: 0.1)")
+    assert OPTION_BY_NAME["sensitivity-slope-bound"].described().endswith("(default: 0.25)")
     # An option that sets fields of two records shows both defaults where they differ.
     both = dataclasses.replace(
         OPTION_BY_NAME["lr-sensitivity-bound"], sets=("battery.lr_sensitivity", "scaling.sensitivity_slope")
     )
-    assert both.described().endswith("(default: 1; the scaling checks: 0.1)")
+    assert both.described().endswith("(default: 1; the scaling checks: 0.25)")
     assert OPTION_BY_NAME["target-params"].described().endswith("(default: 1e9)")
 
 

@@ -220,14 +220,20 @@ def gradient_rms_floor(run: RunResult, warmup_steps: int) -> float:
     """The smallest per-tensor gradient RMS of a run, each tensor's taken as its median after warm-up.
 
     The median over probes keeps one quiet step from deciding the trend; the
-    minimum over tensors is the layer that reaches epsilon first.
+    minimum over tensors is the layer that reaches epsilon first. Tensors with
+    no learning signal (:func:`no_signal_tensors`, such as a key bias) are left
+    out, as the battery's ``grad_rms_vs_eps`` leaves them out: their gradient is
+    rounding at every size (minGPT with qk-norm: about 5e-11 at widths 32 to
+    64), which no epsilon can stall and no trend of size describes.
     """
+    first = _gradients_at_init(run)
+    floor = NO_SIGNAL * max(first.values(), default=0.0)
     series: dict[str, list[float]] = {}
     for snapshot in run.history:
         if snapshot[STEP] < warmup_steps:
             continue
         for key, value in snapshot.items():
-            if key.startswith(GRAD_RMS_OF) and value > 0:
+            if key.startswith(GRAD_RMS_OF) and value > 0 and not first.get(key, math.inf) < floor:
                 series.setdefault(key, []).append(value)
     return min((statistics.median(values) for values in series.values()), default=math.nan)
 
