@@ -9,6 +9,7 @@ from trainstab.checks import (
     Thresholds,
     check_attention_logits,
     check_grad_rms_vs_eps,
+    check_log_z,
     check_lr_sensitivity,
     check_parameters_move,
     run_check,
@@ -242,3 +243,40 @@ def test_an_ignore_pattern_that_matches_no_parameter_is_refused_with_the_closest
             TrainstabError, match=r"pattern 'unused_sacle' matches no parameter.*closest are unused_scale"
         ):
             check(sweep, Thresholds(ignore_params=("unused_scale", "unused_sacle")))
+
+
+# --- log_z: where training starts and leaves the output logits, not a transient excursion --------------------------
+
+
+def _log_z_run(lr: float, extremes: list[float]) -> RunResult:
+    """A run whose probes have these |log Z| extremes over the tokens (the max; mean and min below it)."""
+    history = tuple(
+        {"step": 10.0 * i, "output/log_z/mean": x - 1.0, "output/log_z/min": x - 2.0, "output/log_z/max": x}
+        for i, x in enumerate(extremes)
+    )
+    return dataclasses.replace(_run(lr), history=history)
+
+
+def test_a_transient_excursion_of_log_z_mid_run_passes():
+    # Width 256, LR 0.3: every qk-norm model's log Z rose to 27-37 and came back near 5 (issue 28).
+    result = check_log_z(_sweep(_log_z_run(0.3, [6.5, 12.0, 33.0, 18.0, 5.6])), Thresholds())
+    assert result.passed and result.value == pytest.approx(6.5)
+    assert "at initialisation and after training within 6.5" in result.message
+
+
+def test_a_gross_init_fails_and_is_named_as_the_init():
+    # The zoo's 10x init: |log Z| ~35 at initialisation, trained back to ~6.
+    result = check_log_z(_sweep(_log_z_run(0.01, [35.3, 20.0, 9.0, 6.3])), Thresholds())
+    assert not result.passed and result.value == pytest.approx(35.3)
+    assert "start far from 0: |log Z| 35.3 at initialisation" in result.message and "z-loss" not in result.message
+
+
+def test_a_drift_that_lasts_to_the_end_of_training_fails_and_points_to_z_loss():
+    result = check_log_z(_sweep(_log_z_run(0.1, [6.4, 9.0, 16.0, 24.0])), Thresholds())
+    assert not result.passed and result.value == pytest.approx(24.0)
+    assert "drifted: |log Z| 24 after training at lr=0.1" in result.message and "z-loss 1e-4" in result.message
+
+
+def test_a_run_that_ends_in_non_finite_probes_is_judged_on_its_last_finite_one():
+    result = check_log_z(_sweep(_log_z_run(0.3, [6.4, 25.0, math.inf])), Thresholds())
+    assert not result.passed and result.value == pytest.approx(25.0)

@@ -11,8 +11,12 @@ below are over all of them (``benchmarks/calibrate.py --robustness``):
 - attention logits: 1e3, where the paper saw forcing the max attention logit
   already hurt the loss (runs above 1e4 all diverged). Zoo: stable models
   reach at most 204, models without qk-norm at least 2.1e3 (10x apart);
-- log Z: 20. Zoo: stable models reach at most 15.2; a 10x init and a 30x
-  output head at least 35.3 (2.3x apart);
+- log Z: 20, read at initialisation and at the last probe (where training
+  leaves the output logits). Zoo (seed 0, widths 32 to 256,
+  ``calibrate.py --battery-widths``): stable models at most LOGZ_STABLE, a 10x
+  init and a 30x output head at least LOGZ_CAUSE. Read at every probe, as
+  before, stable models reached 15.2 at width 32 over the matrix below, and
+  transient excursions of 27 to 37 mid-run at width 256 (they come back);
 - LR sensitivity: 1.0, for gross problems only. The paper's measure is
   comparative (one model with and without an intervention); across
   architectures at 200 steps the under-trained low-LR runs dominate it, and
@@ -53,7 +57,7 @@ from trainstab.results import (
     SweepResult,
     dead_tensors,
     ignored,
-    max_abs_log_z,
+    log_z_at_the_ends,
     no_signal_tensors,
     parameter_names,
     runs_up_to,
@@ -196,20 +200,29 @@ def check_attention_logits(sweep: SweepResult, t: Thresholds) -> CheckResult:
 
 
 def check_log_z(sweep: SweepResult, t: Thresholds) -> CheckResult:
-    """|log Z| of the output logits stays within the bound at every probe."""
-    worst_value, worst_lr = 0.0, None
+    """|log Z| of the output logits is within the bound at initialisation and where training leaves it
+    (:func:`~trainstab.results.log_z_at_the_ends`): a gross init or a lasting drift, not a transient excursion."""
+    worst_value, worst_run = 0.0, None
     for run in runs_up_to(sweep, t.max_lr):
-        extreme = max_abs_log_z(run)
+        extreme = log_z_at_the_ends(run)
         if extreme > worst_value:
-            worst_value, worst_lr = extreme, run.lr
+            worst_value, worst_run = extreme, run
     passed = worst_value <= t.log_z
-    z = sweep.config.train.z_loss
-    message = (
-        f"|log Z| stayed within {worst_value:.3g} <= {t.log_z:g}"
-        if passed
-        else f"output logits drifted: |log Z| reached {worst_value:.3g} at lr={worst_lr:g} (bound {t.log_z:g}); "
-        f"z_loss is {z:g}: consider z-loss 1e-4 or weight decay (override with {t.flags}log-z-bound)"
-    )
+    worst_lr = worst_run.lr if worst_run is not None else None
+    if passed:
+        message = f"|log Z| at initialisation and after training within {worst_value:.3g} <= {t.log_z:g}"
+    elif worst_run is not None and log_z_at_the_ends(replace(worst_run, history=worst_run.history[:1])) >= worst_value:
+        message = (
+            f"output logits start far from 0: |log Z| {worst_value:.3g} at initialisation (bound {t.log_z:g}; "
+            "ln V for uniform logits): the output head or the weights are initialised too large (a weight scale, "
+            f"a head multiplier); check their init (override with {t.flags}log-z-bound)"
+        )
+    else:
+        message = (
+            f"output logits drifted: |log Z| {worst_value:.3g} after training at lr={worst_lr:g} (bound "
+            f"{t.log_z:g}); z_loss is {sweep.config.train.z_loss:g}: consider z-loss 1e-4 or weight decay "
+            f"(override with {t.flags}log-z-bound)"
+        )
     return CheckResult("log_z", passed, worst_value, t.log_z, worst_lr, message)
 
 

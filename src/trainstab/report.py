@@ -32,7 +32,8 @@ HTML_NAME = "trainstab-report.html"
 def model_curves(label: str, sweep: SweepResult) -> dict[str, Any]:
     """What the model's figure draws: loss and max attention logit per LR, log Z over steps per LR.
 
-    Each LR's log Z series holds the mean and the max |log Z| per probe: the check reads the max.
+    Each LR's log Z series holds the mean and the max |log Z| per probe: the check reads the max at the first
+    and the last probe (where training starts and leaves the output logits).
     """
     runs = sweep.runs
     return {
@@ -107,7 +108,7 @@ def _attention_panel(ax: Axes, curve: dict[str, Any]) -> None:
 
 
 def _log_z_panel(ax: Axes, curve: dict[str, Any]) -> None:
-    """The max |log Z| of the output logits over training (what the log_z check reads), one line per LR."""
+    """The max |log Z| of the output logits over training, one line per LR (the log_z check reads its two ends)."""
     for lr, series in curve["log_z"].items():
         ax.plot(series["steps"], _gaps(series["max_abs"]), label=f"lr={lr}")
     label_axes(ax, "step", "max |log Z| over the batch", "max |log Z| over steps", logx=None, legend=7, ncol=2)

@@ -141,6 +141,22 @@ def runs_up_to(sweep: SweepResult, max_lr: float) -> list[RunResult]:
     return [run for run in sweep.runs if up_to(run.lr, max_lr)]
 
 
+def log_z_at_the_ends(run: RunResult) -> float:
+    """The largest |log Z| over the tokens of the first probe (initialisation) and of the last finite one.
+
+    Where training starts the output logits and where it leaves them: a gross init (10x weights, a 30x head)
+    shows at the first, a drift that stays at the last. A transient excursion mid-run does neither: at width
+    256 every qk-norm model's log Z rose to 27-37 at LR 0.3 and came back near 5, where at width 32 it stays
+    under ~16 (benchmarks/calibrate.py --battery-widths). 0 if no probe is finite.
+    """
+    extremes = [max(abs(h[LOG_Z_MIN]), abs(h[LOG_Z_MAX])) for h in run.history]
+    finite = [x for x in extremes if math.isfinite(x)]
+    if not finite:
+        return 0.0
+    first = extremes[0] if math.isfinite(extremes[0]) else 0.0
+    return max(first, finite[-1])
+
+
 def max_abs_log_z(run: RunResult) -> float:
     """The largest finite |log Z| of the output logits over a run's probes (0 if none is finite)."""
     extremes = (max(abs(h[LOG_Z_MIN]), abs(h[LOG_Z_MAX])) for h in run.history)
