@@ -3,6 +3,8 @@
     python benchmarks/calibrate.py [--profiles default,quick] [--seeds 0] [--no-confirm] [--cache DIR]
     python benchmarks/calibrate.py --robustness   # seeds 0-2 x both profiles x three CPU kernel sets
     python benchmarks/calibrate.py --forecast     # attention_forecast on every model's width ladder 32/48/64
+    python benchmarks/calibrate.py --scaling      # the stability forecasts on every model's ladders
+    python benchmarks/calibrate.py --battery-widths 64,128,256   # the battery on the zoo at larger widths
 
 For every model of ``stability_tests/zoo.py`` and every profile it trains the
 sweep ``trainstab check`` trains, and runs the battery at its default bounds.
@@ -24,6 +26,14 @@ the battery's cached sweep) and runs ``attention_forecast`` at its defaults
 (target 1e9, the 2-decade cap): a wrong call is a stable model flagged, or an
 unstable one that reached 1e4 at a measured size and is not flagged. About 20
 minutes on 2 cores the first time, seconds from the cache.
+
+``--scaling`` runs the scaling tier's stability forecasts on every model's
+width ladder (32, 48, 64) and depth ladder (1, 2, 4), as the plugin does
+(``benchmarks/calibrate_scaling.py`` says how each is labelled); about 30
+minutes on 2 cores the first time. ``--battery-widths`` trains the zoo at
+each width (from 256 the subset in ``BATTERY_SUBSET``) and prints the
+battery's tables there: width 128 takes about 25 minutes for the zoo, width
+256 about 4 minutes per model.
 
 ``--robustness`` runs the seeds 0, 1, 2 under both profiles in one child
 process per CPU kernel set (this machine's, ``ATEN_CPU_CAPABILITY=avx2`` and

@@ -21,8 +21,8 @@ from trainstab.testing import (
 
 pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
 
-# A hand-written pre-LN GPT with qk-norm (a stable zoo model) with the paper's eps for large models.
-STABLE = ModelUnderTest("gpt_models:pre_ln_qk_norm", ("eps=1e-15",), id="gpt-pre-ln-qk-norm-eps1e-15")
+# A hand-written Llama-style GPT with qk-norm (a stable zoo model) with the paper's eps for large models.
+STABLE = ModelUnderTest("gpt_models:llama_style_qk_norm", ("eps=1e-15",), id="gpt-llama-style-qk-norm-eps1e-15")
 
 
 @parametrize_with_checks([STABLE], checks=list(STABILITY_FORECAST_NAMES))
@@ -39,15 +39,15 @@ def test_the_reference_in_mup_passes_the_mup_checks(model, check):
     check(model)
 
 
-NO_QK_NORM = ModelUnderTest("gpt_models:pre_ln", id="gpt-pre-ln")
-AT_EPS_1E_8 = ModelUnderTest("gpt_models:pre_ln_qk_norm", id="gpt-pre-ln-qk-norm")
+NO_QK_NORM = ModelUnderTest("gpt_models:llama_style", id="gpt-llama-style")
+AT_EPS_1E_8 = ModelUnderTest("gpt_models:llama_style_qk_norm", id="gpt-llama-style-qk-norm")
 STANDARD = ModelUnderTest("reference", id="reference")
 
 
 @pytest.mark.parametrize(
     ("model", "check"),
     [
-        expect_failure(NO_QK_NORM, "attention_forecast", "no qk-norm: lr 0.3 crosses 1e4 on the ladder"),
+        expect_failure(NO_QK_NORM, "attention_forecast", "no qk-norm: forecast 4e4 at 1e7 parameters"),
         expect_failure(AT_EPS_1E_8, "eps_forecast", "eps 1e-8: gradient RMS forecast near eps at 1e9"),
         expect_failure(STANDARD, "lr_transfer", "standard parameterization: optimal LR drifts with width"),
         expect_failure(STANDARD, "coordinates", "standard parameterization: activation RMS ~ width^1.5"),
