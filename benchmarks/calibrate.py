@@ -161,11 +161,12 @@ def _from_dict(data: dict, sweep: SweepResult) -> SweepResult:  # type: ignore[t
 
 
 def measure(model: ZooModel, profile: str, seed: int, cache: Path, steps: int | None = None, lrs: str | None = None,  # type: ignore[no-untyped-def]
-            width: int | None = None, depth: int | None = None):  # fmt: skip
+            width: int | None = None, depth: int | None = None, cached_only: bool = False):  # fmt: skip
     """The sweep of ``model`` (from the cache when there) and the battery's verdicts at the default bounds.
 
     ``width``: the model at that width, heads scaled to keep the head dimension (a rung of the width ladder);
-    ``depth``: the model at that depth (a rung of the depth ladder).
+    ``depth``: the model at that depth (a rung of the depth ladder). ``cached_only``: raise FileNotFoundError
+    rather than train a sweep the cache does not hold.
     """
     raw = {"profile": ("profile", profile), "seed": ("seed", str(seed))}
     if steps is not None:
@@ -182,6 +183,8 @@ def measure(model: ZooModel, profile: str, seed: int, cache: Path, steps: int | 
     placeholder = SweepResult(config, (), math.nan, math.nan, {}, 0.0)
     if path.exists():
         sweep = _from_dict(json.loads(path.read_text()), placeholder)
+    elif cached_only:
+        raise FileNotFoundError(f"{model.label} at width {width or 32}, depth {depth or 2}: not in the cache {cache}")
     else:
         sweep = run_sweep(config)
         cache.mkdir(parents=True, exist_ok=True)
@@ -321,22 +324,30 @@ def battery_at_widths(cache: Path, widths: list[int], seed: int = 0) -> int:
 KERNEL_SETS = ("native", "avx2", "default")  # native: this machine's best; the others as ATEN_CPU_CAPABILITY
 
 
-def robustness(cache: Path, kernel_sets: list[str]) -> None:
-    """Every zoo model's failed checks under seeds 0-2, both profiles and each kernel set; prints the flips."""
+#: The scaling tier's checks --robustness --scaling follows, and the problem each must catch (None: stable only).
+SCALING_CAUSES = {"attention_forecast": "attention growth", "eps_forecast": None, "sensitivity_scaling": None}
+
+
+def robustness(cache: Path, kernel_sets: list[str], scaling: bool = False) -> None:
+    """Every zoo model's failed checks under seeds 0-2, both profiles (or, with ``scaling``, the scaling tier's
+    stability forecasts at the default profile) and each kernel set; prints the flips."""
     verdicts: dict[str, dict[str, list[str]]] = {}
     for kernels in kernel_sets:
-        path = cache / f"verdicts-{kernels}.json"
+        path = cache / f"verdicts-{'scaling-' if scaling else ''}{kernels}.json"
         env = dict(os.environ)
         env.pop("ATEN_CPU_CAPABILITY", None)
         if kernels != "native":
             env["ATEN_CPU_CAPABILITY"] = kernels
-        command = [sys.executable, __file__, "--profiles", "default,quick", "--seeds", "0,1,2", "--no-confirm"]
-        subprocess.run([*command, "--cache", str(cache), "--verdicts", str(path)], env=env, check=True)
+        tier = ["--scaling"] if scaling else ["--profiles", "default,quick", "--no-confirm"]
+        command = [sys.executable, __file__, *tier, "--seeds", "0,1,2"]
+        subprocess.run([*command, "--cache", str(cache), "--verdicts", str(path)], env=env, check=False)
         for key, failed in json.loads(path.read_text()).items():
             verdicts.setdefault(key, {})[kernels] = failed
-    print(f"\n=== robustness: seeds 0-2 x default, quick x {', '.join(kernel_sets)}, per check ===")
+    protocols = "the scaling tier" if scaling else "default, quick"
+    print(f"\n=== robustness: seeds 0-2 x {protocols} x {', '.join(kernel_sets)}, per check ===")
     print(f"{'check':<18} {'stable cases failing':>21} {'cause cases passing':>20}  models whose verdict flips")
-    for check in CHECK_NAMES:
+    causes = SCALING_CAUSES if scaling else None
+    for check in SCALING_CAUSES if scaling else CHECK_NAMES:
         stable_fail = stable_all = cause_pass = cause_all = 0
         flipping = []
         for model in ZOO:
@@ -350,7 +361,9 @@ def robustness(cache: Path, kernel_sets: list[str]) -> None:
                 flipping.append(f"{model.label} ({sum(outcomes)}/{len(outcomes)} fail)")
             if model.stable:
                 stable_fail, stable_all = stable_fail + sum(outcomes), stable_all + len(outcomes)
-            elif model.problem and check in CAUSE_CHECKS[model.problem]:
+            elif model.problem and (
+                model.problem == causes[check] if causes is not None else check in CAUSE_CHECKS[model.problem]
+            ):
                 cause_pass, cause_all = cause_pass + outcomes.count(False), cause_all + len(outcomes)
         print(f"{check:<18} {stable_fail:>10} of {stable_all:<8} {cause_pass:>9} of {cause_all:<8}  "
               f"{'; '.join(flipping) or '-'}")  # fmt: skip
@@ -490,7 +503,13 @@ def main() -> None:
     if args.scaling:
         from calibrate_scaling import scaling_tables  # it imports this module
 
-        wrong = sum(scaling_tables(args.cache, int(seed)) for seed in args.seeds.split(","))
+        if args.robustness:
+            robustness(args.cache, args.kernel_sets.split(","), scaling=True)
+            return
+        scaling_verdicts: dict[str, list[str]] = {}
+        wrong = sum(scaling_tables(args.cache, int(seed), scaling_verdicts) for seed in args.seeds.split(","))
+        if args.verdicts:
+            args.verdicts.write_text(json.dumps(scaling_verdicts, indent=1))
         sys.exit(1 if wrong else 0)
     if args.battery_widths:
         wrong = battery_at_widths(args.cache, [int(w) for w in args.battery_widths.split(",")])

@@ -1,6 +1,7 @@
 """Calibrate the scaling tier on the zoo: the stability forecasts at their defaults, with confusion tables.
 
     python benchmarks/calibrate.py --scaling [--seeds 0] [--cache DIR]
+    python benchmarks/calibrate.py --scaling --robustness   # seeds 0-2 x kernel sets: the verdicts that flip
 
 Every zoo model's width ladder (32, 48, 64) and depth ladder (1, 2, 4) at the
 default profile, read from the calibration cache (trained there when
@@ -161,8 +162,14 @@ def sensitivity_grows(model: ZooModel) -> bool:
     return model.problem == "sensitivity growth"
 
 
-def scaling_tables(cache: Path, seed: int, models: tuple[ZooModel, ...] = ZOO) -> int:
-    """The scaling tier's confusion tables on the zoo; returns the misclassified verdicts and thin margins."""
+def scaling_tables(
+    cache: Path, seed: int, verdicts: dict[str, list[str]] | None = None, models: tuple[ZooModel, ...] = ZOO
+) -> int:
+    """The scaling tier's confusion tables on the zoo; returns the misclassified verdicts and thin margins.
+
+    ``verdicts`` gets, per ``label|default|seed``, the checks that failed (an inconclusive one as ``name?``), at
+    the model's own eps: what ``calibrate.py --robustness --scaling`` compares across seeds and kernels.
+    """
     t = ScalingThresholds()
     small_eps = dataclasses.replace(t, grad_rms_over_eps=t.grad_rms_over_eps * SMALL_EPS / DEFAULT_EPS)
     attention, eps_default, eps_small, sensitivity = [], [], [], []
@@ -178,6 +185,12 @@ def scaling_tables(cache: Path, seed: int, models: tuple[ZooModel, ...] = ZOO) -
         eps_small.append((model, e15))
         sensitivity.append((model, s))
         per_model.append((model, a, e8, e15, s))
+        if verdicts is not None:
+            verdicts[f"{model.label}|default|{seed}"] = [
+                name if isinstance(r, CheckResult) else f"{name}?"
+                for name, r in (("attention_forecast", a), ("eps_forecast", e8), ("sensitivity_scaling", s))
+                if not isinstance(r, CheckResult) or r.verdict == "FAIL"
+            ]
     print(f"\n=== scaling tier at its defaults (widths 32,48,64; depths 1,2,4; target {t.target_parameters:.0e}), "
           f"seed {seed}: {len(models)} zoo models ===")  # fmt: skip
     print(f"{'check':<32} {'stable pass/fail':>13} {'cause pass/fail':>13} {'worst stable':>12} {'bound':>9} "

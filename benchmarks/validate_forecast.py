@@ -1,6 +1,6 @@
 """Validate the attention-logit forecast two decades out: zoo models trained at widths 256 and 512.
 
-    python benchmarks/validate_forecast.py [--widths 256,512] [--models LABEL;LABEL] [--cache DIR]
+    python benchmarks/validate_forecast.py [--widths 256,512] [--models LABEL;LABEL] [--cache DIR] [--no-training]
 
 For a subset of the calibration zoo (4 stable and 4 unstable models from 5
 independently written code paths), the default width ladder (32, 48, 64; about
@@ -67,13 +67,14 @@ def summary_path(model: ZooModel, width: int) -> Path:
     return RUNS / f"{readable}-{digest}-w{width}.json"
 
 
-def measured_at(model: ZooModel, width: int, cache: Path) -> tuple[int, list[Measured]]:
-    """Parameters and per-LR measurements of ``model`` at ``width``: from its summary, else trained and summarised."""
+def measured_at(model: ZooModel, width: int, cache: Path, train: bool = True) -> tuple[int, list[Measured]]:
+    """Parameters and per-LR measurements of ``model`` at ``width``: from its summary, else from the calibration
+    cache or trained (unless ``train`` is False: then FileNotFoundError), and summarised."""
     path = summary_path(model, width)
     if path.exists():
         data = json.loads(path.read_text())
         return data["parameters"], [Measured(**run) for run in data["runs"]]
-    sweep = measure(model, "default", 0, cache, width=width).sweep
+    sweep = measure(model, "default", 0, cache, width=width, cached_only=not train).sweep
     parameters = non_embedding_parameters(sweep.config.model_name, sweep.config.model)
     runs = [Measured(run.lr, math.nan if run.diverged else run.max_attention_logit, run.diverged) for run in sweep.runs]
     data = {
@@ -110,9 +111,11 @@ def crosses(value: float, diverged: bool) -> bool:
     return diverged or not value <= ATTENTION_DIVERGENCE_LEVEL
 
 
-def validate(model: ZooModel, ladder_: LadderResult, width: int, cache: Path, t: ScalingThresholds) -> dict:  # type: ignore[type-arg]
+def validate(
+    model: ZooModel, ladder_: LadderResult, width: int, cache: Path, t: ScalingThresholds, train: bool
+) -> dict:  # type: ignore[type-arg]
     """Print one model's forecasts for ``width`` beside the measurements; return its errors and calls."""
-    parameters, runs = measured_at(model, width, cache)
+    parameters, runs = measured_at(model, width, cache, train)
     decades = math.log10(parameters / max(ladder_.parameters))
     # The call attention_forecast's rules make at this size (no extrapolation cap: the size is where we measured).
     forecast = forecast_attention_logits(ladder_, parameters, t.attention_logit, t.max_lr, max_decades=math.inf)
@@ -150,7 +153,9 @@ def main() -> None:
     parser.add_argument("--widths", default="256,512", help="larger widths to train and compare")
     parser.add_argument("--models", default=";".join(SUBSET), help="zoo labels, separated by ;")
     parser.add_argument("--cache", type=Path, default=REPOSITORY / ".calibration")
-    parser.add_argument("--only-summarised", action="store_true", help="skip a width whose summary is missing")
+    parser.add_argument(
+        "--no-training", action="store_true", help="skip a width neither summarised nor in the calibration cache"
+    )
     args = parser.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     chosen = [next(m for m in ZOO if m.label == label) for label in args.models.split(";")]
@@ -162,10 +167,11 @@ def main() -> None:
         ladder_ = ladder(model, "width", DEFAULT_WIDTHS, 0, args.cache)
         print(f"\n{'stable  ' if model.stable else 'unstable'} {model.label} ({model.code_path})")
         for width in widths:
-            if args.only_summarised and not summary_path(model, width).exists():
+            try:
+                result = validate(model, ladder_, width, args.cache, t, train=not args.no_training)
+            except FileNotFoundError:
                 missing.append(f"{model.label} at width {width}")
                 continue
-            result = validate(model, ladder_, width, args.cache, t)
             totals[width]["errors"] += result["errors"]
             totals[width]["calls"] += result["calls"]
     print()
