@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from trainstab.config import SweepConfig
-from trainstab.errors import TrainstabError
+from trainstab.errors import Inconclusive, TrainstabError
 from trainstab.forecast import (
     MAX_EXTRAPOLATION_DECADES,
     MAX_RESIDUAL_DEX,
@@ -224,3 +224,25 @@ def test_a_capped_forecast_names_the_size_it_was_made_at():
     )
     result = check_attention_forecast(evidence, ScalingThresholds())
     assert not result.passed and "at 3.9e+07 parameters" in result.message  # 2 decades past the 4th rung
+
+
+def test_an_lr_that_crosses_decides_whatever_another_lrs_scatter():
+    # On the zoo (benchmarks/calibrate.py --scaling) a stable model's gradient floor at LR 0.3 switched between
+    # tensors (2.67e-7, 7.47e-6, 6.1e-6) while LR 3e-4 fell cleanly toward eps 1e-8: the scatter made the whole
+    # check inconclusive although one LR was forecast to cross.
+    grads = {3e-4: [2.61e-4, 1.14e-4, 7.34e-5], 0.3: [2.67e-7, 7.47e-6, 6.1e-6]}
+    values = {3e-4: [4.0] * 3, 0.3: [30.0] * 3}
+    ladder = _with_eps(_ladder(values, parameters=(2.71e4, 5.9e4, 1.03e5), grads_by_lr=grads), 1e-8)
+    forecast = forecast_gradient_rms(ladder, 1e9, ratio_to_eps=10.0)
+    assert [f.lr for f in forecast.flagged] == [3e-4]
+    (scattered,) = [f for f in forecast.per_lr if f.refused]
+    assert scattered.lr == 0.3 and not scattered.crosses
+    assert "lr=0.3: measured 2.67e-07 7.47e-06 6.1e-06; no forecast: the gradient RMS" in forecast.describe()
+
+
+def test_a_scatter_with_no_lr_crossing_is_inconclusive():
+    grads = {3e-4: [2.6e-4, 2.5e-4, 2.6e-4], 0.3: [2.67e-7, 7.47e-6, 6.1e-6]}
+    values = {3e-4: [4.0] * 3, 0.3: [30.0] * 3}
+    ladder = _with_eps(_ladder(values, parameters=(2.71e4, 5.9e4, 1.03e5), grads_by_lr=grads), 1e-8)
+    with pytest.raises(Inconclusive, match=r"at lr=0\.3 does not follow a power law"):
+        forecast_gradient_rms(ladder, 1e9, ratio_to_eps=10.0)

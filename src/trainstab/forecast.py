@@ -156,6 +156,7 @@ class LrForecast:
     crosses: bool  # forecast (or measurement) on the wrong side of the level
     already_at: int | None  # parameters of the smallest size that crossed when measured
     why_no_fit: str = ""  # why the series was not extrapolated, when it was not
+    refused: bool = False  # its points scatter too much to fit (``why_no_fit`` says how): no forecast either way
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,9 @@ class Forecast:
             if f.fit is None and f.already_at is not None:
                 lines.append(f"  lr={f.lr:g}: measured {measured}: crossed already at {f.already_at} parameters")
                 continue
+            if f.refused:
+                lines.append(f"  lr={f.lr:g}: measured {measured}; no forecast: {f.why_no_fit}")
+                continue
             if f.fit is None:
                 lines.append(f"  lr={f.lr:g}: measured {measured}; {f.why_no_fit}: stays clear (not extrapolated)")
                 continue
@@ -243,7 +247,9 @@ def _forecast(
     3. clear, not extrapolated, when its values do not move toward the level at every step up in size (there
        is no trend: three noisy points around a flat line fit any slope), unless one is within
        ``NEAR_LEVEL_DECADES`` of the level: so close, the fit decides (and refuses if the points scatter);
-    4. otherwise fitted and forecast at the target, or at ``max_decades`` past the largest size if nearer.
+    4. otherwise fitted and forecast at the target, or at ``max_decades`` past the largest size if nearer;
+       points that scatter too much refuse the fit (no forecast for that LR). The forecast is inconclusive
+       (:class:`Inconclusive`) when an LR was refused and none crosses; an LR that crosses decides.
     """
     if len(ladder.rungs) < MIN_SIZES:
         raise TrainstabError(
@@ -260,6 +266,7 @@ def _forecast(
     decades = max(math.log10(at / max(ladder.parameters)), 0.0)
     toward = "increasing" if direction == "above" else "falling"
     per_lr = []
+    refusals: list[Inconclusive] = []
     for lr in lrs:
         runs = [next(r for r in rung.sweep.runs if math.isclose(r.lr, lr)) for rung in ladder.rungs]
         measured = tuple(math.nan if run.diverged else value_of(run) for run in runs)
@@ -296,11 +303,21 @@ def _forecast(
             why = f"not {toward} with size, so there is no trend to extrapolate"
             per_lr.append(LrForecast(lr, measured, None, nearest, False, None, why))
             continue
-        fit = fit_log_log(ladder.parameters, measured, f"{metric} at lr={lr:g}", direction, degree)
+        try:
+            fit = fit_log_log(ladder.parameters, measured, f"{metric} at lr={lr:g}", direction, degree)
+        except Inconclusive as scattered:
+            refusals.append(scattered)
+            per_lr.append(LrForecast(lr, measured, None, math.nan, False, None, str(scattered), refused=True))
+            continue
         value = fit.predict(at)
         crosses = value > level if direction == "above" else value < level
         per_lr.append(LrForecast(lr, measured, fit, value, crosses, None))
-    return Forecast(metric, level, direction, target_parameters, tuple(ladder.parameters), tuple(per_lr), horizon)
+    forecast = Forecast(metric, level, direction, target_parameters, tuple(ladder.parameters), tuple(per_lr), horizon)
+    if refusals and not forecast.flagged:
+        # Nothing crossed, and an LR could not be forecast: not a pass. An LR that crosses decides whatever
+        # another LR's scatter: a scattering floor at LR 0.3 does not undo a clean trend to eps at LR 3e-4.
+        raise refusals[0]
+    return forecast
 
 
 def forecast_attention_logits(
