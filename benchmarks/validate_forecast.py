@@ -144,7 +144,10 @@ def validate(
             f"{shown:>9} (error {error:+.2f} dex) | call {'CROSSES' if forecast_call else 'clear':<7} measured "
             f"{'CROSSES' if measured_call else 'clear':<7}{'' if measured_call == forecast_call else '  WRONG'}"
         )
-    return {"errors": errors, "calls": calls}
+    flagged = any(f.crosses for f in forecast.per_lr)
+    reached = any(crosses(run.max_attention_logit, run.diverged) for run in runs if round(run.lr, 12) in by_lr)
+    print(f"    model: forecast {'FLAGGED' if flagged else 'clear'}, measured {'crossed' if reached else 'clear'}")
+    return {"errors": errors, "calls": calls, "model_call": flagged == reached}
 
 
 def main() -> None:
@@ -161,7 +164,7 @@ def main() -> None:
     chosen = [next(m for m in ZOO if m.label == label) for label in args.models.split(";")]
     t = ScalingThresholds()
     print(f"seed 0, ladder widths {DEFAULT_WIDTHS}, validation widths {widths}, torch {torch.__version__}")
-    totals: dict[int, dict[str, list]] = {w: {"errors": [], "calls": [], "stable": [], "unstable": []} for w in widths}  # type: ignore[type-arg]
+    totals: dict[int, dict[str, list]] = {w: {"errors": [], "calls": [], "models": []} for w in widths}  # type: ignore[type-arg]
     missing = []
     for model in chosen:
         ladder_ = ladder(model, "width", DEFAULT_WIDTHS, 0, args.cache)
@@ -174,6 +177,7 @@ def main() -> None:
                 continue
             totals[width]["errors"] += result["errors"]
             totals[width]["calls"] += result["calls"]
+            totals[width]["models"].append(result["model_call"])
     print()
     for width, total in totals.items():
         errors, calls = total["errors"], total["calls"]
@@ -181,8 +185,10 @@ def main() -> None:
             print(f"width {width}: nothing measured yet")
             continue
         within = sum(abs(e) <= FACTOR_OF_TWO for e in errors)
+        models = total["models"]
         print(
-            f"width {width}: calls right {sum(calls)} of {len(calls)} LR(s); power-law error over {len(errors)} "
+            f"width {width}: model calls right {sum(models)} of {len(models)}, LR calls right {sum(calls)} of "
+            f"{len(calls)}; power-law error over {len(errors)} "
             f"LR(s) with finite values: median {statistics.median(errors):+.2f} dex, median |error| "
             f"{statistics.median(abs(e) for e in errors):.2f}, worst over {max(errors):+.2f}, worst under "
             f"{min(errors):+.2f}; {within} within a factor of 2"
