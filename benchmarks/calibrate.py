@@ -237,12 +237,19 @@ def print_tables(measured: list[Measured], profile: str, seed: int, width: int =
         for m in stable_fail:
             what = "false alarm" if asserted else "over its bound (report-only)"
             print(f"    {what}: {m.model.label}: {m.verdicts[check].message[:160]}")
+        # A model with two checks named for its problem (a gross init: log_z and lr_sensitivity) is caught when
+        # either fails: from width 128 a 10x init recovers within 200 steps and its LR sensitivity is no longer
+        # gross, while log_z still reads it at initialisation. Printed, not counted.
+        caught = [m for m in cause_pass if any(not m.verdicts[c].passed for c in CAUSE_CHECKS[m.model.problem or ""])]
         for m in cause_pass:
+            by = [c for c in CAUSE_CHECKS[m.model.problem or ""] if not m.verdicts[c].passed]
+            also = f"; the model fails {', '.join(by)}, which names its problem" if by else ""
             print(
-                f"    missed: {m.model.label} ({m.model.problem}) passes {check}: value {_fmt(m.verdicts[check].value)}"
+                f"    missed: {m.model.label} ({m.model.problem}) passes {check}: value "
+                f"{_fmt(m.verdicts[check].value)}{also}"
             )
         if asserted:
-            misclassified += len(stable_fail) + len(cause_pass) + bool(thin)
+            misclassified += len(stable_fail) + len(cause_pass) - len(caught) + bool(thin)
     print("\nper model: full-grid LR sensitivity | high-LR-side mean | loss at top LR - best | checks failed")
     for m in measured:
         side, top = high_lr_side(m.sweep)

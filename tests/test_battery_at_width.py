@@ -1,8 +1,8 @@
 """The battery at the widths users gate at: log_z at width 256, where a healthy model's log Z has a transient.
 
 At width 256 (8x the proxy) every qk-norm zoo model's log Z rose mid-run at LR
-0.3 (the reference: 42.9, a hand-written GPT: 52.8) and came back near 6 by the
-end of training; read at every probe, log_z (bound 20) failed them all. It
+0.3 (40 to 53: the reference 42.9, a hand-written GPT 52.8) and came back near 6
+by the end of training; read at every probe, log_z (bound 20) failed them all. It
 reads |log Z| at initialisation and after training (benchmarks/calibrate.py
 --battery-widths 64,128,256 shows the tables). One LR of the sweep is trained:
 an LR's numbers are the same whatever else is in the grid.

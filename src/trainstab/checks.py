@@ -13,10 +13,11 @@ below are over all of them (``benchmarks/calibrate.py --robustness``):
   reach at most 204, models without qk-norm at least 2.1e3 (10x apart);
 - log Z: 20, read at initialisation and at the last probe (where training
   leaves the output logits). Zoo (seed 0, widths 32 to 256,
-  ``calibrate.py --battery-widths``): stable models at most LOGZ_STABLE, a 10x
-  init and a 30x output head at least LOGZ_CAUSE. Read at every probe, as
+  ``calibrate.py --battery-widths``): stable models at most 7.8, a 10x
+  init and a 30x output head at least 35.3 (4.5x apart). Read at every probe, as
   before, stable models reached 15.2 at width 32 over the matrix below, and
-  transient excursions of 27 to 37 mid-run at width 256 (they come back);
+  mid-run, at LR 0.3, 25.9 at width 128 and 40 to 53 at width 256, ending
+  near 6: a transient, which failed healthy models;
 - LR sensitivity: 1.0, for gross problems only. The paper's measure is
   comparative (one model with and without an intervention); across
   architectures at 200 steps the under-trained low-LR runs dominate it, and

@@ -146,7 +146,7 @@ def log_z_at_the_ends(run: RunResult) -> float:
 
     Where training starts the output logits and where it leaves them: a gross init (10x weights, a 30x head)
     shows at the first, a drift that stays at the last. A transient excursion mid-run does neither: at width
-    256 every qk-norm model's log Z rose to 27-37 at LR 0.3 and came back near 5, where at width 32 it stays
+    256 every qk-norm zoo model's log Z rose to 40-53 at LR 0.3 and came back near 6, where at width 32 it stays
     under ~16 (benchmarks/calibrate.py --battery-widths). 0 if no probe is finite.
     """
     extremes = [max(abs(h[LOG_Z_MIN]), abs(h[LOG_Z_MAX])) for h in run.history]
