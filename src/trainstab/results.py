@@ -149,18 +149,24 @@ def log_z_at_the_ends(run: RunResult) -> float:
     256 every qk-norm zoo model's log Z rose to 40-53 at LR 0.3 and came back near 6, where at width 32 it stays
     under ~16 (benchmarks/calibrate.py --battery-widths). 0 if no probe is finite.
     """
-    extremes = [max(abs(h[LOG_Z_MIN]), abs(h[LOG_Z_MAX])) for h in run.history]
-    finite = [x for x in extremes if math.isfinite(x)]
-    if not finite:
-        return 0.0
-    first = extremes[0] if math.isfinite(extremes[0]) else 0.0
-    return max(first, finite[-1])
+    finite = [x for x in map(_abs_log_z, run.history) if math.isfinite(x)]
+    return max(log_z_at_init(run), finite[-1]) if finite else 0.0
+
+
+def log_z_at_init(run: RunResult) -> float:
+    """The largest |log Z| over the tokens of the first probe (initialisation); 0 if it is not finite or absent."""
+    first = _abs_log_z(run.history[0]) if run.history else 0.0
+    return first if math.isfinite(first) else 0.0
+
+
+def _abs_log_z(snapshot: dict[str, float]) -> float:
+    """The largest |log Z| over the tokens of one probe snapshot."""
+    return max(abs(snapshot[LOG_Z_MIN]), abs(snapshot[LOG_Z_MAX]))
 
 
 def max_abs_log_z(run: RunResult) -> float:
     """The largest finite |log Z| of the output logits over a run's probes (0 if none is finite)."""
-    extremes = (max(abs(h[LOG_Z_MIN]), abs(h[LOG_Z_MAX])) for h in run.history)
-    return max((x for x in extremes if math.isfinite(x)), default=0.0)
+    return max((x for x in map(_abs_log_z, run.history) if math.isfinite(x)), default=0.0)
 
 
 def ignored(name: str, patterns: tuple[str, ...]) -> bool:
