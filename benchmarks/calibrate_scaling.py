@@ -167,8 +167,9 @@ def scaling_tables(
 ) -> int:
     """The scaling tier's confusion tables on the zoo; returns the misclassified verdicts and thin margins.
 
-    ``verdicts`` gets, per ``label|default|seed``, the checks that failed (an inconclusive one as ``name?``), at
-    the model's own eps: what ``calibrate.py --robustness --scaling`` compares across seeds and kernels.
+    ``verdicts`` gets, per ``label|default|seed``, the checks that failed (an inconclusive one as ``name?``), with
+    eps_forecast at both eps (a stable model passes at 1e-15 and fails at 1e-8): what ``calibrate.py
+    --robustness --scaling`` compares across seeds and kernels.
     """
     t = ScalingThresholds()
     small_eps = dataclasses.replace(t, grad_rms_over_eps=t.grad_rms_over_eps * SMALL_EPS / DEFAULT_EPS)
@@ -186,9 +187,15 @@ def scaling_tables(
         sensitivity.append((model, s))
         per_model.append((model, a, e8, e15, s))
         if verdicts is not None:
+            judged_here = (
+                ("attention_forecast", a),
+                (f"eps_forecast at {SMALL_EPS:g}", e15),
+                (f"eps_forecast at {DEFAULT_EPS:g}", e8),
+                ("sensitivity_scaling", s),
+            )
             verdicts[f"{model.label}|default|{seed}"] = [
                 name if isinstance(r, CheckResult) else f"{name}?"
-                for name, r in (("attention_forecast", a), ("eps_forecast", e8), ("sensitivity_scaling", s))
+                for name, r in judged_here
                 if not isinstance(r, CheckResult) or r.verdict == "FAIL"
             ]
     print(f"\n=== scaling tier at its defaults (widths 32,48,64; depths 1,2,4; target {t.target_parameters:.0e}), "
