@@ -7,7 +7,9 @@ its defaults (``need_weights=True``), ``attention_models:decoder_layers`` on
 ``attention_models:encoder_layers`` on a causally masked
 ``nn.TransformerEncoder`` (post-LN, torch's default), and
 ``attention_models:mingpt`` is minGPT's hand-written attention, with
-``mingpt_qk_norm`` its qk-layernorm variant. Each factory takes a
+``mingpt_qk_norm`` its qk-layernorm variant. ``attention_models:flex_gpt`` calls
+``flex_attention`` with a causal ``BlockMask``, grouped-query heads and ``scale``, as gpt-fast
+and torchtitan write it (``flex_gpt_qk_norm``: RMSNorm on q and k). Each factory takes a
 :class:`trainstab.models.ModelSize`; each model maps token ids (B, T) to
 logits (B, T, V).
 """
@@ -17,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 
 def _causal_mask(t: int) -> torch.Tensor:
@@ -152,6 +155,61 @@ class MinGPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
+class FlexAttentionBlock(nn.Module):
+    """Pre-RMSNorm block whose attention is ``flex_attention`` with a causal BlockMask and GQA (2 query heads
+    per key/value head when the head count allows it)."""
+
+    def __init__(self, size, qk_norm):
+        super().__init__()
+        d, self.heads = size.width, size.heads
+        self.kv_heads = self.heads // 2 if self.heads % 2 == 0 else self.heads
+        self.head_dim = d // self.heads
+        self.wq = nn.Linear(d, d, bias=False)
+        self.wkv = nn.Linear(d, 2 * self.kv_heads * self.head_dim, bias=False)
+        self.wo = nn.Linear(d, d, bias=False)
+        self.q_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.attn_norm, self.mlp_norm = nn.RMSNorm(d), nn.RMSNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d, bias=False), nn.SiLU(), nn.Linear(4 * d, d, bias=False))
+
+    def forward(self, x, block_mask):
+        b, t, d = x.shape
+        h = self.attn_norm(x)
+        q = self.q_norm(self.wq(h).view(b, t, self.heads, self.head_dim)).transpose(1, 2)  # (B, H, T, Dh)
+        k, v = self.wkv(h).view(b, t, 2, self.kv_heads, self.head_dim).unbind(2)
+        k, v = self.k_norm(k).transpose(1, 2), v.transpose(1, 2)  # (B, Hkv, T, Dh)
+        y = flex_attention(
+            q, k, v, block_mask=block_mask, enable_gqa=self.kv_heads != self.heads, scale=self.head_dim**-0.5
+        )
+        x = x + self.wo(y.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class FlexGPT(nn.Module):
+    """Learned positions, pre-RMSNorm blocks of flex attention, an untied head."""
+
+    def __init__(self, size, qk_norm=False):
+        super().__init__()
+        self.embedding = nn.Embedding(size.vocab_size, size.width)
+        self.position = nn.Embedding(size.context_length, size.width)
+        self.blocks = nn.ModuleList(FlexAttentionBlock(size, qk_norm) for _ in range(size.depth))
+        self.norm = nn.RMSNorm(size.width)
+        self.head = nn.Linear(size.width, size.vocab_size, bias=False)
+
+    def forward(self, idx):
+        t = idx.shape[1]
+        block_mask = create_block_mask(_causal, None, None, t, t, device=str(idx.device))
+        x = self.embedding(idx) + self.position(torch.arange(t, device=idx.device))
+        for block in self.blocks:
+            x = block(x, block_mask)
+        return self.head(self.norm(x))
+
+
+def _causal(b, h, q_idx, kv_idx):
+    """flex's mask_mod for causal attention: query q may attend keys up to itself."""
+    return q_idx >= kv_idx
+
+
 def mha(size):
     """nn.MultiheadAttention with its defaults; no qk-norm."""
     return MultiheadAttentionLM(size)
@@ -175,3 +233,13 @@ def mingpt(size):
 def mingpt_qk_norm(size):
     """minGPT with a LayerNorm per head on q and k."""
     return MinGPT(size, qk_norm=True)
+
+
+def flex_gpt(size):
+    """flex_attention with a causal BlockMask and GQA; no qk-norm."""
+    return FlexGPT(size)
+
+
+def flex_gpt_qk_norm(size):
+    """flex_attention with a causal BlockMask and GQA; RMSNorm on q and k."""
+    return FlexGPT(size, qk_norm=True)

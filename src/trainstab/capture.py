@@ -20,8 +20,9 @@ The model's numbers are untouched: every op runs as called, under grad,
 written as exp and sum, sigmoid attention) reports its logits with
 :func:`record_attention_logits`; outside a capture that call costs one
 attribute check and does nothing. Reported logits that also reach a
-recognised softmax are recorded once. Higher-order operators
-(``flex_attention``) cannot run under the tracer and stop with a
+recognised softmax are recorded once. ``flex_attention`` is
+computed densely and recorded by :mod:`trainstab.flex_emulation` while trainstab runs a model; other
+higher-order operators (``torch.cond``) cannot run under the tracer and stop with a
 :class:`~trainstab.errors.TrainstabError` that says so. Wrap forward passes
 only: a backward inside the block would record recomputed (checkpointed)
 attention again.
@@ -41,7 +42,15 @@ from trainstab.attention_stats import AttentionRecord, sdpa_record
 from trainstab.attention_trace import AttentionTracer
 from trainstab.errors import TrainstabError
 
-__all__ = ["AttentionRecord", "capture_attention", "is_capturing", "record_attention_logits", "regroup_by_member"]
+__all__ = [
+    "AttentionRecord",
+    "add_record",
+    "capture_attention",
+    "is_capturing",
+    "record_attention_logits",
+    "regroup_by_member",
+    "unwatched",
+]
 
 
 class _CaptureState:
@@ -110,6 +119,26 @@ def record_attention_logits(
             return sdpa_record(logits.detach(), attn_mask, is_causal)
 
     tracer.record_reported(logits, record)
+
+
+@contextmanager
+def unwatched() -> Iterator[None]:
+    """Run the block's ops without the tracer following them: an emulation that adds its own record."""
+    tracer = _STATE.tracer
+    if tracer is None or tracer.paused:
+        yield
+        return
+    tracer.paused = True
+    try:
+        yield
+    finally:
+        tracer.paused = False
+
+
+def add_record(record: AttentionRecord) -> None:
+    """Append one attention call's record to the capture in progress (nothing outside a capture)."""
+    if _STATE.tracer is not None:
+        _STATE.tracer.records.append(record)
 
 
 @contextmanager

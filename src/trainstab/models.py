@@ -38,6 +38,7 @@ from trainstab.capture import capture_attention, regroup_by_member
 from trainstab.config import ModelConfig, TrainConfig
 from trainstab.crash import exception_name, first_line, user_location
 from trainstab.errors import TrainstabError
+from trainstab.flex_emulation import flex_attention_on_cpu
 from trainstab.hf_models import hf_model
 from trainstab.model_names import split_model_name
 from trainstab.reference import ReferenceTransformer
@@ -254,7 +255,8 @@ class FunctionalStack(nn.Module):
         stacked = {n: self.stacked[n.replace(".", "/")] for n in self.names}  # by key: ParameterDict sorts
         members = next(iter(stacked.values())).shape[0]
         call_seed = int(torch.randint(2**62, (), generator=self.call_seeds))
-        with regroup_by_member(members):
+        # flex_attention, where flex cannot train or be captured (the CPU), computed densely (flex_emulation).
+        with regroup_by_member(members), flex_attention_on_cpu(idx.device):
             outputs = []
             for k in range(members):  # k: read by trainstab.crash to name the LR whose forward raised
                 params = {n: p[k] for n, p in stacked.items()}
