@@ -13,8 +13,8 @@ SOURCE = ROOT / "src" / "trainstab"
 LAYERS = {
     "foundations": "errors model_names config overrides files untrusted environment inifile plotting "
     "hypothesis_profiles results ladder crash process_state ray_address",
-    "training": "torch_state corpus losses attention_stats attention_trace capture flex_emulation reference optim models devices "
-    "engine sweep ray_executor coordinates fingerprint optimizers hf_models",
+    "training": "torch_state corpus losses attention_stats attention_trace capture flex_emulation reference optim "
+    "models devices engine sweep ray_executor coordinates fingerprint optimizers hf_models",
     "judgement": "checks forecast scaling registry options baseline gate report session_cache sweep_cache",
     "exploration": "strategies fuzz fuzzmap findings figures reproduce",
     "front ends": "session testing plugin cli cli_help progress terminal __main__ __init__",

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import importlib
 import inspect
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -552,7 +553,8 @@ def _first_forward_failure(name: str, model: nn.Module, idx: torch.Tensor, error
 
     1. The same ids made contiguous pass: the model needs contiguous input.
     2. Shorter sequences pass: the model has a length limit below the context length.
-    3. Otherwise the model's own exception, verbatim (an assertion about a mask, a missing CPU kernel).
+    3. An op with no kernel on this device (flash or varlen attention on the CPU): named in one line.
+    4. Otherwise the model's own exception, verbatim (an assertion about a mask).
     """
     batch, length = idx.shape
     shape = f"({batch}, {length})"
@@ -569,4 +571,17 @@ def _first_forward_failure(name: str, model: nn.Module, idx: torch.Tensor, error
             "of that length: check a hard-coded block_size or max_position_embeddings, or set context_length "
             "with --set)"
         )
+    missing = _NO_KERNEL.search(str(error))
+    if missing is not None and missing.group(2) != "CUDA":
+        location = user_location(error.__traceback__)
+        return TrainstabError(
+            f"model {name!r} calls {missing.group(1)}, which has no {missing.group(2)} kernel"
+            f"{f' ({location})' if location else ''}: flash and varlen attention kernels are CUDA-only. Write the "
+            "attention with scaled_dot_product_attention or flex_attention (torchtitan: attn_backend='flex'), or "
+            "gate on a GPU with --device cuda"
+        )
     return TrainstabError(f"model {name!r} failed on its first forward, a {shape} batch of token ids: {_raised(error)}")
+
+
+#: How PyTorch says an op has no kernel for a backend (the message runs to 50 lines of dispatch keys).
+_NO_KERNEL = re.compile(r"Could not run '([\w:.]+)' with arguments from the '(\w+)' backend")
