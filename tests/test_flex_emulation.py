@@ -193,12 +193,36 @@ def test_what_cannot_be_emulated_is_refused_in_one_line():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: flex runs as itself there")
-def test_on_a_cuda_device_flex_runs_as_itself():
+def test_on_a_cuda_device_flex_runs_as_itself_and_is_recorded_from_the_dense_scores(monkeypatch):
     q, k, v = (t.cuda().requires_grad_() for t in _qkv())
     mask = flex.create_block_mask(causal, None, None, L, L, device="cuda")
     with torch.no_grad():
         expected = flex.flex_attention(q, k, v, block_mask=mask)
-    with flex_attention_on_cpu("cuda"):
+        emulated = dense_flex_attention(q, k, v, block_mask=mask)
+    monkeypatch.setattr("trainstab.flex_emulation.dense_flex_attention", _not_called)
+    with flex_attention_on_cpu("cuda"), capture_attention() as records:
         out = flex.flex_attention(q, k, v, block_mask=mask)
-    out.sum().backward()  # flex's own backward: the emulation is never asked on CUDA
+    out.sum().backward()  # flex's own backward
     assert torch.allclose(out.detach(), expected, atol=FORWARD_TOL)
+    assert torch.allclose(emulated, expected, atol=FORWARD_TOL)
+    assert len(records) == 1 and q.grad is not None
+
+
+def _not_called(*args, **kwargs):
+    raise AssertionError("flex can run this call itself: it must not be emulated")
+
+
+def test_a_captured_call_that_flex_can_run_is_recorded_from_the_dense_scores_and_run_by_flex_itself(monkeypatch):
+    q, k, v = _qkv()  # nothing requires grad: flex runs on the CPU, as it does on a GPU in training
+    mask = _block_mask(sliding_window)
+    with torch.no_grad():
+        expected = flex.flex_attention(q, k, v, score_mod=soft_cap, block_mask=mask)
+    with capture_attention() as emulated:
+        dense_flex_attention(q, k, v, score_mod=soft_cap, block_mask=mask)
+    monkeypatch.setattr("trainstab.flex_emulation.dense_flex_attention", _not_called)
+    with flex_attention_on_cpu("cpu"), capture_attention() as records:
+        out = flex.flex_attention(q, k, v, score_mod=soft_cap, block_mask=mask)
+    assert torch.equal(out, expected)
+    (record,) = records
+    assert torch.equal(record.max_abs_logit, emulated[0].max_abs_logit)
+    assert torch.equal(record.entropy, emulated[0].entropy)

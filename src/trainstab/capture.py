@@ -47,6 +47,7 @@ __all__ = [
     "add_record",
     "capture_attention",
     "is_capturing",
+    "outside_capture",
     "record_attention_logits",
     "regroup_by_member",
     "unwatched",
@@ -83,8 +84,10 @@ def capture_attention() -> Iterator[list[AttentionRecord]]:
             raise
         raise TrainstabError(
             f"{error}: a higher-order operator (flex_attention, torch.cond, ...) cannot run under trainstab's "
-            "attention capture; call it only outside capture_attention() (trainstab.is_capturing() tells) and "
-            "report its logits with trainstab.record_attention_logits"
+            "attention capture. For flex_attention, run the forward inside "
+            "trainstab.flex_emulation.flex_attention_on_cpu(device), as trainstab's sweeps do; for anything else, "
+            "call it only outside capture_attention() (trainstab.is_capturing() tells) and report its logits with "
+            "trainstab.record_attention_logits"
         ) from None
     finally:
         _STATE.tracer = None
@@ -133,6 +136,18 @@ def unwatched() -> Iterator[None]:
         yield
     finally:
         tracer.paused = False
+
+
+@contextmanager
+def outside_capture() -> Iterator[None]:
+    """Run the block with the tracer off the dispatch-mode stack (flex itself, a higher-order operator, after its
+    record was added by hand). Only when the tracer is the innermost mode; otherwise the block runs as it is."""
+    tracer = _STATE.tracer
+    if tracer is None or torch.utils._python_dispatch._get_current_dispatch_mode() is not tracer:
+        yield
+        return
+    with torch.utils._python_dispatch._pop_mode_temporarily():
+        yield
 
 
 def add_record(record: AttentionRecord) -> None:

@@ -3,19 +3,21 @@
 PyTorch's ``flex_attention`` refuses inputs that require grad on the CPU ("FlexAttention does not support
 backward on CPU"), and as a higher-order operator it cannot run under the attention tracer. While
 trainstab runs a user's forward (:func:`flex_attention_on_cpu`, entered per forward by the stacked model),
-a call to ``torch.nn.attention.flex_attention.flex_attention`` with CPU inputs that require grad, or
-made inside an attention capture, is computed by :func:`dense_flex_attention` instead:
+a call to ``torch.nn.attention.flex_attention.flex_attention`` with CPU inputs that require grad is computed
+by :func:`dense_flex_attention` instead:
 
     z = q·kᵀ · scale                                  (B, Hq, L, S), fp32 (fp64 for fp64 inputs)
     s = score_mod(z, b, h, q_idx, kv_idx)             per element, as flex's own math reference does
     s = -inf where the block mask removes the pair    partial blocks ask mask_mod, full blocks do not
     out = softmax(s) @ v                              a row with no allowed key gives 0 (lse -inf)
 
-Everything else runs flex as itself: calls on CPU tensors that do not require grad, and every call on another
-device. Only the function object changes, for the length of the forward, so a model that imported
-``flex_attention`` by name or wrapped it in ``torch.compile`` (torchtitan) is reached too; on the CPU,
-a forward that meets ``torch.compile`` also runs eagerly (``torch.compiler.set_stance("force_eager")``):
-compiling a proxy on the CPU costs more than training it, and flex would refuse the gradient there anyway.
+Every other call runs flex itself: on CPU tensors that do not require grad, and on any other device. Inside
+an attention capture such a call gets its record from the same dense scores (without gradients), then runs
+flex with the tracer stepped aside. Only the function object changes, for the length of the forward, so a
+model that imported ``flex_attention`` by name or wrapped it in ``torch.compile`` (torchtitan) is reached
+too; on the CPU, a forward that meets ``torch.compile`` also runs eagerly
+(``torch.compiler.set_stance("force_eager")``): compiling a proxy on the CPU costs more than training it,
+and flex would refuse the gradient there anyway.
 
 The capture records ``z`` before ``score_mod`` (as for soft-capping: the logit that grows), over the pairs
 the mask allows, per batch row and query head, and the entropy of the softmax flex really takes.
@@ -40,7 +42,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from trainstab.attention_stats import attention_record
-from trainstab.capture import add_record, is_capturing, unwatched
+from trainstab.capture import add_record, is_capturing, outside_capture, unwatched
 from trainstab.errors import TrainstabError
 
 __all__ = ["dense_flex_attention", "flex_attention_on_cpu"]
@@ -116,6 +118,50 @@ def _allowed_pairs(
     return allowed if full is None else allowed | full
 
 
+def _scores(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    score_mod: Callable[..., torch.Tensor] | None,
+    block_mask: Any,
+    scale: float | None,
+    enable_gqa: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """flex's scores for query (B, Hq, L, E) and key (B or 1, Hkv, S, E), all (B, Hq, L, S) in fp32 (fp64 for
+    fp64 inputs): z = q·kᵀ·scale, the softmax's input (score_mod applied, -inf where the mask removes the pair),
+    and which pairs the mask allows (None: all)."""
+    if query.dim() != 4 or key.dim() != 4:
+        raise TrainstabError("flex_attention needs 4-D query, key and value (B, H, L, E)")
+    batch, heads, queries, _ = query.shape
+    kv_heads, keys = key.shape[1], key.shape[2]
+    if heads != kv_heads and (not enable_gqa or heads % kv_heads):
+        raise TrainstabError(
+            f"flex_attention got {heads} query heads and {kv_heads} key/value heads: grouped-query attention "
+            "needs enable_gqa=True and query heads a multiple of key/value heads"
+        )
+    if key.shape[0] not in (batch, 1):
+        raise TrainstabError(f"flex_attention got query batch {batch} and key/value batch {key.shape[0]}")
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    working = torch.float64 if query.dtype == torch.float64 else torch.float32
+    key = key.repeat_interleave(heads // kv_heads, dim=1).expand(batch, -1, -1, -1)  # (B, Hq, S, E): head h // g
+    logits = (query.to(working) @ key.to(working).transpose(-2, -1)) * scale  # (B, Hq, L, S)
+    modified = logits
+    if score_mod is not None:
+        indices = [torch.arange(n, device=query.device) for n in (batch, heads, queries, keys)]
+        with _IndexWithTensors():
+            modified = _over_pairs(score_mod, with_score=True)(logits, *indices).to(working)
+    allowed = _allowed_pairs(block_mask, batch, heads, queries, keys, query.device)
+    if allowed is not None:
+        modified = modified.masked_fill(~allowed, -math.inf)
+    return logits, modified, allowed
+
+
+def _record(logits: torch.Tensor, modified: torch.Tensor, allowed: torch.Tensor | None) -> None:
+    """Add one flex call's record to the capture: max |z| before score_mod over the allowed pairs, the entropy
+    of the softmax flex takes."""
+    with torch.no_grad():
+        add_record(attention_record(logits.detach(), allowed, modified.detach()))
+
+
 def dense_flex_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -139,48 +185,22 @@ def dense_flex_attention(
     del kernel_options  # kernel tuning: nothing to tune in a dense computation
     if any(t.is_nested for t in (query, key, value)):
         raise TrainstabError("flex_attention with nested-tensor inputs cannot be emulated on the CPU; pad them")
-    if query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
-        raise TrainstabError("flex_attention needs 4-D query, key and value (B, H, L, E)")
     if return_aux is not None and getattr(return_aux, "max_scores", False):
         raise TrainstabError(
             "flex_attention's return_aux=AuxRequest(max_scores=True) cannot be emulated on the CPU (flex itself "
             "has no CPU implementation of it to match); ask for lse only, or gate on a CUDA device"
         )
-    batch, heads, queries, _ = query.shape
-    kv_heads, keys = key.shape[1], key.shape[2]
-    if heads != kv_heads and (not enable_gqa or heads % kv_heads):
-        raise TrainstabError(
-            f"flex_attention got {heads} query heads and {kv_heads} key/value heads: grouped-query attention "
-            "needs enable_gqa=True and query heads a multiple of key/value heads"
-        )
-    if key.shape[0] not in (batch, 1):
-        raise TrainstabError(f"flex_attention got query batch {batch} and key/value batch {key.shape[0]}")
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    working = torch.float64 if query.dtype == torch.float64 else torch.float32
-    groups = heads // kv_heads  # query head h reads key/value head h // groups
-    key = key.repeat_interleave(groups, dim=1).expand(batch, -1, -1, -1)  # (B, Hq, S, E)
-    value = value.repeat_interleave(groups, dim=1).expand(batch, -1, -1, -1)  # (B, Hq, S, Ev)
-
-    capturing = is_capturing()
     with unwatched():  # recorded once, below, not again by the tracer from the ops of this computation
-        logits = (query.to(working) @ key.to(working).transpose(-2, -1)) * scale  # (B, Hq, L, S)
-        modified = logits
-        if score_mod is not None:
-            indices = [torch.arange(n, device=query.device) for n in (batch, heads, queries, keys)]
-            with _IndexWithTensors():
-                modified = _over_pairs(score_mod, with_score=True)(logits, *indices).to(working)
-        allowed = _allowed_pairs(block_mask, batch, heads, queries, keys, query.device)
-        if allowed is not None:
-            modified = modified.masked_fill(~allowed, -math.inf)
+        logits, modified, allowed = _scores(query, key, score_mod, block_mask, scale, enable_gqa)
+        batch, heads = query.shape[:2]
+        value = value.repeat_interleave(heads // value.shape[1], dim=1).expand(batch, -1, -1, -1)  # (B, Hq, S, Ev)
         # A row with no allowed key attends to nothing: out 0, lse -inf (flex's safe softmax).
         has_key = (modified > -math.inf).any(-1, keepdim=True)  # (B, Hq, L, 1)
         lse = torch.logsumexp(modified.masked_fill(~has_key, 0.0), dim=-1).masked_fill(~has_key[..., 0], -math.inf)
         probs = torch.softmax(modified.masked_fill(~has_key, 0.0), dim=-1) * has_key  # (B, Hq, L, S)
         out = probs.to(query.dtype) @ value.to(query.dtype)  # (B, Hq, L, Ev)
-        if capturing:
-            with torch.no_grad():
-                record = attention_record(logits.detach(), allowed, modified.detach())
-            add_record(record)
+        if is_capturing():
+            _record(logits, modified, allowed)
     if return_aux is not None:
         from torch.nn.attention.flex_attention import AuxOutput  # torch >= 2.9, as return_aux
 
@@ -215,9 +235,27 @@ def _dispatch(*args: Any, **kwargs: Any) -> Any:
     # flex refuses any input that requires grad on the CPU, under no_grad too (its _validate_device)
     inputs = (query, bound.arguments["key"], bound.arguments["value"])
     refused = any(isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
-    if isinstance(query, torch.Tensor) and query.device.type == "cpu" and (refused or is_capturing()):
+    emulated = isinstance(query, torch.Tensor) and query.device.type == "cpu" and refused
+    if emulated:
         return dense_flex_attention(*bound.args, **bound.kwargs)
-    return original(*args, **kwargs)
+    if not is_capturing() or not isinstance(query, torch.Tensor):
+        return original(*args, **kwargs)
+    # Captured where flex runs (a GPU, or nothing requires grad): the record from the dense scores, then flex
+    # itself, with the tracer stepped aside (a higher-order operator cannot run under it).
+    with unwatched():
+        arguments = bound.arguments
+        _record(
+            *_scores(
+                query.detach(),
+                arguments["key"].detach(),
+                arguments.get("score_mod"),
+                arguments.get("block_mask"),
+                arguments.get("scale"),
+                bool(arguments.get("enable_gqa", False)),
+            )
+        )
+    with outside_capture():
+        return original(*args, **kwargs)
 
 
 @contextlib.contextmanager

@@ -194,11 +194,12 @@ def case(model: ModelUnderTest | str, check: str, *marks: pytest.MarkDecorator) 
     )
 
 
-def expect_failure(model: ModelUnderTest | str, check: str, reason: str) -> Any:
+def expect_failure(model: ModelUnderTest | str, check: str, reason: str, *marks: pytest.MarkDecorator) -> Any:
     """A (model, check) case that must fail: a strict xfail, so a check that stops
     catching a known problem fails the suite. Only the check's verdict counts as the expected failure
-    (:class:`CheckFailed`): a model that crashes, or input the check refuses, is reported as such."""
-    return case(model, check, pytest.mark.xfail(strict=True, reason=reason, raises=CheckFailed))
+    (:class:`CheckFailed`): a model that crashes, or input the check refuses, is reported as such.
+    ``marks`` are added as in :func:`case` (a ``skipif`` for a library that is not installed)."""
+    return case(model, check, pytest.mark.xfail(strict=True, reason=reason, raises=CheckFailed), *marks)
 
 
 def evidence(config: pytest.Config, sweep: SweepConfig) -> Evidence:

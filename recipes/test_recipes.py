@@ -1,0 +1,43 @@
+"""The training libraries' recipes (the factories next to this file), gated as a user gates them.
+
+Each library is installed only for this tier (``recipes/README.md`` gives the commands; none replaces the CPU
+torch); a test whose library is absent skips with its install line. Run with ``pytest recipes``: the README's
+test command and CI's tiers leave it out (the libraries' installs do not fit CI's time budget).
+"""
+
+import importlib.util
+
+import pytest
+
+from trainstab.testing import case, expect_failure
+
+INSTALL = {  # module: what to install, pinned, with --no-deps (recipes/README.md)
+    "torchtitan": "torchtitan==0.3.0 spmd_types==0.2.3 einops tyro docstring_parser triton",
+    "litgpt": "litgpt==0.5.13 lightning lightning_utilities torchmetrics psutil",
+    "x_transformers": "x-transformers==2.31.10 loguru einops einx frozendict torch_einops_utils",
+    "transformers": "transformers (or: pip install 'trainstab[hf]')",
+    "model": "nothing from PyPI: clone karpathy/nanoGPT and put its folder on PYTHONPATH (its model.py)",
+}
+
+
+def _needs(module):
+    missing = importlib.util.find_spec(module) is None
+    return pytest.mark.skipif(missing, reason=f"needs {module}: pip install --no-deps {INSTALL[module]}")
+
+
+@pytest.mark.parametrize(
+    ("model", "check"),
+    [
+        expect_failure("torchtitan_models:llama3", "attention_logits", "no qk-norm", _needs("torchtitan")),
+        case("torchtitan_models:qwen3", "attention_logits", _needs("torchtitan")),
+        expect_failure("litgpt_models:gpt", "attention_logits", "no norm_qk", _needs("litgpt")),
+        case("litgpt_models:gpt_qk_norm", "attention_logits", _needs("litgpt")),
+        expect_failure("x_transformers_models:decoder", "attention_logits", "no qk-norm", _needs("x_transformers")),
+        case("x_transformers_models:decoder_qk_norm", "attention_logits", _needs("x_transformers")),
+        expect_failure("nanogpt_models:gpt", "attention_logits", "nanoGPT has no qk-norm", _needs("model")),
+        expect_failure("hf:llama", "attention_logits", "no qk-norm", _needs("transformers")),
+        case("hf:olmo2", "attention_logits", _needs("transformers")),
+    ],
+)
+def test_each_librarys_model_is_judged_as_its_attention_deserves(model, check):
+    check(model)
