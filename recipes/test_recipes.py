@@ -16,13 +16,14 @@ INSTALL = {  # module: what to install, pinned, with --no-deps (recipes/README.m
     "litgpt": "litgpt==0.5.13 lightning lightning_utilities torchmetrics psutil",
     "x_transformers": "x-transformers==2.31.10 loguru einops einx frozendict torch_einops_utils",
     "transformers": "transformers (or: pip install 'trainstab[hf]')",
-    "model": "nothing from PyPI: clone karpathy/nanoGPT and put its folder on PYTHONPATH (its model.py)",
 }
+NANOGPT = "nanoGPT is not on PyPI: clone karpathy/nanoGPT and put its folder (its model.py) on PYTHONPATH"
 
 
 def _needs(module):
     missing = importlib.util.find_spec(module) is None
-    return pytest.mark.skipif(missing, reason=f"needs {module}: pip install --no-deps {INSTALL[module]}")
+    why = NANOGPT if module == "model" else f"needs {module}: pip install --no-deps {INSTALL[module]}"
+    return pytest.mark.skipif(missing, reason=why)
 
 
 @pytest.mark.parametrize(

@@ -180,6 +180,38 @@ def nanogpt(size):
     return NanoGPTLogits(size)
 
 
+def nanogpt_as_is(size):
+    """nanoGPT called as it is: (logits, loss), the logits of the last position only."""
+    return NanoGPT(size)
+
+
+class NanoGPTLastPosition(NanoGPT):
+    """A wrapper that keeps the tuple's logits but calls the inference path: (B, 1, V)."""
+
+    def forward(self, idx):
+        return super().forward(idx)[0]
+
+
+def nanogpt_last_position(size):
+    return NanoGPTLastPosition(size)
+
+
+class NanoGPTRecipe(nn.Module):
+    """The recipe's wrapper (recipes/nanogpt_models.py) around the condensed nanoGPT."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.gpt = NanoGPT(size)
+
+    def forward(self, idx):
+        logits, _ = self.gpt(idx, targets=idx.contiguous())
+        return logits
+
+
+def nanogpt_recipe(size):
+    return NanoGPTRecipe(size)
+
+
 class MaskAssertion(Tiny):
     """Fails at every length on an assertion about its mask: no context-length hint applies."""
 

@@ -125,6 +125,24 @@ def test_a_first_step_that_fails_for_another_reason_than_length_gets_no_length_h
     assert "block_size" not in str(error.value) and "context_length" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("bad_models:nanogpt_as_is", "returned a tuple of 2 (as nanoGPT's (logits, loss))"),
+        ("bad_models:nanogpt_last_position", "returned the logits of the last position only, shape (4, 1, "),
+    ],
+)
+def test_nanogpts_two_inference_habits_are_named_with_the_fix(model, words):
+    with pytest.raises(TrainstabError) as error:
+        check_model(model, SMALL, 0, 4)
+    assert words in str(error.value)
+    assert "targets=idx.contiguous()" in str(error.value) and "recipes/nanogpt_models.py" in str(error.value)
+
+
+def test_the_nanogpt_recipes_wrapper_passes_the_first_step():
+    check_model("bad_models:nanogpt_recipe", SMALL, 0, 4)
+
+
 def test_a_model_too_short_for_the_context_gets_the_length_hint():
     with pytest.raises(TrainstabError, match="but takes shorter sequences: IndexError") as error:
         check_model("user_models:short_context", SMALL, 0, 4)

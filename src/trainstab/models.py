@@ -173,6 +173,12 @@ def _check_float32(name: str, module: nn.Module) -> None:
 def _logits_of(output: Any, name: str) -> torch.Tensor:
     """The logits tensor of a model's output (a tensor or an object with .logits)."""
     logits = getattr(output, "logits", output)
+    if isinstance(logits, tuple | list) and logits and isinstance(logits[0], torch.Tensor):
+        raise TrainstabError(
+            f"model {name!r} returned a {type(output).__name__} of {len(logits)} (as nanoGPT's (logits, loss)); "
+            "forward must return the logits (B, T, V) alone, or an object with .logits: wrap it, e.g. "
+            "'logits, _ = gpt(idx, targets=idx.contiguous())' (recipes/nanogpt_models.py)"
+        )
     if not isinstance(logits, torch.Tensor):
         raise TrainstabError(
             f"model {name!r} returned {type(output).__name__}; forward must return logits (B, T, V) "
@@ -269,6 +275,13 @@ class FunctionalStack(nn.Module):
                     self.member_buffers[k] = self._swap_buffers(template_buffers)  # as the forward left them
                 outputs.append(_logits_of(output, self.model_name))
         expected = (*idx.shape, self.size.vocab_size)
+        if tuple(outputs[0].shape) == (idx.shape[0], 1, self.size.vocab_size) and idx.shape[1] > 1:
+            raise TrainstabError(
+                f"model {self.model_name!r} returned the logits of the last position only, shape "
+                f"{tuple(outputs[0].shape)}, for input {tuple(idx.shape)}: a generation path (nanoGPT computes "
+                "every position only when given targets). trainstab needs every position's logits, (B, T, V): "
+                "call that path, e.g. 'logits, _ = gpt(idx, targets=idx.contiguous())' (recipes/nanogpt_models.py)"
+            )
         if tuple(outputs[0].shape) != expected:
             raise TrainstabError(
                 f"model {self.model_name!r} returned logits of shape {tuple(outputs[0].shape)} for input "
