@@ -327,7 +327,8 @@ def build_stack(
 
 NO_ATTENTION_HINT = (
     "no attention logits were captured. trainstab sees scaled_dot_product_attention, nn.MultiheadAttention, "
-    "torch's Transformer layers, transformers' attention and hand-written softmax(q @ k^T) attention; "
+    "torch's Transformer layers, transformers' attention, flex_attention and hand-written softmax(q @ k^T) "
+    "attention; "
     "anything else (a custom kernel, sigmoid attention) must report its pre-softmax logits with "
     "trainstab.record_attention_logits(logits) in its forward"
 )
