@@ -15,6 +15,7 @@ INSTALL = {  # module: what to install, pinned, with --no-deps (recipes/README.m
     "torchtitan": "torchtitan==0.3.0 spmd_types==0.2.3 einops tyro docstring_parser triton",
     "litgpt": "litgpt==0.5.13 lightning lightning_utilities torchmetrics psutil",
     "x_transformers": "x-transformers==2.31.10 loguru einops einx frozendict torch_einops_utils",
+    "olmo_core": "torch==2.13.0 ai2-olmo-core==3.0.0 (with its dependencies: name your torch in the same command)",
     "transformers": "transformers (or: pip install 'trainstab[hf]')",
 }
 NANOGPT = "nanoGPT is not on PyPI: clone karpathy/nanoGPT and put its folder (its model.py) on PYTHONPATH"
@@ -22,7 +23,8 @@ NANOGPT = "nanoGPT is not on PyPI: clone karpathy/nanoGPT and put its folder (it
 
 def _needs(module):
     missing = importlib.util.find_spec(module) is None
-    why = NANOGPT if module == "model" else f"needs {module}: pip install --no-deps {INSTALL[module]}"
+    no_deps = "" if module == "olmo_core" else "--no-deps "
+    why = NANOGPT if module == "model" else f"needs {module}: pip install {no_deps}{INSTALL[module]}"
     return pytest.mark.skipif(missing, reason=why)
 
 
@@ -35,6 +37,8 @@ def _needs(module):
         case("litgpt_models:gpt_qk_norm", "attention_logits", _needs("litgpt")),
         expect_failure("x_transformers_models:decoder", "attention_logits", "no qk-norm", _needs("x_transformers")),
         case("x_transformers_models:decoder_qk_norm", "attention_logits", _needs("x_transformers")),
+        expect_failure("olmo_core_models:olmo2_no_qk_norm", "attention_logits", "no qk-norm", _needs("olmo_core")),
+        case("olmo_core_models:olmo2", "attention_logits", _needs("olmo_core")),
         expect_failure("nanogpt_models:gpt", "attention_logits", "nanoGPT has no qk-norm", _needs("model")),
         expect_failure("hf:llama", "attention_logits", "no qk-norm", _needs("transformers")),
         case("hf:olmo2", "attention_logits", _needs("transformers")),
