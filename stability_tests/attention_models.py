@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+from torch.utils.checkpoint import checkpoint
 
 
 def _causal_mask(t: int) -> torch.Tensor:
@@ -188,8 +189,9 @@ class FlexAttentionBlock(nn.Module):
 class FlexGPT(nn.Module):
     """Learned positions, pre-RMSNorm blocks of flex attention, an untied head."""
 
-    def __init__(self, size, qk_norm=False):
+    def __init__(self, size, qk_norm=False, checkpointed=False):
         super().__init__()
+        self.checkpointed = checkpointed  # activation checkpointing: the backward runs each block again
         self.embedding = nn.Embedding(size.vocab_size, size.width)
         self.position = nn.Embedding(size.context_length, size.width)
         self.blocks = nn.ModuleList(FlexAttentionBlock(size, qk_norm) for _ in range(size.depth))
@@ -201,7 +203,7 @@ class FlexGPT(nn.Module):
         block_mask = create_block_mask(_causal, None, None, t, t, device=str(idx.device))
         x = self.embedding(idx) + self.position(torch.arange(t, device=idx.device))
         for block in self.blocks:
-            x = block(x, block_mask)
+            x = checkpoint(block, x, block_mask, use_reentrant=False) if self.checkpointed else block(x, block_mask)
         return self.head(self.norm(x))
 
 
@@ -243,3 +245,8 @@ def flex_gpt(size):
 def flex_gpt_qk_norm(size):
     """flex_attention with a causal BlockMask and GQA; RMSNorm on q and k."""
     return FlexGPT(size, qk_norm=True)
+
+
+def flex_gpt_checkpointed(size):
+    """flex_gpt with activation checkpointing: its backward calls flex_attention again."""
+    return FlexGPT(size, checkpointed=True)

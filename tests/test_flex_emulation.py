@@ -226,3 +226,23 @@ def test_a_captured_call_that_flex_can_run_is_recorded_from_the_dense_scores_and
     (record,) = records
     assert torch.equal(record.max_abs_logit, emulated[0].max_abs_logit)
     assert torch.equal(record.entropy, emulated[0].entropy)
+
+
+def test_a_checkpointed_flex_model_trains_its_backward_calls_flex_again():
+    from trainstab.config import ModelConfig, SweepConfig, TrainConfig
+    from trainstab.models import ModelSize
+    from trainstab.sweep import run_sweep
+
+    model = ModelConfig(width=16, depth=2, heads=2, context_length=16, vocab_size=512)
+    name = "attention_models:flex_gpt_checkpointed"
+    import attention_models
+
+    bare = attention_models.flex_gpt_checkpointed(ModelSize.of(model))
+    idx = torch.randint(0, 512, (2, 16))
+    with flex_attention_on_cpu("cpu"):
+        logits = bare(idx)  # the forward inside the scope, the backward outside: flex refuses the recompute
+    with pytest.raises(NotImplementedError, match="does not support backward on CPU"):
+        logits.sum().backward()
+    config = SweepConfig(model_name=name, model=model, lrs=(1e-2,), train=TrainConfig(steps=3, batch_size=4))
+    (run,) = run_sweep(config).runs
+    assert len(run.losses) == 3 and all(math.isfinite(loss) for loss in run.losses)

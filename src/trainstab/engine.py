@@ -39,6 +39,7 @@ from trainstab.capture import AttentionRecord, capture_attention
 from trainstab.config import TrainConfig
 from trainstab.corpus import Corpus
 from trainstab.errors import TrainstabError
+from trainstab.flex_emulation import flex_attention_on_cpu
 from trainstab.losses import cross_entropy_with_log_z
 from trainstab.models import NO_ATTENTION_HINT, own_parameter_name
 from trainstab.optim import StackedAdamW, StepMeasurements
@@ -130,6 +131,23 @@ def train_members(
 
     ``vocab_size`` tells Muon which matrices embed or unembed (0: by their names only).
     """
+    # A backward that recomputes a checkpointed forward calls the model's flex_attention again, outside
+    # FunctionalStack.forward's scope: the whole loop keeps it reachable (flex_emulation).
+    with flex_attention_on_cpu(next(model.parameters()).device):
+        return _train_members(model, lr_multipliers, lrs, corpus, train, context_length, progress, vocab_size)
+
+
+def _train_members(
+    model: nn.Module,
+    lr_multipliers: dict[str, float],
+    lrs: list[float],
+    corpus: Corpus,
+    train: TrainConfig,
+    context_length: int,
+    progress: ProgressCallback | None = None,
+    vocab_size: int = 0,
+) -> list[MemberRun]:
+    """The loop of :func:`train_members`."""
     runs = [MemberRun(lr=lr) for lr in lrs]
     live = list(range(len(lrs)))  # indices into runs of the members still in the stack
     params = dict(model.named_parameters())

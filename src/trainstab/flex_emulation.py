@@ -2,7 +2,8 @@
 
 PyTorch's ``flex_attention`` refuses inputs that require grad on the CPU ("FlexAttention does not support
 backward on CPU"), and as a higher-order operator it cannot run under the attention tracer. While
-trainstab runs a user's forward (:func:`flex_attention_on_cpu`, entered per forward by the stacked model),
+trainstab runs a user's model (:func:`flex_attention_on_cpu`, entered by the stacked model's forward and
+around the training loop, whose backward may recompute a checkpointed forward),
 a call to ``torch.nn.attention.flex_attention.flex_attention`` with CPU inputs that require grad is computed
 by :func:`dense_flex_attention` instead:
 

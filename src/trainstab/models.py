@@ -390,7 +390,8 @@ def _check_model(name: str, config: ModelConfig, seed: int, batch_size: int) -> 
     if not records:
         raise TrainstabError(f"model {name!r}: {NO_ATTENTION_HINT}")
     try:
-        logits.float().mean().backward()
+        with flex_attention_on_cpu(idx.device):  # a checkpointed forward calls flex again in the backward
+            logits.float().mean().backward()
     except (Exception, SystemExit) as error:
         raise TrainstabError(
             f"model {name!r} failed in the backward pass of its first training step: {_raised(error)}"
