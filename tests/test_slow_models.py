@@ -13,6 +13,7 @@ on a clock they step by hand.
 import dataclasses
 import multiprocessing.connection
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -317,3 +318,52 @@ def test_the_library_refuses_a_time_limit_on_ray_as_the_front_ends_do():
     config = SweepConfig(executor="ray")
     with pytest.raises(TrainstabError, match="the time limit does not apply on the Ray executor"):
         run_sweeps([config], limits=TimeLimits(time_limit_seconds=5.0))
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_run_killed_from_outside_leaves_no_worker_training(tmp_path, signal_name):
+    # A CI job's timeout or a cancelled pipeline kills the run itself: it cannot stop its pool, so each worker
+    # watches for its parent and exits when it is gone (within PARENT_WATCH_SECONDS, 1 s).
+    pids = tmp_path / "pids"
+    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    argv = ["sweep", "--model", EVERY_STEP_SLOW, "--steps", "1000", "--lrs", FIVE_LRS, "--workers", "2", *TINY]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "trainstab", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": path, "TRAINSTAB_TEST_PIDS": str(pids)},
+    )
+    try:
+        started = time.monotonic()  # the run's preflight builds the model once, then each worker does
+        while time.monotonic() - started < 120 and len(_built(pids) - {run.pid}) < 2:
+            time.sleep(0.2)
+        workers = _built(pids) - {run.pid}
+        assert len(workers) == 2, "the workers did not start within 2 minutes"
+        helpers = _children(run.pid)  # multiprocessing's fork server and resource tracker
+        os.kill(run.pid, getattr(signal, signal_name))
+        run.wait(timeout=30)
+        deadline = time.monotonic() + 30  # generous on a loaded machine; idle, they are gone within ~1 s
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers | helpers):
+            time.sleep(0.2)
+        assert not [pid for pid in workers | helpers if _alive(pid)]
+    finally:
+        run.kill()
+        run.wait()
+
+
+def _children(pid):
+    """The pids of the processes whose parent is ``pid`` (Linux's /proc)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def _built(pids):
+    """The pids of the processes that have built the slow model so far."""
+    return {int(pid) for pid in pids.read_text().split()} if pids.exists() else set()

@@ -26,6 +26,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
+import os
 import signal
 import sys
 import threading
@@ -128,11 +129,27 @@ _NONDETERMINISTIC = "does not have a deterministic implementation"
 _STEPS_DONE: SynchronizedArray[int] | None = None
 
 
-def _init_worker(counts: SynchronizedArray[int]) -> None:
-    """Worker start-up: remember the shared step counts; leave Ctrl-C to the parent, which stops the pool."""
+def _init_worker(counts: SynchronizedArray[int], run_alive: multiprocessing.connection.Connection) -> None:
+    """Worker start-up: remember the shared step counts; leave Ctrl-C to the parent, which stops the pool; end
+    this worker when the run that started it is gone (:func:`_end_with_the_run`)."""
     global _STEPS_DONE
     _STEPS_DONE = counts
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # one "interrupted" line from the parent, not a traceback per worker
+    threading.Thread(target=_end_with_the_run, args=(run_alive,), name="trainstab-run-watch", daemon=True).start()
+
+
+def _end_with_the_run(run_alive: multiprocessing.connection.Connection) -> None:
+    """Exit this worker once the run is gone: a run killed by SIGTERM or SIGKILL (a CI job's timeout, a
+    cancelled pipeline) cannot stop its pool, and its workers would train on, for nobody, on every core.
+
+    ``run_alive`` is the read end of a pipe whose only write end the run holds: nothing is ever sent, and the
+    read ends (EOF) when the run's process ends, however it ends. The worker's parent cannot tell: under the
+    fork server it is the server, which outlives the run while any worker holds the server's own pipe.
+    """
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            run_alive.recv_bytes()
+    os._exit(1)
 
 
 def _count_steps(index: int, steps: int) -> None:
@@ -494,7 +511,11 @@ def _run_in_pool(
         )
     context = pool_context()
     counts = context.Array("q", [-1] * len(jobs))  # each stack's steps done; -1 until a worker starts it
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counts,)) as pool:
+    run_alive, alive_end = context.Pipe(duplex=False)  # this process holds the only write end (_end_with_the_run)
+    with (
+        _closing(run_alive, alive_end),
+        ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(counts, run_alive)) as pool,
+    ):
         with _preloading_training(context):  # the workers start as the jobs are submitted
             futures: list[Future[list[MemberRun]]] = [
                 pool.submit(_train_stack_in_worker, c, g, index) for index, (c, g) in enumerate(jobs)
@@ -539,6 +560,16 @@ def _run_in_pool(
 #: handler, or native code that never returns to Python), and the pool's thread, which the interpreter joins
 #: before it exits, waits for every worker: without the SIGKILL the run would hang where it was meant to stop.
 _KILL_GRACE_SECONDS = 2.0
+
+
+@contextlib.contextmanager
+def _closing(*connections: multiprocessing.connection.Connection) -> Iterator[None]:
+    """Close ``connections`` after the block: after the pool's workers have ended, since it is entered first."""
+    try:
+        yield
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
