@@ -35,11 +35,14 @@ each width (from 256 the subset in ``BATTERY_SUBSET``) and prints the
 battery's tables there: width 128 takes about 25 minutes for the zoo, width
 256 about 4 minutes per model.
 
-``--robustness`` runs the seeds 0, 1, 2 under both profiles in one child
-process per CPU kernel set (this machine's, ``ATEN_CPU_CAPABILITY=avx2`` and
-``=default``, which must be chosen before torch starts) and prints every
-model whose failed checks differ anywhere in that matrix. It takes about an
-hour on 2 cores the first time.
+``--robustness`` runs the seeds 0, 1, 2 (or ``--seeds``) under both profiles
+in one child process per CPU kernel set (``--kernel-sets``: this machine's,
+``ATEN_CPU_CAPABILITY=avx2`` and ``=default``, which must be chosen before
+torch starts) and prints every model whose failed checks differ anywhere in
+that matrix. It takes about an hour on 2 cores the first time. With
+``--scaling`` it does the same for the scaling tier's stability forecasts
+(about 35 minutes of ladders per seed and kernel set; eps_forecast followed at
+both eps, attention_forecast on the models without qk-norm).
 """
 
 from __future__ import annotations
