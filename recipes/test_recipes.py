@@ -2,9 +2,10 @@
 
 Each library is installed only for this tier (``recipes/README.md`` gives the commands; none replaces the CPU
 torch); a test whose library is absent skips with its install line. Run with ``pytest recipes``: the README's
-test command and CI's tiers leave it out (the libraries' installs do not fit CI's time budget).
+test command and CI's tiers leave it out (the installs would fit CI's time budget; the ten sweeps do not).
 """
 
+import importlib
 import importlib.util
 
 import pytest
@@ -16,14 +17,25 @@ INSTALL = {  # module: what to install, pinned, with --no-deps (recipes/README.m
     "litgpt": "litgpt==0.5.13 lightning lightning_utilities torchmetrics psutil",
     "x_transformers": "x-transformers==2.31.10 loguru einops einx frozendict torch_einops_utils",
     "olmo_core": "torch==2.13.0 ai2-olmo-core==3.0.0 (with its dependencies: name your torch in the same command)",
-    "transformers": "transformers (or: pip install 'trainstab[hf]')",
+    "transformers": "'trainstab[hf]' (transformers with its dependencies)",
 }
 NANOGPT = "nanoGPT is not on PyPI: clone karpathy/nanoGPT and put its folder (its model.py) on PYTHONPATH"
 
 
+def _missing(module):
+    """Whether ``module`` cannot be imported; nanoGPT's is the ``model`` module that defines GPT and GPTConfig."""
+    if module != "model":
+        return importlib.util.find_spec(module) is None
+    try:
+        nanogpt = importlib.import_module("model")
+    except ImportError:
+        return True
+    return not (hasattr(nanogpt, "GPT") and hasattr(nanogpt, "GPTConfig"))
+
+
 def _needs(module):
-    missing = importlib.util.find_spec(module) is None
-    no_deps = "" if module == "olmo_core" else "--no-deps "
+    missing = _missing(module)
+    no_deps = "" if module in ("olmo_core", "transformers") else "--no-deps "
     why = NANOGPT if module == "model" else f"needs {module}: pip install {no_deps}{INSTALL[module]}"
     return pytest.mark.skipif(missing, reason=why)
 

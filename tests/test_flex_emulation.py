@@ -7,6 +7,7 @@ gradients of size ~1 (relative to the largest gradient entry).
 """
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -162,12 +163,13 @@ def test_inside_the_scope_flex_trains_on_the_cpu_by_name_and_compiled_and_is_its
     q, k, v = (t.requires_grad_() for t in _qkv())
     mask = _block_mask(causal)
     expected = dense_flex_attention(q, k, v, block_mask=mask)
+    flex_itself = flex.flex_attention(*[t.detach() for t in (q, k, v)], block_mask=mask)  # before the swap
     with flex_attention_on_cpu("cpu"):
         with flex_attention_on_cpu("cpu"):  # nested: the swap is undone by the outer scope only
             assert torch.equal(by_name(q, k, v, block_mask=mask), expected)
         assert torch.equal(compiled(q, k, v, block_mask=mask), expected)
         plain = [t.detach() for t in (q, k, v)]  # nothing requires grad and no capture: flex itself
-        assert torch.equal(by_name(*plain, block_mask=mask), flex.flex_attention(*plain, block_mask=mask))
+        assert torch.equal(by_name(*plain, block_mask=mask), flex_itself)
     with pytest.raises(NotImplementedError, match="does not support backward on CPU"):
         by_name(q, k, v, block_mask=mask)
     assert by_name.__code__.co_name == "flex_attention"
@@ -246,3 +248,47 @@ def test_a_checkpointed_flex_model_trains_its_backward_calls_flex_again():
     config = SweepConfig(model_name=name, model=model, lrs=(1e-2,), train=TrainConfig(steps=3, batch_size=4))
     (run,) = run_sweep(config).runs
     assert len(run.losses) == 3 and all(math.isfinite(loss) for loss in run.losses)
+
+
+def test_the_swap_is_undone_when_the_block_raises_and_flex_gives_no_eager_advice_inside(monkeypatch):
+    q, k, v = (t.requires_grad_() for t in _qkv())
+    with pytest.raises(KeyboardInterrupt), flex_attention_on_cpu("cpu"):
+        raise KeyboardInterrupt
+    with pytest.raises(NotImplementedError, match="does not support backward on CPU"):
+        flex.flex_attention(q, k, v)
+    plain = [t.detach() for t in (q, k, v)]
+    shown = getattr(flex, "_WARNINGS_SHOWN", None)
+    if shown is None:
+        pytest.skip("this torch's flex shows its eager-mode advice another way")
+    monkeypatch.setattr(flex, "_WARNINGS_SHOWN", set())  # flex warns once per process: as if for the first time
+    with warnings.catch_warnings(record=True) as inside:
+        warnings.simplefilter("always")
+        with flex_attention_on_cpu("cpu"):
+            flex.flex_attention(*plain)  # flex itself, eagerly: trainstab's doing, not advice for the user
+    monkeypatch.setattr(flex, "_WARNINGS_SHOWN", set())
+    with warnings.catch_warnings(record=True) as outside:
+        warnings.simplefilter("always")
+        flex.flex_attention(*plain)
+    assert not [w for w in inside if "without torch.compile" in str(w.message)]
+    assert [w for w in outside if "without torch.compile" in str(w.message)]  # what the test would have caught
+
+
+def test_a_row_of_nan_scores_stays_nan_as_in_flex():
+    q, k, v = _qkv()
+    q[0, 0, 5] = math.nan  # one query's scores are all NaN: a diverged model, not a masked row
+    with torch.no_grad():
+        expected = flex.flex_attention(q, k, v, block_mask=_block_mask(causal))
+        out = dense_flex_attention(q, k, v, block_mask=_block_mask(causal))
+    assert bool(torch.isnan(expected[0, 0, 5]).all()) and bool(torch.isnan(out[0, 0, 5]).all())
+
+
+def test_under_bf16_autocast_the_scores_are_summed_in_fp32():
+    q, k, v = _qkv()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = dense_flex_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), block_mask=_block_mask(causal))
+        with capture_attention() as records:
+            dense_flex_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), block_mask=_block_mask(causal))
+    z = (q.bfloat16().float() @ k.bfloat16().float().transpose(-2, -1)) / math.sqrt(E)  # fp32 sums of bf16 inputs
+    expected = z.abs().masked_fill(~_dense_mask(causal), 0).amax(dim=(-2, -1))
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(records[0].max_abs_logit, expected, rtol=1e-6)

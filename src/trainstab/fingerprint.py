@@ -23,6 +23,7 @@ import torch
 
 from trainstab.config import SweepConfig
 from trainstab.corpus import load_corpus
+from trainstab.flex_emulation import flex_attention_on_cpu
 from trainstab.losses import cross_entropy_with_log_z
 from trainstab.models import build_stack
 from trainstab.torch_state import isolated_torch_state
@@ -51,7 +52,8 @@ def model_fingerprint(config: SweepConfig) -> str:
         vocab = logits.shape[-1]
         ce, log_z = cross_entropy_with_log_z(logits.reshape(-1, vocab), batch[:, 1:].reshape(-1))
         loss = ce.mean() + train.z_loss * log_z.square().mean()
-        loss.backward()  # type: ignore[no-untyped-call]
+        with flex_attention_on_cpu("cpu"):  # a checkpointed forward calls flex again in the backward
+            loss.backward()  # type: ignore[no-untyped-call]
         digest = hashlib.sha256()
         for name, parameter in sorted(model.named_parameters()):
             _feed(digest, f"param:{name}", parameter)

@@ -36,6 +36,7 @@ import math
 import sys
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -144,7 +145,8 @@ def _scores(
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     working = torch.float64 if query.dtype == torch.float64 else torch.float32
     key = key.repeat_interleave(heads // kv_heads, dim=1).expand(batch, -1, -1, -1)  # (B, Hq, S, E): head h // g
-    logits = (query.to(working) @ key.to(working).transpose(-2, -1)) * scale  # (B, Hq, L, S)
+    with torch.autocast(query.device.type, enabled=False):  # flex sums q·k in fp32, under bf16 autocast too
+        logits = (query.to(working) @ key.to(working).transpose(-2, -1)) * scale  # (B, Hq, L, S)
     modified = logits
     if score_mod is not None:
         indices = [torch.arange(n, device=query.device) for n in (batch, heads, queries, keys)]
@@ -196,7 +198,7 @@ def dense_flex_attention(
         batch, heads = query.shape[:2]
         value = value.repeat_interleave(heads // value.shape[1], dim=1).expand(batch, -1, -1, -1)  # (B, Hq, S, Ev)
         # A row with no allowed key attends to nothing: out 0, lse -inf (flex's safe softmax).
-        has_key = (modified > -math.inf).any(-1, keepdim=True)  # (B, Hq, L, 1)
+        has_key = (modified != -math.inf).any(-1, keepdim=True)  # (B, Hq, L, 1); a NaN row stays NaN, as in flex
         lse = torch.logsumexp(modified.masked_fill(~has_key, 0.0), dim=-1).masked_fill(~has_key[..., 0], -math.inf)
         probs = torch.softmax(modified.masked_fill(~has_key, 0.0), dim=-1) * has_key  # (B, Hq, L, S)
         out = probs.to(query.dtype) @ value.to(query.dtype)  # (B, Hq, L, Ev)
@@ -240,7 +242,7 @@ def _dispatch(*args: Any, **kwargs: Any) -> Any:
     if emulated:
         return dense_flex_attention(*bound.args, **bound.kwargs)
     if not is_capturing() or not isinstance(query, torch.Tensor):
-        return original(*args, **kwargs)
+        return _as_itself(original, query, args, kwargs)
     # Captured where flex runs (a GPU, or nothing requires grad): the record from the dense scores, then flex
     # itself, with the tracer stepped aside (a higher-order operator cannot run under it).
     with unwatched():
@@ -256,6 +258,20 @@ def _dispatch(*args: Any, **kwargs: Any) -> Any:
             )
         )
     with outside_capture():
+        return _as_itself(original, query, args, kwargs)
+
+
+#: flex's advice when it runs eagerly; trainstab runs it so (force_eager, or an uncompiled no-grad call on the
+#: CPU), so the advice is not the user's to act on, and under filterwarnings=error it would stop their run.
+_EAGER_ADVICE = "flex_attention called without torch.compile"
+
+
+def _as_itself(original: Callable[..., Any], query: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """flex itself; on the CPU without its eager-mode advice (the only warning left out)."""
+    if not isinstance(query, torch.Tensor) or query.device.type != "cpu":
+        return original(*args, **kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_EAGER_ADVICE)
         return original(*args, **kwargs)
 
 
@@ -263,9 +279,9 @@ def _dispatch(*args: Any, **kwargs: Any) -> Any:
 def flex_attention_on_cpu(device: torch.device | str) -> Iterator[None]:
     """Run the block with flex_attention emulated where flex cannot run (module docstring); restores all after.
 
-    Free when the model does not use flex: torch's flex module is imported (a few ms) and one function's code
-    is swapped and put back. On a CPU ``device``, if torch.compile's machinery is loaded, compiled code in the
-    block runs eagerly.
+    Free when the model does not use flex: torch's flex module is imported (about 2 ms, once) and one
+    function's code is swapped and put back. On a CPU ``device``, if torch.compile's machinery is loaded (and
+    torch has ``set_stance``, 2.6+), every compiled region in the block runs eagerly, flex or not.
     """
     try:
         from torch.nn.attention import flex_attention as flex_module  # torch >= 2.5
@@ -283,11 +299,11 @@ def flex_attention_on_cpu(device: torch.device | str) -> Iterator[None]:
             function.__defaults__ = None
             function.__kwdefaults__ = None
         _Swap.depth += 1
-    eager: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if torch.device(device).type == "cpu" and "torch._dynamo" in sys.modules:
-        eager = torch.compiler.set_stance("force_eager")
-    try:
-        with eager:
+    try:  # from here on, whatever happens (set_stance refusing, Ctrl-C), the swap is undone
+        with contextlib.ExitStack() as scope:
+            stance = getattr(torch.compiler, "set_stance", None)  # torch >= 2.6
+            if torch.device(device).type == "cpu" and "torch._dynamo" in sys.modules and stance is not None:
+                scope.enter_context(stance("force_eager"))
             yield
     finally:
         with _Swap.lock:

@@ -587,13 +587,19 @@ def _first_forward_failure(name: str, model: nn.Module, idx: torch.Tensor, error
             "with --set)"
         )
     missing = _NO_KERNEL.search(str(error))
-    if missing is not None and missing.group(2) != "CUDA":
+    if missing is not None:
+        op, backend = missing.groups()
         location = user_location(error.__traceback__)
+        attention = any(word in op for word in ("flash", "varlen", "attention"))
+        advice = (
+            "flash and varlen attention kernels are CUDA-only: write the attention with "
+            "scaled_dot_product_attention or flex_attention (torchtitan: attn_backend='flex'), or gate on a GPU "
+            "with --device cuda"
+            if attention and backend == "CPU"
+            else f"run the model where {op} has a kernel (--device), or replace that op"
+        )
         return TrainstabError(
-            f"model {name!r} calls {missing.group(1)}, which has no {missing.group(2)} kernel"
-            f"{f' ({location})' if location else ''}: flash and varlen attention kernels are CUDA-only. Write the "
-            "attention with scaled_dot_product_attention or flex_attention (torchtitan: attn_backend='flex'), or "
-            "gate on a GPU with --device cuda"
+            f"model {name!r} calls {op}, which has no {backend} kernel{f' ({location})' if location else ''}: {advice}"
         )
     return TrainstabError(f"model {name!r} failed on its first forward, a {shape} batch of token ids: {_raised(error)}")
 
