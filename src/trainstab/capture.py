@@ -21,9 +21,9 @@ written as exp and sum, sigmoid attention) reports its logits with
 :func:`record_attention_logits`; outside a capture that call costs one
 attribute check and does nothing. Reported logits that also reach a
 recognised softmax are recorded once. ``flex_attention`` is
-computed densely and recorded by :mod:`trainstab.flex_emulation` while trainstab runs a model; other
-higher-order operators (``torch.cond``) cannot run under the tracer and stop with a
-:class:`~trainstab.errors.TrainstabError` that says so. Wrap forward passes
+recorded by :mod:`trainstab.flex_emulation` inside its scope, which trainstab's sweeps enter; other
+higher-order operators (``torch.cond``), and flex outside that scope, cannot run under the tracer and stop
+with a :class:`~trainstab.errors.TrainstabError` that says so. Wrap forward passes
 only: a backward inside the block would record recomputed (checkpointed)
 attention again.
 

@@ -276,12 +276,13 @@ def _as_itself(original: Callable[..., Any], query: Any, args: tuple[Any, ...], 
 
 
 @contextlib.contextmanager
-def flex_attention_on_cpu(device: torch.device | str) -> Iterator[None]:
+def flex_attention_on_cpu(device: torch.device | str | None) -> Iterator[None]:
     """Run the block with flex_attention emulated where flex cannot run (module docstring); restores all after.
 
     Free when the model does not use flex: torch's flex module is imported (about 2 ms, once) and one
     function's code is swapped and put back. On a CPU ``device``, if torch.compile's machinery is loaded (and
-    torch has ``set_stance``, 2.6+), every compiled region in the block runs eagerly, flex or not.
+    torch has ``set_stance``, 2.6+), every compiled region in the block runs eagerly, flex or not; ``None``
+    (an attention capture, which does not know the device) leaves compilation alone.
     """
     try:
         from torch.nn.attention import flex_attention as flex_module  # torch >= 2.5
@@ -302,7 +303,8 @@ def flex_attention_on_cpu(device: torch.device | str) -> Iterator[None]:
     try:  # from here on, whatever happens (set_stance refusing, Ctrl-C), the swap is undone
         with contextlib.ExitStack() as scope:
             stance = getattr(torch.compiler, "set_stance", None)  # torch >= 2.6
-            if torch.device(device).type == "cpu" and "torch._dynamo" in sys.modules and stance is not None:
+            on_cpu = device is not None and torch.device(device).type == "cpu"
+            if on_cpu and "torch._dynamo" in sys.modules and stance is not None:
                 scope.enter_context(stance("force_eager"))
             yield
     finally:
