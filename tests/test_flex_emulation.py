@@ -19,6 +19,9 @@ from trainstab.capture import capture_attention  # noqa: E402
 from trainstab.errors import TrainstabError  # noqa: E402
 from trainstab.flex_emulation import dense_flex_attention, flex_attention_on_cpu  # noqa: E402
 
+# flex's own eager forward, called here directly as the reference, gives its advice to compile it.
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+
 FORWARD_TOL = 1e-5
 GRAD_TOL = 1e-5
 
