@@ -26,10 +26,12 @@ model was moved to (``TrainConfig.device``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import ParamSpec
 
 import torch
 from torch import nn
@@ -117,6 +119,25 @@ def _live_subset(
     return params
 
 
+Params = ParamSpec("Params")
+
+
+def _in_flex_scope(train: Callable[Params, list[MemberRun]]) -> Callable[Params, list[MemberRun]]:
+    """Run ``train`` (whose first argument is the model) inside flex_emulation's scope, backward included: a
+    backward that recomputes a checkpointed forward calls the model's flex_attention again, outside
+    FunctionalStack.forward's scope."""
+
+    @functools.wraps(train)
+    def in_scope(*args: Params.args, **kwargs: Params.kwargs) -> list[MemberRun]:
+        model = args[0] if args else kwargs["model"]
+        assert isinstance(model, nn.Module)
+        with flex_attention_on_cpu(next(model.parameters()).device):
+            return train(*args, **kwargs)
+
+    return in_scope
+
+
+@_in_flex_scope
 def train_members(
     model: nn.Module,
     lr_multipliers: dict[str, float],
@@ -131,23 +152,6 @@ def train_members(
 
     ``vocab_size`` tells Muon which matrices embed or unembed (0: by their names only).
     """
-    # A backward that recomputes a checkpointed forward calls the model's flex_attention again, outside
-    # FunctionalStack.forward's scope: the whole loop keeps it reachable (flex_emulation).
-    with flex_attention_on_cpu(next(model.parameters()).device):
-        return _train_members(model, lr_multipliers, lrs, corpus, train, context_length, progress, vocab_size)
-
-
-def _train_members(
-    model: nn.Module,
-    lr_multipliers: dict[str, float],
-    lrs: list[float],
-    corpus: Corpus,
-    train: TrainConfig,
-    context_length: int,
-    progress: ProgressCallback | None = None,
-    vocab_size: int = 0,
-) -> list[MemberRun]:
-    """The loop of :func:`train_members`."""
     runs = [MemberRun(lr=lr) for lr in lrs]
     live = list(range(len(lrs)))  # indices into runs of the members still in the stack
     params = dict(model.named_parameters())
