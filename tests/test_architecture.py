@@ -12,12 +12,12 @@ SOURCE = ROOT / "src" / "trainstab"
 #: The layers of docs/architecture.md, bottom up. A module imports, at its top, only from its own layer or below.
 LAYERS = {
     "foundations": "errors model_names config overrides files untrusted environment inifile plotting "
-    "hypothesis_profiles results ladder crash process_state ray_address",
+    "hypothesis_profiles results ladder crash process_state ray_address extensions optimizer_table",
     "training": "torch_state corpus losses attention_stats attention_trace capture flex_emulation reference optim "
     "models devices engine sweep ray_executor coordinates fingerprint optimizers hf_models",
     "judgement": "checks forecast scaling registry options baseline gate report session_cache sweep_cache",
     "exploration": "strategies fuzz fuzzmap findings figures reproduce",
-    "front ends": "session testing plugin cli cli_help progress terminal __main__ __init__",
+    "front ends": "session testing plugin cli cli_help progress terminal extend __main__ __init__",
 }
 LAYER_OF = {module: rank for rank, modules in enumerate(LAYERS.values()) for module in modules.split()}
 #: The only modules that import torch.

@@ -19,11 +19,11 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from trainstab import registry
 from trainstab.checks import BATTERY, Thresholds
 from trainstab.config import REFERENCE_ONLY_KEYS, resolved_config
 from trainstab.environment import light_environment
@@ -31,15 +31,7 @@ from trainstab.errors import TrainstabError
 from trainstab.files import json_text, shown
 from trainstab.model_names import split_model_name
 from trainstab.options import RunOptions, run_seed
-from trainstab.results import (
-    RunResult,
-    SweepResult,
-    dead_tensors,
-    max_abs_log_z,
-    smallest_grad_rms_over_eps,
-    spike_score,
-    up_to,
-)
+from trainstab.results import Metric, SweepResult, Tolerance, up_to
 from trainstab.untrusted import UntrustedFileError, parse_json, read_json_file, read_text_file
 
 FORMAT_VERSION = 1  # the "trainstab_baseline" field; bumped when the layout changes
@@ -60,52 +52,22 @@ FIELDS = frozenset(
 SHOWN_CHARACTERS = 120
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """How far a gated metric may move in its bad direction before the check fails."""
-
-    rel: float  # share of |baseline|
-    abs: float  # plus this much, so values near 0 are not held to 0
-    worse: Literal["higher", "lower"]  # the direction that is a regression
-
-    def allowed(self, baseline: float) -> float:
-        """The largest move in the bad direction that still passes."""
-        return self.abs + self.rel * abs(baseline)
+def _battery_metrics() -> dict[str, Metric]:
+    """Every metric the battery's checks record, by name (each check carries its own: trainstab.checks)."""
+    return {metric.name: metric for check in BATTERY.values() for metric in check.metrics}
 
 
-# Defaults. Legitimate movement comes from another CPU or library build (float kernels that
-# round differently: training at high LR is chaotic, so small differences grow) and from
-# harmless changes; what must still fail is a destabilizing change, e.g. removing
-# qk-layernorm (attention logits 36 -> 7e4 at LR 0.3). Measured by
-# benchmarks/baseline_drift.py (the reference's default sweep under PyTorch's default, AVX2
-# and AVX-512 CPU kernels, every ordered pair): the largest share of each tolerance that a
-# kernel change used is in the comment.
+#: The battery's gated metrics and their default tolerances (stated on each metric in trainstab.checks).
 TOLERANCES: dict[str, Tolerance] = {
-    "max_attention_logit": Tolerance(rel=0.5, abs=5.0, worse="higher"),  # 0.43: 36.1 -> 46.1 at LR 0.3
-    "max_abs_log_z": Tolerance(rel=0.1, abs=1.0, worse="higher"),  # 0.24 (nats; init is ln V = 6.2)
-    "lr_sensitivity": Tolerance(rel=0.1, abs=0.02, worse="higher"),  # 0.09: 0.1971 -> 0.2005
-    "final_loss": Tolerance(rel=0.02, abs=0.05, worse="higher"),  # 0.24 (nats, per LR)
-    # The smallest gradient RMS of any tensor at any probe is one number out of thousands: it moved
-    # 2.5x between kernels at LR 0.3 (1153 -> 459 x eps). A tenfold fall fails (post-LN: ~50x).
-    "grad_rms_over_eps": Tolerance(rel=0.9, abs=0.0, worse="lower"),  # 0.67
-    "spike_score": Tolerance(rel=0.0, abs=0.01, worse="higher"),  # 0: no spike either way
-    "diverged": Tolerance(rel=0.0, abs=0.0, worse="higher"),  # a run that trained must not diverge
-    "dead_tensors": Tolerance(rel=0.0, abs=0.0, worse="higher"),  # no new frozen tensor
+    name: metric.tolerance for name, metric in _battery_metrics().items() if metric.tolerance is not None
 }
-#: Metrics that count something (whole numbers, never null: every run measures them).
-COUNTS = frozenset({"dead_tensors"})
-#: Recorded for people and plots, never gated: a moving best LR or loss curve is not by itself worse.
-INFORMATIONAL = ("best_lr", "loss_curve")
-#: Metrics recorded once per LR (the rest are one number per sweep); their entry types.
-PER_LR_METRICS: dict[str, str] = {
-    "max_attention_logit": "number",
-    "max_abs_log_z": "number",
-    "final_loss": "number",
-    "grad_rms_over_eps": "number",
-    "spike_score": "number",
-    "diverged": "bool",
-    "loss_curve": "list",
-}
+
+
+def gated_tolerances() -> dict[str, Tolerance]:
+    """The default tolerance of every gated metric of every registered check (a team's own checks included)."""
+    return {name: metric.tolerance for name, metric in known_metrics().items() if metric.tolerance is not None}
+
+
 #: Settings that define the measurement: a baseline taken under others is not comparable.
 PROTOCOL_KEYS = (
     "lrs",
@@ -135,8 +97,6 @@ ADDED_LATER: dict[str, Any] = {
 #: Environment fields whose change is worth a warning (numbers may move within tolerance).
 #: ``device_name``, ``precision`` and ``reproducibility`` came later: a baseline without them is not warned about.
 ENVIRONMENT_KEYS = ("trainstab", "torch", "python", "cpu", "device_name", "precision", "reproducibility", "seed")
-LOSS_CURVE_POINTS = 10  # the loss curve summary: mean loss over this many equal windows
-
 Value = float | bool | None
 PerLr = dict[str, Value]
 
@@ -181,46 +141,36 @@ def _round(value: float) -> float | None:
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
+def metrics_of(check: str) -> tuple[Metric, ...]:
+    """The metrics the check ``check`` records in its baseline (built in or a team's own), in the file's order."""
+    return registry.check(check).metrics
+
+
+def known_metrics() -> dict[str, Metric]:
+    """Every metric any registered check records, by name: a baseline file is read against these."""
+    return {metric.name: metric for check in registry.all_checks().values() for metric in check.metrics}
+
+
+def _recorded(metric: Metric, value: Any) -> Any:
+    """``value`` as the file records it: numbers to SIGNIFICANT_DIGITS and null when not finite."""
+    if metric.kind == "number":
+        return None if value is None else _round(float(value))
+    if metric.kind == "list":
+        return [None if item is None else _round(float(item)) for item in value]
+    return value
+
+
 def measure(sweep: SweepResult, check: str, thresholds: Thresholds) -> dict[str, Any]:
     """The metrics ``check`` records for a sweep, rounded, per LR where they are per run."""
-    train = sweep.config.train
-    per_run: dict[str, Callable[[RunResult], Any]] = {
-        "max_attention_logit": lambda run: _round(run.max_attention_logit),
-        "max_abs_log_z": lambda run: _round(max_abs_log_z(run)),
-        "final_loss": lambda run: _round(run.final_loss),
-        "grad_rms_over_eps": lambda run: (
-            None
-            if run.diverged
-            else _round(smallest_grad_rms_over_eps(run, train.eps, train.warmup_steps, thresholds.ignore_params)[0])
-        ),
-        "spike_score": lambda run: (
-            None
-            if run.diverged
-            else _round(
-                spike_score(run.losses, thresholds.spike_sigmas, thresholds.spike_window, start=train.warmup_steps)
-            )
-        ),
-        "diverged": lambda run: run.diverged,
-        "loss_curve": lambda run: _loss_curve(run.losses),
-    }
-    whole: dict[str, Callable[[], Any]] = {
-        "lr_sensitivity": lambda: _round(sweep.lr_sensitivity),
-        "best_lr": lambda: sweep.best_lr,
-        "dead_tensors": lambda: len(dead_tensors(sweep, thresholds.min_update_steps, thresholds.ignore_params)),
-    }
     metrics: dict[str, Any] = {}
-    for name in BATTERY[check].metrics:
-        if name in per_run:
-            metrics[name] = {lr_key(run.lr): per_run[name](run) for run in sweep.runs}
+    for metric in metrics_of(check):
+        if metric.per_lr:
+            metrics[metric.name] = {
+                lr_key(run.lr): _recorded(metric, metric.measure(run, sweep, thresholds)) for run in sweep.runs
+            }
         else:
-            metrics[name] = whole[name]()
+            metrics[metric.name] = _recorded(metric, metric.measure(sweep, thresholds))
     return metrics
-
-
-def _loss_curve(losses: tuple[float, ...]) -> list[float | None]:
-    """Mean training loss over LOSS_CURVE_POINTS equal windows (fewer if the run diverged early)."""
-    size = max(1, math.ceil(len(losses) / LOSS_CURVE_POINTS))
-    return [_round(sum(chunk) / len(chunk)) for chunk in (losses[i : i + size] for i in range(0, len(losses), size))]
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -269,7 +219,7 @@ def new_baseline(
     """
     protocol, recipe = describe_config(sweep)
     metrics = measure(sweep, check, thresholds)
-    chosen = {**TOLERANCES, **(tolerances or {})}
+    chosen = {**gated_tolerances(), **(tolerances or {})}
     return {
         "trainstab_baseline": FORMAT_VERSION,
         "model": label,
@@ -307,10 +257,11 @@ class Baseline:
         Only the size comes from the file: which direction is worse is the metric's definition, so an edit can
         widen a tolerance but never turn a regression into an improvement.
         """
+        defaults = gated_tolerances()
         edited = {
-            name: Tolerance(t["rel"], t["abs"], TOLERANCES[name].worse) for name, t in self.data["tolerances"].items()
+            name: Tolerance(t["rel"], t["abs"], defaults[name].worse) for name, t in self.data["tolerances"].items()
         }
-        return {**TOLERANCES, **edited}
+        return {**defaults, **edited}
 
     def team_fields(self) -> dict[str, Any]:
         """The top-level keys a team added that the format does not have ("notes"), to keep through a rewrite."""
@@ -405,14 +356,15 @@ def _validate(path: Path, data: Any, check: str, label: str | None) -> None:
         )
     if not _is_number(data.get("max_lr")):
         raise BaselineError(path, '"max_lr" is missing or not a number')
-    for name in BATTERY[check].metrics:
+    recorded = [metric.name for metric in metrics_of(check)]
+    for name in recorded:
         if name not in data["metrics"]:
             raise BaselineError(path, f'"metrics" has no "{name}", which check {check} compares')
     lrs = data["protocol"].get("lrs")
     if not (isinstance(lrs, list) and lrs and all(_is_number(x) for x in lrs)):
         raise BaselineError(path, '"protocol" has no "lrs" list of numbers')
     for name, value in data["metrics"].items():
-        if name not in BATTERY[check].metrics:
+        if name not in recorded:
             raise BaselineError(path, f'"metrics" has {_quoted(name)}, which check {check} does not record')
         _validate_metric(path, name, value, {lr_key(x) for x in lrs})
     for name, tolerance in data["tolerances"].items():
@@ -421,7 +373,8 @@ def _validate(path: Path, data: Any, check: str, label: str | None) -> None:
 
 def _validate_tolerance(path: Path, name: str, tolerance: Any) -> None:
     """One entry of ``"tolerances"``: ``{"rel": r, "abs": a, "worse": w}`` with w the metric's own direction."""
-    if name not in TOLERANCES:
+    gated = gated_tolerances()
+    if name not in gated:
         raise BaselineError(path, f'"tolerances" names {_quoted(name)}, which is not a gated metric')
     if not (
         isinstance(tolerance, dict)
@@ -434,7 +387,7 @@ def _validate_tolerance(path: Path, name: str, tolerance: Any) -> None:
             f'tolerance of "{name}" must be {{"rel": number from 0 to {MAX_TOLERANCE:g}, "abs": number from 0 to '
             f'{MAX_TOLERANCE:g}, "worse": "higher" or "lower"}}, not {printable(json.dumps(tolerance), 100)}',
         )
-    defined = TOLERANCES[name].worse
+    defined = gated[name].worse
     if tolerance["worse"] != defined:
         # Obeying the file would let a pull request that flips one word pass any regression of this metric.
         raise BaselineError(
@@ -452,8 +405,9 @@ def _is_number(value: Any) -> bool:
 
 def _validate_metric(path: Path, name: str, value: Any, lrs: set[str]) -> None:
     """A per-LR metric is ``{"0.01": entry}`` over exactly the protocol's LRs; any other is a number or null."""
-    kind = PER_LR_METRICS.get(name)
-    if name in COUNTS:  # a count is always measured: null would switch its comparison off
+    metric = known_metrics()[name]
+    kind = metric.kind if metric.per_lr else None
+    if metric.kind == "count":  # a count is always measured: null would switch its comparison off
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             raise BaselineError(
                 path, f'metric "{name}" must be a whole number >= 0, not {printable(json.dumps(value), 60)}'
@@ -536,7 +490,7 @@ def compare(baseline: Baseline, current: dict[str, Any]) -> list[Comparison]:
     max_lr = float(baseline.data["max_lr"])
     rows: list[Comparison] = []
     for name, measured in current["metrics"].items():
-        if name in INFORMATIONAL or name not in tolerances:
+        if name not in tolerances:  # informational metrics (no tolerance) are recorded, never gated
             continue
         recorded = baseline.data["metrics"][name]
         pairs: list[tuple[str | None, Value, Value]]

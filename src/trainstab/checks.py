@@ -50,18 +50,22 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from trainstab.errors import TrainstabError
+from trainstab.optimizer_table import has_epsilon
 from trainstab.results import (
     ATTN_ENTROPY_LAYER,
     ATTN_MAX_LOGIT,
     ATTN_MAX_LOGIT_LAYER,
     NO_SIGNAL,
     STEP,
+    Metric,
     RunResult,
     SweepResult,
+    Tolerance,
     dead_tensors,
     ignored,
     log_z_at_init,
     log_z_at_the_ends,
+    max_abs_log_z,
     no_signal_tensors,
     parameter_names,
     runs_up_to,
@@ -301,10 +305,6 @@ def collapsed_attention(run: RunResult | None, context_length: int, tensor: str)
     return "; ".join(found)
 
 
-#: Optimizers whose update has no epsilon to stall against (sign and momentum steps).
-EPSILON_FREE = ("lion", "sgd")
-
-
 def check_ignore_patterns(sweep: SweepResult, t: Thresholds) -> None:
     """Refuse ``ignore-params`` patterns that match no parameter of the model, naming the closest names.
 
@@ -354,7 +354,7 @@ def check_grad_rms_vs_eps(sweep: SweepResult, t: Thresholds) -> CheckResult:
                 "to its queries and keys, and a smaller eps would not bring it back: lower the peak LR, lengthen "
                 "the warm-up, or check the attention scale (1/sqrt(head_dim), applied once)"
             )
-        elif sweep.config.train.optimizer in EPSILON_FREE:
+        elif not has_epsilon(sweep.config.train.optimizer):  # sign and momentum steps (optimizer_table)
             message = (
                 f"{where}, but {sweep.config.train.optimizer} has no epsilon that its updates could shrink toward: "
                 "the gradient is small, which is not a stall here"
@@ -419,43 +419,136 @@ def check_parameters_move(sweep: SweepResult, t: Thresholds) -> CheckResult:
     return CheckResult("parameters_move", passed, float(len(dead)), 0.0, None, message)
 
 
-def run_check(name: str, sweep: SweepResult, t: Thresholds) -> CheckResult:
-    """The verdict of the battery's check ``name`` on ``sweep``, marked report-only when ``t`` says so."""
-    result: CheckResult = BATTERY[name].run(sweep, t)
-    if name not in t.report_only:
+def run_check(check: Check | str, sweep: SweepResult, t: Thresholds) -> CheckResult:
+    """The verdict of the sweep check ``check`` (a :class:`Check`, or a battery check's name) on ``sweep``, marked
+    report-only when ``t`` says so. A team's check that returns anything but a :class:`CheckResult` is refused."""
+    chosen = BATTERY[check] if isinstance(check, str) else check
+    result = chosen.run(sweep, t)
+    if not isinstance(result, CheckResult):
+        raise TrainstabError(
+            f"check {chosen.name!r} returned {type(result).__name__}, not a CheckResult: return "
+            "CheckResult(check, passed, value, bound, lr, message) from its function (trainstab.extend)"
+        )
+    if chosen.name not in t.report_only:
         return result
     if result.passed:
         return replace(result, asserted=False, message=f"{result.message} (report-only)")
-    why = REPORT_ONLY.get(name, f"made report-only by {t.flags}report-only")
+    why = REPORT_ONLY.get(chosen.name, f"made report-only by {t.flags}report-only")
     return replace(result, asserted=False, message=f"{result.message} [report-only, so the test passes: {why}]")
 
 
 @dataclass(frozen=True)
 class Check:
-    """One check: its name, the function that judges, what its baseline records, and what it reads.
+    """One check, with its own facts: its name, the function that judges, and the metrics its baseline records.
 
-    ``kind`` ``"sweep"``: ``run(SweepResult, Thresholds)``, one model's sweep (the battery);
-    ``"scaling"``: ``run(Evidence, ScalingThresholds)``, ladders of sizes (trainstab.scaling).
+    ``kind`` ``"sweep"``: ``run(SweepResult, Thresholds)``, one model's sweep (the battery, and a team's own
+    checks registered with :func:`trainstab.extend.register_check`); ``"scaling"``: ``run(Evidence,
+    ScalingThresholds)``, ladders of sizes (trainstab.scaling), which have no baseline.
     """
 
     name: str
     run: Callable[..., CheckResult]
-    metrics: tuple[str, ...]  # the baseline metrics it records and compares (trainstab.baseline); () if none
+    metrics: tuple[Metric, ...]  # what its baseline records and compares (trainstab.baseline); () if none
     kind: Literal["sweep", "scaling"]
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The names of the metrics its baseline records, in the file's order."""
+        return tuple(metric.name for metric in self.metrics)
 
-#: The standard battery, in the order it is reported. trainstab.registry adds the scaling checks.
+
+# The baseline metrics of the battery and their default tolerances. Legitimate movement comes from another CPU or
+# library build (float kernels that round differently: training at high LR is chaotic, so small differences grow)
+# and from harmless changes; what must still fail is a destabilizing change, e.g. removing qk-layernorm (attention
+# logits 36 -> 7e4 at LR 0.3). Measured by benchmarks/baseline_drift.py (the reference's default sweep under
+# PyTorch's default, AVX2 and AVX-512 CPU kernels, every ordered pair): the largest share of each tolerance that a
+# kernel change used is in the comment.
+#: Training loss points a baseline keeps per LR: the mean loss over this many equal windows.
+LOSS_CURVE_POINTS = 10
+
+
+def _loss_curve(run: RunResult, sweep: SweepResult, t: Thresholds) -> list[float]:
+    """Mean training loss over LOSS_CURVE_POINTS equal windows (fewer if the run diverged early)."""
+    losses = run.losses
+    size = max(1, math.ceil(len(losses) / LOSS_CURVE_POINTS))
+    return [sum(chunk) / len(chunk) for chunk in (losses[i : i + size] for i in range(0, len(losses), size))]
+
+
+def _grad_rms_over_eps(run: RunResult, sweep: SweepResult, t: Thresholds) -> float | None:
+    """The smallest gradient RMS over AdamW's eps of any tensor after warm-up (None for a diverged run)."""
+    train = sweep.config.train
+    if run.diverged:
+        return None
+    return smallest_grad_rms_over_eps(run, train.eps, train.warmup_steps, t.ignore_params)[0]
+
+
+def _spike_score(run: RunResult, sweep: SweepResult, t: Thresholds) -> float | None:
+    """OLMo 2's spike score after warm-up (None for a diverged run)."""
+    if run.diverged:
+        return None
+    return spike_score(run.losses, t.spike_sigmas, t.spike_window, start=sweep.config.train.warmup_steps)
+
+
+DIVERGED = Metric(
+    "diverged",
+    lambda run, sweep, t: run.diverged,
+    "bool",
+    tolerance=Tolerance(rel=0.0, abs=0.0, worse="higher"),  # a run that trained must not diverge
+)
+MAX_ATTENTION_LOGIT = Metric(
+    "max_attention_logit",
+    lambda run, sweep, t: run.max_attention_logit,
+    tolerance=Tolerance(rel=0.5, abs=5.0, worse="higher"),  # 0.43: 36.1 -> 46.1 at LR 0.3
+)
+MAX_ABS_LOG_Z = Metric(
+    "max_abs_log_z",
+    lambda run, sweep, t: max_abs_log_z(run),
+    tolerance=Tolerance(rel=0.1, abs=1.0, worse="higher"),  # 0.24 (nats; init is ln V = 6.2)
+)
+LR_SENSITIVITY = Metric(
+    "lr_sensitivity",
+    lambda sweep, t: sweep.lr_sensitivity,
+    per_lr=False,
+    tolerance=Tolerance(rel=0.1, abs=0.02, worse="higher"),  # 0.09: 0.1971 -> 0.2005
+)
+FINAL_LOSS = Metric(
+    "final_loss",
+    lambda run, sweep, t: run.final_loss,
+    tolerance=Tolerance(rel=0.02, abs=0.05, worse="higher"),  # 0.24 (nats, per LR)
+)
+# Recorded for people and plots, never gated: a moving best LR or loss curve is not by itself worse.
+BEST_LR = Metric("best_lr", lambda sweep, t: sweep.best_lr, per_lr=False)
+LOSS_CURVE = Metric("loss_curve", _loss_curve, "list")
+# The smallest gradient RMS of any tensor at any probe is one number out of thousands: it moved 2.5x between
+# kernels at LR 0.3 (1153 -> 459 x eps). A tenfold fall fails (post-LN: ~50x).
+GRAD_RMS_OVER_EPS = Metric(
+    "grad_rms_over_eps",
+    _grad_rms_over_eps,
+    tolerance=Tolerance(rel=0.9, abs=0.0, worse="lower"),  # 0.67
+)
+SPIKE_SCORE = Metric(
+    "spike_score",
+    _spike_score,
+    tolerance=Tolerance(rel=0.0, abs=0.01, worse="higher"),  # 0: no spike either way
+)
+DEAD_TENSORS = Metric(
+    "dead_tensors",
+    lambda sweep, t: len(dead_tensors(sweep, t.min_update_steps, t.ignore_params)),
+    "count",
+    per_lr=False,
+    tolerance=Tolerance(rel=0.0, abs=0.0, worse="higher"),  # no new frozen tensor
+)
+
+#: The standard battery, in the order it is reported. trainstab.registry adds the scaling checks and a team's own.
 BATTERY: dict[str, Check] = {
     check.name: check
     for check in (
-        Check("no_divergence", check_no_divergence, ("diverged",), "sweep"),
-        Check("attention_logits", check_attention_logits, ("max_attention_logit",), "sweep"),
-        Check("log_z", check_log_z, ("max_abs_log_z",), "sweep"),
-        Check(
-            "lr_sensitivity", check_lr_sensitivity, ("lr_sensitivity", "final_loss", "best_lr", "loss_curve"), "sweep"
-        ),
-        Check("grad_rms_vs_eps", check_grad_rms_vs_eps, ("grad_rms_over_eps",), "sweep"),
-        Check("loss_spikes", check_loss_spikes, ("spike_score",), "sweep"),
-        Check("parameters_move", check_parameters_move, ("dead_tensors",), "sweep"),
+        Check("no_divergence", check_no_divergence, (DIVERGED,), "sweep"),
+        Check("attention_logits", check_attention_logits, (MAX_ATTENTION_LOGIT,), "sweep"),
+        Check("log_z", check_log_z, (MAX_ABS_LOG_Z,), "sweep"),
+        Check("lr_sensitivity", check_lr_sensitivity, (LR_SENSITIVITY, FINAL_LOSS, BEST_LR, LOSS_CURVE), "sweep"),
+        Check("grad_rms_vs_eps", check_grad_rms_vs_eps, (GRAD_RMS_OVER_EPS,), "sweep"),
+        Check("loss_spikes", check_loss_spikes, (SPIKE_SCORE,), "sweep"),
+        Check("parameters_move", check_parameters_move, (DEAD_TENSORS,), "sweep"),
     )
 }

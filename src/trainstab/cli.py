@@ -30,7 +30,7 @@ from rich.table import Table
 
 from trainstab import sweep_cache
 from trainstab.baseline import header_lines
-from trainstab.checks import REPORT_ONLY
+from trainstab.checks import BATTERY, REPORT_ONLY
 from trainstab.cli_help import description, epilog, exit_status
 from trainstab.config import SweepConfig, TimeLimits, estimated_bytes, on_gpu, validate
 from trainstab.environment import light_environment, trainstab_version
@@ -85,12 +85,14 @@ from trainstab.process_state import ProcessState, warning_text
 from trainstab.progress import Reporter
 from trainstab.ray_address import check_cluster_reachable, keep_local_ray_on_loopback
 from trainstab.registry import (
-    CHECK_NAMES,
-    CHECKS,
+    BUILT_IN_CHECKS,
     MUP_CHECK_NAMES,
     PAIRED_CHECK_NAMES,
     STABILITY_FORECAST_NAMES,
+    all_checks,
+    battery_names,
     report_order,
+    sweep_check_names,
 )
 from trainstab.report import model_curves, write_report
 from trainstab.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
@@ -230,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--checks",
         metavar="NAMES",
-        help=f"comma-separated checks (default: the battery, {', '.join(CHECK_NAMES)}); also the stability "
+        help=f"comma-separated checks (default: the battery, {', '.join(BATTERY)}, and the checks a team "
+        "registered to run with it: docs/extending.md); also the stability "
         f"forecasts {', '.join(STABILITY_FORECAST_NAMES)}, the muP checks {', '.join(MUP_CHECK_NAMES)} (standard "
         f"parameterisation fails them by design) and the paired {', '.join(PAIRED_CHECK_NAMES)}",
     )
@@ -405,7 +408,7 @@ def _write_json_output(path: Path, data: object, console: Console) -> None:
     console.print(f"wrote {shown(path)}" + (f" (the file it replaced is now {shown(previous)})" if previous else ""))
 
 
-_BATTERY = frozenset(CHECK_NAMES)
+_BATTERY = frozenset(BATTERY)
 #: The options that configure some checks only, and those checks (trainstab.checks and trainstab.scaling read
 #: them). Given on the command line while none of those checks runs, such a flag would change nothing, and is
 #: refused; every other option shapes the training, which every check reads.
@@ -430,21 +433,34 @@ CONFIGURES: dict[str, frozenset[str]] = {
     "z-loss-pull": frozenset({"z_loss_effect"}),
     "z-loss-cost": frozenset({"z_loss_effect"}),
     # The sweep's grid and length: every check but the coordinate check, which trains its own steps at one LR.
-    "lrs": frozenset(CHECKS) - {"coordinates"},
-    "steps": frozenset(CHECKS) - {"coordinates"},
-    "profile": frozenset(CHECKS) - {"coordinates"},
-    "cache": frozenset(CHECKS) - {"coordinates"},
+    "lrs": frozenset(BUILT_IN_CHECKS) - {"coordinates"},
+    "steps": frozenset(BUILT_IN_CHECKS) - {"coordinates"},
+    "profile": frozenset(BUILT_IN_CHECKS) - {"coordinates"},
+    "cache": frozenset(BUILT_IN_CHECKS) - {"coordinates"},
 }
+#: The options that configure a team's checks too (trainstab.extend: they read the sweep, the battery's bounds
+#: and a baseline, like the battery's checks).
+TEAM_CONFIGURED = frozenset(
+    {"max-lr", "ignore-params", "report-only", "baselines", "update-baseline", "regen-all", "lrs", "steps", "profile"}
+    | {"cache"}
+)
+
+
+def configures(name: str) -> frozenset[str]:
+    """The checks the option ``name`` configures: :data:`CONFIGURES`, and a team's checks where they read it."""
+    team = frozenset(sweep_check_names()) - _BATTERY if name in TEAM_CONFIGURED else frozenset()
+    return CONFIGURES[name] | team
 
 
 def chosen_checks(text: str | None) -> list[str]:
     """The checks ``--checks`` names (any registered check), in the order given; the battery when not given."""
     if text is None:
-        return list(CHECK_NAMES)
+        return list(battery_names())
     checks = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    unknown = [name for name in checks if name not in CHECKS]
+    known = all_checks()
+    unknown = [name for name in checks if name not in known]
     if unknown or not checks:
-        raise TrainstabError(f"--checks {text!r}: unknown check(s) {unknown}; choose from {', '.join(CHECKS)}")
+        raise TrainstabError(f"--checks {text!r}: unknown check(s) {unknown}; choose from {', '.join(known)}")
     return checks
 
 
@@ -475,8 +491,8 @@ def _configured(name: str, given: Any) -> frozenset[str]:
     (they start failing unless named); a name that is not a battery check is refused when the value is parsed.
     """
     if name != "report-only" or not isinstance(given, str):
-        return CONFIGURES[name]
-    named = {check.strip() for check in given.split(",")} & _BATTERY
+        return configures(name)
+    named = {check.strip() for check in given.split(",")} & set(sweep_check_names())
     return frozenset(named | set(REPORT_ONLY))
 
 

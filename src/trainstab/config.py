@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from trainstab.errors import TrainstabError
 from trainstab.model_names import canonical_model_name, format_value, split_model_name
+from trainstab.optimizer_table import BUILT_IN, is_optimizer
+from trainstab.optimizer_table import choices as optimizer_choices
 
 NormKind = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
@@ -137,8 +139,9 @@ DEVICE_PATTERN = r"cpu|cuda(:\d+)?"
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
 EXECUTORS: tuple[Executor, ...] = ("local", "ray")
 
-#: The optimizers trainstab builds by name (trainstab.optimizers); a user's is named package.module:callable.
-BUILT_IN_OPTIMIZERS = ("adamw", "muon", "adafactor", "lion", "sgd")
+#: The optimizers trainstab builds by name (trainstab.optimizer_table); a team may register more, and a user's own
+#: is named package.module:callable.
+BUILT_IN_OPTIMIZERS = tuple(BUILT_IN)
 
 #: The coordinate check's band: halfway between Θ(1) (slope 0, transfers) and Θ(width) (slope 1, standard Adam's
 #: worst case).
@@ -321,10 +324,10 @@ def validate(config: SweepConfig) -> None:
             raise TrainstabError(f"{name}={number} must be >= 0")
     if t.weight_decay is not None and t.weight_decay < 0:
         raise TrainstabError(f"weight_decay={t.weight_decay} must be >= 0")
-    if t.optimizer not in BUILT_IN_OPTIMIZERS and not re.fullmatch(r"[\w.]+:[\w.]+", t.optimizer):
+    if not is_optimizer(t.optimizer):
         raise TrainstabError(
-            f"optimizer {t.optimizer!r} is unknown; use one of {', '.join(BUILT_IN_OPTIMIZERS)} or "
-            "package.module:callable (a factory taking (param_groups, peak_lr))"
+            f"optimizer {t.optimizer!r} is unknown; use {optimizer_choices()} (a factory taking "
+            "(param_groups, peak_lr))"
         )
     if not config.lrs:
         raise TrainstabError("the LR grid is empty; pass e.g. --lrs 1e-3,1e-2,1e-1")

@@ -44,7 +44,7 @@ from trainstab.errors import TrainstabError
 from trainstab.flex_emulation import flex_attention_on_cpu
 from trainstab.losses import cross_entropy_with_log_z
 from trainstab.models import NO_ATTENTION_HINT, own_parameter_name
-from trainstab.optim import StackedAdamW, StepMeasurements
+from trainstab.optim import StackedAdamW, StepMeasurements, SweepOptimizer
 from trainstab.optimizers import MemberOptimizers
 
 #: Called with the number of optimizer steps just completed (for progress bars).
@@ -99,9 +99,7 @@ def attention_metrics(records: list[AttentionRecord], members: int) -> list[dict
     return out
 
 
-def _live_subset(
-    model: nn.Module, optimizer: StackedAdamW | MemberOptimizers, keep: torch.Tensor
-) -> dict[str, nn.Parameter]:
+def _live_subset(model: nn.Module, optimizer: SweepOptimizer, keep: torch.Tensor) -> dict[str, nn.Parameter]:
     """Keep only the members at indices ``keep``; returns the new parameters.
 
     The parameters are replaced by new leaves (resizing ``.data`` in place would
@@ -157,7 +155,7 @@ def train_members(
     params = dict(model.named_parameters())
     device = next(iter(params.values())).device  # where train_stack put the model
     peak = torch.tensor(lrs, dtype=torch.float32, device=device)
-    optimizer: StackedAdamW | MemberOptimizers = (
+    optimizer: SweepOptimizer = (
         StackedAdamW(params, lr_multipliers, train)
         if train.optimizer == "adamw"
         else MemberOptimizers(params, lr_multipliers, train, vocab_size, peak)

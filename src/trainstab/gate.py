@@ -33,7 +33,6 @@ from typing import Any, Literal
 from trainstab.baseline import (
     BaselineError,
     Comparison,
-    Tolerance,
     baseline_path,
     compare,
     environment_differences,
@@ -44,12 +43,13 @@ from trainstab.baseline import (
     recipe_changes,
     to_text,
 )
-from trainstab.checks import BATTERY, CheckResult, Thresholds, run_check
+from trainstab.checks import CheckResult, Thresholds, run_check
 from trainstab.environment import light_environment
 from trainstab.files import FileWrite, finite_or_none, shown
 from trainstab.options import BaselinePolicy, RunOptions, policy_from, scaling_thresholds, thresholds
-from trainstab.registry import CHECKS, report_order
-from trainstab.results import SweepResult
+from trainstab.registry import check as registered_check
+from trainstab.registry import report_order, sweep_check_names
+from trainstab.results import SweepResult, Tolerance
 from trainstab.scaling import Evidence
 
 #: ``off``: no baseline folder; ``new``: recorded now; ``passed``: within tolerance; ``worse``: beyond it;
@@ -239,7 +239,7 @@ def gate(
     path: Path | None = None
     if policy.folder is None:
         held = _Held("off")
-    elif result.check not in BATTERY:  # the scaling checks have no baselines
+    elif result.check not in sweep_check_names():  # the scaling checks have no baselines
         held = _Held("not gated")
     else:
         path = baseline_path(policy.folder, label, result.check)
@@ -355,11 +355,11 @@ def judge(label: str, evidence: Evidence, names: list[str] | tuple[str, ...], op
     seed = evidence.base.train.seed
     verdicts = []
     for name in names:
-        check = CHECKS[name]
+        check = registered_check(name)
         if check.kind == "scaling":
             verdicts.append(Verdict(label=label, result=check.run(evidence, scaling_bounds), seed=seed))
             continue
         sweep = evidence.sweep
-        result = run_check(name, sweep, bounds)
+        result = run_check(check, sweep, bounds)
         verdicts.append(gate(label=label, result=result, sweep=sweep, bounds=bounds, policy=policy, seed=seed))
     return verdicts

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -74,6 +75,25 @@ class StepMeasurements:
     grad_rms: torch.Tensor  # global gradient RMS before clipping
     update_rms: torch.Tensor | None  # RMS of (delta theta / lr_t), when measured
     param_rms: torch.Tensor | None  # RMS of the parameters after the step, when measured
+
+
+class SweepOptimizer(Protocol):
+    """What the engine needs from an optimizer over M stacked members (parameters (M, ...)).
+
+    :class:`StackedAdamW` (one batched state) and ``trainstab.optimizers.MemberOptimizers`` (any other optimizer,
+    one per member) implement it; the engine holds one and calls nothing else.
+    """
+
+    def keep(self, members: torch.Tensor, params: Mapping[str, torch.Tensor]) -> None:
+        """Keep only the members at indices ``members`` (the rest diverged); ``params`` are their new tensors."""
+
+    def gradient_norm(self) -> torch.Tensor:
+        """Per-member global L2 norm of the current gradients: (M,)."""
+
+    def step(
+        self, step: int, peak_lrs: torch.Tensor, grad_norm: torch.Tensor, measure: bool = False
+    ) -> StepMeasurements:
+        """Clip, step every member at its scheduled LR (from ``peak_lrs`` (M,)), apply the sweep's weight decay."""
 
 
 class StackedAdamW:

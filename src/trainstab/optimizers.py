@@ -14,7 +14,11 @@ modes (applied here, not by the optimizer), z-loss, probes and determinism.
 - ``adafactor``: ``torch.optim.Adafactor`` (its updates are relative to each parameter's RMS).
 - ``lion``: sign of the interpolated momentum (Chen et al. 2023), below.
 - ``sgd``: ``torch.optim.SGD`` with momentum ``beta1``.
-- ``package.module:callable``: ``callable(param_groups, peak_lr) -> torch.optim.Optimizer``.
+- a name a team registered (:func:`trainstab.extend.register_optimizer`) or ``package.module:callable``:
+  ``build(param_groups, peak_lr) -> torch.optim.Optimizer``.
+
+Adding a built-in optimizer: a row in ``trainstab.optimizer_table.BUILT_IN`` (its name, help text and whether
+it has an epsilon) and its builder in :data:`BUILDERS` here; a test holds the two to the same names.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainstab.config import BUILT_IN_OPTIMIZERS, TrainConfig
+from trainstab import optimizer_table
+from trainstab.config import TrainConfig
 from trainstab.errors import TrainstabError
 from trainstab.optim import StepMeasurements, _per_member, clip_factors, gradient_norm, measured, schedule
+from trainstab.optimizer_table import choices
 
 #: Names of parameters that embed tokens or positions, or unembed: on AdamW under Muon whatever their shape.
 EMBEDDING_NAMES = re.compile(r"(^|[/._])(emb|embed|embedding|embeddings|unembedding|wte|wpe|pos|lm_head)([/._]|$)")
@@ -63,8 +69,7 @@ def _user_factory(spec: str) -> Callable[[list[dict[str, Any]], float], torch.op
     except (ImportError, AttributeError) as error:
         raise TrainstabError(
             f"optimizer {spec!r}: cannot import it ({error}); give package.module:callable taking "
-            "(param_groups, peak_lr) and returning a torch.optim.Optimizer, or one of "
-            f"{', '.join(BUILT_IN_OPTIMIZERS)}"
+            f"(param_groups, peak_lr) and returning a torch.optim.Optimizer, or {choices()}"
         ) from None
     if not callable(factory):
         raise TrainstabError(f"optimizer {spec!r} is not callable")
@@ -83,6 +88,60 @@ def _muon_matrix(name: str, proxy: torch.Tensor, vocab_size: int) -> bool:
     return vocab_size == 0 or vocab_size not in proxy.shape
 
 
+#: What a builder is given: one member's parameter groups (one per LR multiplier) for some of its parameters.
+Groups = Callable[[Iterable[str]], list[dict[str, Any]]]
+
+
+def _sgd(
+    groups: Groups, proxies: Mapping[str, nn.Parameter], train: TrainConfig, vocab_size: int, peak_lr: float
+) -> list[torch.optim.Optimizer]:
+    """SGD with momentum ``beta1``."""
+    return [torch.optim.SGD(groups(proxies), lr=peak_lr, momentum=train.beta1)]
+
+
+def _adafactor(
+    groups: Groups, proxies: Mapping[str, nn.Parameter], train: TrainConfig, vocab_size: int, peak_lr: float
+) -> list[torch.optim.Optimizer]:
+    """torch's Adafactor; weight decay is the sweep's, applied outside."""
+    return [torch.optim.Adafactor(groups(proxies), lr=peak_lr, weight_decay=0.0)]
+
+
+def _lion(
+    groups: Groups, proxies: Mapping[str, nn.Parameter], train: TrainConfig, vocab_size: int, peak_lr: float
+) -> list[torch.optim.Optimizer]:
+    """:class:`Lion` with betas (``beta1``, 0.99)."""
+    return [Lion(groups(proxies), lr=peak_lr, betas=(train.beta1, 0.99))]
+
+
+def _muon(
+    groups: Groups, proxies: Mapping[str, nn.Parameter], train: TrainConfig, vocab_size: int, peak_lr: float
+) -> list[torch.optim.Optimizer]:
+    """Muon on the hidden matrices (:func:`_muon_matrix`), AdamW on the rest."""
+    names = list(proxies)
+    hidden = [name for name in names if _muon_matrix(name, proxies[name], vocab_size)]
+    rest = [name for name in names if name not in hidden]
+    optimizers: list[torch.optim.Optimizer] = []
+    if hidden:
+        muon = torch.optim.Muon(groups(hidden), lr=peak_lr, weight_decay=0.0, adjust_lr_fn="match_rms_adamw")
+        optimizers.append(muon)
+    if rest:
+        betas = (train.beta1, train.beta2)
+        optimizers.append(torch.optim.AdamW(groups(rest), lr=peak_lr, betas=betas, eps=train.eps, weight_decay=0.0))
+    return optimizers
+
+
+#: The builders of the built-in optimizers other than AdamW (stacked: trainstab.optim.StackedAdamW), by the names of
+#: trainstab.optimizer_table.BUILT_IN.
+BUILDERS: dict[
+    str, Callable[[Groups, Mapping[str, nn.Parameter], TrainConfig, int, float], list[torch.optim.Optimizer]]
+] = {
+    "muon": _muon,
+    "adafactor": _adafactor,
+    "lion": _lion,
+    "sgd": _sgd,
+}
+
+
 def build_member_optimizers(
     proxies: Mapping[str, nn.Parameter],
     multipliers: Mapping[str, float],
@@ -98,25 +157,12 @@ def build_member_optimizers(
             by_multiplier.setdefault(multipliers[name], []).append(proxies[name])
         return [{"params": params, "multiplier": m, "lr": peak_lr * m} for m, params in by_multiplier.items()]
 
-    choice, names = train.optimizer, list(proxies)
-    if choice == "sgd":
-        return [torch.optim.SGD(groups(names), lr=peak_lr, momentum=train.beta1)]
-    if choice == "adafactor":
-        return [torch.optim.Adafactor(groups(names), lr=peak_lr, weight_decay=0.0)]
-    if choice == "lion":
-        return [Lion(groups(names), lr=peak_lr, betas=(train.beta1, 0.99))]
-    if choice == "muon":
-        hidden = [name for name in names if _muon_matrix(name, proxies[name], vocab_size)]
-        rest = [name for name in names if name not in hidden]
-        optimizers: list[torch.optim.Optimizer] = []
-        if hidden:
-            muon = torch.optim.Muon(groups(hidden), lr=peak_lr, weight_decay=0.0, adjust_lr_fn="match_rms_adamw")
-            optimizers.append(muon)
-        if rest:
-            betas = (train.beta1, train.beta2)
-            optimizers.append(torch.optim.AdamW(groups(rest), lr=peak_lr, betas=betas, eps=train.eps, weight_decay=0.0))
-        return optimizers
-    optimizer = _user_factory(choice)(groups(names), peak_lr)
+    choice = train.optimizer
+    if choice in BUILDERS:
+        return BUILDERS[choice](groups, proxies, train, vocab_size, peak_lr)
+    entry = optimizer_table.optimizers().get(choice)
+    build = entry.build if entry is not None and entry.build is not None else _user_factory(choice)
+    optimizer = build(groups(proxies), peak_lr)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TrainstabError(f"optimizer {choice!r} returned {type(optimizer).__name__}, not a torch.optim.Optimizer")
     for group in optimizer.param_groups:  # a factory may rebuild its groups: the LR then applies unscaled

@@ -44,7 +44,9 @@ from trainstab.config import (
 from trainstab.errors import TrainstabError
 from trainstab.files import absolute, check_folder_writable
 from trainstab.model_names import canonical_model_name
+from trainstab.optimizer_table import is_optimizer
 from trainstab.overrides import apply_overrides
+from trainstab.registry import sweep_check_names
 from trainstab.scaling import ScalingConfig, ScalingThresholds
 
 if TYPE_CHECKING:  # the front ends read it (with pytest); this module only takes it
@@ -128,11 +130,12 @@ def size_ladder(value: Any) -> tuple[int, ...]:
 
 
 def check_list(value: Any) -> frozenset[str]:
-    """Battery check names, comma-separated or a TOML array; ``none`` or ``[]`` for none (ValueError if unknown)."""
+    """Sweep check names (the battery's, a team's), comma-separated or a TOML array; ``none`` or ``[]`` for none
+    (ValueError if unknown)."""
     names = set(_each(_items(value), _text))
     if names <= {"none"} and (names or isinstance(value, list)):
         return frozenset()
-    if not names or not names <= set(BATTERY):
+    if not names or not names <= set(sweep_check_names()):
         raise ValueError(value)
     return frozenset(names)
 
@@ -182,7 +185,7 @@ def number(value: float) -> str:
 def optimizer(value: Any) -> str:
     """An optimizer: a built-in name or package.module:callable (ValueError otherwise)."""
     name = _text(value)
-    if name not in BUILT_IN_OPTIMIZERS and not re.fullmatch(r"[\w.]+:[\w.]+", name):
+    if not is_optimizer(name):
         raise ValueError(value)
     return name
 
@@ -251,7 +254,7 @@ _EXPECTED = {
     "seed": "an integer from 0 to 2**63-1",
     "steps": "a whole number of steps from 1 to 1000000",
     "positive_int": "a whole number above 0",
-    "optimizer": f"one of {', '.join(BUILT_IN_OPTIMIZERS)} or package.module:callable",
+    "optimizer": f"one of {', '.join(BUILT_IN_OPTIMIZERS)}, one a team registered, or package.module:callable",
     "device": "cpu, cuda or cuda:N (N the GPU's index)",
     "precision": f"{' or '.join(PRECISIONS)}",
     "executor": f"{' or '.join(EXECUTORS)}",
@@ -380,7 +383,10 @@ OPTIONS: tuple[Option, ...] = (
         ("sweep.executor",),
     ),
     Option(
-        "optimizer", optimizer, "adamw, muon, adafactor, lion, sgd or package.module:callable", ("train.optimizer",)
+        "optimizer",
+        optimizer,
+        f"{', '.join(BUILT_IN_OPTIMIZERS)}, a team's registered name or package.module:callable",
+        ("train.optimizer",),
     ),
     Option("max-lr", positive, "checks look at LRs up to this", ("battery.max_lr", "scaling.max_lr")),
     Option("attention-logit-bound", positive, "max attention logit", ("battery.attention_logit",)),

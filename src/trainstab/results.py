@@ -17,8 +17,9 @@ import difflib
 import fnmatch
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from trainstab.config import SweepConfig, resolved_config
 from trainstab.files import finite_or_none
@@ -285,3 +286,33 @@ def dead_tensors(sweep: SweepResult, min_update_steps: int, ignore: tuple[str, .
         dead = sorted(k.removeprefix(GRAD_RMS_OF) for k, n in live.items() if n < min_update_steps)
         return [name for name in dead if not ignored(name, ignore)]
     return []
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a gated metric may move in its bad direction before the check fails."""
+
+    rel: float  # share of |baseline|
+    abs: float  # plus this much, so values near 0 are not held to 0
+    worse: Literal["higher", "lower"]  # the direction that is a regression
+
+    def allowed(self, baseline: float) -> float:
+        """The largest move in the bad direction that still passes."""
+        return self.abs + self.rel * abs(baseline)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number a check records in its baseline: how it is measured, its shape, and how far it may move.
+
+    ``measure`` is called as ``measure(run, sweep, thresholds)`` for a metric recorded per LR (``per_lr``) and
+    as ``measure(sweep, thresholds)`` for one number per sweep; ``thresholds`` is the battery's bounds
+    (:class:`trainstab.checks.Thresholds`). A ``"number"`` is rounded to the baselines' significant digits and
+    written as null when not finite; a ``"count"`` is a whole number every sweep measures (never null).
+    """
+
+    name: str
+    measure: Callable[..., Any]
+    kind: Literal["number", "bool", "list", "count"] = "number"
+    per_lr: bool = True
+    tolerance: Tolerance | None = None  # None: recorded for people and plots, never gated

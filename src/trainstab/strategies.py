@@ -21,9 +21,11 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from trainstab.config import BUILT_IN_OPTIMIZERS, ModelConfig, NormPlacement, TrainConfig, WeightDecayMode
+from trainstab.config import ModelConfig, NormPlacement, TrainConfig, WeightDecayMode
 from trainstab.errors import TrainstabError
 from trainstab.model_names import canonical_model_name, format_value, join_model_name
+from trainstab.optimizer_table import choices as optimizer_choices
+from trainstab.optimizer_table import is_optimizer
 
 POINTS_PER_DECADE = 12  # log-grid resolution of learning rates, eps and z-loss (factor 1.21)
 
@@ -183,17 +185,15 @@ def init_scales(low: float = 0.5, high: float = 4.0) -> st.SearchStrategy[float]
 
 
 def optimizers(options: tuple[str, ...] = ("adamw",)) -> st.SearchStrategy[str]:
-    """Optimizers (built-in names or package.module:callable); shrink toward the first.
+    """Optimizers (built-in names, a team's registered ones or package.module:callable); shrink toward the first.
 
     Their useful LRs differ (Lion's sit lower than AdamW's): the map shows where each turns unstable.
     """
     if not options:
         raise TrainstabError("optimizer options are empty; give e.g. ('adamw', 'muon')")
     for option in options:
-        if option not in BUILT_IN_OPTIMIZERS and ":" not in option:
-            raise TrainstabError(
-                f"optimizer {option!r} is unknown; use {', '.join(BUILT_IN_OPTIMIZERS)} or module:factory"
-            )
+        if not is_optimizer(option):
+            raise TrainstabError(f"optimizer {option!r} is unknown; use {optimizer_choices()}")
     return st.sampled_from(options)
 
 

@@ -40,13 +40,14 @@ from trainstab.errors import Crash, Inconclusive, ModelCrashed, TrainstabError, 
 from trainstab.gate import Verdict, judge
 from trainstab.options import ModelUnderTest, scaling_plan, sweep_config, time_limits
 from trainstab.registry import (
-    CHECK_NAMES,
-    CHECKS,
     MUP_CHECK_NAMES,
     PAIRED_CHECK_NAMES,
     SCALING_CHECK_NAMES,
     STABILITY_FORECAST_NAMES,
+    all_checks,
+    battery_names,
 )
+from trainstab.registry import check as registered_check
 from trainstab.report import model_curves
 from trainstab.results import SweepResult
 from trainstab.scaling import Evidence
@@ -54,7 +55,7 @@ from trainstab.session import Session, add_payload, current_item, session_of
 from trainstab.session_cache import CacheUse, lookup_sweep, write_sweep
 
 __all__ = [  # ModelUnderTest lives in trainstab.options (shared with the CLI) and is re-exported here
-    "CHECK_NAMES",
+    "CHECK_NAMES",  # noqa: F822 (module __getattr__: a team's checks are in it)
     "MUP_CHECK_NAMES",
     "PAIRED_CHECK_NAMES",
     "SCALING_CHECK_NAMES",
@@ -71,6 +72,14 @@ __all__ = [  # ModelUnderTest lives in trainstab.options (shared with the CLI) a
     "parametrize_with_checks",
     "sweep_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``CHECK_NAMES``, the default set, computed on first use: a team's checks registered to run with the
+    battery are in it (trainstab.registry)."""
+    if name == "CHECK_NAMES":
+        return battery_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class CheckFailed(pytest.fail.Exception):  # type: ignore[name-defined,misc]
@@ -99,8 +108,9 @@ class StabilityCheck:
     """One check of the battery, callable on a model as ``check(model)``."""
 
     def __init__(self, name: str) -> None:
-        if name not in CHECKS:
-            raise ValueError(f"unknown trainstab check {name!r}; known: {', '.join(CHECKS)}")
+        known = all_checks()
+        if name not in known:
+            raise ValueError(f"unknown trainstab check {name!r}; known: {', '.join(known)}")
         self.name = name
 
     def __repr__(self) -> str:
@@ -128,7 +138,7 @@ class StabilityCheck:
             raise TrainingCrashed(crash_message(crashed, item.config), pytrace=False)
         if problem:
             pytest.fail(f"trainstab: {label}: {problem}", pytrace=False)
-        sweep = found.sweep if CHECKS[self.name].kind == "sweep" else None
+        sweep = found.sweep if registered_check(self.name).kind == "sweep" else None
         _record(item, verdict, sweep)
         if not verdict.passed:
             verb = "failed for" if not verdict.result.passed else "for"  # only the baseline part failed: "for"
@@ -176,7 +186,7 @@ def parametrize_with_checks(
     whole battery. Test ids read ``<model>-<check>``.
     """
     targets = [m if isinstance(m, ModelUnderTest) else ModelUnderTest(m) for m in (models or [ModelUnderTest()])]
-    names = list(checks) if checks is not None else list(CHECK_NAMES)
+    names = list(checks) if checks is not None else list(battery_names())
     return pytest.mark.parametrize(("model", "check"), [case(target, name) for target in targets for name in names])
 
 
