@@ -136,6 +136,9 @@ def test_a_teams_optimizer_and_check_run_in_trainstab_check_and_every_worker_bui
     ]
     done = subprocess.run(command, cwd=team_project.path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(
+        "trainstab check: model=mymodels:stable seed=0 steps=150 lrs=0.01,0.3 optimizer=logged_amsgrad\n"
+    )
     assert re.search(r"attention_below_100\W+[\d.]+\W+100\W+off\W+pass", done.stdout), done.stdout
     built = (team_project.path / "optimizer.log").read_text().split()
     assert len(built) == 2  # one per LR (member): each built in the worker that trained it

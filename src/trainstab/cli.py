@@ -363,9 +363,10 @@ def _preflight(config: SweepConfig) -> None:
 
 
 def placement(config: SweepConfig) -> str:
-    """Where and how the run trains, for its header line: only what differs from the CPU in fp32, locally."""
+    """Where and how the run trains, for its header line: only what differs from AdamW on the CPU in fp32, locally."""
     defaults = SweepConfig()
     shown = {
+        "optimizer": (config.train.optimizer, defaults.train.optimizer),
         "device": (config.train.device, defaults.train.device),
         "precision": (config.train.precision, defaults.train.precision),
         "executor": (config.executor, defaults.executor),
