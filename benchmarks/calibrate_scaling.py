@@ -149,11 +149,17 @@ def print_row(row: Row) -> int:
     for m, r in stable_fail:
         print(f"    {'false alarm' if asserted else 'reported'}: {m.label}: {r.message.splitlines()[0][:220]}")
     for m, r in cause_pass:
-        marked = f" (unconfirmed: {m.unconfirmed})" if m.unconfirmed else ""
+        marked = (
+            f" (confirmed at scale: {m.at_scale})"
+            if m.at_scale
+            else f" (unconfirmed: {m.unconfirmed})"
+            if m.unconfirmed
+            else ""
+        )
         print(f"    missed: {m.label} ({m.problem}){marked}: {r.message.splitlines()[0][:200]}")
     if not asserted:
         return 0
-    return len(stable_fail) + len([1 for m, _ in cause_pass if not m.unconfirmed]) + thin
+    return len(stable_fail) + len([1 for m, _ in cause_pass if not m.unconfirmed or m.at_scale]) + thin
 
 
 #: Models whose LR sensitivity is expected to grow with size: see stability_tests/zoo.py (SENSITIVITY_ZOO).

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from trainstab.checks import BATTERY
 from trainstab.cli import CONFIGURES, main
 from trainstab.config import ModelConfig, SweepConfig, TrainConfig
 from trainstab.errors import (
@@ -219,6 +220,17 @@ def test_every_option_that_configures_only_some_checks_is_known_to_the_cli():
     partial = {o.name for o in OPTIONS if any(t.split(".")[0] in ("battery", "scaling", "ladders") for t in o.sets)}
     assert partial <= set(CONFIGURES)
     assert all(checks and checks <= set(CHECKS) for checks in CONFIGURES.values())
+
+
+def test_what_each_option_configures_follows_the_check_rows():
+    # Derived from each check's options and reads (trainstab.registry.configured_by), not a table kept by hand.
+    assert CONFIGURES["widths"] == {"attention_forecast", "eps_forecast", "sensitivity_scaling", "lr_transfer"}
+    assert CONFIGURES["depths"] == {"sensitivity_scaling"}
+    assert "coordinates" not in CONFIGURES["lrs"] and "z_loss_effect" in CONFIGURES["steps"]  # it trains its own
+    assert CONFIGURES["baselines"] == CONFIGURES["report-only"] == set(BATTERY)  # scaling checks have no baselines
+    assert CONFIGURES["max-lr"] >= {"attention_logits", "attention_forecast", "z_loss_effect"}
+    assert "lr_sensitivity" not in CONFIGURES["max-lr"]  # it reads the whole grid
+    assert list(CONFIGURES)[:2] == ["max-lr", "attention-logit-bound"]  # the order refusals are tried in
 
 
 def test_a_log_without_a_terminal_gets_a_line_per_finished_stack():

@@ -172,6 +172,28 @@ def test_a_clear_forecast_trains_no_confirmation_rung():
     assert SCALING_CHECKS["attention_forecast"].run(evidence, ScalingThresholds()).passed and trained == [32, 48, 64]
 
 
+def test_a_clear_forecast_within_a_decade_of_the_level_is_decided_on_the_confirmation_rung():
+    # The zoo's post-LN encoder stack: a rise a power law through three sizes forecast just under 1e4, whose
+    # growth sped up at larger widths (measured 1.39e5 at width 256). Here width 128 measures past the level.
+    evidence, trained = _attention_evidence({32: 1000.0, 48: 1200.0, 64: 1400.0, 128: 2e4})
+    result = SCALING_CHECKS["attention_forecast"].run(evidence, ScalingThresholds())
+    assert not result.passed and trained == [32, 48, 64, 128]
+    assert "came within a decade of the level" in result.message and "the four sizes cross it" in result.message
+
+
+def test_a_near_miss_that_stays_clear_at_the_confirmation_rung_passes():
+    evidence, trained = _attention_evidence({32: 1000.0, 48: 1200.0, 64: 1400.0, 128: 1500.0})
+    result = SCALING_CHECKS["attention_forecast"].run(evidence, ScalingThresholds())
+    assert result.passed and trained == [32, 48, 64, 128]
+    assert "so width 128 was trained to decide it: the four sizes stay clear" in result.message
+
+
+def test_a_forecast_more_than_a_decade_below_the_level_trains_no_confirmation_rung():
+    evidence, trained = _attention_evidence({32: 60.0, 48: 70.0, 64: 80.0, 128: 0.0})
+    result = SCALING_CHECKS["attention_forecast"].run(evidence, ScalingThresholds())
+    assert result.passed and trained == [32, 48, 64] and "decide" not in result.message
+
+
 # --- the two groups ---------------------------------------------------------------------------------------------
 
 

@@ -91,6 +91,7 @@ from trainstab.registry import (
     STABILITY_FORECAST_NAMES,
     all_checks,
     battery_names,
+    configured_by,
     report_order,
     sweep_check_names,
 )
@@ -410,47 +411,15 @@ def _write_json_output(path: Path, data: object, console: Console) -> None:
 
 
 _BATTERY = frozenset(BATTERY)
-#: The options that configure some checks only, and those checks (trainstab.checks and trainstab.scaling read
-#: them). Given on the command line while none of those checks runs, such a flag would change nothing, and is
-#: refused; every other option shapes the training, which every check reads.
-CONFIGURES: dict[str, frozenset[str]] = {
-    "max-lr": _BATTERY - {"lr_sensitivity", "parameters_move"}
-    | {"attention_forecast", "eps_forecast", "z_loss_effect"},
-    "attention-logit-bound": frozenset({"attention_logits"}),
-    "log-z-bound": frozenset({"log_z"}),
-    "lr-sensitivity-bound": frozenset({"lr_sensitivity"}),
-    "sensitivity-slope-bound": frozenset({"sensitivity_scaling"}),
-    "grad-rms-over-eps": frozenset({"grad_rms_vs_eps", "eps_forecast"}),
-    "spike-score-bound": frozenset({"loss_spikes"}),
-    "report-only": _BATTERY,  # narrowed to the checks it names and those report-only by default (_configured)
-    "ignore-params": frozenset({"grad_rms_vs_eps", "parameters_move"}),
-    "baselines": _BATTERY,  # the scaling and paired checks have no baselines
-    "update-baseline": _BATTERY,
-    "regen-all": _BATTERY,
-    "target-params": frozenset({"attention_forecast", "eps_forecast"}),
-    "max-extrapolation": frozenset({"attention_forecast"}),
-    "widths": frozenset({"attention_forecast", "eps_forecast", "sensitivity_scaling", "lr_transfer"}),
-    "depths": frozenset({"sensitivity_scaling"}),
-    "z-loss-pull": frozenset({"z_loss_effect"}),
-    "z-loss-cost": frozenset({"z_loss_effect"}),
-    # The sweep's grid and length: every check but the coordinate check, which trains its own steps at one LR.
-    "lrs": frozenset(BUILT_IN_CHECKS) - {"coordinates"},
-    "steps": frozenset(BUILT_IN_CHECKS) - {"coordinates"},
-    "profile": frozenset(BUILT_IN_CHECKS) - {"coordinates"},
-    "cache": frozenset(BUILT_IN_CHECKS) - {"coordinates"},
-}
-#: The options that configure a team's checks too (trainstab.extend: they read the sweep, the battery's bounds
-#: and a baseline, like the battery's checks).
-TEAM_CONFIGURED = frozenset(
-    {"max-lr", "ignore-params", "report-only", "baselines", "update-baseline", "regen-all", "lrs", "steps", "profile"}
-    | {"cache"}
-)
+#: The options that configure some checks only, and those checks: derived from each check's row (its ``options``
+#: and ``reads``: trainstab.registry.configured_by). Given on the command line while none of those checks runs,
+#: such a flag would change nothing, and is refused; every other option shapes the training, which every check reads.
+CONFIGURES: dict[str, frozenset[str]] = configured_by(BUILT_IN_CHECKS)
 
 
 def configures(name: str) -> frozenset[str]:
-    """The checks the option ``name`` configures: :data:`CONFIGURES`, and a team's checks where they read it."""
-    team = frozenset(sweep_check_names()) - _BATTERY if name in TEAM_CONFIGURED else frozenset()
-    return CONFIGURES[name] | team
+    """The checks the option ``name`` configures, a team's checks included."""
+    return configured_by(all_checks()).get(name, frozenset())
 
 
 def chosen_checks(text: str | None) -> list[str]:

@@ -35,6 +35,56 @@ LAZY: dict[str, Callable[[], Any]] = {"CHECK_NAMES": lambda: battery_names(), "C
 BUILT_IN_CHECKS: dict[str, Check] = {**BATTERY, **SCALING_CHECKS, **PAIRED_CHECKS}
 
 
+#: Options that configure every check that reads a sweep: the sweep's grid, its length and the cache it comes from.
+TRAINING_OPTIONS = ("lrs", "steps", "profile", "cache")
+#: Options that configure every check held to baselines (the battery's and a team's).
+BASELINE_OPTIONS = ("report-only", "baselines", "update-baseline", "regen-all")
+#: The options that configure a team's check beyond those: it reads the battery's bounds (Thresholds), of which
+#: these two are not a built-in check's own bound.
+TEAM_CHECK_OPTIONS = ("max-lr", "ignore-params")
+#: The order options are listed in (the first one given that configures nothing is the one refused).
+_OPTION_ORDER = [
+    "max-lr",
+    "attention-logit-bound",
+    "log-z-bound",
+    "lr-sensitivity-bound",
+    "sensitivity-slope-bound",
+    "grad-rms-over-eps",
+    "spike-score-bound",
+    "report-only",
+    "ignore-params",
+    "baselines",
+    "update-baseline",
+    "regen-all",
+    "target-params",
+    "max-extrapolation",
+    "widths",
+    "depths",
+    "z-loss-pull",
+    "z-loss-cost",
+    "lrs",
+    "steps",
+    "profile",
+    "cache",
+]
+
+
+def configured_by(checks: dict[str, Check]) -> dict[str, frozenset[str]]:
+    """Which of ``checks`` each option configures, from their rows: a check's own ``options``; ``--widths`` and
+    ``--depths`` for a check that reads that ladder; the training options for every check that reads a sweep; the
+    baseline options for every sweep check."""
+    found: dict[str, set[str]] = {}
+    for name, check in checks.items():
+        implied = [*check.options]
+        implied += [f"{ladder}s" for ladder in ("width", "depth") if ladder in check.reads]
+        implied += list(TRAINING_OPTIONS) if check.reads else []
+        implied += list(BASELINE_OPTIONS) if check.kind == "sweep" else []
+        for option in implied:
+            found.setdefault(option, set()).add(name)
+    order = {option: rank for rank, option in enumerate(_OPTION_ORDER)}
+    return {option: frozenset(found[option]) for option in sorted(found, key=lambda o: order.get(o, len(order)))}
+
+
 def __getattr__(name: str) -> Any:
     """The lazily computed lists (module docstring)."""
     if name in LAZY:
@@ -67,7 +117,7 @@ def team_checks() -> dict[str, Check]:
                     f"check {name!r} registered by {registered.source} records metric {metric.name!r}, which "
                     "another check records with another definition: give it another name"
                 )
-        checks[name] = Check(name, registered.run, registered.metrics, "sweep")
+        checks[name] = Check(name, registered.run, registered.metrics, "sweep", options=TEAM_CHECK_OPTIONS)
     return checks
 
 
