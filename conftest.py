@@ -14,9 +14,9 @@ import os
 
 from hypothesis import settings
 
-from trainstab.hypothesis_profiles import register_profiles
+from trainstab.core.hypothesis_profiles import register_profiles
 
-# This repository's profile names, as the shipped profiles (trainstab.hypothesis_profiles) under their own names.
+# This repository's profile names, as the shipped profiles (trainstab.core.hypothesis_profiles) under their own names.
 register_profiles()
 for name in ("dev", "ci", "nightly"):
     settings.register_profile(name, parent=settings.get_profile(f"trainstab-{name}"))

@@ -34,7 +34,7 @@ class ImportStatement:
     line: int
     in_function: bool
     type_only: bool  # under `if TYPE_CHECKING:`, so it never runs
-    package_targets: set[str] = field(default_factory=set)  # module names, e.g. "sweep"
+    package_targets: set[str] = field(default_factory=set)  # module names, e.g. "train.sweep" (or "sweep" when flat)
     external_targets: set[str] = field(default_factory=set)  # dotted, e.g. "torch.nn"
 
 
@@ -73,12 +73,26 @@ class ModuleSource(ast.NodeVisitor):
             parts = dotted.split(".")
             if parts[0] != PACKAGE:
                 statement.external_targets.add(dotted)
-            elif len(parts) > 1:
-                statement.package_targets.add(parts[1])
-            else:  # `import trainstab` or `from trainstab import x`, x being a module or a name from __init__
-                names = imported_names or ["__init__"]
-                statement.package_targets.update(n if n in self.package_modules else "__init__" for n in names)
+                continue
+            inside = ".".join(parts[1:])  # "" for the package itself, "core" for a subpackage, "core.config"
+            # `from trainstab.core import config` names a module; `from trainstab.core.config import X` a name in one.
+            named = [
+                f"{inside}.{n}".strip(".") for n in imported_names if f"{inside}.{n}".strip(".") in self.package_modules
+            ]
+            if named:
+                statement.package_targets.update(named)
+            if not named or len(named) < len(imported_names):
+                statement.package_targets.add(self._module_of(inside))
         self.imports.append(statement)
+
+    def _module_of(self, inside: str) -> str:
+        """The module a dotted path inside the package names: itself, else its longest prefix that is one."""
+        parts = inside.split(".") if inside else []
+        while parts:
+            if ".".join(parts) in self.package_modules:
+                return ".".join(parts)
+            parts.pop()
+        return "__init__"
 
     def visit_Import(self, node: ast.Import) -> None:
         self._record(node, [alias.name for alias in node.names], [])
@@ -104,13 +118,33 @@ def _is_option_key(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(OPTION_PREFIX)
 
 
+def module_name(src: Path, path: Path) -> str:
+    """A file's module name inside the package: ``core.config``, ``core`` for ``core/__init__.py``, ``__init__``."""
+    parts = list(path.relative_to(src).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def package_of(module: str) -> str:
+    """The subpackage a module belongs to ("core"), or "" for a module at the top of the package."""
+    return module.split(".")[0] if "." in module or module in _SUBPACKAGES else ""
+
+
+_SUBPACKAGES: set[str] = set()
+
+
 def read_package(src: Path) -> dict[str, ModuleSource]:
-    """Parse every ``.py`` file directly in ``src`` (``__init__`` and ``__main__`` included), keyed by stem."""
-    paths = sorted(src.glob("*.py"))
+    """Parse every ``.py`` file in ``src`` and its subpackages (``__init__`` and ``__main__`` included), keyed by
+    module name (:func:`module_name`)."""
+    paths = sorted(src.rglob("*.py"))
+    names = {module_name(src, path) for path in paths}
+    _SUBPACKAGES.clear()
+    _SUBPACKAGES.update(module_name(src, p) for p in paths if p.name == "__init__.py" and p.parent != src)
     modules: dict[str, ModuleSource] = {}
     for path in paths:
         text = path.read_text(encoding="utf-8")
-        module = modules[path.stem] = ModuleSource({path.stem for path in paths})
+        module = modules[module_name(src, path)] = ModuleSource(names)
         module.visit(ast.parse(text, filename=str(path)))
         # Tokenize so that "# fmt: skip" inside a string is not counted.
         tokens = tokenize.generate_tokens(io.StringIO(text).readline)
@@ -190,7 +224,9 @@ def classify_function_imports(modules: dict[str, ModuleSource]) -> list[dict[str
             # Deferring a module the file already imports at top level saves nothing.
             package_targets = statement.package_targets - top_level
             external_targets = statement.external_targets - top_level
-            if any(name in reachable(top_level_arrows, target) for target in package_targets):
+            if statement.package_targets == {name}:  # code run with another module's globals (flex's trampoline)
+                label = "reaches its own module"
+            elif any(name in reachable(top_level_arrows, target) for target in package_targets):
                 label = "breaks a circle"
             elif any(t.split(".")[0] in HEAVY_LIBRARIES for t in external_targets) or any(
                 pulls_in(modules, target, HEAVY_LIBRARIES) for target in package_targets
@@ -220,8 +256,15 @@ def measure(src: Path) -> dict[str, Any]:
     arrow_names = ["runtime", "top_level", "function_level", "function_level_only", "type_only"]
     module_floors = floors(modules, runtime)
     function_imports = classify_function_imports(modules)
-    labels = ["protects torch", "protects an optional extra", "breaks a circle", "protects nothing"]
+    labels = ["protects torch", "protects an optional extra", "breaks a circle", "reaches its own module"]
+    labels.append("protects nothing")
+    packages: dict[str, list[str]] = {}
+    for name in modules:
+        packages.setdefault(package_of(name) or "(top level)", []).append(name)
+    package_arrows = {(package_of(a), package_of(b)) for a, b in top_level if package_of(a) != package_of(b)}
     return {
+        "packages": {name: sorted(members) for name, members in sorted(packages.items())},
+        "package_arrows": sorted(f"{a or '(top level)'} -> {b or '(top level)'}" for a, b in package_arrows),
         "modules": len(modules),
         "arrows": {name: len(edges) for name, edges in zip(arrow_names, arrow_sets, strict=True)},
         "circles": circles(modules, runtime),
@@ -244,6 +287,9 @@ def report(numbers: dict[str, Any], src: Path) -> str:
     arrow_counts = numbers["arrows"]
     lines = [
         f"architecture of {src}",
+        f"packages: {len(numbers['packages'])} (the modules at the top of the package counted as one)",
+        *(f"  {name}: {len(members)} modules" for name, members in numbers["packages"].items()),
+        f"arrows between packages (top level): {len(numbers['package_arrows'])}",
         f"modules: {numbers['modules']} .py files (__init__.py and __main__.py included)",
         f"import arrows (distinct module -> module): {arrow_counts['runtime']} at run time",
         f"  top-level: {arrow_counts['top_level']}",

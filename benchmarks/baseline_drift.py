@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trainstab.baseline import TOLERANCES
+from trainstab.gate.baseline import TOLERANCES
 
 CAPABILITIES = ("default", "avx2", "avx512")
 

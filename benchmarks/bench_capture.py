@@ -24,11 +24,11 @@ from unittest import mock
 
 import torch
 
-from trainstab import engine
-from trainstab.capture import AttentionRecord, capture_attention
-from trainstab.config import ModelConfig, TrainConfig
-from trainstab.corpus import load_corpus
-from trainstab.models import build_stack
+from trainstab.core.config import ModelConfig, TrainConfig
+from trainstab.train import engine
+from trainstab.train.capture import AttentionRecord, capture_attention
+from trainstab.train.corpus import load_corpus
+from trainstab.train.models import build_stack
 
 TARGET = 0.15
 
@@ -56,7 +56,7 @@ def _stub(model: torch.nn.Module, heads: list[int], batch: int):  # type: ignore
 
 def _sweep_seconds(name: str, config: ModelConfig, train: TrainConfig, capture: bool) -> float:
     """Wall-clock of one in-process sweep of ``name`` over the default LR grid."""
-    from trainstab.config import PAPER_LR_GRID
+    from trainstab.core.config import PAPER_LR_GRID
 
     model, multipliers = build_stack(name, config, members=len(PAPER_LR_GRID), seed=train.seed)
     corpus = load_corpus(None, config.context_length, config.vocab_size)

@@ -25,12 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-from trainstab.config import SweepConfig
-from trainstab.fuzz import explore
-from trainstab.ladder import run_ladder, width_configs
-from trainstab.ray_executor import ray_module
-from trainstab.strategies import stability_region
-from trainstab.sweep import run_sweep, run_sweeps, stacks, train_stack
+from trainstab.core.config import SweepConfig
+from trainstab.core.ladder import run_ladder, width_configs
+from trainstab.explore.fuzz import explore
+from trainstab.explore.strategies import stability_region
+from trainstab.train.ray_executor import ray_module
+from trainstab.train.sweep import run_sweep, run_sweeps, stacks, train_stack
 
 
 def _timed(label: str, work, rows: list[dict[str, object]]) -> object:

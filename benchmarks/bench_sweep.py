@@ -36,11 +36,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stability_tests"))  # gpt_models: user factories
 
-from trainstab.config import STACK_SIZE, SweepConfig, TrainConfig
-from trainstab.corpus import load_corpus
-from trainstab.models import REFERENCE, ModelSize, build_stack, build_template
-from trainstab.reference import ReferenceLM
-from trainstab.sweep import run_sweep
+from trainstab.core.config import STACK_SIZE, SweepConfig, TrainConfig
+from trainstab.train.corpus import load_corpus
+from trainstab.train.models import REFERENCE, ModelSize, build_stack, build_template
+from trainstab.train.reference import ReferenceLM
+from trainstab.train.sweep import run_sweep
 
 # Equal results: the two loops run the same algorithm in a different op order, so
 # low-order bits differ; at stable LRs the final losses must agree to this much.

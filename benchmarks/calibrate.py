@@ -69,10 +69,12 @@ sys.path.insert(0, str(REPOSITORY / "stability_tests"))  # the zoo and its facto
 
 from zoo import ZOO, ZooModel  # noqa: E402
 
-from trainstab.checks import CheckResult, Thresholds, run_check  # noqa: E402
-from trainstab.errors import TrainstabError  # noqa: E402
-from trainstab.forecast import fit_log_log, forecast_attention_logits  # noqa: E402
-from trainstab.ladder import (  # noqa: E402
+from trainstab.checks.battery import CheckResult, Thresholds, run_check  # noqa: E402
+from trainstab.checks.forecast import fit_log_log, forecast_attention_logits  # noqa: E402
+from trainstab.checks.registry import CHECK_NAMES  # noqa: E402
+from trainstab.checks.scaling import SPLIT_LOSS, ScalingThresholds, check_z_loss_effect  # noqa: E402
+from trainstab.core.errors import TrainstabError  # noqa: E402
+from trainstab.core.ladder import (  # noqa: E402
     DEFAULT_WIDTHS,
     LadderResult,
     Rung,
@@ -80,15 +82,13 @@ from trainstab.ladder import (  # noqa: E402
     non_embedding_parameters,
     width_configs,
 )
-from trainstab.options import ModelUnderTest, parse_options, sweep_config, thresholds  # noqa: E402
-from trainstab.registry import CHECK_NAMES  # noqa: E402
-from trainstab.results import (  # noqa: E402
+from trainstab.core.results import (  # noqa: E402
     RunResult,
     SweepResult,
     sweep_to_dict,
 )
-from trainstab.scaling import SPLIT_LOSS, ScalingThresholds, check_z_loss_effect  # noqa: E402
-from trainstab.sweep import run_sweep  # noqa: E402
+from trainstab.run.options import ModelUnderTest, parse_options, sweep_config, thresholds  # noqa: E402
+from trainstab.train.sweep import run_sweep  # noqa: E402
 
 #: The checks that must fail for each problem of the zoo: the one that names it, and LR sensitivity for the
 #: gross output-logit problems (its absolute bound is kept for them alone).

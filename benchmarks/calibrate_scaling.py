@@ -39,11 +39,8 @@ from pathlib import Path
 
 from calibrate import MIN_MARGIN, ZOO, ZooModel, measure
 
-from trainstab.checks import CheckResult
-from trainstab.config import SweepConfig
-from trainstab.errors import Inconclusive
-from trainstab.results import SweepResult
-from trainstab.scaling import (
+from trainstab.checks.battery import CheckResult
+from trainstab.checks.scaling import (
     Evidence,
     ScalingConfig,
     ScalingThresholds,
@@ -51,6 +48,9 @@ from trainstab.scaling import (
     check_eps_forecast,
     check_sensitivity_scaling,
 )
+from trainstab.core.config import SweepConfig
+from trainstab.core.errors import Inconclusive
+from trainstab.core.results import SweepResult
 
 BASE_WIDTH, BASE_DEPTH = 32, 2
 #: The eps the paper recommends at scale; the zoo trains at AdamW's default 1e-8.

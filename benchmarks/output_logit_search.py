@@ -37,16 +37,16 @@ import matplotlib
 import numpy as np
 import torch
 
-from trainstab.config import ModelConfig, TrainConfig
-from trainstab.corpus import load_corpus
+from trainstab.core.config import ModelConfig, TrainConfig
+from trainstab.train.corpus import load_corpus
 
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt
 
-from trainstab.files import json_text, write_atomically
-from trainstab.losses import cross_entropy_with_log_z
-from trainstab.optim import StackedAdamW
-from trainstab.reference import ReferenceTransformer
+from trainstab.core.files import json_text, write_atomically
+from trainstab.train.losses import cross_entropy_with_log_z
+from trainstab.train.optim import StackedAdamW
+from trainstab.train.reference import ReferenceTransformer
 
 LRS = (0.03, 0.1, 0.3, 1.0)
 WIDTHS = (32, 64)

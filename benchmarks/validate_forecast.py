@@ -41,10 +41,10 @@ sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
 from calibrate import SUBSET, ZOO, ZooModel, ladder, measure  # noqa: E402
 
-from trainstab.forecast import forecast_attention_logits  # noqa: E402
-from trainstab.ladder import DEFAULT_WIDTHS, LadderResult, non_embedding_parameters  # noqa: E402
-from trainstab.results import ATTENTION_DIVERGENCE_LEVEL  # noqa: E402
-from trainstab.scaling import ScalingThresholds  # noqa: E402
+from trainstab.checks.forecast import forecast_attention_logits  # noqa: E402
+from trainstab.checks.scaling import ScalingThresholds  # noqa: E402
+from trainstab.core.ladder import DEFAULT_WIDTHS, LadderResult, non_embedding_parameters  # noqa: E402
+from trainstab.core.results import ATTENTION_DIVERGENCE_LEVEL  # noqa: E402
 
 RUNS = REPOSITORY / "benchmarks" / "validation_runs"
 #: Errors within this many decades count as a factor of 2.

@@ -10,7 +10,7 @@ import importlib.util
 
 import pytest
 
-from trainstab.testing import case, expect_failure
+from trainstab.pytest_plugin.testing import case, expect_failure
 
 INSTALL = {  # module: what to install, pinned, with --no-deps (recipes/README.md)
     "torchtitan": "torchtitan==0.3.0 spmd_types==0.2.3 einops tyro docstring_parser triton",

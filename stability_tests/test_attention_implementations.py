@@ -14,7 +14,7 @@ qk-norm it fails attention_logits, with RMSNorm on q and k it passes.
 
 import pytest
 
-from trainstab.testing import case, expect_failure
+from trainstab.pytest_plugin.testing import case, expect_failure
 
 pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
 

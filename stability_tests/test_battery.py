@@ -10,10 +10,10 @@ import dataclasses
 
 import pytest
 
-from trainstab.checks import Thresholds, run_check
-from trainstab.options import sweep_config
-from trainstab.session import session_of
-from trainstab.testing import ModelUnderTest, cached_sweep, case, expect_failure, parametrize_with_checks
+from trainstab.checks.battery import Thresholds, run_check
+from trainstab.pytest_plugin.session import session_of
+from trainstab.pytest_plugin.testing import ModelUnderTest, cached_sweep, case, expect_failure, parametrize_with_checks
+from trainstab.run.options import sweep_config
 
 REFERENCE = ModelUnderTest("reference", id="reference")
 EPS_LOSS_GAP = 0.05  # nats: the least loss an eps of 1e-2 must cost at the best LR for the demonstration to count
@@ -91,7 +91,7 @@ def test_under_muon_qk_clip_bounds_the_attention_logits_that_grow_without_it(mod
     check(model)
 
 
-# Report-only checks never fail a test by default (trainstab.checks.REPORT_ONLY says why); each still measures
+# Report-only checks never fail a test by default (trainstab.checks.battery.REPORT_ONLY says why); each still measures
 # its problem, shown here on the check itself, and fails the test where a project asserts it.
 LARGE_EPS = ModelUnderTest("reference", ("eps=1e-2",), id="reference-eps1e-2")
 

@@ -9,11 +9,11 @@ import dataclasses
 import pytest
 from hypothesis import Phase, example, given, settings
 
-from trainstab.checks import Thresholds
-from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-from trainstab.fuzz import FUZZ_STEPS, _evaluate_once, assert_stable, evaluate
-from trainstab.strategies import FuzzPoint, stability_region
-from trainstab.sweep import run_sweep
+from trainstab.checks.battery import Thresholds
+from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
+from trainstab.explore.fuzz import FUZZ_STEPS, _evaluate_once, assert_stable, evaluate
+from trainstab.explore.strategies import FuzzPoint, stability_region
+from trainstab.train.sweep import run_sweep
 
 pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
 

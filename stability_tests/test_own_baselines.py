@@ -8,7 +8,7 @@ same way a user's pull request would. Refresh them (deliberately) with
 
 from pathlib import Path
 
-from trainstab.cli import main
+from trainstab.cli.main import main
 
 BASELINES = Path(__file__).parent.parent / "fixtures" / "baselines"
 

@@ -1,6 +1,6 @@
 """The direction of each of the paper's findings, measured on the reference model.
 
-Each test runs one finding of :mod:`trainstab.findings` at the default 200
+Each test runs one finding of :mod:`trainstab.paper.findings` at the default 200
 steps, with its sweeps shared through the session cache (the scaling checks
 train the same ladders). A finding that does not reproduce at proxy scale is
 a strict xfail with the measured numbers in its reason: it is reported, never
@@ -11,9 +11,9 @@ import functools
 
 import pytest
 
-from trainstab import findings
-from trainstab.config import SweepConfig
-from trainstab.testing import cached_sweep
+from trainstab.core.config import SweepConfig
+from trainstab.paper import findings
+from trainstab.pytest_plugin.testing import cached_sweep
 
 PLAN = findings.FindingsPlan()  # 200 steps, widths 32/48/64, depths 1/2/4, target 1e9
 pytestmark = [pytest.mark.trainstab, pytest.mark.xdist_group("reference-findings"), pytest.mark.long]

@@ -11,7 +11,7 @@ reference, the one zoo model with a µP switch.
 
 import pytest
 
-from trainstab.testing import (
+from trainstab.pytest_plugin.testing import (
     MUP_CHECK_NAMES,
     STABILITY_FORECAST_NAMES,
     ModelUnderTest,

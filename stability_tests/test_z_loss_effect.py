@@ -1,15 +1,15 @@
 """z_loss_effect: z-loss pulls log Z toward 0 where it can act, and the check fails where it cannot.
 
 The check trains each model twice, with the configured z-loss (1e-4) and without, and holds the difference
-(trainstab.scaling.check_z_loss_effect; bounds calibrated with ``python benchmarks/calibrate.py --z-loss``).
+(trainstab.checks.scaling.check_z_loss_effect; bounds calibrated with ``python benchmarks/calibrate.py --z-loss``).
 """
 
 import dataclasses
 
-from trainstab.options import ModelUnderTest, parse_options, sweep_config
-from trainstab.scaling import Evidence, ScalingThresholds, check_z_loss_effect
-from trainstab.sweep import run_sweeps
-from trainstab.testing import parametrize_with_checks
+from trainstab.checks.scaling import Evidence, ScalingThresholds, check_z_loss_effect
+from trainstab.pytest_plugin.testing import parametrize_with_checks
+from trainstab.run.options import ModelUnderTest, parse_options, sweep_config
+from trainstab.train.sweep import run_sweeps
 
 REFERENCE = ModelUnderTest("reference", id="reference")
 #: Under this the pull of a model z-loss cannot act on must stay (nats): float32 rounding of log Z = 0.

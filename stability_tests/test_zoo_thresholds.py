@@ -8,7 +8,7 @@ file under the machine's kernels and under ``ATEN_CPU_CAPABILITY=avx2``.
 
 import pytest
 
-from trainstab.testing import ModelUnderTest, expect_failure, parametrize_with_checks
+from trainstab.pytest_plugin.testing import ModelUnderTest, expect_failure, parametrize_with_checks
 
 pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
 

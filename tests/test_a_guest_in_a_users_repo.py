@@ -208,7 +208,7 @@ def test_parameters_are_named_as_the_model_names_them_and_a_pattern_matching_non
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the start method chosen on Linux")
 def test_sweep_workers_are_not_forked_from_a_threaded_parent():
-    from trainstab.sweep import pool_context
+    from trainstab.train.sweep import pool_context
 
     assert pool_context().get_start_method() == "forkserver"
 
@@ -264,8 +264,8 @@ def test_a_sweep_pytorch_ran_without_deterministic_kernels_warns_in_the_test():
     import types
     import warnings
 
-    from trainstab.errors import TrainstabWarning
-    from trainstab.testing import _warn
+    from trainstab.core.errors import TrainstabWarning
+    from trainstab.pytest_plugin.testing import _warn
 
     verdict = types.SimpleNamespace(
         label="mymodels:stable", check="attention_logits", verdict="pass", environment_drift=(), baseline=None

@@ -1,5 +1,6 @@
 """The layering docs/architecture.md describes, held by the import graph (benchmarks/architecture.py)."""
 
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -9,19 +10,31 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 SOURCE = ROOT / "src" / "trainstab"
-#: The layers of docs/architecture.md, bottom up. A module imports, at its top, only from its own layer or below.
+#: The packages of docs/architecture.md, bottom up: the tree is the architecture. A module imports, at its top, only
+#: from its own package or a lower layer. The modules at the top of trainstab (""): the facades users import
+#: (``trainstab.testing``...), ``__init__`` (lazy public names) and ``__main__``.
 LAYERS = {
-    "foundations": "errors model_names config overrides files untrusted environment inifile plotting "
-    "hypothesis_profiles results ladder crash process_state ray_address extensions optimizer_table",
-    "training": "torch_state corpus losses attention_stats attention_trace capture flex_emulation reference optim "
-    "models devices engine sweep ray_executor coordinates fingerprint optimizers hf_models",
-    "judgement": "checks forecast scaling registry options baseline gate report session_cache sweep_cache",
-    "exploration": "strategies fuzz fuzzmap findings figures reproduce",
-    "front ends": "session testing plugin cli cli_help progress terminal extend __main__ __init__",
+    "core": 0,
+    "train": 1,
+    "checks": 2,
+    "cache": 2,
+    "run": 3,
+    "gate": 4,
+    "explore": 5,
+    "paper": 5,
+    "pytest_plugin": 6,
+    "cli": 6,
+    "": 7,
 }
-LAYER_OF = {module: rank for rank, modules in enumerate(LAYERS.values()) for module in modules.split()}
-#: The only modules that import torch.
-TRAINING = set(LAYERS["training"].split())
+#: The import paths users write: each a thin facade over the module that holds the code.
+FACADES = {
+    "testing": "pytest_plugin.testing",
+    "fuzz": "explore.fuzz",
+    "strategies": "explore.strategies",
+    "sweep": "train.sweep",
+    "capture": "train.capture",
+    "models": "train.models",
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +52,65 @@ def numbers(architecture):
     return architecture.measure(SOURCE)
 
 
-def test_every_module_has_a_layer_and_imports_only_downward(architecture):
+def test_every_module_is_in_a_package_of_a_layer_and_imports_only_downward(architecture):
     modules = architecture.read_package(SOURCE)
-    assert set(modules) == set(LAYER_OF), "place a new module in a layer, here and in docs/architecture.md"
+    packages = {architecture.package_of(name) for name in modules}
+    assert packages == set(LAYERS), "a new package needs its layer, here and in docs/architecture.md"
+    top_level = {name for name in modules if architecture.package_of(name) == ""}
+    assert top_level == {"__init__", "__main__", "extend", *FACADES}, "new code goes in a package, not at the top"
+    layer = {name: LAYERS[architecture.package_of(name)] for name in modules}
     top = architecture.arrows(modules, in_function=False, type_only=False)
-    upward = sorted(f"{a} -> {b}" for a, b in top if LAYER_OF[b] > LAYER_OF[a])
-    assert upward == []
+    assert sorted(f"{a} -> {b}" for a, b in top if layer[b] > layer[a]) == []
     # Inside a function a module may reach up only into training, at the point where it trains or builds a model.
     late = architecture.arrows(modules, in_function=True, type_only=False) - top
-    assert sorted(f"{a} -> {b}" for a, b in late if LAYER_OF[b] > LAYER_OF[a] and b not in TRAINING) == []
+    upward = [(a, b) for a, b in late if layer[b] > layer[a] and architecture.package_of(b) != "train"]
+    assert sorted(f"{a} -> {b}" for a, b in upward) == []
 
 
-def test_only_the_training_layer_imports_torch(numbers):
+def test_only_the_train_package_imports_torch(numbers):
     torch_importers = set(numbers["module_floors"]) - set(numbers["torch_free_modules"])
-    assert torch_importers == TRAINING
+    # The facades of training's import paths (trainstab.sweep, .capture, .models) re-export it, and the train
+    # package's own __init__ is a docstring.
+    assert {m for m in torch_importers if not m.startswith("train.")} == {"sweep", "capture", "models"}
+    assert torch_importers >= {"train.engine", "train.sweep", "train.models", "train.capture"}
+
+
+def test_each_facade_reexports_its_modules_public_names_and_nothing_else():
+    for facade, real in FACADES.items():
+        public = importlib.import_module(f"trainstab.{facade}")
+        module = importlib.import_module(f"trainstab.{real}")
+        assert public.__all__, facade
+        for name in public.__all__:
+            assert getattr(public, name) is getattr(module, name) or name == "CHECK_NAMES", (facade, name)
+        if hasattr(module, "__all__"):
+            assert set(public.__all__) == set(module.__all__), facade
+        source = (SOURCE / f"{facade}.py").read_text()
+        assert "def " not in source.replace("def __getattr__", ""), f"{facade} holds code: it belongs in {real}"
+
+
+def test_the_cache_digest_covers_every_module_wherever_it_lives():
+    from trainstab.cache.sweep_cache import package_sources
+
+    files = {path.relative_to(SOURCE).as_posix() for path in package_sources()}
+    on_disk = {path.relative_to(SOURCE).as_posix() for path in SOURCE.rglob("*.py")}
+    assert files == on_disk and "train/engine.py" in files and "checks/battery.py" in files
 
 
 def test_the_plugin_and_the_gate_start_without_torch_or_numpy():
     # Measured for real, in a fresh interpreter: a dynamic import the source scan cannot see would show here.
     # Every pytest start in a project with trainstab installed pays for what the plugin imports.
-    light = ["plugin", "testing", "gate", "baseline", "report", "checks", "options", "results", "scaling", "cli"]
+    light = [
+        "pytest_plugin.plugin",
+        "testing",
+        "gate.verdict",
+        "gate.baseline",
+        "gate.report",
+        "checks.battery",
+        "run.options",
+        "core.results",
+        "checks.scaling",
+        "cli.main",
+    ]
     code = "import sys\n" + "".join(f"import trainstab.{name}\n" for name in light)
     code += "print(sorted(name for name in ('torch', 'numpy', 'matplotlib') if name in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -73,5 +125,5 @@ def test_no_import_circle_and_no_function_level_import_that_protects_nothing(num
 def test_run_options_travel_typed_and_calls_are_laid_out_by_the_formatter(numbers):
     # "trainstab_*" keys left are file formats, not run options: a baseline's version field, xdist's worker input.
     # (inifile.py looks none up: it keeps every trainstab_* key of pytest's configuration for the option table.)
-    assert numbers["option_lookups_per_file"] == {"baseline.py": 1, "plugin.py": 1}
+    assert numbers["option_lookups_per_file"] == {"gate.baseline.py": 1, "pytest_plugin.plugin.py": 1}
     assert numbers["fmt_skips"] == 0

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from trainstab.cli import EXIT_FAILED, main
+from trainstab.cli.main import EXIT_FAILED, main
 
 pytest_plugins = ["pytester"]
 
@@ -51,12 +51,12 @@ def test_a_report_folder_that_cannot_be_written_fails_before_training(tmp_path, 
 
 
 def test_a_full_disk_at_the_end_is_not_reported_as_success(tmp_path, capsys, monkeypatch):
-    import trainstab.files
+    import trainstab.core.files
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(trainstab.files, "write_atomically", full_disk)
+    monkeypatch.setattr(trainstab.core.files, "write_atomically", full_disk)
     assert main([*QUICK_CHECK, "--baselines", str(tmp_path / "baselines"), "--regen-all"]) == EXIT_FAILED
     out = capsys.readouterr().out
     assert "could NOT write" in out and "No space left on device" in out
@@ -204,19 +204,19 @@ def test_fuzz_names_the_plot_flag_when_the_plot_path_is_a_folder(user_repo, caps
 
 
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
-    import trainstab.cli
+    import trainstab.cli.main
 
     def interrupted(args, console):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainstab.cli, "run_sweep_command", interrupted)
+    monkeypatch.setattr(trainstab.cli.main, "run_sweep_command", interrupted)
     assert main(SWEEP) == 130
     err = capsys.readouterr().err
     assert err == "trainstab: interrupted (Ctrl-C); nothing more was written\n"
 
 
 def test_a_deeply_nested_baseline_is_an_error_naming_the_file_not_a_crash(tmp_path):
-    from trainstab.baseline import BaselineError, read_baseline
+    from trainstab.gate.baseline import BaselineError, read_baseline
 
     path = tmp_path / "attention_logits.json"
     path.write_text("[" * 100_000 + "]" * 100_000)
@@ -228,8 +228,8 @@ def test_a_deeply_nested_baseline_is_an_error_naming_the_file_not_a_crash(tmp_pa
 def test_a_model_that_changes_torchs_global_state_does_not_change_it_for_what_runs_next():
     import torch
 
-    from trainstab.config import ModelConfig
-    from trainstab.models import check_model
+    from trainstab.core.config import ModelConfig
+    from trainstab.train.models import check_model
 
     before = (torch.get_default_dtype(), torch.get_num_threads(), torch.is_grad_enabled())
     check_model("bad_models:changes_global_state", ModelConfig(width=16, heads=2, depth=1, context_length=16), 0)
@@ -256,7 +256,7 @@ def test_a_bad_ini_value_is_a_usage_error_naming_the_key(pytester, ini, words):
 
 
 def test_every_earlier_file_is_kept_in_numbered_generations_with_its_mode(tmp_path):
-    from trainstab.files import write_atomically
+    from trainstab.core.files import write_atomically
 
     path = tmp_path / "map.json"
     path.write_text("the user's original\n")
@@ -270,7 +270,7 @@ def test_every_earlier_file_is_kept_in_numbered_generations_with_its_mode(tmp_pa
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monkeypatch):
-    from trainstab import files
+    from trainstab.core import files
 
     path = tmp_path / "report.json"
     path.write_text("the user's report\n")
@@ -286,7 +286,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monk
 
 
 def test_a_report_of_a_stopped_run_says_it_is_incomplete(tmp_path):
-    from trainstab.report import render_html
+    from trainstab.gate.report import render_html
 
     row = {"model": "m", "check": "no_divergence", "verdict": "pass", "value": 0.0, "bound": 0.0, "message": "ok",
            "baseline": {"status": "off", "message": ""}, "order": 0}  # fmt: skip
@@ -309,8 +309,8 @@ def test_pytest_refuses_a_baseline_rewrite_it_cannot_write_before_training(pytes
 def test_training_a_model_that_changes_global_state_leaves_the_process_as_it_was():
     import torch
 
-    from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-    from trainstab.sweep import run_sweep
+    from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
+    from trainstab.train.sweep import run_sweep
 
     before = (torch.get_default_dtype(), torch.get_num_threads(), torch.is_grad_enabled())
     config = SweepConfig(
@@ -360,11 +360,11 @@ def test_a_bad_pytest_flag_is_a_usage_error_naming_it(pytester, flag, words):
 
 
 def test_a_write_that_fails_after_training_is_one_line_and_exit_1(monkeypatch, capsys):
-    import trainstab.cli
+    import trainstab.cli.main
 
     def full_disk(args, console):
         raise OSError(errno.ENOSPC, "No space left on device", "findings/summary.md")
 
-    monkeypatch.setattr(trainstab.cli, "run_reproduce_command", full_disk)
+    monkeypatch.setattr(trainstab.cli.main, "run_reproduce_command", full_disk)
     assert main(["reproduce", "--quick", "--no-progress"]) == 1
     assert capsys.readouterr().err == "trainstab: could NOT write findings/summary.md: No space left on device\n"

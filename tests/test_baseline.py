@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from trainstab.baseline import (
+from trainstab.checks.battery import BATTERY, Thresholds
+from trainstab.core.config import SweepConfig
+from trainstab.gate.baseline import (
     TOLERANCES,
     Baseline,
     BaselineError,
@@ -19,9 +21,7 @@ from trainstab.baseline import (
     recipe_changes,
     to_text,
 )
-from trainstab.checks import BATTERY, Thresholds
-from trainstab.config import SweepConfig
-from trainstab.sweep import run_sweep
+from trainstab.train.sweep import run_sweep
 
 TINY = SweepConfig(lrs=(1e-2, 3e-1))
 TINY = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=20), workers=1)

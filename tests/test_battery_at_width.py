@@ -12,10 +12,10 @@ import dataclasses
 
 import pytest
 
-from trainstab.checks import Thresholds, check_log_z
-from trainstab.config import ModelConfig, SweepConfig
-from trainstab.results import max_abs_log_z
-from trainstab.sweep import run_sweep
+from trainstab.checks.battery import Thresholds, check_log_z
+from trainstab.core.config import ModelConfig, SweepConfig
+from trainstab.core.results import max_abs_log_z
+from trainstab.train.sweep import run_sweep
 
 pytestmark = pytest.mark.long  # about 40 s of training on 2 cores
 

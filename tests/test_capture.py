@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainstab import TrainstabError, capture_attention, is_capturing, record_attention_logits
-from trainstab.config import ModelConfig
-from trainstab.reference import ReferenceTransformer
+from trainstab.core.config import ModelConfig
+from trainstab.train.reference import ReferenceTransformer
 
 TIGHT = 1e-5  # fp32 agreement of two computations of the same logits
 
@@ -183,7 +183,7 @@ def test_token_ids_made_inside_the_capture_are_data_not_constants():
 
 
 def test_an_op_the_tracer_cannot_follow_ends_the_lineage_and_leaves_the_model_alone(monkeypatch):
-    from trainstab.attention_trace import _Scores
+    from trainstab.train.attention_trace import _Scores
 
     def cannot_follow(*args, **kwargs):
         raise RuntimeError("an op with arguments the tracer does not expect")
@@ -306,7 +306,7 @@ def test_scores_broadcast_to_more_heads_by_a_bias_are_followed():
 
 def test_flex_attention_under_capture_is_recorded_in_its_scope_and_another_higher_order_operator_errors():
     flex = pytest.importorskip("torch.nn.attention.flex_attention")
-    from trainstab.flex_emulation import flex_attention_on_cpu
+    from trainstab.train.flex_emulation import flex_attention_on_cpu
 
     q, k, _ = _scores()
     with flex_attention_on_cpu(None), capture_attention() as records:

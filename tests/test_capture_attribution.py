@@ -7,8 +7,8 @@ import torch
 from attention_models import decoder_layers, mha, mingpt
 
 from trainstab import capture_attention
-from trainstab.engine import attention_metrics
-from trainstab.models import FunctionalStack, ModelSize
+from trainstab.train.engine import attention_metrics
+from trainstab.train.models import FunctionalStack, ModelSize
 
 SIZE = ModelSize(width=16, depth=2, heads=2, vocab_size=64, context_length=8)
 HEAD_DIM = SIZE.width // SIZE.heads

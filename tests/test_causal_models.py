@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from trainstab.cli import main
-from trainstab.config import ModelConfig
-from trainstab.errors import EXIT_BAD_INPUT, TrainstabError
-from trainstab.models import check_model
+from trainstab.cli.main import main
+from trainstab.core.config import ModelConfig
+from trainstab.core.errors import EXIT_BAD_INPUT, TrainstabError
+from trainstab.train.models import check_model
 
 pytest_plugins = ["pytester"]
 

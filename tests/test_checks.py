@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from trainstab.checks import (
+from trainstab.checks.battery import (
     BATTERY,
     REPORT_ONLY,
     Thresholds,
@@ -14,9 +14,9 @@ from trainstab.checks import (
     check_parameters_move,
     run_check,
 )
-from trainstab.config import SweepConfig
-from trainstab.results import RunResult, SweepResult, spike_score
-from trainstab.testing import CHECK_NAMES
+from trainstab.core.config import SweepConfig
+from trainstab.core.results import RunResult, SweepResult, spike_score
+from trainstab.pytest_plugin.testing import CHECK_NAMES
 
 
 def _sweep(*runs: RunResult) -> SweepResult:
@@ -108,7 +108,7 @@ def test_attention_attribution_names_the_head_that_grew_first_and_the_largest():
 
 
 def test_grad_rms_and_loss_spikes_are_report_only_by_default_and_the_rest_asserted():
-    # The zoo's measurements behind it: benchmarks/calibrate.py; the reasons: trainstab.checks.REPORT_ONLY.
+    # The zoo's measurements behind it: benchmarks/calibrate.py; the reasons: trainstab.checks.battery.REPORT_ONLY.
     assert Thresholds().report_only == frozenset(REPORT_ONLY) == {"grad_rms_vs_eps", "loss_spikes"}
     run = dataclasses.replace(_run(0.3), history=_grad_history(mlp=(1e-3, 1e-5, 5e-8)))
     result = run_check("grad_rms_vs_eps", _sweep(run), Thresholds())
@@ -188,8 +188,8 @@ def test_parameters_move_fails_on_a_dead_tensor_unless_ignored_and_names_inert_o
 
 def test_a_real_key_bias_is_found_inert_and_the_model_passes_parameters_move():
     """A LayerNorm on k with a bias (nn.LayerNorm's default): softmax cancels the bias, parameters_move says so."""
-    from trainstab.config import ModelConfig, TrainConfig
-    from trainstab.sweep import run_sweep
+    from trainstab.core.config import ModelConfig, TrainConfig
+    from trainstab.train.sweep import run_sweep
 
     config = SweepConfig(
         model_name="user_models:with_key_bias",
@@ -221,7 +221,7 @@ def test_the_value_path_is_not_blamed_on_collapsed_attention():
 
 
 def test_baselines_leave_ignored_tensors_out_too():
-    from trainstab.baseline import measure
+    from trainstab.gate.baseline import measure
 
     history = _grad_history(**{"mlp": (1e-3, 1e-4, 1e-4), "frozen": (1e-3, 1e-6, 5e-8), "unused": (0.0, 0.0, 0.0)})
     sweep = _sweep(dataclasses.replace(_run(0.3), history=history))
@@ -233,7 +233,7 @@ def test_baselines_leave_ignored_tensors_out_too():
 
 
 def test_an_ignore_pattern_that_matches_no_parameter_is_refused_with_the_closest_names():
-    from trainstab.errors import TrainstabError
+    from trainstab.core.errors import TrainstabError
 
     history = _grad_history(**{"blocks.0.mlp.weight": (1e-3,) * 3, "unused_scale": (0.0,) * 3})
     sweep = _sweep(dataclasses.replace(_run(0.3), history=history))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainstab.cli import EXIT_FAILED, main
+from trainstab.cli.main import EXIT_FAILED, main
 
 _HAS_GPU = torch.cuda.is_available()
 QUICK = ["sweep", "--steps", "8", "--lrs", "1e-2,3e-1", "--set", "width=16", "--set", "batch_size=4", "--no-progress"]
@@ -220,8 +220,8 @@ def test_check_fails_a_check_whose_baseline_is_corrupted_and_leaves_the_file_alo
 
 
 def test_check_and_the_plugin_share_one_option_table():
-    from trainstab.cli import build_parser
-    from trainstab.options import OPTIONS
+    from trainstab.cli.main import build_parser
+    from trainstab.run.options import OPTIONS
 
     check = build_parser()._subparsers._group_actions[0].choices["check"]
     flags = {flag for action in check._actions for flag in action.option_strings}

@@ -3,10 +3,10 @@
 import pytest
 from torch import nn
 
-from trainstab.config import DEFAULT_SLOPE_BAND, CoordinateConfig, SweepConfig
-from trainstab.coordinates import coordinate_check
-from trainstab.errors import TrainstabError
-from trainstab.overrides import apply_overrides
+from trainstab.core.config import DEFAULT_SLOPE_BAND, CoordinateConfig, SweepConfig
+from trainstab.core.errors import TrainstabError
+from trainstab.run.overrides import apply_overrides
+from trainstab.train.coordinates import coordinate_check
 
 COORDINATES = CoordinateConfig(widths=(32, 64, 128), steps=10, lr=1e-2)
 
@@ -42,7 +42,7 @@ def test_fewer_than_three_widths_are_refused():
 
 
 def test_a_model_without_a_block_list_gets_a_clear_error():
-    from trainstab.coordinates import _blocks
+    from trainstab.train.coordinates import _blocks
 
     with pytest.raises(TrainstabError, match=r"nn\.ModuleList of 2 blocks"):
         _blocks(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), depth=2)
@@ -53,7 +53,7 @@ def test_the_check_trains_on_one_thread_whatever_the_callers_thread_count(monkey
     # busy-waiting thread pools do not fight over the cores. The caller's count is restored after.
     import torch
 
-    from trainstab import coordinates
+    from trainstab.train import coordinates
 
     seen = []
     train = coordinates.train_members

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainstab.corpus import bundled_corpus_path, load_corpus
-from trainstab.errors import TrainstabError
+from trainstab.core.errors import TrainstabError
+from trainstab.train.corpus import bundled_corpus_path, load_corpus
 
 COPY = 1  # the corpus's copy marker (fixtures/make_corpus.py)
 RARE_FREQUENCY = 1 / (10 * 512)  # "rare": ten times rarer than a uniform vocabulary

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from trainstab import TrainstabError, record_attention_logits
-from trainstab.config import TrainConfig
-from trainstab.corpus import load_corpus
-from trainstab.engine import train_members
+from trainstab.core.config import TrainConfig
+from trainstab.train.corpus import load_corpus
+from trainstab.train.engine import train_members
 
 VOCAB, WIDTH, T = 512, 8, 16
 TRAIN = TrainConfig(steps=6, batch_size=2, probe_every=3)
@@ -59,7 +59,7 @@ def test_hand_written_attention_reported_through_the_hook_is_probed_per_member()
 
 
 def test_attention_is_traced_on_probe_steps_only(monkeypatch):
-    from trainstab.attention_trace import AttentionTracer
+    from trainstab.train.attention_trace import AttentionTracer
 
     entered = []
     original = AttentionTracer.__enter__

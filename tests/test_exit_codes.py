@@ -15,10 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainstab.checks import BATTERY
-from trainstab.cli import CONFIGURES, main
-from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-from trainstab.errors import (
+from trainstab.checks.battery import BATTERY
+from trainstab.checks.registry import CHECKS
+from trainstab.cli.main import CONFIGURES, main
+from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
+from trainstab.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_CRASHED,
     EXIT_FAILED,
@@ -27,9 +28,8 @@ from trainstab.errors import (
     ModelCrashed,
     TrainstabError,
 )
-from trainstab.models import check_model
-from trainstab.options import OPTIONS
-from trainstab.registry import CHECKS
+from trainstab.run.options import OPTIONS
+from trainstab.train.models import check_model
 
 pytest_plugins = ["pytester"]
 
@@ -223,7 +223,7 @@ def test_every_option_that_configures_only_some_checks_is_known_to_the_cli():
 
 
 def test_what_each_option_configures_follows_the_check_rows():
-    # Derived from each check's options and reads (trainstab.registry.configured_by), not a table kept by hand.
+    # Derived from each check's options and reads (trainstab.checks.registry.configured_by), not a table kept by hand.
     assert CONFIGURES["widths"] == {"attention_forecast", "eps_forecast", "sensitivity_scaling", "lr_transfer"}
     assert CONFIGURES["depths"] == {"sensitivity_scaling"}
     assert "coordinates" not in CONFIGURES["lrs"] and "z_loss_effect" in CONFIGURES["steps"]  # it trains its own
@@ -264,7 +264,7 @@ def test_fuzz_prints_a_line_per_point(capsys):
 
 
 def test_reproduce_prints_a_line_per_finding(capsys, monkeypatch, tmp_path):
-    import trainstab.reproduce
+    import trainstab.paper.reproduce
 
     def measured(out, quick, seed, only, on_finding, on_sweep, model):  # two findings of one sweep each
         for index, key in enumerate(("qk_layernorm", "z_loss")):
@@ -272,7 +272,7 @@ def test_reproduce_prints_a_line_per_finding(capsys, monkeypatch, tmp_path):
             on_sweep(SweepConfig(lrs=(1e-2, 1e-1)))
         return SimpleNamespace(results=[], skipped=[], files=[], elapsed_seconds=0.0)
 
-    monkeypatch.setattr(trainstab.reproduce, "reproduce", measured)
+    monkeypatch.setattr(trainstab.paper.reproduce, "reproduce", measured)
     assert _run(["reproduce", "--out", str(tmp_path)]) == EXIT_PASSED
     out = capsys.readouterr().out
     assert "finding 1/2 qk_layernorm measured (" in out and "finding 2/2 z_loss measured (" in out
@@ -340,8 +340,8 @@ def test_under_pytest_tb_long_shows_the_crash_traceback(pytester, monkeypatch):
 def test_a_crash_in_a_ray_task_is_the_same_crash(monkeypatch):
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is the optional extra: pip install 'trainstab[ray]'")
-    from trainstab.ray_executor import ray_module
-    from trainstab.sweep import run_sweep
+    from trainstab.train.ray_executor import ray_module
+    from trainstab.train.sweep import run_sweep
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a Ray of this machine's cores, on loopback
     config = SweepConfig(

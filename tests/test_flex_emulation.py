@@ -1,4 +1,4 @@
-"""flex_attention on the CPU (trainstab.flex_emulation): exact against flex's own forward, gradients equal to the
+"""flex_attention on the CPU (trainstab.train.flex_emulation): exact against flex's own forward, gradients equal to the
 same function written with SDPA, recorded like every other attention, and nothing left changed after.
 
 FORWARD_TOL: flex's CPU forward (no grad) and the emulation compute the same fp32 ops; measured differences are
@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 flex = pytest.importorskip("torch.nn.attention.flex_attention", reason="flex_attention needs torch >= 2.5")
 
-from trainstab.capture import capture_attention  # noqa: E402
-from trainstab.errors import TrainstabError  # noqa: E402
-from trainstab.flex_emulation import dense_flex_attention, flex_attention_on_cpu  # noqa: E402
+from trainstab.core.errors import TrainstabError  # noqa: E402
+from trainstab.train.capture import capture_attention  # noqa: E402
+from trainstab.train.flex_emulation import dense_flex_attention, flex_attention_on_cpu  # noqa: E402
 
 # flex's own eager forward, called here directly as the reference, gives its advice to compile it.
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
@@ -204,7 +204,7 @@ def test_on_a_cuda_device_flex_runs_as_itself_and_is_recorded_from_the_dense_sco
     with torch.no_grad():
         expected = flex.flex_attention(q, k, v, block_mask=mask)
         emulated = dense_flex_attention(q, k, v, block_mask=mask)
-    monkeypatch.setattr("trainstab.flex_emulation.dense_flex_attention", _not_called)
+    monkeypatch.setattr("trainstab.train.flex_emulation.dense_flex_attention", _not_called)
     with flex_attention_on_cpu("cuda"), capture_attention() as records:
         out = flex.flex_attention(q, k, v, block_mask=mask)
     out.sum().backward()  # flex's own backward
@@ -224,7 +224,7 @@ def test_a_captured_call_that_flex_can_run_is_recorded_from_the_dense_scores_and
         expected = flex.flex_attention(q, k, v, score_mod=soft_cap, block_mask=mask)
     with capture_attention() as emulated:
         dense_flex_attention(q, k, v, score_mod=soft_cap, block_mask=mask)
-    monkeypatch.setattr("trainstab.flex_emulation.dense_flex_attention", _not_called)
+    monkeypatch.setattr("trainstab.train.flex_emulation.dense_flex_attention", _not_called)
     with flex_attention_on_cpu("cpu"), capture_attention() as records:
         out = flex.flex_attention(q, k, v, score_mod=soft_cap, block_mask=mask)
     assert torch.equal(out, expected)
@@ -234,9 +234,9 @@ def test_a_captured_call_that_flex_can_run_is_recorded_from_the_dense_scores_and
 
 
 def test_a_checkpointed_flex_model_trains_its_backward_calls_flex_again():
-    from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-    from trainstab.models import ModelSize
-    from trainstab.sweep import run_sweep
+    from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
+    from trainstab.train.models import ModelSize
+    from trainstab.train.sweep import run_sweep
 
     model = ModelConfig(width=16, depth=2, heads=2, context_length=16, vocab_size=512)
     name = "attention_models:flex_gpt_checkpointed"

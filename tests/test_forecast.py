@@ -5,9 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainstab.config import SweepConfig
-from trainstab.errors import Inconclusive, TrainstabError
-from trainstab.forecast import (
+from trainstab.checks.forecast import (
     MAX_EXTRAPOLATION_DECADES,
     MAX_RESIDUAL_DEX,
     fit_log_log,
@@ -15,8 +13,10 @@ from trainstab.forecast import (
     forecast_gradient_rms,
     gradient_rms_floor,
 )
-from trainstab.ladder import LadderResult, Rung
-from trainstab.results import RunResult, SweepResult
+from trainstab.core.config import SweepConfig
+from trainstab.core.errors import Inconclusive, TrainstabError
+from trainstab.core.ladder import LadderResult, Rung
+from trainstab.core.results import RunResult, SweepResult
 
 FIT_TOLERANCE = 1e-9  # an exact power law must be recovered to rounding
 
@@ -214,7 +214,7 @@ def test_a_series_within_a_decade_of_the_level_is_fitted_even_without_a_clean_ri
 
 
 def test_a_capped_forecast_names_the_size_it_was_made_at():
-    from trainstab.scaling import ScalingConfig, ScalingThresholds, check_attention_forecast
+    from trainstab.checks.scaling import ScalingConfig, ScalingThresholds, check_attention_forecast
 
     ladder = _ladder({0.03: [36.2, 108, 243]}, parameters=USER_LADDER_PARAMETERS)
     # The flag rests on the trend alone, so a 4th rung confirms it: here the trend holds there.

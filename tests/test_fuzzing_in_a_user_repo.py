@@ -2,7 +2,7 @@
 
 Hypothesis' own defaults fail training properties (a 200 ms deadline against
 one-second examples); the ``@training_settings`` decorator the example carries
-(trainstab.hypothesis_profiles) must make it pass as written, off CI and on it,
+(trainstab.core.hypothesis_profiles) must make it pass as written, off CI and on it,
 while a profile of the user's own still wins.
 """
 

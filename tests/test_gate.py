@@ -4,12 +4,12 @@ import dataclasses
 
 import pytest
 
-from trainstab.checks import BATTERY, Thresholds, run_check
-from trainstab.config import SweepConfig
-from trainstab.files import write_files
-from trainstab.gate import gate
-from trainstab.options import BaselinePolicy
-from trainstab.sweep import run_sweep
+from trainstab.checks.battery import BATTERY, Thresholds, run_check
+from trainstab.core.config import SweepConfig
+from trainstab.core.files import write_files
+from trainstab.gate.verdict import gate
+from trainstab.run.options import BaselinePolicy
+from trainstab.train.sweep import run_sweep
 
 TINY = SweepConfig(lrs=(1e-2, 3e-1), workers=1)
 TINY = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=20))

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-from trainstab.models import build_stack
-from trainstab.optim import gradient_norm
-from trainstab.results import RunResult
-from trainstab.sweep import run_sweep
+from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
+from trainstab.core.results import RunResult
+from trainstab.train.models import build_stack
+from trainstab.train.optim import gradient_norm
+from trainstab.train.sweep import run_sweep
 from user_models import Tiny
 
 LR = 0.3

@@ -17,10 +17,10 @@ pytest.importorskip("transformers")
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from trainstab import TrainstabError
-from trainstab.capture import capture_attention
-from trainstab.config import ModelConfig
-from trainstab.hf_models import hf_model, widest_allowed
-from trainstab.models import ModelSize, check_model
+from trainstab.core.config import ModelConfig
+from trainstab.train.capture import capture_attention
+from trainstab.train.hf_models import hf_model, widest_allowed
+from trainstab.train.models import ModelSize, check_model
 
 CONFIG = ModelConfig()  # trainstab's default size
 SIZE = ModelSize.of(CONFIG)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from trainstab.config import ModelConfig, SweepConfig
-from trainstab.errors import TrainstabError
-from trainstab.ladder import depth_configs, non_embedding_parameters, width_configs
+from trainstab.core.config import ModelConfig, SweepConfig
+from trainstab.core.errors import TrainstabError
+from trainstab.core.ladder import depth_configs, non_embedding_parameters, width_configs
 
 
 def test_a_width_ladder_keeps_the_head_dimension():

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from trainstab.losses import cross_entropy_with_log_z
+from trainstab.train.losses import cross_entropy_with_log_z
 
 FP32_AGREEMENT = 1e-5  # fused fp32 kernel against autograd in fp32
 

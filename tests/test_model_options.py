@@ -8,14 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainstab import TrainstabError
-from trainstab.config import ModelConfig, SweepConfig, TrainConfig, validate
-from trainstab.fuzz import evaluate
-from trainstab.model_names import canonical_model_name, split_model_name
-from trainstab.models import build_stack
-from trainstab.options import ModelUnderTest, RunOptions, sweep_config
-from trainstab.results import SweepResult
-from trainstab.strategies import FuzzPoint, stability_region
-from trainstab.sweep import run_sweep
+from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig, validate
+from trainstab.core.model_names import canonical_model_name, split_model_name
+from trainstab.core.results import SweepResult
+from trainstab.explore.fuzz import evaluate
+from trainstab.explore.strategies import FuzzPoint, stability_region
+from trainstab.run.options import ModelUnderTest, RunOptions, sweep_config
+from trainstab.train.models import build_stack
+from trainstab.train.sweep import run_sweep
 
 SMALL = ModelConfig(width=16, heads=2, depth=2, context_length=16)
 
@@ -101,7 +101,7 @@ def test_a_model_under_test_with_options_is_the_model_named_with_them():
 
 
 def test_the_recipe_records_the_options_and_a_dropped_option_is_a_change():
-    from trainstab.baseline import Baseline, describe_config, recipe_changes
+    from trainstab.gate.baseline import Baseline, describe_config, recipe_changes
 
     def recipe(name):
         return describe_config(SweepResult(SweepConfig(model_name=name), (), 0.0, 0.0, {}, 0.0))[1]
@@ -167,7 +167,7 @@ def test_every_value_of_a_fuzzed_option_is_checked_before_the_search():
 
 
 def test_a_model_option_in_the_run_options_is_written_canonically_and_a_malformed_one_refused():
-    from trainstab.options import parse_options
+    from trainstab.run.options import parse_options
 
     assert parse_options({"model": ("ini", "m:b[z=1, a=true]")}).model == "m:b[a=true,z=1]"
     with pytest.raises(TrainstabError, match="one pair of brackets"):

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from trainstab import TrainstabError
-from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-from trainstab.models import ModelSize, build_stack, check_model
-from trainstab.sweep import run_sweep
+from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
+from trainstab.train.models import ModelSize, build_stack, check_model
+from trainstab.train.sweep import run_sweep
 
 SMALL = ModelConfig(width=16, heads=2, depth=2, context_length=16)
 

@@ -16,11 +16,11 @@ import sys
 import pytest
 
 from test_plugin import USER_MODELS
-from trainstab.cli import build_parser, run_options
-from trainstab.errors import TrainstabError
-from trainstab.inifile import IniFile
-from trainstab.options import PYTEST_FLAGS, RunOptions, options_from
-from trainstab.session import session_of
+from trainstab.cli.main import build_parser, run_options
+from trainstab.core.errors import TrainstabError
+from trainstab.pytest_plugin.session import session_of
+from trainstab.run.inifile import IniFile
+from trainstab.run.options import PYTEST_FLAGS, RunOptions, options_from
 
 pytest_plugins = ["pytester"]
 

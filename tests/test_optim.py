@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from trainstab.config import TrainConfig
-from trainstab.optim import StackedAdamW, schedule
+from trainstab.core.config import TrainConfig
+from trainstab.train.optim import StackedAdamW, schedule
 
 MATCHES_TORCH = 1e-6  # same algorithm in fp32, different op order
 

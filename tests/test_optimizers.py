@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainstab.baseline import Baseline, new_baseline, protocol_changes
-from trainstab.checks import Thresholds
-from trainstab.config import ModelConfig, SweepConfig
-from trainstab.errors import TrainstabError
-from trainstab.models import build_stack
-from trainstab.optimizers import Lion, MemberOptimizers
-from trainstab.overrides import apply_overrides
-from trainstab.sweep import run_sweep
+from trainstab.checks.battery import Thresholds
+from trainstab.core.config import ModelConfig, SweepConfig
+from trainstab.core.errors import TrainstabError
+from trainstab.gate.baseline import Baseline, new_baseline, protocol_changes
+from trainstab.run.overrides import apply_overrides
+from trainstab.train.models import build_stack
+from trainstab.train.optimizers import Lion, MemberOptimizers
+from trainstab.train.sweep import run_sweep
 
 SMALL = ModelConfig(width=16, heads=2, depth=2, context_length=16)
 TINY = SweepConfig(model=SMALL, lrs=(1e-2, 1e-1), workers=1)
@@ -89,7 +89,7 @@ def test_the_optimizer_is_part_of_the_baselines_protocol_and_an_old_baseline_was
 
 
 def test_the_checks_advise_for_the_optimizer():
-    from trainstab.checks import run_check
+    from trainstab.checks.battery import run_check
 
     muon = run_sweep(apply_overrides(TINY, ["optimizer=muon", "qk_layernorm=false"]))
     attention = run_check("attention_logits", muon, Thresholds(attention_logit=1.0))  # a bound it must fail

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainstab.corpus import bundled_corpus_path
+from trainstab.train.corpus import bundled_corpus_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "output_logit_search.py"

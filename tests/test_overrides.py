@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from trainstab.config import SweepConfig, validate
-from trainstab.errors import TrainstabError
-from trainstab.overrides import apply_overrides
+from trainstab.core.config import SweepConfig, validate
+from trainstab.core.errors import TrainstabError
+from trainstab.run.overrides import apply_overrides
 
 
 def test_every_type_of_field_is_parsed():
@@ -73,9 +73,9 @@ def test_training_and_size_keys_apply_to_every_model():
 
 
 def test_a_user_models_baseline_recipe_records_only_what_applies_to_it():
-    from trainstab.baseline import describe_config
-    from trainstab.config import REFERENCE_ONLY_KEYS
-    from trainstab.results import SweepResult
+    from trainstab.core.config import REFERENCE_ONLY_KEYS
+    from trainstab.core.results import SweepResult
+    from trainstab.gate.baseline import describe_config
 
     def recipe(name):
         return describe_config(SweepResult(SweepConfig(model_name=name), (), 0.0, 0.0, {}, 0.0))[1]
@@ -85,7 +85,7 @@ def test_a_user_models_baseline_recipe_records_only_what_applies_to_it():
 
 
 def test_mu_param_advice_names_the_set_key_for_the_reference_only():
-    from trainstab.scaling import mup_advice
+    from trainstab.checks.scaling import mup_advice
 
     assert "(--set parameterization=mup_simple)" in mup_advice("reference", "--")
     assert "(--trainstab-set parameterization=mup_simple)" in mup_advice("reference")
@@ -93,7 +93,7 @@ def test_mu_param_advice_names_the_set_key_for_the_reference_only():
 
 
 def test_a_user_models_older_baseline_recipe_with_reference_keys_is_not_a_change():
-    from trainstab.baseline import Baseline, recipe_changes
+    from trainstab.gate.baseline import Baseline, recipe_changes
 
     old = Baseline(Path("b.json"), {"recipe": {"model.qk_layernorm": True, "train.eps": 1e-8}})
     assert recipe_changes(old, {"recipe": {"train.eps": 1e-8}}) == []

@@ -23,11 +23,11 @@ import pytest
 from hypothesis import settings
 
 from test_plugin import USER_MODELS
-from trainstab import hypothesis_profiles
-from trainstab.errors import EXIT_BAD_INPUT, TrainstabError
-from trainstab.files import set_invocation_folder, shown
-from trainstab.options import OPTIONS, PATH_OPTIONS, text
-from trainstab.process_state import _watched
+from trainstab.core import hypothesis_profiles
+from trainstab.core.errors import EXIT_BAD_INPUT, TrainstabError
+from trainstab.core.files import set_invocation_folder, shown
+from trainstab.core.process_state import _watched
+from trainstab.run.options import OPTIONS, PATH_OPTIONS, text
 
 pytest_plugins = ["pytester"]
 
@@ -204,7 +204,7 @@ class _FakeRay(types.ModuleType):
 
 
 def test_a_ray_the_model_started_beyond_loopback_is_refused_in_one_line_and_left_alone(monkeypatch):
-    from trainstab.ray_executor import ray_module
+    from trainstab.train.ray_executor import ray_module
 
     fake = _FakeRay()
     monkeypatch.setitem(sys.modules, "ray", fake)
@@ -217,9 +217,9 @@ def test_a_ray_the_model_started_beyond_loopback_is_refused_in_one_line_and_left
 
 PREINITIALIZED = """
 import os
-from trainstab.errors import TrainstabError
-from trainstab.ray_address import LOOPBACK_ONLY
-from trainstab.ray_executor import ray_module
+from trainstab.core.errors import TrainstabError
+from trainstab.core.ray_address import LOOPBACK_ONLY
+from trainstab.train.ray_executor import ray_module
 
 os.environ.setdefault(*LOOPBACK_ONLY)  # before Ray is imported: the only time it reads the switch
 import ray
@@ -336,7 +336,7 @@ COMPILED = """
 import os
 import sys
 
-from trainstab.process_state import ProcessState
+from trainstab.core.process_state import ProcessState
 
 before = ProcessState()  # as the CLI takes it: before torch is imported
 import torch

@@ -7,16 +7,16 @@ import warnings
 import pytest
 import torch
 
-from trainstab import engine
-from trainstab import sweep as sweep_module
-from trainstab.baseline import describe_config, new_baseline, protocol_changes, read_baseline
-from trainstab.checks import Thresholds
-from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-from trainstab.devices import check_device
-from trainstab.errors import TrainstabError
-from trainstab.models import FunctionalStack
-from trainstab.options import ModelUnderTest, parse_options, sweep_config
-from trainstab.sweep import run_sweep
+from trainstab.checks.battery import Thresholds
+from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
+from trainstab.core.errors import TrainstabError
+from trainstab.gate.baseline import describe_config, new_baseline, protocol_changes, read_baseline
+from trainstab.run.options import ModelUnderTest, parse_options, sweep_config
+from trainstab.train import engine
+from trainstab.train import sweep as sweep_module
+from trainstab.train.devices import check_device
+from trainstab.train.models import FunctionalStack
+from trainstab.train.sweep import run_sweep
 
 TINY = SweepConfig(
     model=ModelConfig(width=16, heads=2, depth=1, context_length=16),

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 import user_models
-from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-from trainstab.errors import TrainstabError
-from trainstab.fuzz import explore
-from trainstab.ladder import run_ladder, width_configs
-from trainstab.ray_executor import ray_module, run_calls
-from trainstab.strategies import stability_region
-from trainstab.sweep import run_sweep, run_sweeps
+from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
+from trainstab.core.errors import TrainstabError
+from trainstab.core.ladder import run_ladder, width_configs
+from trainstab.explore.fuzz import explore
+from trainstab.explore.strategies import stability_region
+from trainstab.train.ray_executor import ray_module, run_calls
+from trainstab.train.sweep import run_sweep, run_sweeps
 
 pytestmark = pytest.mark.xdist_group("ray")  # one worker, one Ray
 pytest_plugins = ["pytester"]

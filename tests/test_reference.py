@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import torch
 
-from trainstab.config import ModelConfig
-from trainstab.reference import ReferenceLM, ReferenceTransformer
+from trainstab.core.config import ModelConfig
+from trainstab.train.reference import ReferenceLM, ReferenceTransformer
 
 SMALL = ModelConfig(vocab_size=64, context_length=8, width=16, heads=2, depth=2)
 
@@ -100,7 +100,7 @@ def test_the_final_softcap_bounds_the_output_logits():
 
 
 def test_the_capture_records_attention_logits_before_the_softcap():
-    from trainstab.capture import capture_attention
+    from trainstab.train.capture import capture_attention
 
     def recorded_max(config: ModelConfig) -> float:  # of the first layer: its input is the same with or without a cap
         with capture_attention() as records:
@@ -145,15 +145,15 @@ def test_qk_clip_keeps_only_the_members_left_after_a_divergence():
 
 
 def test_qk_clip_with_qk_layernorm_is_refused_with_the_fix():
-    from trainstab.config import SweepConfig, validate
-    from trainstab.errors import TrainstabError
+    from trainstab.core.config import SweepConfig, validate
+    from trainstab.core.errors import TrainstabError
 
     with pytest.raises(TrainstabError, match="qk_layernorm=false"):
         validate(SweepConfig(model=dataclasses.replace(SMALL, qk_clip=100.0)))
 
 
 def test_with_qk_clip_the_capture_still_sees_one_attention_call_per_layer():
-    from trainstab.capture import capture_attention
+    from trainstab.train.capture import capture_attention
 
     with capture_attention() as records:
         _logits(dataclasses.replace(LOUD, qk_clip=5.0))

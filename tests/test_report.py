@@ -7,13 +7,13 @@ from html.parser import HTMLParser
 
 import pytest
 
-from trainstab.checks import BATTERY, Thresholds
-from trainstab.config import SweepConfig
-from trainstab.files import write_files
-from trainstab.gate import Verdict, gate
-from trainstab.options import BaselinePolicy
-from trainstab.report import HTML_NAME, JSON_NAME, model_curves, write_report
-from trainstab.sweep import run_sweep
+from trainstab.checks.battery import BATTERY, Thresholds
+from trainstab.core.config import SweepConfig
+from trainstab.core.files import write_files
+from trainstab.gate.report import HTML_NAME, JSON_NAME, model_curves, write_report
+from trainstab.gate.verdict import Verdict, gate
+from trainstab.run.options import BaselinePolicy
+from trainstab.train.sweep import run_sweep
 
 BASE = SweepConfig(lrs=(1e-2, 1e-1, 3e-1), workers=1)
 BASE = dataclasses.replace(BASE, train=dataclasses.replace(BASE.train, steps=40))

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from trainstab.cli import main
-from trainstab.errors import TrainstabError
-from trainstab.reproduce import reproduce
+from trainstab.cli.main import main
+from trainstab.core.errors import TrainstabError
+from trainstab.paper.reproduce import reproduce
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,8 @@ def test_forecast_rejects_widths_that_are_not_integers(capsys):
 def test_on_a_users_model_the_findings_run_on_it_and_the_reference_only_ones_are_listed(tmp_path, monkeypatch):
     import dataclasses
 
-    import trainstab.reproduce as module
-    from trainstab.findings import FINDINGS, FindingResult
+    import trainstab.paper.reproduce as module
+    from trainstab.paper.findings import FINDINGS, FindingResult
 
     trained = []
 

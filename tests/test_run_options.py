@@ -4,10 +4,11 @@ import dataclasses
 
 import pytest
 
-from trainstab.checks import Thresholds
-from trainstab.config import PROFILES
-from trainstab.errors import TrainstabError
-from trainstab.options import (
+from trainstab.checks.battery import Thresholds
+from trainstab.checks.scaling import ScalingConfig, ScalingThresholds
+from trainstab.core.config import PROFILES
+from trainstab.core.errors import TrainstabError
+from trainstab.run.options import (
     CLI_FLAGS,
     OPTION_BY_NAME,
     ModelUnderTest,
@@ -19,7 +20,6 @@ from trainstab.options import (
     sweep_config,
     thresholds,
 )
-from trainstab.scaling import ScalingConfig, ScalingThresholds
 
 REFERENCE = ModelUnderTest("reference")
 

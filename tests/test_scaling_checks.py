@@ -6,10 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainstab.config import ModelConfig, SweepConfig
-from trainstab.ladder import LadderResult, Rung
-from trainstab.results import RunResult, SweepResult
-from trainstab.scaling import (
+from trainstab.checks.scaling import (
     PAIRED_CHECKS,
     SCALING_CHECKS,
     SENSITIVITY_SCALING_REPORT_ONLY,
@@ -21,7 +18,10 @@ from trainstab.scaling import (
     check_lr_transfer,
     check_sensitivity_scaling,
 )
-from trainstab.testing import MUP_CHECK_NAMES, SCALING_CHECK_NAMES, STABILITY_FORECAST_NAMES
+from trainstab.core.config import ModelConfig, SweepConfig
+from trainstab.core.ladder import LadderResult, Rung
+from trainstab.core.results import RunResult, SweepResult
+from trainstab.pytest_plugin.testing import MUP_CHECK_NAMES, SCALING_CHECK_NAMES, STABILITY_FORECAST_NAMES
 
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 

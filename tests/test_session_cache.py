@@ -8,9 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from trainstab.config import SweepConfig, TrainConfig
-from trainstab.errors import TrainstabError
-from trainstab.results import (
+from trainstab.cache.session_cache import (
+    PREFIX,
+    STALE_SECONDS,
+    check_private,
+    make_session_folder,
+    read_sweep,
+    remove_stale,
+    write_sweep,
+)
+from trainstab.core.config import SweepConfig, TrainConfig
+from trainstab.core.errors import TrainstabError
+from trainstab.core.results import (
     ATTN_MAX_LOGIT,
     GRAD_NORM,
     GRAD_RMS,
@@ -24,15 +33,6 @@ from trainstab.results import (
     UPDATE_RMS,
     RunResult,
     SweepResult,
-)
-from trainstab.session_cache import (
-    PREFIX,
-    STALE_SECONDS,
-    check_private,
-    make_session_folder,
-    read_sweep,
-    remove_stale,
-    write_sweep,
 )
 
 SRC = Path(__file__).parent.parent / "src" / "trainstab"
@@ -123,7 +123,7 @@ def test_nothing_in_trainstab_unpickles():
 
 def test_a_folder_that_cannot_be_private_is_not_used(tmp_path, monkeypatch):
     # A filesystem without modes (a Windows or FAT mount) shows every folder as 0777: fall back to the temp dir.
-    import trainstab.session_cache as cache
+    import trainstab.cache.session_cache as cache
 
     real = cache.check_private
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 
 import bad_models
-from trainstab.cli import main
-from trainstab.config import SweepConfig, TimeLimits
-from trainstab.errors import EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_PASSED, TrainstabError
-from trainstab.options import parse_options, time_limits
-from trainstab.sweep import _stop, _Watch, pool_context, run_sweeps
+from trainstab.cli.main import main
+from trainstab.core.config import SweepConfig, TimeLimits
+from trainstab.core.errors import EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_PASSED, TrainstabError
+from trainstab.run.options import parse_options, time_limits
+from trainstab.train.sweep import _stop, _Watch, pool_context, run_sweeps
 
 pytest_plugins = ["pytester"]
 

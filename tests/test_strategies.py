@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 
 from trainstab import TrainstabError
-from trainstab.strategies import (
+from trainstab.explore.strategies import (
     POINTS_PER_DECADE,
     FuzzPoint,
     batch_sizes,
@@ -77,7 +77,7 @@ def test_invalid_bounds_get_a_clear_error(make, message):
 def test_the_optimizer_is_a_knob_pinned_in_the_repr_when_it_is_not_adamw():
     from hypothesis import find
 
-    from trainstab.errors import TrainstabError
+    from trainstab.core.errors import TrainstabError
 
     region = stability_region(optimizer=("adamw", "muon"))
     muon = find(region, lambda point: point.optimizer == "muon")

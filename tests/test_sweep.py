@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-from trainstab.config import ModelConfig, SweepConfig, TrainConfig
-from trainstab.results import RunResult, lr_sensitivity
-from trainstab.sweep import run_sweep, stacks
+from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
+from trainstab.core.results import RunResult, lr_sensitivity
+from trainstab.train.sweep import run_sweep, stacks
 
 TINY = SweepConfig(
     model=ModelConfig(width=16, heads=2, depth=1, context_length=16),
@@ -90,7 +90,7 @@ def test_dropping_a_diverged_member_leaves_the_survivors_numbers_unchanged():
 
 
 def test_pytest_xdist_workers_share_the_cores(monkeypatch):
-    from trainstab import environment as sweep_module
+    from trainstab.core import environment as sweep_module
 
     monkeypatch.setattr(sweep_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")

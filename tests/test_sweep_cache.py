@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from trainstab.config import ModelConfig, SweepConfig
-from trainstab.overrides import apply_overrides
-from trainstab.sweep import run_sweep
-from trainstab.sweep_cache import cache_key, cached
+from trainstab.cache.sweep_cache import cache_key, cached
+from trainstab.core.config import ModelConfig, SweepConfig
+from trainstab.run.overrides import apply_overrides
+from trainstab.train.sweep import run_sweep
 
 pytest_plugins = ["pytester"]
 
@@ -146,7 +146,7 @@ def test_a_users_optimizer_is_keyed_by_its_code(tmp_path, monkeypatch):
 
 
 def test_a_bad_corpus_is_a_clear_error_before_any_key_is_computed(tmp_path):
-    from trainstab.errors import TrainstabError
+    from trainstab.core.errors import TrainstabError
 
     with pytest.raises(TrainstabError, match="does not exist"):
         cache_key(dataclasses.replace(TINY, corpus=str(tmp_path / "missing.npy")))

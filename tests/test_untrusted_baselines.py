@@ -17,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-import trainstab.baseline
-from trainstab.baseline import (
+import trainstab.gate.baseline
+from trainstab.checks.battery import BATTERY, Thresholds
+from trainstab.cli.main import EXIT_FAILED, main
+from trainstab.core.config import SweepConfig
+from trainstab.core.files import write_files
+from trainstab.gate.baseline import (
     Baseline,
     BaselineError,
     environment_differences,
@@ -28,13 +32,9 @@ from trainstab.baseline import (
     recorded_environments,
     to_text,
 )
-from trainstab.checks import BATTERY, Thresholds
-from trainstab.cli import EXIT_FAILED, main
-from trainstab.config import SweepConfig
-from trainstab.files import write_files
-from trainstab.gate import gate
-from trainstab.options import BaselinePolicy, RunOptions
-from trainstab.sweep import run_sweep
+from trainstab.gate.verdict import gate
+from trainstab.run.options import BaselinePolicy, RunOptions
+from trainstab.train.sweep import run_sweep
 
 TINY = SweepConfig(lrs=(1e-2, 3e-1), workers=1)
 TINY = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=20))
@@ -166,7 +166,7 @@ def test_the_header_skips_a_baseline_nested_100000_deep_instead_of_crashing(reco
 CHILD = """
 import sys
 from pathlib import Path
-from trainstab.baseline import BaselineError, read_baseline, recorded_environments
+from trainstab.gate.baseline import BaselineError, read_baseline, recorded_environments
 
 path = Path(sys.argv[1])
 print("header:", [str(p) for p in recorded_environments(path.parent.parent)])
@@ -222,7 +222,7 @@ def test_a_baseline_that_links_to_dev_zero_is_refused_before_it_is_read(tmp_path
 
 
 def test_a_baseline_over_the_size_cap_is_refused_before_it_is_read(sweeps, recorded):
-    cap = trainstab.baseline.MAX_BYTES
+    cap = trainstab.gate.baseline.MAX_BYTES
     text = recorded.read_text()
     recorded.write_text(text + " " * (cap + 1 - len(text)))  # valid JSON, one byte too big
     assert recorded.stat().st_size == cap + 1
@@ -294,7 +294,7 @@ def test_every_field_is_validated_with_one_line_naming_the_file(recorded, change
 
 
 def test_a_loosened_tolerance_up_to_the_cap_is_a_teams_choice(sweeps, recorded):
-    cap = trainstab.baseline.MAX_TOLERANCE
+    cap = trainstab.gate.baseline.MAX_TOLERANCE
     _edited(recorded, lambda d: d["tolerances"]["max_attention_logit"].update(rel=cap, abs=cap))
     assert _gate(sweeps[1], recorded.parent.parent).status == "passed"  # this model's logits may grow freely
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from trainstab.cli import main
-from trainstab.config import ModelConfig, SweepConfig
-from trainstab.session_cache import read_sweep
-from trainstab.sweep import run_sweep
-from trainstab.sweep_cache import cached, cached_many
+from trainstab.cache.session_cache import read_sweep
+from trainstab.cache.sweep_cache import cached, cached_many
+from trainstab.cli.main import main
+from trainstab.core.config import ModelConfig, SweepConfig
+from trainstab.train.sweep import run_sweep
 
 pytest_plugins = ["pytester"]
 
@@ -118,8 +118,8 @@ def test_an_entry_that_is_not_exactly_this_runs_sweep_is_not_read(stored, tmp_pa
     entry.write_text(edit(text))
     assert read_sweep(entry, TINY) is None  # before: a sweep missing runs, or AttributeError/TypeError/RecursionError
 
-    from trainstab.session_cache import load_sweep  # why: the reader that says it
-    from trainstab.untrusted import UntrustedFileError
+    from trainstab.cache.session_cache import load_sweep  # why: the reader that says it
+    from trainstab.core.untrusted import UntrustedFileError
 
     with pytest.raises(UntrustedFileError, match=why):
         load_sweep(entry, TINY)
@@ -135,9 +135,9 @@ def test_the_real_entry_reads_back_exactly_and_only_for_its_own_protocol(stored)
 
 
 def test_an_entry_over_the_size_cap_is_not_read_nor_a_sweep_over_it_written(stored, tmp_path, monkeypatch):
-    import trainstab.session_cache as session_cache
-    from trainstab.session_cache import load_sweep, write_sweep
-    from trainstab.untrusted import UntrustedFileError
+    import trainstab.cache.session_cache as session_cache
+    from trainstab.cache.session_cache import load_sweep, write_sweep
+    from trainstab.core.untrusted import UntrustedFileError
 
     path, result, text = stored
     monkeypatch.setattr(session_cache, "MAX_ENTRY_BYTES", len(text) - 1)
@@ -149,8 +149,8 @@ def test_an_entry_over_the_size_cap_is_not_read_nor_a_sweep_over_it_written(stor
 
 
 def test_a_link_in_the_cache_is_not_followed(stored, tmp_path):
-    from trainstab.session_cache import load_sweep
-    from trainstab.untrusted import UntrustedFileError
+    from trainstab.cache.session_cache import load_sweep
+    from trainstab.core.untrusted import UntrustedFileError
 
     path, _, _ = stored
     link = tmp_path / path.name
@@ -181,7 +181,7 @@ def test_a_damaged_entry_is_retrained_rewritten_and_said(stored, tmp_path):
 
 
 def test_a_sweep_that_cannot_be_stored_says_why(stored, tmp_path, monkeypatch):
-    import trainstab.sweep_cache as sweep_cache
+    import trainstab.cache.sweep_cache as sweep_cache
 
     path, result, _ = stored
 
@@ -253,7 +253,7 @@ def test_the_unstable_verdict_survives_a_damaged_cache_entry(tmp_path, capsys, m
 
 
 def test_the_cli_says_when_a_trained_sweep_could_not_be_kept(tmp_path, capsys, monkeypatch):
-    import trainstab.sweep_cache as sweep_cache
+    import trainstab.cache.sweep_cache as sweep_cache
 
     def read_only(path: Path, result: Any) -> None:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))

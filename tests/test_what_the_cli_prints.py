@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trainstab.baseline import LONGEST_FILE_NAME, file_name
+from trainstab.gate.baseline import LONGEST_FILE_NAME, file_name
 
 TESTS = Path(__file__).parent
 QUICK = ["sweep", "--steps", "8", "--lrs", "1e-2,3e-1", "--set", "width=16", "--set", "batch_size=4", "--no-progress"]
@@ -77,7 +77,7 @@ def test_json_dash_stays_parseable_when_the_model_prints_in_this_process_and_in_
 
 def test_json_dash_in_process_puts_the_standard_output_back_as_it_found_it(tmp_path, monkeypatch, capfd):
     # main() also runs inside other processes (tests, pytester): fd 1 and sys.stdout are theirs again afterwards.
-    from trainstab.cli import main
+    from trainstab.cli.main import main
 
     (tmp_path / "talkative_models.py").write_text(TALKATIVE)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -14,9 +14,9 @@ import functools
 
 import pytest
 
-from trainstab.config import SweepConfig, TrainConfig
-from trainstab.results import RunResult
-from trainstab.sweep import run_sweep
+from trainstab.core.config import SweepConfig, TrainConfig
+from trainstab.core.results import RunResult
+from trainstab.train.sweep import run_sweep
 
 LOG_Z_NEAR_ZERO = 1.0  # |log Z| below this counts as pinned at 0
 LOG_Z_FAR_FROM_ZERO = 4.0  # without z-loss log Z stays above this (ln 512 = 6.2 at init)

@@ -120,7 +120,7 @@ def with_key_bias(size):
 
 def fails_in_a_task():
     """A function a Ray task runs, failing the way trainstab's own checks fail (tests/test_ray_executor.py)."""
-    from trainstab.errors import TrainstabError
+    from trainstab.core.errors import TrainstabError
 
     raise TrainstabError("model 'x' failed on a batch: fix its forward\n(second line of the message)")
 

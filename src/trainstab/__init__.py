@@ -14,22 +14,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "PAPER_LR_GRID": "trainstab.config",
-    "ModelConfig": "trainstab.config",
-    "SweepConfig": "trainstab.config",
-    "TrainConfig": "trainstab.config",
-    "TrainstabError": "trainstab.errors",
-    "ModelCrashed": "trainstab.errors",
-    "Inconclusive": "trainstab.errors",
-    "TrainstabWarning": "trainstab.errors",
-    "capture_attention": "trainstab.capture",
-    "is_capturing": "trainstab.capture",
-    "record_attention_logits": "trainstab.capture",
-    "run_sweep": "trainstab.sweep",
-    "SweepResult": "trainstab.results",
-    "RunResult": "trainstab.results",
-    "ReferenceLM": "trainstab.reference",
-    "ReferenceTransformer": "trainstab.reference",
+    "PAPER_LR_GRID": "trainstab.core.config",
+    "ModelConfig": "trainstab.core.config",
+    "SweepConfig": "trainstab.core.config",
+    "TrainConfig": "trainstab.core.config",
+    "TrainstabError": "trainstab.core.errors",
+    "ModelCrashed": "trainstab.core.errors",
+    "Inconclusive": "trainstab.core.errors",
+    "TrainstabWarning": "trainstab.core.errors",
+    "capture_attention": "trainstab.train.capture",
+    "is_capturing": "trainstab.train.capture",
+    "record_attention_logits": "trainstab.train.capture",
+    "run_sweep": "trainstab.train.sweep",
+    "SweepResult": "trainstab.core.results",
+    "RunResult": "trainstab.core.results",
+    "ReferenceLM": "trainstab.train.reference",
+    "ReferenceTransformer": "trainstab.train.reference",
 }
 
 __all__ = [
@@ -52,12 +52,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from trainstab.capture import capture_attention, is_capturing, record_attention_logits
-    from trainstab.config import PAPER_LR_GRID, ModelConfig, SweepConfig, TrainConfig
-    from trainstab.errors import Inconclusive, ModelCrashed, TrainstabError, TrainstabWarning
-    from trainstab.reference import ReferenceLM, ReferenceTransformer
-    from trainstab.results import RunResult, SweepResult
-    from trainstab.sweep import run_sweep
+    from trainstab.core.config import PAPER_LR_GRID, ModelConfig, SweepConfig, TrainConfig
+    from trainstab.core.errors import Inconclusive, ModelCrashed, TrainstabError, TrainstabWarning
+    from trainstab.core.results import RunResult, SweepResult
+    from trainstab.train.capture import capture_attention, is_capturing, record_attention_logits
+    from trainstab.train.reference import ReferenceLM, ReferenceTransformer
+    from trainstab.train.sweep import run_sweep
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,6 @@
 
 import sys
 
-from trainstab.cli import main
+from trainstab.cli.main import main
 
 sys.exit(main())

@@ -19,10 +19,10 @@ process, because each imports the entry-point modules itself. docs/extending.md 
 
 from __future__ import annotations
 
-from trainstab.checks import CheckResult, Thresholds
-from trainstab.extensions import register_check
-from trainstab.optimizer_table import register_optimizer
-from trainstab.results import Metric, RunResult, SweepResult, Tolerance
+from trainstab.checks.battery import CheckResult, Thresholds
+from trainstab.core.extensions import register_check
+from trainstab.core.optimizer_table import register_optimizer
+from trainstab.core.results import Metric, RunResult, SweepResult, Tolerance
 
 __all__ = [
     "CheckResult",

@@ -1,0 +1,1 @@
+"""The command line: its commands (``main``), their help texts, progress lines and the terminal's symbols."""

@@ -1,0 +1,73 @@
+"""The help of each ``trainstab`` subcommand: what it does, an example, and what its exit status means.
+
+The exit statuses are :mod:`trainstab.core.errors`' and mean one thing each in every subcommand; each help says
+what makes that subcommand's run "fail" (status 1).
+"""
+
+from __future__ import annotations
+
+from trainstab.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CRASHED,
+    EXIT_FAILED,
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERRUPTED,
+    EXIT_PASSED,
+)
+
+
+def exit_status(failed: str) -> str:
+    """The exit-status block of a subcommand's help; ``failed`` says what status 1 means there."""
+    rows = (
+        (EXIT_PASSED, "success"),
+        (EXIT_FAILED, failed),
+        (EXIT_BAD_INPUT, "bad input, or a model that cannot be built or fails its first training step (one line)"),
+        (EXIT_CRASHED, "the model crashed during training (one line; --traceback prints the whole traceback)"),
+        (EXIT_INCONCLUSIVE, "inconclusive: it trained, but cannot answer (a refused forecast, --time-limit-seconds)"),
+        (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    )
+    return "exit status:\n" + "\n".join(f"  {code:<3}  {meaning}" for code, meaning in rows)
+
+
+#: Per subcommand: (description, example, what status 1 means there).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "sweep": (
+        "Train one tiny model per learning rate and print each run's losses, max attention logit and log Z.",
+        "trainstab sweep --model mypkg.models:build --lrs 1e-3,1e-2,1e-1 --json sweep.json",
+        "a file the run owed (--json) could not be written (a sweep reports, it does not judge)",
+    ),
+    "check": (
+        "Judge one model with the checks pytest runs (the battery by default; the scaling and paired checks by\n"
+        "name), held to its committed baselines. The same options, configuration file and verdicts as the\n"
+        "pytest plugin, without the --trainstab- prefix.",
+        "trainstab check --model mypkg.models:build --profile quick --baselines stability-baselines\n"
+        "  trainstab check --checks attention_forecast,z_loss_effect --widths 32,48,64,128",
+        "a check failed: the model is unstable (or a file the run owed could not be written)",
+    ),
+    "fuzz": (
+        "Search learning rate x width x warm-up for unstable regions (Hypothesis) and map them.",
+        "trainstab fuzz --model mypkg.models:build --budget 40 --json fuzz.json --plot fuzz.png",
+        "an unstable point was found (or a file the run owed could not be written)",
+    ),
+    "reproduce": (
+        "Run the paper's findings at proxy scale: one PNG each, a Markdown summary and a JSON of the numbers.",
+        "trainstab reproduce --quick --out trainstab-findings",
+        "a file the run owed could not be written (a finding that did not hold is reported, not failed)",
+    ),
+    "forecast": (
+        "Train a width ladder and forecast max attention logits and gradient RMS at --target-params.",
+        "trainstab forecast --model mypkg.models:build --widths 32,48,64,128 --target-params 1e9",
+        "an LR is forecast (or measured) to cross its level (or a file the run owed could not be written)",
+    ),
+}
+
+
+def epilog(command: str) -> str:
+    """The text after a subcommand's options: an example, then its exit statuses."""
+    _, example, failed = COMMANDS[command]
+    return f"example:\n  {example}\n\n{exit_status(failed)}"
+
+
+def description(command: str) -> str:
+    """What the subcommand does, above its options."""
+    return COMMANDS[command][0]

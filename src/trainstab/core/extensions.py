@@ -1,0 +1,111 @@
+"""A team's own checks and optimizers: what it registered, and loading its modules from the ``trainstab`` group.
+
+A team that measures something trainstab does not (its own stability metric, its own optimizer) registers it
+from a module of its own package, named in its ``pyproject.toml`` as an entry point of the ``trainstab`` group,
+the way pytest finds plugins (``pytest11``)::
+
+    [project.entry-points.trainstab]
+    myteam = "myteam.stability"
+
+Every process that needs the registry (the CLI, pytest and its xdist workers, the sweep's worker processes,
+Ray workers) imports those modules once, the first time a check or an optimizer is looked up, so a registered
+optimizer trains in a worker exactly as in the process that asked for it. The modules call
+:func:`trainstab.extend.register_check` and :func:`trainstab.extend.register_optimizer` (this module's record
+of them); nothing else is read from them.
+
+No torch here: the registry of checks (``trainstab.checks.registry``) and of optimizers
+(``trainstab.core.optimizer_table``) read these records.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trainstab.core.errors import TrainstabError
+
+#: The entry-point group a team's package names its trainstab modules in.
+GROUP = "trainstab"
+#: A check's or an optimizer's name: it becomes a test id, a baseline file name and a flag value.
+NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class RegisteredCheck:
+    """A team's check as registered: ``run(sweep, thresholds) -> CheckResult`` and the metrics it records."""
+
+    name: str
+    run: Callable[..., Any]
+    metrics: tuple[Any, ...]  # trainstab.core.results.Metric; checked by trainstab.checks.registry
+    in_battery: bool  # runs by default with the battery (else only when asked for by name)
+    source: str  # the module that registered it, for messages
+
+
+#: A team's checks by name, in the order registered.
+CHECKS: dict[str, RegisteredCheck] = {}
+_lock = threading.Lock()
+_loaded = False
+_failure: TrainstabError | None = None
+
+
+def valid_name(kind: str, name: str) -> str:
+    """``name`` if it can name a check or an optimizer (lower case, digits, underscores); else a clear error."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise TrainstabError(
+            f"{kind} name {name!r} is not allowed: use lower-case letters, digits and underscores, starting with a "
+            "letter (it becomes a test id, a baseline file name and a --checks value)"
+        )
+    return name
+
+
+def register_check(
+    name: str, run: Callable[..., Any], *, metrics: tuple[Any, ...] = (), in_battery: bool = True
+) -> None:
+    """Record a team's check; :mod:`trainstab.checks.registry` turns it into a check like the battery's."""
+    valid_name("check", name)
+    if not callable(run):
+        raise TrainstabError(f"check {name!r}: run must be a function (sweep, thresholds) -> CheckResult")
+    with _lock:
+        if name in CHECKS and CHECKS[name].run is not run:
+            raise TrainstabError(
+                f"check {name!r} is registered twice (by {CHECKS[name].source} and by {_caller(run)}): give one "
+                "of them another name"
+            )
+        CHECKS[name] = RegisteredCheck(name, run, tuple(metrics), in_battery, _caller(run))
+
+
+def _caller(function: Callable[..., Any]) -> str:
+    """The module a registered function comes from, for messages."""
+    return str(getattr(function, "__module__", None) or "an unknown module")
+
+
+def load_extensions() -> None:
+    """Import every module of the ``trainstab`` entry-point group, once per process.
+
+    A module that fails to import is refused in one line naming the entry point and the package it comes from,
+    at this and every later look-up: a team's check that silently went missing would let its gate pass.
+    """
+    global _loaded, _failure
+    if _failure is not None:
+        raise _failure
+    if _loaded:
+        return
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True  # before importing: a module that looks something up while it registers does not recurse
+    for entry in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            entry.load()
+        except Exception as error:
+            where = f" (package {entry.dist.name})" if entry.dist is not None else ""
+            _failure = TrainstabError(
+                f"trainstab extension {entry.name!r} = {entry.value!r}{where} failed to import: "
+                f"{type(error).__name__}: {error}. Fix the module, or remove the entry point from the "
+                f"[project.entry-points.{GROUP}] table of that package and reinstall it"
+            )
+            raise _failure from error

@@ -1,0 +1,1 @@
+"""Exploration with Hypothesis: strategies over hyperparameters, the fuzzer and its map of unstable regions."""
