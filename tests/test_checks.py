@@ -33,7 +33,7 @@ def _run(lr, losses=(5.0, 4.0), diverged=False, max_logit=10.0):
 
 
 def test_the_battery_and_its_names_agree():
-    assert tuple(BATTERY) == CHECK_NAMES
+    assert set(BATTERY) <= set(CHECK_NAMES)  # and a team's checks registered to run with it, if any installed
 
 
 def test_the_spike_score_counts_points_seven_sigma_from_the_rolling_mean():

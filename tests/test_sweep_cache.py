@@ -145,6 +145,23 @@ def test_a_users_optimizer_is_keyed_by_its_code(tmp_path, monkeypatch):
     assert cache_key(config) != before
 
 
+def test_a_teams_registered_optimizer_is_keyed_by_its_code(tmp_path, monkeypatch):
+    from trainstab.core.optimizer_table import register_optimizer
+
+    module = tmp_path / "registered_team_optimizers.py"
+    module.write_text("import torch\n\ndef make(groups, lr):\n    return torch.optim.SGD(groups, lr=lr)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import registered_team_optimizers
+
+    register_optimizer("registered_team_sgd", registered_team_optimizers.make)  # as a team's module does
+    config = apply_overrides(TINY, ["optimizer=registered_team_sgd"])
+    before = cache_key(config)
+    module.write_text(
+        "import torch\n\ndef make(groups, lr):\n    return torch.optim.SGD(groups, lr=lr, momentum=0.9)\n"
+    )
+    assert cache_key(config) != before  # its edit is a new sweep, not the stale one
+
+
 def test_a_bad_corpus_is_a_clear_error_before_any_key_is_computed(tmp_path):
     from trainstab.core.errors import TrainstabError
 

@@ -6,6 +6,7 @@ The import path users write; the code lives in :mod:`trainstab.explore.strategie
 from __future__ import annotations
 
 from trainstab.explore.strategies import (
+    POINTS_PER_DECADE,
     FuzzPoint,
     batch_sizes,
     beta2s,
@@ -26,6 +27,7 @@ from trainstab.explore.strategies import (
 )
 
 __all__ = [
+    "POINTS_PER_DECADE",
     "FuzzPoint",
     "batch_sizes",
     "beta2s",

@@ -32,6 +32,7 @@ from pathlib import Path
 from trainstab.cache.session_cache import CacheUse, lookup_sweep, write_sweep
 from trainstab.core.config import SweepConfig, resolved_config
 from trainstab.core.environment import trainstab_version
+from trainstab.core.optimizer_table import optimizers
 from trainstab.core.results import SweepResult
 
 FORMAT = 1  # bumped when what a key covers, or the file layout, changes
@@ -74,10 +75,15 @@ def _source_digest(files: list[Path], root: Path | None = None) -> str:
 
 
 def _optimizer_source(optimizer: str) -> str | None:
-    """For a user's optimizer (``package.module:callable``), the digest of its module's file: its code is the key."""
-    if ":" not in optimizer:
+    """For a user's optimizer (``package.module:callable``, or a name a team registered), the digest of the file of
+    the module that builds it: its code is the key. None for trainstab's own (covered by its code digest)."""
+    registered = optimizers().get(optimizer)
+    if registered is not None and registered.build is None:
         return None
-    spec = importlib.util.find_spec(optimizer.partition(":")[0])
+    module = registered.source if registered is not None else optimizer.partition(":")[0]
+    if registered is None and ":" not in optimizer:
+        return None
+    spec = importlib.util.find_spec(module)
     origin = Path(spec.origin) if spec is not None and spec.origin else None
     return _source_digest([origin]) if origin is not None and origin.is_file() else "unreadable"
 

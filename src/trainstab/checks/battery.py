@@ -417,6 +417,10 @@ def run_check(check: Check | str, sweep: SweepResult, t: Thresholds) -> CheckRes
             f"check {chosen.name!r} returned {type(result).__name__}, not a CheckResult: return "
             "CheckResult(check, passed, value, bound, lr, message) from its function (trainstab.extend)"
         )
+    if result.check != chosen.name:  # its baseline and report row are keyed by the name it returns
+        raise TrainstabError(
+            f"check {chosen.name!r} returned a CheckResult named {result.check!r}: name it {chosen.name!r}"
+        )
     if chosen.name not in t.report_only:
         return result
     if result.passed:
@@ -513,7 +517,7 @@ FINAL_LOSS = Metric(
     tolerance=Tolerance(rel=0.02, abs=0.05, worse="higher"),  # 0.24 (nats, per LR)
 )
 # Recorded for people and plots, never gated: a moving best LR or loss curve is not by itself worse.
-BEST_LR = Metric("best_lr", lambda sweep, t: sweep.best_lr, per_lr=False)
+BEST_LR = Metric("best_lr", lambda sweep, t: sweep.best_lr, per_lr=False, rounded=False)  # an LR of the grid
 LOSS_CURVE = Metric("loss_curve", _loss_curve, "list")
 # The smallest gradient RMS of any tensor at any probe is one number out of thousands: it moved 2.5x between
 # kernels at LR 0.3 (1153 -> 459 x eps). A tenfold fall fails (post-LN: ~50x).

@@ -112,12 +112,20 @@ def team_checks() -> dict[str, Check]:
                     f"check {name!r} registered by {registered.source}: its metrics must be trainstab.extend.Metric, "
                     f"not {type(metric).__name__}"
                 )
+            shapes = {"number", "bool", "list"} if metric.per_lr else {"number", "count"}
+            if metric.kind not in shapes:
+                per = "per LR" if metric.per_lr else "once per sweep (per_lr=False)"
+                raise TrainstabError(
+                    f"check {name!r} registered by {registered.source}: metric {metric.name!r} is a {metric.kind!r} "
+                    f"recorded {per}; a baseline records {' or '.join(sorted(shapes))} that way"
+                )
             if known.setdefault(metric.name, metric) is not metric:
                 raise TrainstabError(
                     f"check {name!r} registered by {registered.source} records metric {metric.name!r}, which "
                     "another check records with another definition: give it another name"
                 )
-        checks[name] = Check(name, registered.run, registered.metrics, "sweep", options=TEAM_CHECK_OPTIONS)
+        options = (*TEAM_CHECK_OPTIONS, *registered.options)
+        checks[name] = Check(name, registered.run, registered.metrics, "sweep", options=options)
     return checks
 
 

@@ -445,7 +445,9 @@ def refuse_idle_flags(args: argparse.Namespace, checks: list[str]) -> None:
         configured = _configured(name, given)
         if given in (None, False) or configured & set(checks):
             continue
-        which = "the battery's checks" if configured == _BATTERY else ", ".join(sorted(configured, key=report_order))
+        team = sorted(configured - set(BUILT_IN_CHECKS), key=report_order)  # a team's checks, if it registered some
+        battery = "the battery's checks" + (f" and {', '.join(team)}" if team else "")
+        which = battery if configured - set(team) == _BATTERY else ", ".join(sorted(configured, key=report_order))
         chosen = "(default: the battery)" if args.checks is None else repr(args.checks)
         example = min(configured, key=report_order)
         raise TrainstabError(

@@ -43,12 +43,16 @@ class RegisteredCheck:
     metrics: tuple[Any, ...]  # trainstab.core.results.Metric; checked by trainstab.checks.registry
     in_battery: bool  # runs by default with the battery (else only when asked for by name)
     source: str  # the module that registered it, for messages
+    options: tuple[
+        str, ...
+    ] = ()  # options its function reads beyond max-lr and ignore-params ("attention-logit-bound")
 
 
 #: A team's checks by name, in the order registered.
 CHECKS: dict[str, RegisteredCheck] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # held while the modules import: they register under it
 _loaded = False
+_loading = False
 _failure: TrainstabError | None = None
 
 
@@ -63,7 +67,12 @@ def valid_name(kind: str, name: str) -> str:
 
 
 def register_check(
-    name: str, run: Callable[..., Any], *, metrics: tuple[Any, ...] = (), in_battery: bool = True
+    name: str,
+    run: Callable[..., Any],
+    *,
+    metrics: tuple[Any, ...] = (),
+    in_battery: bool = True,
+    options: tuple[str, ...] = (),
 ) -> None:
     """Record a team's check; :mod:`trainstab.checks.registry` turns it into a check like the battery's."""
     valid_name("check", name)
@@ -75,7 +84,7 @@ def register_check(
                 f"check {name!r} is registered twice (by {CHECKS[name].source} and by {_caller(run)}): give one "
                 "of them another name"
             )
-        CHECKS[name] = RegisteredCheck(name, run, tuple(metrics), in_battery, _caller(run))
+        CHECKS[name] = RegisteredCheck(name, run, tuple(metrics), in_battery, _caller(run), tuple(options))
 
 
 def _caller(function: Callable[..., Any]) -> str:
@@ -86,26 +95,33 @@ def _caller(function: Callable[..., Any]) -> str:
 def load_extensions() -> None:
     """Import every module of the ``trainstab`` entry-point group, once per process.
 
-    A module that fails to import is refused in one line naming the entry point and the package it comes from,
-    at this and every later look-up: a team's check that silently went missing would let its gate pass.
+    Another thread that looks something up meanwhile waits until the modules are imported (a lock held across
+    the imports; re-entrant, so a module that registers, or looks something up while it registers, goes on). A
+    module that fails to import, skips itself or is interrupted is refused in one line naming the entry point and
+    the package it comes from, at this and every later look-up: a team's check that silently went missing would
+    let its gate pass.
     """
-    global _loaded, _failure
-    if _failure is not None:
-        raise _failure
-    if _loaded:
-        return
+    global _loaded, _loading, _failure
     with _lock:
-        if _loaded:
+        if _failure is not None:
+            raise _failure
+        if _loaded or _loading:  # _loading: this thread, inside a module that is registering
             return
-        _loaded = True  # before importing: a module that looks something up while it registers does not recurse
-    for entry in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        _loading = True
         try:
-            entry.load()
-        except Exception as error:
-            where = f" (package {entry.dist.name})" if entry.dist is not None else ""
-            _failure = TrainstabError(
-                f"trainstab extension {entry.name!r} = {entry.value!r}{where} failed to import: "
-                f"{type(error).__name__}: {error}. Fix the module, or remove the entry point from the "
-                f"[project.entry-points.{GROUP}] table of that package and reinstall it"
-            )
-            raise _failure from error
+            for entry in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
+                try:
+                    entry.load()
+                except BaseException as error:  # a pytest.skip at import or a SystemExit too: never half a registry
+                    where = f" (package {entry.dist.name})" if entry.dist is not None else ""
+                    _failure = TrainstabError(
+                        f"trainstab extension {entry.name!r} = {entry.value!r}{where} failed to import: "
+                        f"{type(error).__name__}: {error}. Fix the module, or remove the entry point from the "
+                        f"[project.entry-points.{GROUP}] table of that package and reinstall it"
+                    )
+                    if isinstance(error, KeyboardInterrupt):
+                        raise
+                    raise _failure from error
+            _loaded = True
+        finally:
+            _loading = False

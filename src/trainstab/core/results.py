@@ -316,3 +316,4 @@ class Metric:
     kind: Literal["number", "bool", "list", "count"] = "number"
     per_lr: bool = True
     tolerance: Tolerance | None = None  # None: recorded for people and plots, never gated
+    rounded: bool = True  # a "number" to the baselines' significant digits (False: as measured, e.g. an LR)

@@ -153,7 +153,7 @@ def known_metrics() -> dict[str, Metric]:
 
 def _recorded(metric: Metric, value: Any) -> Any:
     """``value`` as the file records it: numbers to SIGNIFICANT_DIGITS and null when not finite."""
-    if metric.kind == "number":
+    if metric.kind == "number" and metric.rounded:
         return None if value is None else _round(float(value))
     if metric.kind == "list":
         return [None if item is None else _round(float(item)) for item in value]

@@ -246,7 +246,7 @@ _EXPECTED = {
     "float": "a number",
     "lr_grid": "comma-separated numbers such as 1e-3,1e-2",
     "size_ladder": "comma-separated integers such as 32,48,64",
-    "check_list": f"none or check names from {', '.join(BATTERY)}",
+    "check_list": f"none or check names from {', '.join(BATTERY)} (or a team's registered check)",
     "pattern_list": "comma-separated parameter name patterns like *.k_norm.bias",
     "decades": "a number of decades above 0 and at most 10, e.g. 2",
     "positive": "a finite number above 0",
