@@ -234,3 +234,13 @@ def test_a_model_name_with_options_is_printed_as_written_not_eaten_as_markup(cap
     assert f"trainstab check: model={name} seed=0 steps=5 lrs=0.01" in capsys.readouterr().out
     assert main(["sweep", "--model", name, "--steps", "5", "--lrs", "1e-2", "--no-progress"]) == 0
     assert f"trainstab sweep: model={name} seed=0" in capsys.readouterr().out
+
+
+def test_the_header_names_the_set_overrides_as_written(capsys):
+    argv = ["check", "--set", "init_scale=10", "--set", "qk_layernorm=false", "--checks", "no_divergence"]
+    assert main([*argv, "--steps", "5", "--lrs", "1e-2", "--no-progress"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert (
+        header
+        == "trainstab check: model=reference --set init_scale=10 --set qk_layernorm=false seed=0 steps=5 lrs=0.01"
+    )

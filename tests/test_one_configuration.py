@@ -280,7 +280,9 @@ def test_pytest_and_trainstab_check_read_one_configuration_and_say_the_same_in_t
     checked = _check(project)
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "configuration: pyproject.toml (flags on the command line win)" in checked.stdout
-    assert "trainstab check: model=mymodels:unstable seed=0 steps=150 lrs=0.01,0.3" in checked.stdout
+    # The file's trainstab_set is named in the header: what was gated is the model with it.
+    assert "trainstab check: model=mymodels:unstable --set z_loss=0 seed=0 steps=150 lrs=0.01,0.3" in checked.stdout
+    assert "trainstab: seed=0 default model=mymodels:unstable --trainstab-set z_loss=0" in tested.stdout.str()
     (cli_message,) = re.findall(r"FAIL attention_logits: (.*)", checked.stdout)
     assert "--trainstab-" not in checked.stdout
     assert "(override with --attention-logit-bound)" in cli_message
@@ -293,7 +295,7 @@ def test_pytest_and_trainstab_check_read_one_configuration_and_say_the_same_in_t
 def test_a_flag_on_the_command_line_wins_over_the_configuration(project):
     checked = _check(project, "--model", "mymodels:stable", "--steps", "40")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "model=mymodels:stable seed=0 steps=40 lrs=0.01,0.3" in checked.stdout
+    assert "model=mymodels:stable --set z_loss=0 seed=0 steps=40 lrs=0.01,0.3" in checked.stdout
 
 
 def test_a_bad_value_in_the_configuration_is_one_line_and_a_usage_error_in_both_front_ends(project):
@@ -311,4 +313,6 @@ def test_a_bad_value_in_the_configuration_is_one_line_and_a_usage_error_in_both_
 def test_sweep_reads_the_same_configuration(project):
     swept = _cli(project, "sweep", "--steps", "20")
     assert swept.returncode == 0, swept.stdout + swept.stderr
-    assert "trainstab sweep: model=mymodels:unstable seed=0 lrs=0.01,0.3" in swept.stdout  # the file's; --steps wins
+    assert (
+        "trainstab sweep: model=mymodels:unstable --set z_loss=0 seed=0 lrs=0.01,0.3" in swept.stdout
+    )  # the file's; --steps wins

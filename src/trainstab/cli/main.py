@@ -388,7 +388,8 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     if args.json is not None and args.json != STDOUT:
         check_writable(args.json)  # before minutes of training, not after
     console.print(
-        f"trainstab sweep: model={options.model} seed={config.train.seed} lrs={','.join(f'{x:g}' for x in config.lrs)}"
+        f"trainstab sweep: model={options.model}{options.overrides_shown()} seed={config.train.seed} "
+        f"lrs={','.join(f'{x:g}' for x in config.lrs)}"
         f"{placement(config)}",
         soft_wrap=True,
     )
@@ -550,7 +551,7 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         check_folder_writable(Path(options.cache), "--cache")
     seed = config.train.seed
     console.print(
-        f"trainstab check: model={label} seed={seed} steps={config.train.steps} "
+        f"trainstab check: model={label}{options.overrides_shown()} seed={seed} steps={config.train.steps} "
         f"lrs={','.join(f'{x:g}' for x in config.lrs)}{placement(config)}",
         soft_wrap=True,
     )
@@ -773,7 +774,8 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
         preflight(rung)  # the largest rung's memory too: refused before the small ones train
     largest = configs[-1]
     console.print(
-        f"trainstab forecast: model={options.model} seed={config.train.seed} widths={widths} "
+        f"trainstab forecast: model={options.model}{options.overrides_shown()} seed={config.train.seed} "
+        f"widths={widths} "
         f"target={bounds.target_parameters:.3g} parameters{placement(config)}\n"
         f"memory: about {estimated_bytes(largest) / 2**30:.2g} GiB for width {largest.model.width} (the largest rung)",
         soft_wrap=True,

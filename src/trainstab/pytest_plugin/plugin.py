@@ -189,7 +189,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     The models the collected checks name are listed after collection (:func:`pytest_report_collectionfinish`).
     """
     options = session_of(config).options
-    lines = [f"trainstab: seed={run_seed(options)} default model={options.model}"]
+    lines = [f"trainstab: seed={run_seed(options)} default model={options.model}{options.overrides_shown()}"]
     if options.widths:  # a ladder of the user's: what its largest rung will need, before anything trains
         try:
             rung = width_configs(sweep_config(options, ModelUnderTest()), [max(options.widths)])[0]

@@ -507,6 +507,14 @@ class RunOptions:
         """The flag ``name`` as this run's front end spells it (``--trainstab-max-lr`` or ``--max-lr``)."""
         return self.flags + name
 
+    def overrides_shown(self) -> str:
+        """The ``--set`` overrides as the user wrote them, for a run's header: `` --set init_scale=10`` ("" if none).
+
+        A model label leaves them out (a project-wide override keeps its baselines' folder), so the header names
+        them: what was gated is the model with them.
+        """
+        return "".join(f" {self.flag('set')} {override}" for override in self.overrides)
+
 
 def parse_options(
     raw: Mapping[str, tuple[str, Any]],
