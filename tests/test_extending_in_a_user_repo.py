@@ -126,20 +126,42 @@ def test_a_teams_check_runs_with_the_battery_in_the_summary_baselines_report_and
 def test_a_teams_optimizer_and_check_run_in_trainstab_check_and_every_worker_builds_the_optimizer(team_project):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(team_project.path), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "trainstab", "check", "--model", "mymodels:stable", "--steps", "150"]
-    # Five LRs: two stacks (of at most four members), trained by two worker processes of the sweep's pool.
-    lrs = "1e-3,3e-3,1e-2,3e-2,3e-1"
-    command += ["--lrs", lrs, "--set", "optimizer=logged_amsgrad", "--checks", "attention_logits,attention_below_100"]
-    cli = subprocess.Popen(command, cwd=team_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = (stream.decode() for stream in cli.communicate(timeout=600))
-    assert cli.returncode == 0, out + err
-    header = (
-        "trainstab check: model=mymodels:stable seed=0 steps=150 lrs=0.001,0.003,0.01,0.03,0.3 optimizer=logged_amsgrad"
-    )
-    assert out.startswith(header + "\n"), out
-    assert re.search(r"attention_below_100\W+[\d.]+\W+100\W+off\W+pass", out), out
+    command += [
+        "--lrs",
+        "1e-2,3e-1",
+        "--set",
+        "optimizer=logged_amsgrad",
+        "--checks",
+        "attention_logits,attention_below_100",
+    ]
+    checked = subprocess.run(command, cwd=team_project.path, env=env, capture_output=True, text=True, timeout=600)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    header = "trainstab check: model=mymodels:stable --set optimizer=logged_amsgrad seed=0 steps=150 lrs=0.01,0.3"
+    assert checked.stdout.startswith(header + "\n"), checked.stdout  # the optimizer as written, once
+    assert re.search(r"attention_below_100\W+[\d.]+\W+100\W+off\W+pass", checked.stdout), checked.stdout
+    assert len((team_project.path / "optimizer.log").read_text().split()) == 2  # one per LR (member)
+
+    # Five LRs on two workers: two stacks (of at most four members), each trained by a process of the sweep's pool,
+    # which imports the team's module itself to build the optimizer.
+    (team_project.path / "optimizer.log").unlink()
+    sweep = [
+        sys.executable,
+        "-m",
+        "trainstab",
+        "sweep",
+        "--model",
+        "mymodels:stable",
+        "--steps",
+        "20",
+        "--workers",
+        "2",
+    ]
+    sweep += ["--lrs", "1e-3,3e-3,1e-2,3e-2,3e-1", "--set", "optimizer=logged_amsgrad", "--no-progress"]
+    swept = subprocess.Popen(sweep, cwd=team_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = (stream.decode() for stream in swept.communicate(timeout=600))
+    assert swept.returncode == 0, out + err
     built = (team_project.path / "optimizer.log").read_text().split()
-    assert len(built) == 5  # one per LR (member), each built where it trained
-    assert str(cli.pid) not in built and len(set(built)) == 2  # by the pool's two workers, never the CLI itself
+    assert len(built) == 5 and str(swept.pid) not in built  # every member's, none in the CLI's own process
 
     unknown = subprocess.run(
         [*command[:-4], "--set", "optimizer=adamw_amsgrd"],

@@ -363,16 +363,22 @@ def _preflight(config: SweepConfig) -> None:
     preflight(config)
 
 
-def placement(config: SweepConfig) -> str:
-    """Where and how the run trains, for its header line: only what differs from AdamW on the CPU in fp32, locally."""
+def placement(config: SweepConfig, options: RunOptions | None = None) -> str:
+    """Where and how the run trains, for its header line: only what differs from AdamW on the CPU in fp32, locally.
+
+    An optimizer the header already names among ``options``' ``--set`` overrides is not named twice.
+    """
     defaults = SweepConfig()
+    set_keys = {override.partition("=")[0].strip() for override in options.overrides} if options else set()
     shown = {
-        "optimizer": (config.train.optimizer, defaults.train.optimizer),
+        "optimizer": (config.train.optimizer, defaults.train.optimizer if "optimizer" not in set_keys else None),
         "device": (config.train.device, defaults.train.device),
         "precision": (config.train.precision, defaults.train.precision),
         "executor": (config.executor, defaults.executor),
     }
-    return "".join(f" {name}={value}" for name, (value, default) in shown.items() if value != default)
+    return "".join(
+        f" {name}={value}" for name, (value, default) in shown.items() if default is not None and value != default
+    )
 
 
 def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
@@ -390,7 +396,7 @@ def run_sweep_command(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"trainstab sweep: model={options.model}{options.overrides_shown()} seed={config.train.seed} "
         f"lrs={','.join(f'{x:g}' for x in config.lrs)}"
-        f"{placement(config)}",
+        f"{placement(config, options)}",
         soft_wrap=True,
     )
     (result,) = _trained_with_progress([config], console, args.no_progress, time_limits(options))
@@ -552,7 +558,7 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     seed = config.train.seed
     console.print(
         f"trainstab check: model={label}{options.overrides_shown()} seed={seed} steps={config.train.steps} "
-        f"lrs={','.join(f'{x:g}' for x in config.lrs)}{placement(config)}",
+        f"lrs={','.join(f'{x:g}' for x in config.lrs)}{placement(config, options)}",
         soft_wrap=True,
     )
     ini = read_ini()
@@ -776,7 +782,7 @@ def run_forecast_command(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"trainstab forecast: model={options.model}{options.overrides_shown()} seed={config.train.seed} "
         f"widths={widths} "
-        f"target={bounds.target_parameters:.3g} parameters{placement(config)}\n"
+        f"target={bounds.target_parameters:.3g} parameters{placement(config, options)}\n"
         f"memory: about {estimated_bytes(largest) / 2**30:.2g} GiB for width {largest.model.width} (the largest rung)",
         soft_wrap=True,
     )
