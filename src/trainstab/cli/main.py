@@ -424,11 +424,6 @@ _BATTERY = frozenset(BATTERY)
 CONFIGURES: dict[str, frozenset[str]] = configured_by(BUILT_IN_CHECKS)
 
 
-def configures(name: str) -> frozenset[str]:
-    """The checks the option ``name`` configures, a team's checks included."""
-    return configured_by(all_checks()).get(name, frozenset())
-
-
 def chosen_checks(text: str | None) -> list[str]:
     """The checks ``--checks`` names (any registered check), in the order given; the battery when not given."""
     if text is None:
@@ -446,11 +441,14 @@ def refuse_idle_flags(args: argparse.Namespace, checks: list[str]) -> None:
 
     Only flags: a ``trainstab_*`` key of the configuration file is shared with pytest, which may run other checks.
     """
+    table = configured_by(all_checks())  # a team's checks included; derived once
     for name in CONFIGURES:
         field = OPTION_BY_NAME[name].field if name in OPTION_BY_NAME else name.replace("-", "_")
         given = getattr(args, field, None)
-        configured = _configured(name, given)
-        if given in (None, False) or configured & set(checks):
+        if given in (None, False):
+            continue
+        configured = _configured(name, given, table)
+        if configured & set(checks):
             continue
         team = sorted(configured - set(BUILT_IN_CHECKS), key=report_order)  # a team's checks, if it registered some
         battery = "the battery's checks" + (f" and {', '.join(team)}" if team else "")
@@ -463,14 +461,14 @@ def refuse_idle_flags(args: argparse.Namespace, checks: list[str]) -> None:
         )
 
 
-def _configured(name: str, given: Any) -> frozenset[str]:
+def _configured(name: str, given: Any, table: dict[str, frozenset[str]]) -> frozenset[str]:
     """The checks the flag ``name`` configures with the value ``given``.
 
     ``--report-only`` configures the checks it names (they stop failing) and those report-only by default
     (they start failing unless named); a name that is not a battery check is refused when the value is parsed.
     """
     if name != "report-only" or not isinstance(given, str):
-        return configures(name)
+        return table.get(name, frozenset())
     named = {check.strip() for check in given.split(",")} & set(sweep_check_names())
     return frozenset(named | set(REPORT_ONLY))
 

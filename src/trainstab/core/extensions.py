@@ -78,16 +78,23 @@ def register_check(
     valid_name("check", name)
     if not callable(run):
         raise TrainstabError(f"check {name!r}: run must be a function (sweep, thresholds) -> CheckResult")
+    record(CHECKS, "check", RegisteredCheck(name, run, tuple(metrics), in_battery, caller(run), tuple(options)), "run")
+
+
+def record(table: dict[str, Any], kind: str, entry: Any, function: str) -> None:
+    """Put a team's ``entry`` (a registered check or optimizer, with its ``name`` and ``source``) in ``table``,
+    refusing a second registration of its name with another function (the entry's attribute ``function``)."""
     with _lock:
-        if name in CHECKS and CHECKS[name].run is not run:
+        held = table.get(entry.name)
+        if held is not None and getattr(held, function) is not getattr(entry, function):
             raise TrainstabError(
-                f"check {name!r} is registered twice (by {CHECKS[name].source} and by {_caller(run)}): give one "
-                "of them another name"
+                f"{kind} {entry.name!r} is registered twice (by {held.source} and by {entry.source}): give one of "
+                "them another name"
             )
-        CHECKS[name] = RegisteredCheck(name, run, tuple(metrics), in_battery, _caller(run), tuple(options))
+        table[entry.name] = entry
 
 
-def _caller(function: Callable[..., Any]) -> str:
+def caller(function: Callable[..., Any]) -> str:
     """The module a registered function comes from, for messages."""
     return str(getattr(function, "__module__", None) or "an unknown module")
 

@@ -9,13 +9,12 @@ holds no torch.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from trainstab.core.errors import TrainstabError
-from trainstab.core.extensions import _caller, load_extensions, valid_name
+from trainstab.core.extensions import caller, load_extensions, record, valid_name
 
 #: An optimizer named by import path: ``callable(param_groups, peak_lr) -> torch.optim.Optimizer``.
 IMPORT_PATH = re.compile(r"[\w.]+:[\w.]+")
@@ -44,7 +43,6 @@ BUILT_IN: dict[str, OptimizerEntry] = {
     )
 }
 _registered: dict[str, OptimizerEntry] = {}
-_lock = threading.Lock()
 
 
 def register_optimizer(
@@ -56,13 +54,8 @@ def register_optimizer(
         raise TrainstabError(f"optimizer {name!r} is built in: register yours under another name")
     if not callable(build):
         raise TrainstabError(f"optimizer {name!r}: build must be a function (param_groups, peak_lr) -> Optimizer")
-    with _lock:
-        if name in _registered and _registered[name].build is not build:
-            raise TrainstabError(
-                f"optimizer {name!r} is registered twice (by {_registered[name].source} and by {_caller(build)}): "
-                "give one of them another name"
-            )
-        _registered[name] = OptimizerEntry(name, description or name, has_epsilon, build, _caller(build))
+    entry = OptimizerEntry(name, description or name, has_epsilon, build, caller(build))
+    record(_registered, "optimizer", entry, "build")
 
 
 def optimizers() -> dict[str, OptimizerEntry]:
