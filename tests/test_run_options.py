@@ -6,13 +6,22 @@ import pytest
 
 from trainstab.checks.battery import Thresholds
 from trainstab.checks.scaling import ScalingConfig, ScalingThresholds
-from trainstab.core.config import PROFILES
+from trainstab.core import values
+from trainstab.core.config import PROFILES, SweepConfig, TrainConfig, validate
 from trainstab.core.errors import TrainstabError
+from trainstab.core.option_fields import declared_options
+from trainstab.core.option_fields import option as option_field
+from trainstab.core.values import MAX_SEED, MAX_STEPS
 from trainstab.run.options import (
     CLI_FLAGS,
+    NOT_IN_THE_TABLE,
     OPTION_BY_NAME,
+    OPTIONS,
+    RECORDS,
     ModelUnderTest,
     RunOptions,
+    _default_of,
+    _table,
     parse_options,
     run_seed,
     scaling_plan,
@@ -61,7 +70,8 @@ def test_help_shows_each_records_default_where_they_differ():
     assert OPTION_BY_NAME["sensitivity-slope-bound"].described().endswith("(default: 0.25)")
     # An option that sets fields of two records shows both defaults where they differ.
     both = dataclasses.replace(
-        OPTION_BY_NAME["lr-sensitivity-bound"], sets=("battery.lr_sensitivity", "scaling.sensitivity_slope")
+        OPTION_BY_NAME["lr-sensitivity-bound"],
+        sets=((Thresholds, "lr_sensitivity"), (ScalingThresholds, "sensitivity_slope")),
     )
     assert both.described().endswith("(default: 1; the scaling checks: 0.25)")
     assert OPTION_BY_NAME["target-params"].described().endswith("(default: 1e9)")
@@ -73,3 +83,64 @@ def test_messages_name_the_flags_of_the_front_end_that_parsed_them():
     cli = parse_options({}, flags=CLI_FLAGS)
     assert thresholds(cli).flags == "--" and cli.flag("update-baseline") == "--update-baseline"
     assert RunOptions().flag("update-baseline") == "--trainstab-update-baseline"
+
+
+def test_each_option_is_read_off_the_field_that_declares_it():
+    # The table is RunOptions' fields, in order; each row's default is the declaring record's field default.
+    table_fields = [f.name for f in dataclasses.fields(RunOptions) if f.name not in NOT_IN_THE_TABLE]
+    assert [option.field for option in OPTIONS] == table_fields
+    for option in OPTIONS:
+        for record, name in option.sets:
+            assert record in RECORDS and getattr(record(), name) == _default_of(record, name)
+            assert dict(declared_options(record))[name].parse is option.parse
+    assert OPTION_BY_NAME["max-lr"].sets == ((Thresholds, "max_lr"), (ScalingThresholds, "max_lr"))
+    assert OPTION_BY_NAME["seed"].sets == ((TrainConfig, "seed"),)
+    assert OPTION_BY_NAME["model"].sets == () and OPTION_BY_NAME["model"].default == "reference"
+    # Every field declared as an option on a record is in the table.
+    declared = {spec.name for record in RECORDS for _, spec in declared_options(record)}
+    assert declared <= set(OPTION_BY_NAME)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TeamBounds:
+    """A record as a new check's bounds would declare them."""
+
+    spike_score: float = option_field(0.5, "spike-score-bound", values.non_negative)  # a second record, same option
+    unheld: float = option_field(1.0, "no-such-option", values.positive, "a flag RunOptions has no field for")
+
+
+def test_a_second_record_joins_an_option_and_a_declaration_with_nowhere_to_go_is_refused(monkeypatch):
+    monkeypatch.setitem(RECORDS, _TeamBounds, "the team's bounds")
+    with pytest.raises(TypeError, match="no RunOptions field to hold them: no-such-option"):
+        _table()
+
+    @dataclasses.dataclass(frozen=True)
+    class Joined:
+        spike_score: float = option_field(0.5, "spike-score-bound", values.non_negative)
+
+    monkeypatch.delitem(RECORDS, _TeamBounds)
+    monkeypatch.setitem(RECORDS, Joined, "the team's bounds")
+    row = {option.name: option for option in _table()}["spike-score-bound"]
+    assert row.sets == ((Thresholds, "spike_score"), (Joined, "spike_score"))
+    assert row.described() == "max loss spike score (default: 0; the team's bounds: 0.5)"
+
+    @dataclasses.dataclass(frozen=True)
+    class Disagreeing:
+        spike_score: float = option_field(0.5, "spike-score-bound", values.positive)  # another parser
+
+    monkeypatch.setitem(RECORDS, Disagreeing, "another record")
+    with pytest.raises(TypeError, match="'spike-score-bound': declared with help 1 times and 2 parsers"):
+        _table()
+
+
+def test_the_step_and_seed_limits_are_stated_once_for_flags_and_set_values():
+    assert values.steps(str(MAX_STEPS)) == MAX_STEPS and values.seed(str(MAX_SEED)) == MAX_SEED
+    for parse, beyond in ((values.steps, MAX_STEPS + 1), (values.seed, MAX_SEED + 1)):
+        with pytest.raises(ValueError):
+            parse(str(beyond))
+    with pytest.raises(TrainstabError, match=f"more than {MAX_STEPS:,}"):
+        validate(SweepConfig(train=TrainConfig(steps=MAX_STEPS + 1)))
+    with pytest.raises(TrainstabError, match="seed="):
+        validate(SweepConfig(train=TrainConfig(seed=MAX_SEED + 1)))
+    with pytest.raises(TrainstabError, match=r"^--trainstab-steps='1000001': expected a whole number of steps"):
+        parse_options({"steps": ("--trainstab-steps", str(MAX_STEPS + 1))})

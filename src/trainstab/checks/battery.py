@@ -46,11 +46,13 @@ import math
 import re
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
+from trainstab.core import extensions, values
 from trainstab.core.errors import TrainstabError
 from trainstab.core.optimizer_table import has_epsilon
+from trainstab.core.option_fields import PYTEST_FLAGS, option
 from trainstab.core.results import (
     ATTN_ENTROPY_LAYER,
     ATTN_MAX_LOGIT,
@@ -75,26 +77,57 @@ from trainstab.core.results import (
 )
 
 
+@values.accepts(lambda: f"none or check names from {', '.join(BATTERY)} (or a team's registered check)", '["log_z"]')
+def check_list(value: object) -> frozenset[str]:
+    """Sweep check names (the battery's, a team's), comma-separated or a TOML array; ``none`` or ``[]`` for none
+    (ValueError if unknown)."""
+    names = values.name_list(value)
+    if names <= {"none"} and (names or isinstance(value, list)):
+        return frozenset()
+    extensions.load_extensions()  # a team's checks (trainstab.checks.registry refuses a bad registration)
+    if not names or not names <= {*BATTERY, *extensions.CHECKS}:
+        raise ValueError(value)
+    return frozenset(names)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Bounds of the battery; every one can be overridden per project."""
 
-    max_lr: float = 0.3  # checks look at the LRs of the grid up to this one
-    attention_logit: float = 1e3  # max |attention logit| allowed at every LR <= max_lr
-    log_z: float = 20.0  # max |log Z| (init is ln V = 6.2 for V = 512; diverging runs drift tens of nats)
-    lr_sensitivity: float = 1.0  # max LR sensitivity of the grid: gross problems only (module docstring)
-    grad_rms_over_eps: float = 10.0  # min (gradient RMS / AdamW eps) of any parameter tensor
-    spike_score: float = 0.0  # max share of loss spikes (OLMo 2); 0: no spike allowed
+    max_lr: float = option(0.3, "max-lr", values.positive, "checks look at LRs up to this")
+    # At every LR <= max_lr.
+    attention_logit: float = option(1e3, "attention-logit-bound", values.positive, "max attention logit")
+    # Init is ln V = 6.2 for V = 512; diverging runs drift tens of nats.
+    log_z: float = option(20.0, "log-z-bound", values.positive, "max |log Z|")
+    # Of the grid: gross problems only (module docstring).
+    lr_sensitivity: float = option(
+        1.0, "lr-sensitivity-bound", values.positive, "max LR sensitivity: gross problems; baselines gate the rest"
+    )
+    # Of any parameter tensor.
+    grad_rms_over_eps: float = option(10.0, "grad-rms-over-eps", values.non_negative, "min gradient RMS / AdamW eps")
+    # Share of loss spikes (OLMo 2); 0: no spike allowed.
+    spike_score: float = option(0.0, "spike-score-bound", values.non_negative, "max loss spike score")
     spike_sigmas: float = 7.0  # a spike is this many std from the rolling mean (OLMo 2)
     spike_window: int = 20  # steps in the rolling mean and std
     min_update_steps: int = 1  # a parameter must get a non-zero gradient at this many probes
     # Checks shown and baselined that never fail a test: by default those whose Check row says why (REPORT_ONLY).
-    report_only: frozenset[str] = field(default_factory=lambda: frozenset(REPORT_ONLY))
+    report_only: frozenset[str] = option(
+        name="report-only",
+        parse=check_list,
+        help="checks shown, reported and baselined that never fail a test (none: all fail)",
+        default_factory=lambda: frozenset(REPORT_ONLY),
+    )
     # Parameter tensors left out of grad_rms_vs_eps and parameters_move: shell-style patterns on their names
     # ("blocks.*.attn.k_norm.bias", the model's own names; "." and "/" are the same), for tensors the team
     # knows are frozen or inert.
-    ignore_params: tuple[str, ...] = ()
-    flags: str = "--trainstab-"  # how messages spell the flags: the front end's (the CLI's are "--<name>")
+    ignore_params: tuple[str, ...] = option(
+        (),
+        "ignore-params",
+        values.pattern_list,
+        "parameter tensors grad_rms_vs_eps and parameters_move leave out, by the model's own names: patterns like "
+        "*.k_norm.bias,pos_emb",
+    )
+    flags: str = PYTEST_FLAGS  # how messages spell the flags: the front end's (the CLI's are "--<name>")
 
 
 @dataclass(frozen=True)

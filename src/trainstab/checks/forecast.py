@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 from trainstab.core.errors import Inconclusive, TrainstabError
 from trainstab.core.ladder import LadderResult
+from trainstab.core.option_fields import PYTEST_FLAGS
 from trainstab.core.results import ATTENTION_DIVERGENCE_LEVEL, RunResult, gradient_rms_floor, up_to
 
 #: A fit whose points scatter more than this (RMS, in decades) does not fit: a factor of 2.
@@ -186,7 +187,7 @@ class Forecast:
         """How far beyond the largest measured size the target lies, in decades."""
         return math.log10(self.target_parameters / max(self.parameters))
 
-    def describe(self, flags: str = "--trainstab-") -> str:
+    def describe(self, flags: str = PYTEST_FLAGS) -> str:
         """One line per LR: measured values, the fit and the forecast; ``flags`` spells the front end's flags."""
         lines = [
             f"{self.metric} at {self.target_parameters:.3g} non-embedding parameters "

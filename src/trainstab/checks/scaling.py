@@ -42,8 +42,10 @@ from trainstab.checks.forecast import (
     forecast_attention_logits,
     forecast_gradient_rms,
 )
+from trainstab.core import values
 from trainstab.core.config import CoordinateConfig, SweepConfig
 from trainstab.core.ladder import DEFAULT_DEPTHS, DEFAULT_WIDTHS, LadderResult, depth_configs, run_ladder, width_configs
+from trainstab.core.option_fields import option
 from trainstab.core.results import ATTENTION_DIVERGENCE_LEVEL, CoordinateResult, SweepResult
 
 
@@ -51,8 +53,10 @@ from trainstab.core.results import ATTENTION_DIVERGENCE_LEVEL, CoordinateResult,
 class ScalingConfig:
     """Which sizes the scaling checks train."""
 
-    widths: tuple[int, ...] = DEFAULT_WIDTHS  # width ladder, at the base depth
-    depths: tuple[int, ...] = DEFAULT_DEPTHS  # depth ladder, at the base width
+    # At the base depth; heads keep the base's head dimension.
+    widths: tuple[int, ...] = option(DEFAULT_WIDTHS, "widths", values.size_ladder, "width ladder of the scaling checks")
+    # At the base width.
+    depths: tuple[int, ...] = option(DEFAULT_DEPTHS, "depths", values.size_ladder, "depth ladder of the scaling checks")
     coordinates: CoordinateConfig = field(default_factory=CoordinateConfig)
 
     @property
@@ -85,21 +89,40 @@ Z_LOSS_COST = 0.05
 class ScalingThresholds:
     """Bounds of the scaling checks; each can be overridden per project."""
 
-    target_parameters: float = 1e9  # the size the team will train (non-embedding parameters)
+    # The size the team will train (non-embedding parameters).
+    target_parameters: float = option(
+        1e9, "target-params", values.positive, "size the scaling forecasts extrapolate to"
+    )
     # The attention forecast is made at most this far past the largest size measured (forecast.py says why).
-    max_extrapolation_decades: float = MAX_EXTRAPOLATION_DECADES
-    max_lr: float = Thresholds.max_lr  # LRs of the grid looked at (as the battery's)
+    max_extrapolation_decades: float = option(
+        MAX_EXTRAPOLATION_DECADES,
+        "max-extrapolation",
+        values.decades,
+        "decades past the largest size measured that the attention forecast may extrapolate",
+    )
+    # LRs of the grid looked at (as the battery's, set by the same option).
+    max_lr: float = option(Thresholds.max_lr, "max-lr", values.positive)
     attention_logit: float = ATTENTION_DIVERGENCE_LEVEL  # paper: every run above 1e4 diverged
-    grad_rms_over_eps: float = Thresholds.grad_rms_over_eps  # as the battery: a 9% update shrink at 10x eps
+    # As the battery's, set by the same option: a 9% update shrink at 10x eps.
+    grad_rms_over_eps: float = option(Thresholds.grad_rms_over_eps, "grad-rms-over-eps", values.non_negative)
     # sensitivity_scaling: the most LR sensitivity may grow per decade of parameters along a ladder
     # (calibrated on the zoo: benchmarks/calibrate.py --scaling), and whether it only reports.
-    sensitivity_slope: float = SENSITIVITY_SLOPE
+    sensitivity_slope: float = option(
+        SENSITIVITY_SLOPE,
+        "sensitivity-slope-bound",
+        values.non_negative,
+        "max growth of LR sensitivity per decade of parameters along a ladder (sensitivity_scaling)",
+    )
     sensitivity_scaling_report_only: bool = True
     lr_drift: float = 0.25  # max |d log10(optimal LR) / d log10(width)|; standard Adam's hidden layers: 1
     # z_loss_effect: z-loss must pull the final |log Z| toward 0 by at least this (nats, mean over the LRs),
     # and cost at most this much of the best final loss (calibrated on the zoo: benchmarks/calibrate.py --z-loss).
-    z_loss_pull: float = Z_LOSS_PULL
-    z_loss_cost: float = Z_LOSS_COST
+    z_loss_pull: float = option(
+        Z_LOSS_PULL, "z-loss-pull", values.non_negative, "z_loss_effect: least mean pull of |log Z| toward 0, nats"
+    )
+    z_loss_cost: float = option(
+        Z_LOSS_COST, "z-loss-cost", values.non_negative, "z_loss_effect: most final loss z-loss may cost, nats"
+    )
     flags: str = Thresholds.flags  # how messages spell the flags (the front end's)
 
 

@@ -16,10 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from trainstab.core import values
 from trainstab.core.errors import TrainstabError
 from trainstab.core.model_names import canonical_model_name, format_value, split_model_name
 from trainstab.core.optimizer_table import BUILT_IN, is_optimizer
 from trainstab.core.optimizer_table import choices as optimizer_choices
+from trainstab.core.option_fields import PYTEST_FLAGS, declared_options, option
+from trainstab.core.values import DEVICE_PATTERN as DEVICE_PATTERN
+from trainstab.core.values import EXECUTORS as EXECUTORS
+from trainstab.core.values import MAX_SEED, MAX_STEPS
+from trainstab.core.values import PRECISIONS as PRECISIONS
+from trainstab.core.values import Executor as Executor
+from trainstab.core.values import Precision as Precision
 
 NormKind = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
@@ -27,8 +35,6 @@ AttentionScale = Literal["inv_sqrt_d_head", "inv_d_head"]
 InitScheme = Literal["paper", "gpt2"]
 Parameterization = Literal["standard", "mup_simple"]
 WeightDecayMode = Literal["independent", "coupled", "none"]
-Precision = Literal["fp32", "bf16"]
-Executor = Literal["local", "ray"]
 
 #: The paper's learning-rate grid (peak of warm-up plus cosine).
 PAPER_LR_GRID: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
@@ -96,13 +102,22 @@ class TrainConfig:
     weight_decay: float | None = None  # None: 1e-4 independent, 0.1 coupled, 0 none
     z_loss: float = 1e-4  # coefficient c of c * (log Z)^2 (PaLM: 1e-4); 0 disables
     # adamw (the paper's; batched), muon, adafactor, lion, sgd, or package.module:callable (trainstab.train.optimizers)
-    optimizer: str = "adamw"
+    optimizer: str = option(
+        "adamw",
+        "optimizer",
+        values.optimizer,
+        f"{', '.join(BUILT_IN)}, a team's registered name or package.module:callable",
+    )
     probe_every: int = 10  # attention/output probes every this many steps (and the last)
-    device: str = "cpu"  # cpu, cuda or cuda:N; the model is built on the CPU (same init everywhere), then moved
+    # cpu, cuda or cuda:N; the model is built on the CPU (same init everywhere), then moved
+    device: str = option("cpu", "device", values.device, "device to train on: cpu, cuda or cuda:N")
     # fp32, or bf16 autocast of the forward (the paper's); the loss, log Z, probes, weights and optimizer stay fp32
-    precision: Precision = "fp32"
+    precision: Precision = option(
+        "fp32", "precision", values.precision, "fp32, or bf16 autocast of the forward (probes and loss stay fp32)"
+    )
     final_loss_fraction: float = 0.1  # final loss = mean train loss over this last share
-    seed: int = 0  # seeds the init and the data order; printed with every result
+    # Seeds the init and the data order; printed with every result.
+    seed: int = option(0, "seed", values.seed, "seed of init and data order")
 
     @property
     def resolved_weight_decay(self) -> float:
@@ -127,17 +142,17 @@ class SweepConfig:
     lrs: tuple[float, ...] = PAPER_LR_GRID  # peak learning rates, one run each
     corpus: str | None = None  # token file; None means the bundled corpus
     workers: int | None = None  # processes to train in; None: one per available core (one on a GPU)
-    executor: Executor = "local"  # where the stacks train: local processes, or Ray tasks (trainstab.train.ray_executor)
+    executor: Executor = option(  # Ray tasks: trainstab.train.ray_executor
+        "local",
+        "executor",
+        values.executor,
+        "where the stacks train: local processes, or ray tasks (RAY_ADDRESS picks the cluster)",
+    )
 
     def __post_init__(self) -> None:
         # One spelling per model, so caches, baselines and reports see "[a=1,b=2]" and "[b=2,a=1]" as one.
         object.__setattr__(self, "model_name", canonical_model_name(self.model_name))
 
-
-#: The devices a sweep trains on: the CPU, or a CUDA GPU (``cuda`` is the current one, ``cuda:N`` the N-th).
-DEVICE_PATTERN = r"cpu|cuda(:\d+)?"
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
-EXECUTORS: tuple[Executor, ...] = ("local", "ray")
 
 #: The optimizers trainstab builds by name (trainstab.core.optimizer_table); a team may register more, and a user's own
 #: is named package.module:callable.
@@ -167,17 +182,32 @@ class TimeLimits:
     """
 
     # No step of a stack finished for this long: one line naming the stack, then at most one per interval.
-    slow_step_seconds: float = 10.0
+    slow_step_seconds: float = option(
+        10.0,
+        "slow-step-seconds",
+        values.positive,
+        "print a line when no training step has finished for this long, progress off or on",
+    )
     # One batch of sweeps (a sweep, with the ladder rungs trained beside it) training longer is stopped, its
     # workers ended: the run is inconclusive (exit 4). None: no limit.
-    time_limit_seconds: float | None = None
-    flags: str = "--trainstab-"  # how messages spell the flags: the front end's (the CLI's are "--<name>")
+    time_limit_seconds: float | None = option(
+        None,
+        "time-limit-seconds",
+        values.positive,
+        "stop training that runs longer than this (a sweep, with the ladder rungs trained beside it): "
+        "inconclusive, exit 4 (off when unset); worker processes are ended at once, training in the run's own "
+        "process only between steps; not with the ray executor",
+    )
+    flags: str = PYTEST_FLAGS  # how messages spell the flags: the front end's (the CLI's are "--<name>")
 
     def __post_init__(self) -> None:
-        for name in ("slow_step_seconds", "time_limit_seconds"):
+        for name, spec in declared_options(TimeLimits):  # each value through its option's own parser
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise TrainstabError(f"{name}={value}: expected a finite number of seconds above 0")
+            try:
+                if value is not None:
+                    spec.parse(value)
+            except ValueError:
+                raise TrainstabError(f"{name}={value}: expected a finite number of seconds above 0") from None
 
 
 #: The corpus every sweep trains on unless told otherwise: shipped in the package, or the repository's fixtures/.
@@ -224,8 +254,6 @@ def check_scope(config: SweepConfig) -> None:
 
 
 #: Ranges every front end is held to before any training: a value outside is a one-line error.
-MAX_STEPS = 1_000_000  # a proxy trains hundreds of steps; a million is already hours
-MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
 LR_RANGE = (1.2e-38, 3.4e38)  # what a float32 holds: 1e-50 would train at LR 0, 1e400 at inf
 MEMORY_SHARE = 0.8  # a sweep estimated to need more than this share of the machine's memory is refused
 STACK_SIZE = 4  # learning rates trained together as one stacked model (one stack per worker process)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trainstab.core.errors import TrainstabError
+from trainstab.core.option_fields import PYTEST_FLAGS
 
 
 def keep_previous(path: Path) -> Path | None:
@@ -210,7 +211,7 @@ class FileWrite:
     reason: Literal["new", "updated", "regenerated", "obtained", "clear"]  # clear: remove a stale .obtained file
 
 
-def write_files(writes: list[FileWrite] | tuple[FileWrite, ...], flags: str = "--trainstab-") -> list[str]:
+def write_files(writes: list[FileWrite] | tuple[FileWrite, ...], flags: str = PYTEST_FLAGS) -> list[str]:
     """Write (or clear) the files a run decided on, atomically; returns one line per file for the summary.
 
     A baseline is replaced in place (git keeps its history); the only file ever

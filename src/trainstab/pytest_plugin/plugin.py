@@ -27,6 +27,7 @@ from trainstab.core.errors import ModelCrashed, TrainstabError, TrainstabWarning
 from trainstab.core.files import WRITE_FAILED, FileWrite, check_folder_writable, write_files
 from trainstab.core.hypothesis_profiles import register_profiles
 from trainstab.core.ladder import width_configs
+from trainstab.core.option_fields import INI_PREFIX
 from trainstab.core.process_state import ProcessState, warning_text
 from trainstab.core.ray_address import keep_local_ray_on_loopback
 from trainstab.gate.baseline import header_lines
@@ -41,7 +42,7 @@ from trainstab.pytest_plugin.session import (
     session_of,
 )
 from trainstab.pytest_plugin.testing import TrainingCrashed, sweep_of, train_ahead, train_before_the_check
-from trainstab.run.inifile import ini_of
+from trainstab.run.inifile import SET_KEY, ini_of
 from trainstab.run.options import (
     OPTIONS,
     PYTEST_FLAGS,
@@ -67,30 +68,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         help_text = option.described()
         group.addoption(
-            f"--trainstab-{option.name}", dest=option.key, default=None, help=f"{help_text} [ini: {option.key}]"
+            PYTEST_FLAGS + option.name, dest=option.key, default=None, help=f"{help_text} [ini: {option.key}]"
         )
         # No ini type: pytest checks one only in getini, which trainstab does not call. Both front ends read the
         # keys from pytest's own load of the file (trainstab.run.inifile), as the file types them, and the option
         # table checks them: no pytest type takes what a TOML file may hold here, such as [32, 48, 64].
         parser.addini(option.key, help=help_text, default=None)
     group.addoption(
-        "--trainstab-set",
-        dest="trainstab_set",
+        PYTEST_FLAGS + "set",
+        dest=SET_KEY,
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a model or training option for every trainstab test (repeatable) [ini: trainstab_set]",
+        help=f"override a model or training option for every trainstab test (repeatable) [ini: {SET_KEY}]",
     )
-    parser.addini("trainstab_set", type="linelist", help="KEY=VALUE overrides, one per line", default=[])
+    parser.addini(SET_KEY, type="linelist", help="KEY=VALUE overrides, one per line", default=[])
     group.addoption(
-        "--trainstab-update-baseline",
-        dest="trainstab_update_baseline",
+        PYTEST_FLAGS + "update-baseline",
+        dest=INI_PREFIX + "update_baseline",
         action="store_true",
         help="rewrite the baselines that are missing, worse or measured differently (and pass); keeps the others",
     )
     group.addoption(
-        "--trainstab-regen-all",
-        dest="trainstab_regen_all",
+        PYTEST_FLAGS + "regen-all",
+        dest=INI_PREFIX + "regen_all",
         action="store_true",
         help="rewrite every baseline of the checks that run (and pass)",
     )
@@ -104,15 +105,15 @@ def read_options(config: pytest.Config) -> RunOptions:
     """
     given = {option.name: config.getoption(option.key) for option in OPTIONS}
     try:
-        options = options_from(given, ini_of(config), config.getoption("trainstab_set"), PYTEST_FLAGS)
+        options = options_from(given, ini_of(config), config.getoption(SET_KEY), PYTEST_FLAGS)
         # Every path absolute before any model's code runs (a model module may change the working folder): a
         # relative baseline or cache folder is relative to pytest's rootdir, wherever pytest was started; a
         # report folder or corpus, to the folder pytest was started in.
         rootdir = Path(config.rootpath)
         options = dataclasses.replace(
             with_absolute_paths(options, config.invocation_params.dir, {"baselines": rootdir, "cache": rootdir}),
-            update_baseline=config.getoption("trainstab_update_baseline"),
-            regen_all=config.getoption("trainstab_regen_all"),
+            update_baseline=config.getoption(INI_PREFIX + "update_baseline"),
+            regen_all=config.getoption(INI_PREFIX + "regen_all"),
         )
         policy_from(options)  # a rewrite flag without a baseline folder fails now, not in every test
     except TrainstabError as error:
@@ -132,9 +133,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker:
         try:  # before any training: a wrong folder costs seconds, not a sweep
             if options.report is not None:
-                check_folder_writable(Path(options.report), "--trainstab-report")
+                check_folder_writable(Path(options.report), options.flag("report"))
             if options.cache is not None:
-                check_folder_writable(Path(options.cache), "--trainstab-cache")
+                check_folder_writable(Path(options.cache), options.flag("cache"))
             policy_from(options)  # a baseline folder that is a file, or one a rewrite cannot write
         except TrainstabError as error:
             raise pytest.UsageError(str(error)) from None

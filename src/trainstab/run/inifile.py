@@ -33,8 +33,9 @@ from _pytest.config import findpaths
 
 from trainstab.core.errors import TrainstabError
 from trainstab.core.files import invocation_folder, shown
+from trainstab.core.option_fields import INI_PREFIX
 
-PREFIX = "trainstab_"
+PREFIX = INI_PREFIX
 SET_KEY = PREFIX + "set"  # the key=value lines (pytest's linelist); every other key is an option of the table
 
 
