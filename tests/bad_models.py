@@ -1,5 +1,5 @@
-"""Model factories that break the model contract (issue 14) or crash while training, for tests/test_bad_input.py
-and tests/test_exit_codes.py."""
+"""Model factories that break the model contract (issue 14) or crash while training, for
+tests/end_to_end/test_bad_input.py and tests/end_to_end/test_exit_codes.py."""
 
 import multiprocessing
 import os
@@ -80,8 +80,8 @@ def plain(size):
 
 
 # Models that pass the first step and break later, or whose first forward fails for a reason that is not their
-# length: for tests/test_exit_codes.py. A crash during training is exit 3 (an error under pytest), never a failed
-# check (1); a first step that fails is bad input (2), with a hint only where one applies.
+# length: for tests/end_to_end/test_exit_codes.py. A crash during training is exit 3 (an error under pytest),
+# never a failed check (1); a first step that fails is bad input (2), with a hint only where one applies.
 
 
 class CrashesAtStep(Tiny):
@@ -269,7 +269,7 @@ def scattered_attention(size):
     return ScatteredAttention(size)
 
 
-# Models whose steps take long: for tests/test_slow_models.py (a line for a quiet step, the time limit's exit 4).
+# Models whose steps take long: for tests/train/test_slow_models.py (a line for a quiet step, the time limit's exit 4).
 
 
 class SlowSteps(Tiny):
@@ -298,7 +298,7 @@ def slow_steps(size, seconds=1.0, first=0, last=1_000_000):
 
 
 # Models whose logits at a position see later tokens (issue 27): refused before training, naming the first
-# position that leaks, for tests/test_causal_models.py.
+# position that leaks, for tests/train/test_causal_models.py.
 
 
 class Masked(Tiny):
@@ -456,7 +456,7 @@ def exits_without_gradients(size):
     return ExitsWithoutGradients(size)
 
 
-# A worker that only SIGKILL ends (issue 27, item 5): for tests/test_slow_models.py, the time limit's stop.
+# A worker that only SIGKILL ends (issue 27, item 5): for tests/train/test_slow_models.py, the time limit's stop.
 
 
 class IgnoresSigterm(SlowSteps):

@@ -146,3 +146,49 @@ def test_run_options_travel_typed_and_calls_are_laid_out_by_the_formatter(number
     # (inifile.py looks none up: it keeps every trainstab_* key of pytest's configuration for the option table.)
     assert numbers["option_lookups_per_file"] == {"gate.baseline.py": 1, "pytest_plugin.plugin.py": 1}
     assert numbers["fmt_skips"] == 0
+
+
+#: Test folders that are not a package of the source: the user's side of trainstab (pytester projects with none of
+#: our conftest, the README's blocks as written) and the benchmark scripts' own tests.
+OTHER_TEST_FOLDERS = {"end_to_end": "in a user's repository", "benchmarks": "benchmarks/*.py"}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    """The trainstab packages a test module imports: a facade counts as the package of the module behind it, a
+    lazy name of ``trainstab`` as its module's, and a module that only runs pytester projects (the plugin is
+    loaded by its entry point there) as ``pytest_plugin``."""
+    import trainstab
+
+    found = set()
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module == "trainstab":
+            names = [getattr(trainstab, alias.name).__module__ for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "trainstab" or len(parts) < 2:
+                continue
+            found.add(FACADES[parts[1]].split(".")[0] if parts[1] in FACADES else parts[1])
+    if not found and 'pytest_plugins = ["pytester"]' in path.read_text():
+        found.add("pytest_plugin")
+    return found
+
+
+def test_the_test_tree_mirrors_the_source_tree():
+    # A module's tests are found by its path: tests/<package>/ for src/trainstab/<package>/, each test module there
+    # importing that package; every package of a layer has its folder.
+    tests = ROOT / "tests"
+    folders = {path.name for path in tests.iterdir() if path.is_dir() and not path.name.startswith((".", "_"))}
+    packages = {name for name in LAYERS if name}
+    assert folders == packages | set(OTHER_TEST_FOLDERS)
+    astray = [
+        str(path.relative_to(tests))
+        for folder in packages
+        for path in sorted((tests / folder).glob("test_*.py"))
+        if folder not in _imported_packages(path)
+    ]
+    assert astray == [], "each test module tests the package of its folder"
+    top_level = sorted(path.name for path in tests.glob("test_*.py"))
+    assert top_level == ["test_architecture.py", "test_layout.py"]  # the whole tree's rules, no one package's

@@ -119,7 +119,7 @@ def with_key_bias(size):
 
 
 def fails_in_a_task():
-    """A function a Ray task runs, failing the way trainstab's own checks fail (tests/test_ray_executor.py)."""
+    """A function a Ray task runs, failing the way trainstab's own checks fail (tests/train/test_ray_executor.py)."""
     from trainstab.core.errors import TrainstabError
 
     raise TrainstabError("model 'x' failed on a batch: fix its forward\n(second line of the message)")
@@ -131,6 +131,6 @@ def build(size, qk_norm=True):
 
 
 def with_note(size, note=""):
-    """A factory with a free-text option: a label as long as a user makes it (tests/test_what_the_cli_prints.py)."""
+    """A factory with a free-text option: a label as long as a user makes it (tests/cli/test_what_the_cli_prints.py)."""
     del note  # only the label carries it
     return Tiny(size)

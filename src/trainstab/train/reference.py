@@ -5,7 +5,7 @@ trains M independent models (one per learning rate of a sweep) with batched
 matmuls instead of M Python loops; members never mix. On the CPU, on one
 thread, each op computes a member's slice as it does with M = 1 (a matmul per
 batch entry, norms per row, attention per (batch row, head)), so a member's
-numbers are bit for bit those it has alone (``tests/test_grid_independence.py``
+numbers are bit for bit those it has alone (``tests/train/test_grid_independence.py``
 holds the sweep to that). With M = 1,
 :class:`ReferenceLM` is an ordinary language model mapping (B, T) token ids to
 (B, T, V) logits, which is what the model contract asks of user models.

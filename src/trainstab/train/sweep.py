@@ -11,7 +11,7 @@ over members runs along each member's own row (on one thread a row's sum
 does not depend on how many rows there are), the reference's batched
 matmuls give each member what one member alone gets, and a user or ``hf:``
 model's members each have their own buffers and random draws
-(:class:`~trainstab.train.models.FunctionalStack`); ``tests/test_grid_independence.py``
+(:class:`~trainstab.train.models.FunctionalStack`); ``tests/train/test_grid_independence.py``
 holds it to that. On a GPU it is not guaranteed: its batched kernels and
 reductions are chosen by shape, so a member's last bits may move with M.
 Stacks run in a pool of worker processes (one per core by default; one on a

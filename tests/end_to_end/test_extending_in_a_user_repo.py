@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from test_plugin import USER_MODELS
+from user_project import USER_MODELS
 
 pytest_plugins = ["pytester"]
 
-EXTENDING = Path(__file__).parent.parent / "docs" / "extending.md"
+EXTENDING = Path(__file__).parents[2] / "docs" / "extending.md"
 
 
 def doc_block(first_line: str) -> str:

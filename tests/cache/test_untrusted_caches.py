@@ -204,7 +204,7 @@ def test_a_sweep_that_cannot_be_stored_says_why(stored, tmp_path, monkeypatch):
     ]
 
 
-# ----- end to end: the CLI, with the unstable model of tests/test_exit_codes.py ---------------------------------
+# ----- end to end: the CLI, with the unstable model of tests/end_to_end/test_exit_codes.py -----
 
 UNSTABLE = ["check", "--set", "qk_layernorm=false", "--steps", "40", "--lrs", "1e-2,3e-1", "--no-progress"]
 CASE_1 = ["--attention-logit-bound", "100", "--checks", "attention_logits"]

@@ -2,13 +2,12 @@
 built on nn.MultiheadAttention and hand-written attention that never call trainstab."""
 
 import re
-from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["pytester"]
+from user_project import readme_block
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+pytest_plugins = ["pytester"]
 
 # Written the way users write models: torch only, no trainstab import.
 TORCH_MODELS = """
@@ -83,13 +82,6 @@ from trainstab.testing import parametrize_with_checks
 def test_training_stability(model, check):
     check(model)
 """
-
-
-def readme_block(first_line: str) -> str:
-    """The README's fenced python block that starts with ``first_line``, as written."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    (block,) = [b for b in blocks if b.startswith(first_line)]
-    return block
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """A team's registrations, refused in one line where they would be silently wrong (trainstab.core.extensions and
-trainstab.checks.registry); the whole path in a user's repository is tests/test_extending_in_a_user_repo.py."""
+trainstab.checks.registry); the whole path in a user's repository is
+tests/end_to_end/test_extending_in_a_user_repo.py."""
 
 import importlib.metadata
 import threading

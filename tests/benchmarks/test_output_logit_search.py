@@ -14,7 +14,7 @@ import numpy as np
 
 from trainstab.train.corpus import bundled_corpus_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "output_logit_search.py"
 NONE, Z_LOSS = "w32-bundled-v512-sp-none", "w32-bundled-v512-sp-z_loss"
 

@@ -34,7 +34,7 @@ from trainstab.train.models import check_model
 
 pytest_plugins = ["pytester"]
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 #: A tiny model and a short run: a check trains in about a second.
 TINY = ["--profile", "quick", "--set", "width=16", "--set", "batch_size=4", "--no-progress"]
 CRASH_AT_40 = ["check", "--model", "bad_models:crashes_at_step", "--steps", "45", "--lrs", "1e-2", *TINY]

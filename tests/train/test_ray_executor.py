@@ -184,7 +184,8 @@ def test_a_model_that_crashes_on_ray_errors_its_tests_and_the_session_goes_on(lo
     # A pytest process of its own, with a Ray of its own, as the test above (an in-process run would drop torch
     # modules that cannot be imported twice).
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    tests = str(Path(__file__).parents[1])  # bad_models and user_models
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
     result = pytester.runpytest_subprocess(
         "--trainstab-steps=5", "--trainstab-lrs=1e-2", "--trainstab-executor=ray", "-p", "no:cacheprovider"
     )

@@ -18,7 +18,7 @@ from trainstab.train.models import check_model
 
 pytest_plugins = ["pytester"]
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 CONFIG = ModelConfig()  # depth 2: a leak of one position per layer reaches two positions back
 LEAK = re.compile(r"changing the token at position (\d+) changed the logits at position (\d+) \(")
 CLI = ["check", "--checks", "no_divergence", "--steps", "5", "--lrs", "1e-2", "--no-progress"]

@@ -15,12 +15,12 @@ import sys
 
 import pytest
 
-from test_plugin import USER_MODELS
 from trainstab.cli.main import build_parser, run_options
 from trainstab.core.errors import TrainstabError
 from trainstab.pytest_plugin.session import session_of
 from trainstab.run.inifile import IniFile
 from trainstab.run.options import PYTEST_FLAGS, RunOptions, options_from
+from user_project import USER_MODELS
 
 pytest_plugins = ["pytester"]
 

@@ -1,7 +1,7 @@
 """``hf:<model_type>``: every causal LM type of the installed transformers builds at the requested size, or is
 refused in one line saying why.
 
-``python tests/test_hf_types.py`` prints how many build and the refusals grouped by reason.
+``python tests/train/test_hf_types.py`` prints how many build and the refusals grouped by reason.
 """
 
 import collections
@@ -106,7 +106,7 @@ def test_falcon_builds_at_the_requested_size_with_its_mlp_four_times_the_width()
 
 def test_a_bert_lm_head_is_built_as_a_decoder_and_refused_when_it_would_see_later_tokens():
     assert_at_the_requested_size(build("bert"))
-    # Causality is the model check's rule, as for every model (tests/test_causal_models.py).
+    # Causality is the model check's rule, as for every model (tests/train/test_causal_models.py).
     leak = r"^model 'hf:bert\[is_decoder=false\]' is not causal: changing the token at position \d+ changed the logits"
     with pytest.raises(TrainstabError, match=leak):
         check_model("hf:bert[is_decoder=false]", CONFIG, seed=SEED)

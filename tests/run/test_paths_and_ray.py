@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from test_plugin import USER_MODELS
 from trainstab.core import hypothesis_profiles
 from trainstab.core.errors import EXIT_BAD_INPUT, TrainstabError
 from trainstab.core.files import set_invocation_folder, shown
 from trainstab.core.process_state import _watched
 from trainstab.run.options import OPTIONS, PATH_OPTIONS, text
+from user_project import USER_MODELS
 
 pytest_plugins = ["pytester"]
 

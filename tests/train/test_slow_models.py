@@ -32,7 +32,7 @@ from trainstab.train.sweep import _stop, _Watch, pool_context, run_sweeps
 
 pytest_plugins = ["pytester"]
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 TINY = ["--set", "width=16", "--set", "batch_size=4", "--no-progress"]
 #: One step (the third) sleeps 1.5 s; the others take milliseconds.
 ONE_SLOW_STEP = "bad_models:slow_steps[seconds=1.5,first=2,last=2]"

@@ -329,7 +329,7 @@ def test_two_sessions_at_once_in_one_project_each_train_and_agree(pytester):
     import subprocess
     import sys
 
-    from test_plugin import USER_MODELS, USER_TEST
+    from user_project import USER_MODELS, USER_TEST
 
     pytester.makepyfile(mymodels=USER_MODELS, test_stability=USER_TEST)
     command = [sys.executable, "-m", "pytest", "--trainstab-steps=20", "--trainstab-lrs=1e-2"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from trainstab.gate.baseline import LONGEST_FILE_NAME, file_name
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 QUICK = ["sweep", "--steps", "8", "--lrs", "1e-2,3e-1", "--set", "width=16", "--set", "batch_size=4", "--no-progress"]
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from test_plugin import USER_MODELS
+from user_project import USER_MODELS
 
-TESTS = Path(__file__).parent  # bad_models and user_models
+TESTS = Path(__file__).parents[1]  # bad_models and user_models
 
 pytest_plugins = ["pytester"]
 

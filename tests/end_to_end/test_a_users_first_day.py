@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from test_capture_in_a_user_repo import README, readme_block
 from trainstab.pytest_plugin.testing import STABILITY_FORECAST_NAMES
+from user_project import README, readme_block
 
 pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
 

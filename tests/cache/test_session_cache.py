@@ -35,7 +35,7 @@ from trainstab.core.results import (
     SweepResult,
 )
 
-SRC = Path(__file__).parent.parent / "src" / "trainstab"
+SRC = Path(__file__).parents[2] / "src" / "trainstab"
 
 
 #: A protocol small enough to write its sweep by hand: two LRs, two steps, a probe at each.

@@ -10,8 +10,7 @@ import re
 
 import pytest
 
-from test_capture_in_a_user_repo import readme_block
-from test_plugin import USER_MODELS
+from user_project import USER_MODELS, readme_block
 
 pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
 
