@@ -11,8 +11,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from trainstab.train.corpus import bundled_corpus_path
+
+# The long tier (`pytest -m long`, run by .ci/run after the README's command): the script trains its points.
+pytestmark = pytest.mark.long
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "output_logit_search.py"

@@ -19,6 +19,9 @@ from user_project import USER_MODELS
 
 TESTS = Path(__file__).parents[1]  # bad_models and user_models
 
+# The long tier (`pytest -m long`, after the README's command in .ci/run):
+# pytest runs of a user's project, each training.
+pytestmark = pytest.mark.long
 pytest_plugins = ["pytester"]
 
 # The user's own property test, unrelated to trainstab: it counts its examples and prints its settings.

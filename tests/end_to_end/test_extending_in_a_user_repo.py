@@ -18,6 +18,9 @@ import pytest
 
 from user_project import USER_MODELS
 
+# The long tier (`pytest -m long`, after the README's command in .ci/run):
+# a user's package installed, and pytest runs of it.
+pytestmark = pytest.mark.long
 pytest_plugins = ["pytester"]
 
 EXTENDING = Path(__file__).parents[2] / "docs" / "extending.md"

@@ -5,6 +5,9 @@ import re
 
 import pytest
 
+# The long tier (`pytest -m long`, after the README's command in .ci/run):
+# pytest runs of a user's project, each training.
+pytestmark = pytest.mark.long
 pytest_plugins = ["pytester"]
 
 pytest.importorskip("torch.nn.attention.flex_attention", reason="flex_attention needs torch >= 2.5")

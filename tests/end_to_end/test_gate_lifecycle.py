@@ -10,6 +10,9 @@ import json
 
 import pytest
 
+# The long tier (`pytest -m long`, after the README's command in .ci/run):
+# a dozen trained pytest runs of a user's project.
+pytestmark = pytest.mark.long
 pytest_plugins = ["pytester"]
 
 TEST_FILE = """

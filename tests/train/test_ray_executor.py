@@ -25,7 +25,8 @@ from trainstab.explore.strategies import stability_region
 from trainstab.train.ray_executor import ray_module, run_calls
 from trainstab.train.sweep import run_sweep, run_sweeps
 
-pytestmark = pytest.mark.xdist_group("ray")  # one worker, one Ray
+# One worker, one Ray; the long tier (`pytest -m long`, run by .ci/run after the README's command): Ray starts.
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.long]
 pytest_plugins = ["pytester"]
 
 LOCAL = SweepConfig(
