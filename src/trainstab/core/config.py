@@ -19,7 +19,7 @@ from typing import Any, Literal
 from trainstab.core import values
 from trainstab.core.errors import TrainstabError
 from trainstab.core.model_names import canonical_model_name, format_value, split_model_name
-from trainstab.core.optimizer_table import BUILT_IN, is_optimizer
+from trainstab.core.optimizer_table import BUILT_IN, is_optimizer, newer_torch_needed
 from trainstab.core.optimizer_table import choices as optimizer_choices
 from trainstab.core.option_fields import PYTEST_FLAGS, declared_options, option
 from trainstab.core.values import DEVICE_PATTERN as DEVICE_PATTERN
@@ -357,6 +357,8 @@ def validate(config: SweepConfig) -> None:
             f"optimizer {t.optimizer!r} is unknown; use {optimizer_choices()} (a factory taking "
             "(param_groups, peak_lr))"
         )
+    if (too_old := newer_torch_needed(t.optimizer)) is not None:
+        raise TrainstabError(too_old)
     if not config.lrs:
         raise TrainstabError("the LR grid is empty; pass e.g. --lrs 1e-3,1e-2,1e-1")
     for lr in config.lrs:

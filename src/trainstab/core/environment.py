@@ -18,6 +18,14 @@ def trainstab_version() -> str:
         return "unknown"
 
 
+def installed_torch() -> str:
+    """The installed torch's version, read from its metadata without importing it ("unknown" if none)."""
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def cpu_model() -> str:
     """The CPU's model name, as the OS reports it."""
     cpuinfo = Path("/proc/cpuinfo")

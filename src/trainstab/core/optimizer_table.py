@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from trainstab.core.environment import installed_torch
 from trainstab.core.errors import TrainstabError
 from trainstab.core.extensions import caller, load_extensions, record, valid_name
 
@@ -29,6 +30,7 @@ class OptimizerEntry:
     has_epsilon: bool  # Adam-like updates divide by sqrt(v) + eps; sign and momentum steps have none
     build: Callable[..., Any] | None = None  # (param_groups, peak_lr) -> torch.optim.Optimizer; None: built in
     source: str = "trainstab"
+    needs_torch: tuple[int, int] | None = None  # the first torch release that has it (torch >= 2.5 has the rest)
 
 
 #: The optimizers trainstab builds itself (trainstab.train.optim for AdamW, trainstab.train.optimizers for the rest).
@@ -36,7 +38,7 @@ BUILT_IN: dict[str, OptimizerEntry] = {
     entry.name: entry
     for entry in (
         OptimizerEntry("adamw", "AdamW over the stacked members (the paper's numbers)", has_epsilon=True),
-        OptimizerEntry("muon", "Muon on hidden matrices, AdamW on the rest", has_epsilon=True),
+        OptimizerEntry("muon", "Muon on hidden matrices, AdamW on the rest", has_epsilon=True, needs_torch=(2, 9)),
         OptimizerEntry("adafactor", "torch.optim.Adafactor", has_epsilon=True),
         OptimizerEntry("lion", "Lion (sign of interpolated momentum)", has_epsilon=False),
         OptimizerEntry("sgd", "SGD with momentum beta1", has_epsilon=False),
@@ -78,3 +80,22 @@ def has_epsilon(name: str) -> bool:
 def choices() -> str:
     """The valid optimizer names for an error or a help text."""
     return f"one of {', '.join(optimizers())} or package.module:callable"
+
+
+def newer_torch_needed(name: str) -> str | None:
+    """Why the optimizer ``name`` cannot run on the installed torch, in one line (None: it can).
+
+    Read from the installed torch's version (no torch import), so a run is refused before anything trains.
+    """
+    entry = optimizers().get(name)
+    if entry is None or entry.needs_torch is None:
+        return None
+    found = re.match(r"(\d+)\.(\d+)", installed_torch())
+    if found is None or (int(found[1]), int(found[2])) >= entry.needs_torch:
+        return None
+    needed = ".".join(map(str, entry.needs_torch))
+    others = ", ".join(other for other, row in BUILT_IN.items() if row.needs_torch is None)
+    return (
+        f"optimizer {name!r} needs torch >= {needed}, and this environment has torch {installed_torch()}: "
+        f"upgrade torch (pip install 'torch>={needed}'), or choose one of {others}"
+    )
