@@ -13,6 +13,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from trainstab.core.environment import trainstab_version
+
+#: The installed distribution's version, from its metadata ("unknown" in a source tree that was never installed).
+__version__ = trainstab_version()
+
 _EXPORTS = {
     "PAPER_LR_GRID": "trainstab.core.config",
     "ModelConfig": "trainstab.core.config",
