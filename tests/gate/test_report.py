@@ -5,12 +5,14 @@ import dataclasses
 import json
 from html.parser import HTMLParser
 
+import jsonschema
 import pytest
 
 from trainstab.checks.battery import BATTERY, Thresholds
 from trainstab.core.config import SweepConfig
 from trainstab.core.files import write_files
 from trainstab.gate.report import HTML_NAME, JSON_NAME, model_curves, write_report
+from trainstab.gate.schemas import REPORT_FORMAT_VERSION, report_schema
 from trainstab.gate.verdict import Verdict, gate
 from trainstab.run.options import BaselinePolicy
 from trainstab.train.sweep import run_sweep
@@ -75,7 +77,8 @@ def test_the_report_folder_holds_json_figures_and_one_self_contained_page(gated_
     assert (tmp_path / "reference.png").read_bytes().startswith(PNG_MAGIC)
 
     data = json.loads((tmp_path / JSON_NAME).read_text())
-    assert data["passed"] is False
+    assert data["passed"] is False and data["trainstab_report"] == REPORT_FORMAT_VERSION
+    jsonschema.validate(data, report_schema())  # the schema shipped in the package and the docs
     assert {row["check"] for row in data["checks"]} == set(BATTERY)
     attention = next(row for row in data["checks"] if row["check"] == "attention_logits")
     assert attention["baseline"]["status"] == "worse"

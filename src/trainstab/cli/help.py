@@ -54,6 +54,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "trainstab reproduce --quick --out trainstab-findings",
         "a file the run owed could not be written (a finding that did not hold is reported, not failed)",
     ),
+    "baselines": (
+        "Check a folder of committed baselines without training: every file read as a run reads it, one line per\n"
+        "problem (a pre-commit hook can run it). The folder: DIR, else trainstab_baselines of the configuration.",
+        "trainstab baselines validate stability-baselines",
+        "a baseline file a run could not use (each is named, with what is wrong)",
+    ),
     "forecast": (
         "Train a width ladder and forecast max attention logits and gradient RMS at --target-params.",
         "trainstab forecast --model mypkg.models:build --widths 32,48,64,128 --target-params 1e9",

@@ -19,11 +19,11 @@ def trainstab_version() -> str:
 
 
 def installed_torch() -> str:
-    """The installed torch's version, read from its metadata without importing it ("unknown" if none)."""
+    """The installed torch's version, read from its metadata without importing it ("not installed" if none)."""
     try:
         return metadata.version("torch")
     except metadata.PackageNotFoundError:
-        return "unknown"
+        return "not installed"
 
 
 def cpu_model() -> str:
@@ -38,13 +38,9 @@ def cpu_model() -> str:
 
 def light_environment(seed: int) -> dict[str, object]:
     """The fields a baseline's environment is compared on, without importing torch (for pytest's header)."""
-    try:
-        torch_version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        torch_version = "not installed"
     return {
         "trainstab": trainstab_version(),
-        "torch": torch_version,
+        "torch": installed_torch(),
         "python": sys.version.split()[0],
         "cpu": cpu_model(),
         "seed": seed,

@@ -272,6 +272,7 @@ class BaselineError(TrainstabError):
     """A baseline file that cannot be used (unreadable, not JSON, or edited into another shape)."""
 
     def __init__(self, path: Path, problem: str) -> None:
+        self.path, self.problem = path, problem
         super().__init__(
             f"baseline {shown(path)}: {problem}. It was left untouched: fix it by hand, restore it "
             f"(git checkout -- {shown(path)}), or delete it to record a new one on the next run"

@@ -20,6 +20,7 @@ from trainstab.core.files import finite_or_none, json_text, write_atomically, wr
 from trainstab.core.plotting import label_axes
 from trainstab.core.results import ATTENTION_DIVERGENCE_LEVEL, LOG_Z_MAX, LOG_Z_MEAN, LOG_Z_MIN, STEP, SweepResult
 from trainstab.gate.baseline import file_name, lr_key
+from trainstab.gate.schemas import REPORT_FORMAT_VERSION
 from trainstab.gate.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -142,7 +143,8 @@ def write_report(
     # Failures first, then by model and the checks' report order.
     rows = sorted((v.to_json() for v in verdicts), key=lambda r: (r["verdict"] != "FAIL", r["model"], r["order"]))
     attach_baselines(curves, verdicts)
-    data = {**header, "passed": all(r["verdict"] != "FAIL" for r in rows), "checks": rows, "models": curves}
+    passed = all(r["verdict"] != "FAIL" for r in rows)
+    data = {"trainstab_report": REPORT_FORMAT_VERSION, **header, "passed": passed, "checks": rows, "models": curves}
     written = [folder / JSON_NAME]
     write_text_atomically(folder / JSON_NAME, json_text(data))
     images: dict[str, bytes] = {}

@@ -1,0 +1,108 @@
+"""The JSON Schemas of the baseline files and the report (trainstab.gate.schemas), and ``trainstab baselines
+validate``: the shipped schemas are the generated ones, committed files pass both the schema and the reader, and
+a damaged file is named in one line."""
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from trainstab.cli.main import main
+from trainstab.gate.schemas import SCHEMA_FOLDER, SCHEMAS, baseline_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "fixtures" / "baselines"
+
+
+def test_the_shipped_schemas_are_the_generated_ones():
+    for name, make in SCHEMAS.items():
+        assert json.loads((SCHEMA_FOLDER / name).read_text()) == make(), f"regenerate {name}"
+        jsonschema.Draft202012Validator.check_schema(make())
+
+
+def test_every_committed_baseline_passes_the_schema_and_the_reader(capsys):
+    files = sorted(COMMITTED.rglob("*.json"))
+    assert len(files) >= 7
+    for path in files:
+        jsonschema.validate(json.loads(path.read_text()), baseline_schema())
+    assert main(["baselines", "validate", str(COMMITTED)]) == 0
+    said = capsys.readouterr().out.strip()
+    assert said.startswith(f"{len(files)} baseline file(s) in ") and said.endswith("baselines: every one valid")
+
+
+def _attention(path: Path) -> dict:
+    return json.loads((path / "reference" / "attention_logits.json").read_text())
+
+
+#: Damage a pull request could do, each refused by the schema and by the reader (what the command prints).
+DAMAGE = {
+    "another format version": (lambda d: d.update(trainstab_baseline=2), '"trainstab_baseline" is 2'),
+    "a tolerance turned around": (
+        lambda d: d["tolerances"]["max_attention_logit"].update(worse="lower"),
+        'has "worse": "lower"',
+    ),
+    "a negative tolerance": (lambda d: d["tolerances"]["max_attention_logit"].update(rel=-1), "must be"),
+    "a metric removed": (lambda d: d["metrics"].pop("max_attention_logit"), 'has no "max_attention_logit"'),
+    "a metric of another check": (lambda d: d["metrics"].update(lr_sensitivity=0.1), "does not record"),
+    "a value of the wrong type": (
+        lambda d: d["metrics"]["max_attention_logit"].update({"0.01": "12"}),
+        "not a number or null",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_baseline_fails_the_schema_and_is_named_in_one_line(tmp_path, capsys, damage):
+    folder = tmp_path / "baselines"
+    shutil.copytree(COMMITTED, folder)
+    edit, words = DAMAGE[damage]
+    data = _attention(folder)
+    edit(data)
+    path = folder / "reference" / "attention_logits.json"
+    path.write_text(json.dumps(data, indent=2))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, baseline_schema())
+    assert main(["baselines", "validate", str(folder)]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{path}: ") and words in lines[0]
+    assert lines[1] == f"1 of 7 baseline file(s) in {folder} cannot be used"
+
+
+def test_what_a_schema_cannot_say_the_reader_still_refuses(tmp_path, capsys):
+    # Per-LR keys that are not the protocol's LRs: valid JSON Schema, a file no run can compare with.
+    folder = tmp_path / "baselines"
+    shutil.copytree(COMMITTED, folder)
+    data = _attention(folder)
+    data["metrics"]["max_attention_logit"]["0.5"] = data["metrics"]["max_attention_logit"].pop("0.3")
+    (folder / "reference" / "attention_logits.json").write_text(json.dumps(data))
+    jsonschema.validate(data, baseline_schema())
+    assert main(["baselines", "validate", str(folder)]) == 1
+    assert 'but "protocol" lists' in capsys.readouterr().out
+
+
+def test_files_out_of_place_are_named_and_the_folder_must_exist(tmp_path, capsys):
+    folder = tmp_path / "baselines"
+    shutil.copytree(COMMITTED, folder)
+    (folder / "stray.json").write_text("{}")  # not in a model's folder
+    (folder / "reference" / "no_such_check.json").write_text("{}")
+    moved = folder / "other-model"
+    moved.mkdir()
+    shutil.copy(folder / "reference" / "log_z.json", moved / "log_z.json")  # its "model" is reference
+    (folder / "reference" / "log_z.obtained.json").write_text("{}")  # a run's scratch file: not read
+    assert main(["baselines", "validate", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert f"{folder / 'stray.json'}: not where a baseline lives" in out
+    assert "no check named 'no_such_check' records a baseline" in out
+    assert f"{moved / 'log_z.json'}: \"model\" is 'reference', whose baselines live in reference/" in out
+    assert "obtained" not in out and "3 of 10 baseline file(s)" in out
+    assert main(["baselines", "validate", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_without_a_folder_it_validates_the_configured_one(pytester, capsys):
+    pytester.makeini("[pytest]\ntrainstab_baselines = kept\n")
+    shutil.copytree(COMMITTED, pytester.path / "kept")
+    assert main(["baselines", "validate"]) == 0
+    assert "7 baseline file(s)" in capsys.readouterr().out
