@@ -52,8 +52,8 @@ def test_training_stability(model, check):
 """
 
 
-def readme_block(first_line: str) -> str:
-    """The README's fenced python block that starts with ``first_line``, as written."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def readme_block(first_line: str, language: str = "python") -> str:
+    """The README's fenced block of ``language`` that starts with ``first_line``, as written."""
+    blocks = re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
     (block,) = [b for b in blocks if b.startswith(first_line)]
     return block

@@ -54,6 +54,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "trainstab reproduce --quick --out trainstab-findings",
         "a file the run owed could not be written (a finding that did not hold is reported, not failed)",
     ),
+    "init": (
+        "Scaffold your repository for the stability gate: the test file for your factory, the pytest\n"
+        "configuration keys, .gitignore lines, the CI script and a GitHub Actions workflow. A file of yours is\n"
+        "never changed: a differing one is shown as a diff and kept (--force writes trainstab's, keeping yours\n"
+        "as <name>.previous); the configuration and .gitignore only gain what they lack.",
+        "trainstab init --model mypkg.models:build",
+        "a file of yours is in the way: its diff is shown, nothing was written over it",
+    ),
     "baselines": (
         "Check a folder of committed baselines without training: every file read as a run reads it, one line per\n"
         "problem (a pre-commit hook can run it). The folder: DIR, else trainstab_baselines of the configuration.",

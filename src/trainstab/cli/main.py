@@ -44,7 +44,7 @@ from trainstab.checks.registry import (
     sweep_check_names,
 )
 from trainstab.checks.scaling import Evidence
-from trainstab.cli import baselines
+from trainstab.cli import baselines, init
 from trainstab.cli.help import description, epilog, exit_status
 from trainstab.cli.progress import Reporter
 from trainstab.cli.terminal import data_output, standard_output_for_data_alone, use_ascii_where_needed
@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reproduce.add_argument("--only", default="", help="comma-separated findings to run (default: all)")
     _add_output_flags(reproduce)
+
+    init_command = _command(commands, "init", "scaffold your repository: test file, configuration, CI")
+    init.add_arguments(init_command)
 
     baselines_command = _command(commands, "baselines", "check a folder of baselines without training")
     baselines.add_arguments(baselines_command)
@@ -882,6 +885,8 @@ def _run_command(args: argparse.Namespace, console: Console, errors: Console) ->
             return run_reproduce_command(args, console)
         if args.command == "forecast":
             return run_forecast_command(args, console)
+        if args.command == "init":
+            return init.run_init_command(args, console)
         if args.command == "baselines":
             return baselines.run_baselines_command(args, console)
     except ModelCrashed as crashed:  # the model's own error: one line, the traceback only when asked

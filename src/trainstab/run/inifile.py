@@ -70,23 +70,25 @@ def read_ini() -> IniFile:
     The folder the run started in (:func:`trainstab.core.files.invocation_folder`), not the working folder of the
     moment, which a model's module may have changed.
     """
-    # 1. pytest's discovery, called as pytest calls it: no file or rootdir given, no paths, from that folder.
-    #    pytest 9 added override_ini (and returns the ignored files too), so it is called by keyword.
+    rootdir, path, config = discover(invocation_folder())
+    return _trainstab_keys(path, rootdir, config, ())  # its values, as the plugin takes them from the same file
+
+
+def discover(folder: Path) -> tuple[Path, Path | None, dict[str, Any]]:
+    """pytest's rootdir, configuration file (None: none) and its keys, for a plain ``pytest`` started in ``folder``.
+
+    pytest's own discovery, called as pytest calls it: no file or rootdir given, no paths. pytest 9 added
+    ``override_ini`` (and returns the ignored files too), so it is called by keyword.
+    """
     determine_setup: Any = findpaths.determine_setup
-    arguments: dict[str, Any] = {
-        "inifile": None,
-        "args": [],
-        "rootdir_cmd_arg": None,
-        "invocation_dir": invocation_folder(),
-    }
+    arguments: dict[str, Any] = {"inifile": None, "args": [], "rootdir_cmd_arg": None, "invocation_dir": folder}
     if "override_ini" in inspect.signature(determine_setup).parameters:
         arguments["override_ini"] = None
     try:
         rootdir, path, config, *_ = determine_setup(**arguments)
     except (pytest.UsageError, pytest.fail.Exception) as error:  # an unreadable file; [pytest] in setup.cfg
         raise TrainstabError(f"the pytest configuration: {error}") from None
-    # 2. Its values, as the plugin takes them from the same file.
-    return _trainstab_keys(path, rootdir, config, ())
+    return rootdir, path, dict(config)
 
 
 def ini_of(config: pytest.Config) -> IniFile:
@@ -100,7 +102,7 @@ def _trainstab_keys(
     path: Path | None, rootdir: Path, config: Mapping[str, object], override_ini: Sequence[str]
 ) -> IniFile:
     """The trainstab keys of one configuration (pytest's dict of it), ``-o key=value`` overrides last."""
-    values = {key: _plain(value) for key, value in config.items() if key.startswith(PREFIX)}
+    values = {key: plain(value) for key, value in config.items() if key.startswith(PREFIX)}
     given: set[str] = set()
     for line in override_ini:  # pytest's rule: split at the first "=", the last one for a key wins
         key, equals, value = line.partition("=")
@@ -112,7 +114,7 @@ def _trainstab_keys(
     return dataclasses.replace(ini, overrides=_lines(lines, ini.set_source))
 
 
-def _plain(value: object) -> object:
+def plain(value: object) -> object:
     """A configuration value as the file types it (pytest 9 wraps each in a ``ConfigValue`` with its origin)."""
     wrapped: Any = value
     return wrapped.value if hasattr(wrapped, "mode") else value
