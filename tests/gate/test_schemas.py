@@ -3,7 +3,10 @@ validate``: the shipped schemas are the generated ones, committed files pass bot
 a damaged file is named in one line."""
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -106,3 +109,19 @@ def test_without_a_folder_it_validates_the_configured_one(pytester, capsys):
     shutil.copytree(COMMITTED, pytester.path / "kept")
     assert main(["baselines", "validate"]) == 0
     assert "7 baseline file(s)" in capsys.readouterr().out
+
+
+def test_the_readmes_pre_commit_hook_runs_the_command_on_the_folder_init_configures(pytester):
+    yaml = pytest.importorskip("yaml")  # transformers' dependency, in the test extra
+    from user_project import readme_block
+
+    (hook,) = yaml.safe_load(readme_block("# .pre-commit-config.yaml", "yaml"))["repos"][0]["hooks"]
+    assert hook["pass_filenames"] is False and re.match(hook["files"], "stability/baselines/m/log_z.json")
+    pytester.makeini("[pytest]\ntrainstab_baselines = stability/baselines\n")  # what trainstab init writes
+    shutil.copytree(COMMITTED, pytester.path / "stability" / "baselines")
+    command = [sys.executable, "-m", "trainstab", *hook["entry"].split()[1:]]
+    assert hook["entry"].split()[0] == "trainstab"
+    assert subprocess.run(command, cwd=pytester.path, capture_output=True, check=False).returncode == 0
+    (pytester.path / "stability" / "baselines" / "reference" / "log_z.json").write_text("{")
+    result = subprocess.run(command, cwd=pytester.path, capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "log_z.json: " in result.stdout
