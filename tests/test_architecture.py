@@ -149,8 +149,8 @@ def test_run_options_travel_typed_and_calls_are_laid_out_by_the_formatter(number
 
 
 #: Test folders that are not a package of the source: the user's side of trainstab (pytester projects with none of
-#: our conftest, the README's blocks as written) and the benchmark scripts' own tests.
-OTHER_TEST_FOLDERS = {"end_to_end": "in a user's repository", "benchmarks": "benchmarks/*.py"}
+#: our conftest, the README's blocks as written), the benchmark scripts' own tests and the documentation site.
+OTHER_TEST_FOLDERS = {"end_to_end": "in a user's repository", "benchmarks": "benchmarks/*.py", "docs": "the site"}
 
 
 def _imported_packages(path: Path) -> set[str]:

@@ -1,10 +1,12 @@
-"""What the tests that stand in a user's repository share: a user's model file and test file, and the README's
-code blocks as written (``tests/end_to_end/`` runs them in pytester projects with none of our conftest)."""
+"""What the tests that stand in a user's repository share: a user's model file and test file, and the code blocks of
+the README and the documentation pages as written (``tests/end_to_end/`` runs them in pytester projects with none of
+our conftest)."""
 
 import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = README.parent / "docs"
 
 # A user's model file: torch only, no trainstab import.
 USER_MODELS = """
@@ -53,7 +55,11 @@ def test_training_stability(model, check):
 
 
 def readme_block(first_line: str, language: str = "python") -> str:
-    """The README's fenced block of ``language`` that starts with ``first_line``, as written."""
-    blocks = re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
-    (block,) = [b for b in blocks if b.startswith(first_line)]
-    return block
+    """The fenced block of ``language`` that starts with ``first_line``, as written in the README or a page of
+    ``docs/``. A block shown on several pages must be the same everywhere (the README and the tutorial both show
+    the test file): a page that drifted from another fails here."""
+    texts = [README, *sorted(DOCS.rglob("*.md"))]
+    blocks = [b for path in texts for b in re.findall(rf"```{language}\n(.*?)```", path.read_text(), flags=re.S)]
+    found = {b for b in blocks if b.startswith(first_line)}
+    assert len(found) == 1, f"{len(found)} different {language} blocks start with {first_line!r}"
+    return found.pop()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from trainstab.pytest_plugin.testing import STABILITY_FORECAST_NAMES
-from user_project import README, readme_block
+from user_project import readme_block
 
 pytestmark = pytest.mark.long  # the long tier: `pytest -m long` (.ci/run runs it after the main command)
 
@@ -104,9 +104,8 @@ SUMMARY_LINE = re.compile(r"^(mymodel\.model:\S+)\s+(\w+)\s+(\S+)\s+(\S+)\s+(\S+
 
 
 def readme_toml(first_line: str) -> str:
-    """The README's fenced toml block that starts with ``first_line``, as written."""
-    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S) if b.startswith(first_line)]
-    return block
+    """The fenced toml block that starts with ``first_line``, as the README or a documentation page writes it."""
+    return readme_block(first_line, "toml")
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import pytest
 from trainstab.cli.main import main
 from trainstab.gate.schemas import SCHEMA_FOLDER, SCHEMAS, baseline_schema
 
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "fixtures" / "baselines"
 

@@ -127,7 +127,7 @@ def report_schema() -> dict[str, Any]:
         "required": ["metric", "lr", "baseline", "measured", "rel", "abs", "worse_is", "worse"],
         "properties": {
             "metric": {"type": "string"},
-            "lr": {"type": ["number", "null"]},
+            "lr": {"type": ["string", "null"], "description": "the LR as the baseline writes it; null: once per sweep"},
             "rel": {"type": "number"},
             "abs": {"type": "number"},
             "worse_is": {"enum": ["higher", "lower"]},
