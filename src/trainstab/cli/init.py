@@ -52,7 +52,7 @@ python3 -m venv .gate-venv
 . .gate-venv/bin/activate
 # A CPU build of torch: a plain "pip install torch" on Linux pulls several GB of CUDA.
 pip install --quiet ${TORCH_INSTALL:-torch --index-url https://download.pytorch.org/whl/cpu}
-pip install --quiet "${TRAINSTAB_INSTALL:-trainstab[test]}"
+pip install --quiet "${TRAINSTAB_INSTALL:-trainstab}" pytest-xdist  # -n 2 below
 # Hypothesis replays the failing examples it saved here first: keep this folder between runs.
 export HYPOTHESIS_STORAGE_DIRECTORY="${HYPOTHESIS_STORAGE_DIRECTORY:-.hypothesis}"
 pytest -n 2 --dist loadgroup --trainstab-report trainstab-report --junitxml trainstab-report/junit.xml "$@"
