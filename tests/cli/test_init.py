@@ -31,7 +31,7 @@ def test_what_init_writes_is_what_the_readme_shows(tmp_path):
     assert (tmp_path / GATE_SCRIPT_PATH).read_text() == script
     assert (tmp_path / GATE_SCRIPT_PATH).stat().st_mode & 0o111  # executable
     assert (tmp_path / WORKFLOW_PATH).read_text() == readme_block("# .github/workflows/stability.yml", "yaml")
-    assert (tmp_path / GATE_SCRIPT_PATH).read_text() == GATE_SCRIPT and WORKFLOW
+    assert (tmp_path / WORKFLOW_PATH).read_text() == WORKFLOW and script == GATE_SCRIPT
     ignored = (tmp_path / ".gitignore").read_text().splitlines()
     assert ignored == ["*.obtained.json", "trainstab-report/", ".gate-venv/", ".hypothesis/"]
 
@@ -112,3 +112,52 @@ def test_nothing_is_written_when_a_step_cannot_be_planned(tmp_path, name):
     (tmp_path / "pyproject.toml").write_text("not toml [")
     assert init(tmp_path) == 2
     assert not (tmp_path / name).exists()
+
+
+def test_a_configuration_in_a_folder_above_is_left_alone(tmp_path):
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -ra\n")  # the monorepo's, one folder up
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert init(repo) == 0
+    assert (tmp_path / "pytest.ini").read_text() == "[pytest]\naddopts = -ra\n"
+    assert (repo / "pytest.ini").read_text().startswith("[pytest]\npythonpath = .\n")
+
+
+def test_a_users_files_keep_their_bytes_line_endings_and_links(tmp_path, capsys):
+    (tmp_path / "pyproject.toml").write_bytes(b'[project]\r\nname = "x"\r\n')
+    real = tmp_path / "shared.gitignore"
+    real.write_bytes(b"caf\xe9.txt\r\n")  # Latin-1, CRLF
+    (tmp_path / ".gitignore").symlink_to(real)
+    assert init(tmp_path) == 0
+    ignored = real.read_bytes()  # written through the link, Latin-1 and CRLF kept
+    assert ignored.startswith(b"caf\xe9.txt\r\n*.obtained.json\r\n") and b"\n" not in ignored.replace(b"\r\n", b"")
+    assert (tmp_path / ".gitignore").is_symlink()
+    pyproject = (tmp_path / "pyproject.toml").read_bytes()
+    assert pyproject.startswith(b'[project]\r\nname = "x"\r\n\r\n[tool.pytest.ini_options]\r\n')
+    assert b"\n" not in pyproject.replace(b"\r\n", b"")
+    capsys.readouterr()
+    assert init(tmp_path) == 0  # and a second run finds everything there, in either line ending
+    assert capsys.readouterr().out.count("unchanged") == 5
+
+
+def test_force_names_where_the_replaced_file_went_and_a_second_ini_init_keeps_nothing_of_its_own(tmp_path, capsys):
+    (tmp_path / "pytest.ini").write_text("[pytest]  # ours\naddopts = -ra\n")
+    mine = tmp_path / TEST_PATH
+    mine.parent.mkdir()
+    mine.write_text("# one\n")
+    (tmp_path / f"{TEST_PATH}.previous").write_text("# an older one\n")
+    assert init(tmp_path, "--force") == 0
+    out = capsys.readouterr().out
+    assert f"wrote {TEST_PATH} (yours is kept as " in out and f"{TEST_PATH}.previous.2)" in out
+    assert (tmp_path / f"{TEST_PATH}.previous.2").read_text() == "# one\n"
+    assert "added pythonpath" in out  # under a header with a comment
+    assert init(tmp_path) == 0
+    assert "kept yours" not in capsys.readouterr().out
+
+
+def test_what_is_in_the_way_is_refused_before_anything_is_written(tmp_path, capsys):
+    (tmp_path / "stability").write_text("a file where the folder goes")
+    assert init(tmp_path) == 2
+    assert "is a file where trainstab init writes the folder stability/" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stability"]
+    assert main(["init", "--model", "hf:llama", "--folder", str(tmp_path)]) == 2

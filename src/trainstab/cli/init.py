@@ -123,85 +123,148 @@ def _ini_lines(keys: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Step:
-    """One file init writes or leaves: what it says, and the write (None: nothing to write)."""
+    """One file init writes or leaves: what it says, and the write (None: nothing to write).
+
+    ``write`` returns what it adds to the line said (where a replaced file was kept).
+    """
 
     said: str
-    write: Callable[[], None] | None = None
-    in_the_way: bool = False  # a user's file differs: shown, not written (exit 1 unless --force)
+    write: Callable[[], str] | None = None
+    in_the_way: bool = False  # a user's file is in the way: shown, nothing written over it (exit 1)
+
+
+def _read(path: Path) -> bytes | None:
+    """A user's file as it is, byte for byte (None: there is none); one that cannot be read is bad input."""
+    if path.is_symlink() and not path.exists():
+        raise TrainstabError(f"{shown(path)} is a broken link; fix or remove it, then rerun trainstab init")
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise TrainstabError(f"{shown(path)} is not a file; move it aside, then rerun trainstab init")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise TrainstabError(f"cannot read {shown(path)} ({error.strerror or error})") from None
+
+
+def _newline(data: bytes) -> bytes:
+    """The file's own line ending: CRLF when it uses one, else LF."""
+    return b"\r\n" if b"\r\n" in data else b"\n"
+
+
+def _in_its_style(text: str, data: bytes) -> bytes:
+    """``text`` (LF, UTF-8) as bytes with the line endings of the file ``data`` came from."""
+    return text.encode().replace(b"\n", _newline(data))
+
+
+def _write_into(path: Path, data: bytes) -> None:
+    """Write a user's edited file: through a link to the file it points at, keeping its mode, never half a file."""
+    write_atomically(path.resolve(), data, keep=False)
+
+
+def _check_room(folder: Path, name: str) -> None:
+    """Refuse, before anything is written, a file init would write whose folder is taken by a file."""
+    for parent in reversed((folder / name).relative_to(folder).parents):
+        place = folder / parent
+        if place.exists() and not place.is_dir():
+            raise TrainstabError(f"{shown(place)} is a file where trainstab init writes the folder {parent}/")
 
 
 def _own_file(folder: Path, name: str, text: str, force: bool, executable: bool = False) -> Step:
     """A file whose whole content is trainstab's: created, unchanged, or (differing) shown and kept."""
     path = folder / name
+    _check_room(folder, name)
 
-    def write() -> None:
+    def write() -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(path, text)  # a file already there is kept as <name>.previous
+        kept = write_text_atomically(path, text)  # a file already there is kept aside, never over another
         if executable:
             path.chmod(path.stat().st_mode | 0o111)
+        return f" (yours is kept as {shown(kept)})" if kept is not None else ""
 
-    if not path.exists():
+    current = _read(path)
+    if current is None:
         return Step(f"created {name}", write)
-    current = path.read_text(errors="replace")
-    if current == text:
+    if current == text.encode():
         return Step(f"unchanged {name}")
     if force:
-        return Step(f"wrote {name} (yours is kept as {name}.previous)", write)
-    diff = "".join(
-        difflib.unified_diff(
-            current.splitlines(keepends=True), text.splitlines(keepends=True), f"{name} (yours)", f"{name} (trainstab)"
-        )
-    )
+        return Step(f"wrote {name}", write)
+    yours = current.decode(errors="replace").splitlines(keepends=True)
+    theirs = text.splitlines(keepends=True)
+    diff = "".join(difflib.unified_diff(yours, theirs, f"{name} (yours)", f"{name} (trainstab)"))
     return Step(f"kept your {name}: it differs from trainstab's (--force writes trainstab's):\n{diff}", in_the_way=True)
 
 
 def _gitignore(folder: Path) -> Step:
-    """``.gitignore`` gains the lines it lacks (created when there is none)."""
+    """``.gitignore`` gains the lines it lacks (created when there is none); the rest stays byte for byte."""
     path = folder / ".gitignore"
-    current = path.read_text(errors="replace") if path.exists() else ""
-    missing = [line for line in GITIGNORE_LINES if line not in current.splitlines()]
+    current = _read(path) or b""
+    present = {line.strip() for line in current.decode(errors="replace").splitlines()}
+    missing = [line for line in GITIGNORE_LINES if line not in present]
     if not missing:
         return Step("unchanged .gitignore")
 
-    def write() -> None:
-        joined = current if not current or current.endswith("\n") else current + "\n"
-        write_atomically(path, joined + "\n".join(missing) + "\n", keep=False)
+    def write() -> str:
+        ending = b"" if not current or current.endswith(b"\n") else _newline(current)
+        _write_into(path, current + ending + _in_its_style("\n".join(missing) + "\n", current))
+        return ""
 
     return Step(f"added {', '.join(missing)} to .gitignore", write)
 
 
+#: The configuration files init adds keys to, and the header of the table they go under.
+HEADERS = {"pyproject.toml": "[tool.pytest.ini_options]", "pytest.ini": "[pytest]", ".pytest.ini": "[pytest]"}
+
+
+def _same(key: str, value: Any) -> bool:
+    """Whether a configured value is trainstab's (an ini file's text ``.`` for the list ``["."]``)."""
+    wanted = PYTEST_KEYS[key][0]
+    if isinstance(wanted, list) and isinstance(value, str):
+        return value.split() == wanted
+    return bool(value == wanted)
+
+
 def _configuration(folder: Path, model: str) -> Step:
-    """The pytest configuration gains the keys it lacks, in the file pytest reads from ``folder``."""
+    """The pytest configuration of ``folder`` gains the keys it lacks. One in a folder above is left alone (its
+    relative paths would not be this repository's): the keys go into ``folder``'s own file."""
     _, path, config = discover(folder)
     pyproject = folder / "pyproject.toml"
-    if path is None or (path == pyproject and not _has_pytest_table(pyproject)):
-        if pyproject.exists():  # a pyproject.toml without a pytest table: the table goes at its end
-            text = pyproject.read_text()
-            addition = ("\n" if text.endswith("\n") else "\n\n") + "[tool.pytest.ini_options]\n" + pytest_table(model)
+    if path is None or path.parent != folder or (path == pyproject and not _has_pytest_table(pyproject)):
+        existing = _read(pyproject)
+        if existing is not None:  # a pyproject.toml without a pytest table: the table goes at its end
+            data = existing
+            table = "[tool.pytest.ini_options]\n" + pytest_table(model)
+            ending = b"" if data.endswith(b"\n") else _newline(data)
 
-            def append() -> None:
-                write_atomically(pyproject, text + addition, keep=False)
+            def append() -> str:
+                _write_into(pyproject, data + ending + _in_its_style("\n" + table, data))
+                return ""
 
             return Step("added [tool.pytest.ini_options] to pyproject.toml", append)
         return _own_file(folder, "pytest.ini", "[pytest]\n" + _ini_lines(list(PYTEST_KEYS)), force=False)
     missing = [key for key in PYTEST_KEYS if key not in config]
-    differing = [key for key in PYTEST_KEYS if key in config and plain(config[key]) != PYTEST_KEYS[key][0]]
+    differing = [key for key in PYTEST_KEYS if key in config and not _same(key, plain(config[key]))]
     kept = [f"{key} = {plain(config[key])!r}" for key in differing]
     note = f"; kept yours: {', '.join(kept)}" if kept else ""
     if not missing:
         return Step(f"unchanged the pytest configuration in {shown(path)}{note}")
-    text = path.read_text()
-    headers = {"pyproject.toml": "[tool.pytest.ini_options]", "pytest.ini": "[pytest]"}
-    header = headers.get(path.name)
-    lines = text.splitlines(keepends=True)
-    at = next((i for i, line in enumerate(lines) if line.strip() == header), None) if header else None
-    if at is None:  # tox.ini, setup.cfg, [tool.pytest], pytest.toml: shown, for the user to add
-        shown_lines = pytest_table(model, missing) if path.suffix == ".toml" else _ini_lines(missing)
-        return Step(f"add these keys to the pytest configuration in {shown(path)}:\n{shown_lines}", in_the_way=True)
+    data = _read(path) or b""
+    lines = data.splitlines(keepends=True)
+    header = HEADERS.get(path.name)
+    at = next(
+        (i for i, line in enumerate(lines) if line.decode(errors="replace").split("#")[0].strip() == header), None
+    )
     added = pytest_table(model, missing) if path.suffix == ".toml" else _ini_lines(missing)
+    if header is None or at is None:  # tox.ini, setup.cfg, [tool.pytest], pytest.toml: shown, for the user to add
+        return Step(
+            f"add these keys to the pytest configuration in {shown(path)} by hand (trainstab init edits "
+            f"{' or '.join(HEADERS)} only):\n{added}",
+            in_the_way=True,
+        )
 
-    def insert() -> None:
-        write_atomically(path, "".join([*lines[: at + 1], added, *lines[at + 1 :]]), keep=False)
+    def insert() -> str:
+        _write_into(path, b"".join([*lines[: at + 1], _in_its_style(added, data), *lines[at + 1 :]]))
+        return ""
 
     return Step(f"added {', '.join(missing)} to {header} in {shown(path)}{note}", insert)
 
@@ -209,8 +272,8 @@ def _configuration(folder: Path, model: str) -> Step:
 def _has_pytest_table(pyproject: Path) -> bool:
     """Whether ``pyproject`` holds a ``[tool.pytest...]`` table (pytest reads a pyproject.toml without one too)."""
     try:
-        data = tomllib.loads(pyproject.read_text())
-    except tomllib.TOMLDecodeError as error:
+        data = tomllib.loads((_read(pyproject) or b"").decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise TrainstabError(f"{shown(pyproject)} is not valid TOML ({error}); fix it, then rerun") from None
     return "pytest" in data.get("tool", {})
 
@@ -238,13 +301,16 @@ def _model(given: str | None) -> str:
     if given is None:
         if not sys.stdin.isatty():
             raise TrainstabError("trainstab init needs your model factory: --model package.module:callable")
-        given = input("your model factory (package.module:callable): ").strip()
+        try:
+            given = input("your model factory (package.module:callable): ").strip()
+        except EOFError:
+            raise TrainstabError("trainstab init needs your model factory: --model package.module:callable") from None
     name = canonical_model_name(given)
     base, _ = split_model_name(name)
-    if ":" not in base:
+    if ":" not in base or base.startswith("hf:"):
         raise TrainstabError(
             f"--model {given!r}: give your own factory as package.module:callable (the file trainstab init writes "
-            "tests your model; the built-in ones are tested already)"
+            "tests your model; the built-in and hf: models are tested already)"
         )
     return name
 
@@ -256,9 +322,8 @@ def run_init_command(args: argparse.Namespace, console: Console) -> int:
         raise TrainstabError(f"--folder {shown(folder)} is not a folder")
     steps = plan(folder, _model(args.model), args.force)
     for step in steps:
-        if step.write is not None:
-            step.write()
-        console.print(step.said, markup=False, highlight=False, soft_wrap=True)
+        added = step.write() if step.write is not None else ""
+        console.print(step.said + added, markup=False, highlight=False, soft_wrap=True)
     if any(step.in_the_way for step in steps):
         return EXIT_FAILED
     console.print(

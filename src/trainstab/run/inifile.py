@@ -88,6 +88,8 @@ def discover(folder: Path) -> tuple[Path, Path | None, dict[str, Any]]:
         rootdir, path, config, *_ = determine_setup(**arguments)
     except (pytest.UsageError, pytest.fail.Exception) as error:  # an unreadable file; [pytest] in setup.cfg
         raise TrainstabError(f"the pytest configuration: {error}") from None
+    except ValueError as error:  # a file that is not UTF-8 (UnicodeDecodeError), or not what its kind should be
+        raise TrainstabError(f"the pytest configuration cannot be read: {error}") from None
     return rootdir, path, dict(config)
 
 
