@@ -2,13 +2,14 @@
 
 A page holds a marker such as ``<!-- trainstab:options -->``; :func:`on_page_markdown` replaces it with markdown
 generated from what defines the fact (the option table, the check registry, the parsers, the config records),
-so the reference cannot drift from the code. ``tests/test_docs.py`` builds the site with ``--strict``.
+so the reference cannot drift from the code. ``tests/docs/test_site.py`` builds the site with ``--strict``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import html
 import inspect
 import io
 import json
@@ -25,14 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def _options() -> str:
     """Every option: its pytest flag and ini key, the commands whose CLI flag it is, what it does, its default."""
     from trainstab.cli.main import CHECK_OPTIONS, FORECAST_OPTIONS, FUZZ_OPTIONS, SWEEP_OPTIONS
-    from trainstab.run.options import OPTIONS
+    from trainstab.run.options import OPTIONS, PYTEST_FLAGS
 
     commands = {"sweep": SWEEP_OPTIONS, "check": CHECK_OPTIONS, "fuzz": FUZZ_OPTIONS, "forecast": FORECAST_OPTIONS}
     rows = ["| pytest flag | ini key | `trainstab` commands | what it sets |", "| --- | --- | --- | --- |"]
     for option in OPTIONS:
         taking = ", ".join(name for name, names in commands.items() if option.name in names)
         rows.append(
-            f"| `--trainstab-{option.name}` | `{option.key}` | {taking or '-'} (`--{option.name}`) "
+            f"| `{PYTEST_FLAGS}{option.name}` | `{option.key}` | {taking or '-'} (`--{option.name}`) "
             f"| {_cell(option.described())} |"
         )
     rows += [
@@ -47,7 +48,7 @@ def _options() -> str:
 
 def _cell(text: str) -> str:
     """Text for a markdown table cell."""
-    return _markdown(text).replace("|", "\\|").replace("\n", " ")
+    return html.escape(_markdown(text), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _markdown(text: str) -> str:
@@ -91,6 +92,7 @@ def _checks() -> str:
     """Every check: its group, what it reads, whether it is report-only and why, its metrics and tolerances."""
     from trainstab.checks.battery import BATTERY
     from trainstab.checks.scaling import MUP_CHECKS, PAIRED_CHECKS, STABILITY_FORECASTS
+    from trainstab.run.options import PYTEST_FLAGS
 
     groups = [
         ("The battery (the default set)", BATTERY),
@@ -107,7 +109,7 @@ def _checks() -> str:
             reads = ", ".join(check.reads) or "-"
             report_only = _cell(check.report_only)
             own = [*check.options, *(f"{ladder}s" for ladder in ("width", "depth") if ladder in check.reads)]
-            flags = ", ".join(f"`--trainstab-{option}`" for option in own) or "-"
+            flags = ", ".join(f"`{PYTEST_FLAGS}{option}`" for option in own) or "-"
             out.append(f"| `{name}` | {_cell(doc)} | {reads} | {report_only or 'no'} | {flags} |")
         out.append("")
     out += ["### Metrics recorded in baselines", "", "| check | metric | per LR | kind | tolerance |",
@@ -134,6 +136,10 @@ def _cli() -> str:
     out = ["```text", parser.format_help().rstrip(), "```", ""]
     for name, command in subparsers.choices.items():
         out += [f"## `trainstab {name}`", "", "```text", command.format_help().rstrip(), "```", ""]
+        for action in command._actions:  # a command with actions of its own: trainstab baselines validate
+            if isinstance(action, argparse._SubParsersAction):
+                for inner, nested in action.choices.items():
+                    out += [f"### `trainstab {name} {inner}`", "", "```text", nested.format_help().rstrip(), "```", ""]
     return "\n".join(out)
 
 

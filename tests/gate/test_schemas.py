@@ -127,3 +127,31 @@ def test_the_readmes_pre_commit_hook_runs_the_command_on_the_folder_init_configu
     (pytester.path / "stability" / "baselines" / "reference" / "log_z.json").write_text("{")
     result = subprocess.run(command, cwd=pytester.path, capture_output=True, text=True, check=False)
     assert result.returncode == 1 and "log_z.json: " in result.stdout
+
+
+def test_links_are_read_as_a_run_reads_them(tmp_path, capsys):
+    folder = tmp_path / "baselines"
+    shutil.copytree(COMMITTED, tmp_path / "elsewhere")
+    folder.mkdir()
+    (folder / "reference").symlink_to(tmp_path / "elsewhere" / "reference")  # a linked model folder: read
+    (tmp_path / "elsewhere" / "reference" / "log_z.json").rename(tmp_path / "moved.json")
+    (tmp_path / "elsewhere" / "reference" / "log_z.json").symlink_to(tmp_path / "nowhere.json")  # dangling
+    (folder / "loop").symlink_to(folder)  # a link back up: walked once
+    assert main(["baselines", "validate", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "log_z.json: is a broken link: a run would see no baseline here" in out
+    assert "1 of 7 baseline file(s)" in out
+
+
+def test_an_empty_folder_says_there_is_nothing_to_validate(tmp_path, capsys):
+    assert main(["baselines", "validate", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("no baseline file in ")
+
+
+def test_a_teams_metric_tolerance_fits_the_schema_and_a_turned_battery_one_does_not():
+    data = json.loads((COMMITTED / "reference" / "attention_logits.json").read_text())
+    data["tolerances"]["attention_below_100"] = {"rel": 0.1, "abs": 0.0, "worse": "higher"}  # a team's check
+    jsonschema.validate(data, baseline_schema())
+    data["tolerances"]["attention_below_100"]["worse"] = "sideways"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, baseline_schema())

@@ -144,3 +144,13 @@ def test_the_step_and_seed_limits_are_stated_once_for_flags_and_set_values():
         validate(SweepConfig(train=TrainConfig(seed=MAX_SEED + 1)))
     with pytest.raises(TrainstabError, match=r"^--trainstab-steps='1000001': expected a whole number of steps"):
         parse_options({"steps": ("--trainstab-steps", str(MAX_STEPS + 1))})
+
+
+def test_a_run_option_field_that_no_one_declares_is_named_with_the_fix(monkeypatch):
+    @dataclasses.dataclass(frozen=True)
+    class Widened(RunOptions):
+        undeclared: float | None = None
+
+    monkeypatch.setattr("trainstab.run.options.RunOptions", Widened)
+    with pytest.raises(TypeError, match=r"RunOptions.undeclared is no option: declare it with option\(\)"):
+        _table()

@@ -17,7 +17,13 @@ from trainstab.run.options import options_from
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``baselines`` command's own arguments: its action and the folder."""
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    validate = actions.add_parser("validate", help="read every baseline as a run would; one line per problem")
+    validate = actions.add_parser(
+        "validate",
+        help="read every baseline as a run would; one line per problem",
+        description=parser.description,
+        epilog=parser.epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     validate.add_argument(
         "folder",
         nargs="?",
@@ -58,5 +64,9 @@ def run_baselines_command(args: argparse.Namespace, console: Console) -> int:
             soft_wrap=True,
         )
         return EXIT_FAILED
-    console.print(f"{count} baseline file(s) in {shown(folder)}: every one valid", markup=False, soft_wrap=True)
+    if count == 0:
+        said = f"no baseline file in {shown(folder)} (a baseline is <folder>/<model label>/<check>.json)"
+    else:
+        said = f"{count} baseline file(s) in {shown(folder)}: every one valid"
+    console.print(said, markup=False, soft_wrap=True)
     return EXIT_PASSED

@@ -1,11 +1,12 @@
-"""``trainstab init``: scaffold a user's repository with what the README's "Gating merges" section shows.
+"""``trainstab init``: scaffold a user's repository with what the tutorial and the CI guide show.
 
 It writes the test file for the user's factory, the pytest configuration keys, the ``.gitignore`` lines, the CI
 script and a GitHub Actions workflow. It never changes what a user wrote: a file of its own that is already there
 with other content is left as it is, its diff shown, and the command exits 1 (``--force`` writes trainstab's,
 keeping the user's as ``<name>.previous``); the configuration file and ``.gitignore`` only gain the keys and lines
-they lack (a key the user set to another value is kept, and named). The texts are the README's, which
-``tests/end_to_end/test_init_in_a_user_repo.py`` holds equal to these.
+they lack (a key the user set to another value is kept, and named). The texts are those the README and the
+documentation show, which ``tests/cli/test_init.py`` holds equal to these; the whole path in a fresh git
+repository is ``tests/end_to_end/test_init_in_a_user_repo.py``.
 """
 
 from __future__ import annotations

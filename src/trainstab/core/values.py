@@ -35,7 +35,7 @@ _Parser = TypeVar("_Parser", bound=Callable[[Any], Any])
 
 #: What each parser accepts, in words (text, or a function giving it where the words name a list known later),
 #: and the TOML array a configuration file may write instead of comma-separated text.
-_ACCEPTS: dict[str, tuple[str | Callable[[], str], str | None]] = {}
+_ACCEPTS: dict[Callable[[Any], Any], tuple[str | Callable[[], str], str | None]] = {}
 
 
 def accepts(words: str | Callable[[], str], array: str | None = None) -> Callable[[_Parser], _Parser]:
@@ -43,7 +43,7 @@ def accepts(words: str | Callable[[], str], array: str | None = None) -> Callabl
     array a file may hold instead (``"[32, 48, 64]"``): what :func:`expected` says about it."""
 
     def marked(parse: _Parser) -> _Parser:
-        _ACCEPTS[parse.__qualname__] = (words, array)
+        _ACCEPTS[parse] = (words, array)
         return parse
 
     return marked
@@ -51,7 +51,7 @@ def accepts(words: str | Callable[[], str], array: str | None = None) -> Callabl
 
 def expected(parse: Callable[[Any], Any], in_a_file: bool = False) -> str:
     """What ``parse`` accepts, in words ("a finite number above 0"); a file may also hold arrays."""
-    words, example = _ACCEPTS.get(parse.__qualname__, (parse.__name__, None))
+    words, example = _ACCEPTS.get(parse, (parse.__name__, None))
     said = words if isinstance(words, str) else words()
     return f"{said}, or a TOML array such as {example}" if in_a_file and example else said
 

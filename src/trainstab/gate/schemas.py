@@ -57,6 +57,19 @@ def _tolerance_schema(metric: Metric) -> dict[str, Any]:
     }
 
 
+#: The tolerance of a metric the battery does not define (a team's registered check): its direction is the team's.
+_TEAM_TOLERANCE = {
+    "type": "object",
+    "required": ["rel", "abs", "worse"],
+    "additionalProperties": False,
+    "properties": {
+        "rel": {"type": "number", "minimum": 0, "maximum": MAX_TOLERANCE},
+        "abs": {"type": "number", "minimum": 0, "maximum": MAX_TOLERANCE},
+        "worse": {"enum": ["higher", "lower"]},
+    },
+}
+
+
 def baseline_schema() -> dict[str, Any]:
     """The JSON Schema of a baseline file of a battery check (format :data:`FORMAT_VERSION`).
 
@@ -110,8 +123,8 @@ def baseline_schema() -> dict[str, Any]:
             "tolerances": {
                 "type": "object",
                 "description": "per gated metric, how far a run may move before it fails (a team may widen them)",
-                "additionalProperties": False,
                 "properties": {name: _tolerance_schema(metric) for name, metric in gated.items()},
+                "additionalProperties": _TEAM_TOLERANCE,  # a team's registered check gates its own metrics
             },
             "metrics": {"type": "object", "description": "what the check recorded, by metric"},
         },

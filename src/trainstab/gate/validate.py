@@ -9,6 +9,7 @@ say: each per-LR metric has exactly the protocol's LRs, every number is finite, 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +31,18 @@ class Problem:
 
 
 def baseline_files(folder: Path) -> list[Path]:
-    """Every file of ``folder`` a run would read as a baseline, sorted: ``*.json`` below it, except the
-    ``*.obtained.json`` a mismatching run writes beside a baseline (never committed)."""
-    return sorted(path for path in folder.rglob("*.json") if not path.name.endswith(".obtained.json"))
+    """Every file of ``folder`` a run would read as a baseline, sorted: ``*.json`` below it (through linked
+    folders, as a run reads them; each real folder once), except the ``*.obtained.json`` a mismatching run writes
+    beside a baseline (never committed)."""
+    found, seen = [], set()
+    for where, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(where)
+        if real in seen:  # a link back up the tree: walked once
+            folders.clear()
+            continue
+        seen.add(real)
+        found += [Path(where) / name for name in files if name.endswith(".json")]
+    return sorted(path for path in found if not path.name.endswith(".obtained.json"))
 
 
 def validate_folder(folder: Path) -> tuple[int, list[Problem]]:
@@ -57,7 +67,10 @@ def validate_folder(folder: Path) -> tuple[int, list[Problem]]:
         except BaselineError as error:
             problems.append(Problem(path, error.problem))
             continue
-        if baseline is not None and file_name(baseline.data["model"]) != path.parent.name:
+        if baseline is None:  # a link to nothing: a run would find no baseline there and record a new one
+            problems.append(Problem(path, "is a broken link: a run would see no baseline here"))
+            continue
+        if file_name(baseline.data["model"]) != path.parent.name:
             where = file_name(baseline.data["model"])
             problems.append(Problem(path, f'"model" is {baseline.data["model"]!r}, whose baselines live in {where}/'))
     return len(files), problems

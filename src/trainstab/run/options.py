@@ -224,6 +224,11 @@ def _table() -> tuple[Option, ...]:
         where = declared.pop(name, [])
         helped = [spec for _, _, spec in where if spec.help]
         parsers = {spec.parse for _, _, spec in where}
+        if not where:
+            raise TypeError(
+                f"RunOptions.{run_field.name} is no option: declare it with option() on the record it sets (or on "
+                "RunOptions), or add it to NOT_IN_THE_TABLE"
+            )
         if len(helped) != 1 or len(parsers) != 1:
             raise TypeError(f"option {name!r}: declared with help {len(helped)} times and {len(parsers)} parsers")
         sets = tuple((record, field_name) for record, field_name, _ in where if record is not RunOptions)
