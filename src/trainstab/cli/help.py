@@ -15,9 +15,13 @@ from trainstab.core.errors import (
     EXIT_PASSED,
 )
 
+#: The commands that train nothing, and so never exit 3 (a crash in training) or 4 (inconclusive).
+TRAINING_FREE = frozenset({"init", "baselines"})
 
-def exit_status(failed: str) -> str:
-    """The exit-status block of a subcommand's help; ``failed`` says what status 1 means there."""
+
+def exit_status(failed: str, trains: bool = True) -> str:
+    """The exit-status block of a subcommand's help; ``failed`` says what status 1 means there; a command that
+    ``trains`` nothing lists no crash or inconclusive status."""
     rows = (
         (EXIT_PASSED, "success"),
         (EXIT_FAILED, failed),
@@ -26,7 +30,8 @@ def exit_status(failed: str) -> str:
         (EXIT_INCONCLUSIVE, "inconclusive: it trained, but cannot answer (a refused forecast, --time-limit-seconds)"),
         (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
     )
-    return "exit status:\n" + "\n".join(f"  {code:<3}  {meaning}" for code, meaning in rows)
+    shown = [(code, meaning) for code, meaning in rows if trains or code not in (EXIT_CRASHED, EXIT_INCONCLUSIVE)]
+    return "exit status:\n" + "\n".join(f"  {code:<3}  {meaning}" for code, meaning in shown)
 
 
 #: Per subcommand: (description, example, what status 1 means there).
@@ -60,7 +65,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "never changed: a differing one is shown as a diff and kept (--force writes trainstab's, keeping yours\n"
         "as <name>.previous); the configuration and .gitignore only gain what they lack.",
         "trainstab init --model mypkg.models:build",
-        "a file of yours is in the way: its diff is shown, nothing was written over it",
+        "a file of yours is in the way (its diff, or the keys to add by hand, shown): nothing was written over it",
     ),
     "baselines": (
         "Check a folder of committed baselines without training: every file read as a run reads it, one line per\n"
@@ -79,7 +84,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 def epilog(command: str) -> str:
     """The text after a subcommand's options: an example, then its exit statuses."""
     _, example, failed = COMMANDS[command]
-    return f"example:\n  {example}\n\n{exit_status(failed)}"
+    return f"example:\n  {example}\n\n{exit_status(failed, trains=command not in TRAINING_FREE)}"
 
 
 def description(command: str) -> str:
