@@ -360,3 +360,11 @@ def test_a_crash_in_a_ray_task_is_the_same_crash(monkeypatch):
     finally:
         ray.shutdown()
     assert str(raised.value).startswith("model 'bad_models:crashes_at_step[step=3]' crashed at step 3 of 5 (lr=0.01)")
+
+
+@pytest.mark.parametrize("command", [["init"], ["baselines"], ["baselines", "validate"]])
+def test_the_commands_that_train_nothing_list_no_crash_or_inconclusive_status(capsys, command):
+    assert _run([*command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"example:\n  trainstab {command[0]}" in out and "\n  0    success" in out and "\n  2    bad input" in out
+    assert "\n  3    " not in out and "\n  4    " not in out
