@@ -29,6 +29,9 @@ from trainstab.core.process_state import _watched
 from trainstab.run.options import OPTIONS, PATH_OPTIONS, text
 from user_project import USER_MODELS
 
+# The long tier (`pytest -m long`, after the README's command in .ci/run):
+# pytest runs that start a Ray, and models that move the working folder.
+pytestmark = pytest.mark.long
 pytest_plugins = ["pytester"]
 
 HAS_RAY = importlib.util.find_spec("ray") is not None

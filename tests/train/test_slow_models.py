@@ -30,6 +30,9 @@ from trainstab.core.errors import EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_PASSED
 from trainstab.run.options import parse_options, time_limits
 from trainstab.train.sweep import _stop, _Watch, pool_context, run_sweeps
 
+# The long tier (`pytest -m long`, after the README's command in .ci/run):
+# models that sleep through their steps, and runs stopped at their time limit.
+pytestmark = pytest.mark.long
 pytest_plugins = ["pytester"]
 
 TESTS = Path(__file__).parents[1]
