@@ -26,7 +26,8 @@ from trainstab.core import hypothesis_profiles
 from trainstab.core.errors import EXIT_BAD_INPUT, TrainstabError
 from trainstab.core.files import set_invocation_folder, shown
 from trainstab.core.process_state import _watched
-from trainstab.run.options import OPTIONS, PATH_OPTIONS, text
+from trainstab.core.values import text
+from trainstab.run.options import OPTIONS, PATH_OPTIONS
 from user_project import USER_MODELS
 
 # The long tier (`pytest -m long`, after the README's command in .ci/run):

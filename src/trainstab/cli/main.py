@@ -77,6 +77,7 @@ from trainstab.core.ladder import run_ladder, width_configs
 from trainstab.core.process_state import ProcessState, warning_text
 from trainstab.core.ray_address import check_cluster_reachable, keep_local_ray_on_loopback
 from trainstab.core.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
+from trainstab.core.values import expected, positive, positive_int, seed
 from trainstab.gate.baseline import header_lines
 from trainstab.gate.report import model_curves, write_report
 from trainstab.gate.verdict import Verdict, judge
@@ -87,15 +88,11 @@ from trainstab.run.options import (
     OPTIONS,
     ModelUnderTest,
     RunOptions,
-    expected,
     options_from,
     policy_from,
-    positive,
-    positive_int,
     run_seed,
     scaling_plan,
     scaling_thresholds,
-    seed,
     sweep_config,
     time_limits,
     with_absolute_paths,

@@ -41,11 +41,6 @@ from trainstab.core.option_fields import CLI_FLAGS as CLI_FLAGS
 from trainstab.core.option_fields import INI_PREFIX, OptionSpec, declared_options, option
 from trainstab.core.option_fields import PYTEST_FLAGS as PYTEST_FLAGS
 from trainstab.core.values import Executor, Precision, number
-from trainstab.core.values import expected as expected
-from trainstab.core.values import positive as positive
-from trainstab.core.values import positive_int as positive_int
-from trainstab.core.values import seed as seed
-from trainstab.core.values import text as text
 from trainstab.run.overrides import apply_overrides
 
 if TYPE_CHECKING:  # the front ends read it (with pytest); this module only takes it
@@ -259,7 +254,8 @@ def parse_options(
         source, value = raw.get(row.name, (row.key, None))
         on_command_line = source.startswith("--")
         if value == "" and on_command_line:  # --lrs '' on a command line: a mistake, not "the default"
-            raise TrainstabError(f"{source} is empty; give a value ({expected(row.parse)}) or leave the flag out")
+            accepted = values.expected(row.parse)
+            raise TrainstabError(f"{source} is empty; give a value ({accepted}) or leave the flag out")
         if value is None or value == "":
             continue  # the default applies
         try:
@@ -267,7 +263,8 @@ def parse_options(
         except ValueError as error:
             wrong_type = f", not {error.kind}" if isinstance(error, values.NotAccepted) else ""
             raise TrainstabError(
-                f"{source}={values.written(value)}: expected {expected(row.parse, not on_command_line)}{wrong_type}"
+                f"{source}={values.written(value)}: expected "
+                f"{values.expected(row.parse, not on_command_line)}{wrong_type}"
             ) from None
     if typed.get("executor") == "ray" and typed.get("time_limit_seconds") is not None:
         # Refused, not ignored: a run given a limit counts on it ending, and Ray's tasks are not watched (yet).
