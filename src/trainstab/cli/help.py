@@ -49,6 +49,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "  trainstab check --checks attention_forecast,z_loss_effect --widths 32,48,64,128",
         "a check failed: the model is unstable (or a file the run owed could not be written)",
     ),
+    "compare": (
+        "Gate the change against its base: train the model as the working tree has it and as a git revision\n"
+        "has it (by default the merge base of HEAD with the default branch), with the same seeds, batches and\n"
+        "LR grid, on --against-seeds seeds each, and compare every check side by side: the head fails where\n"
+        "it is worse than the base by more than the noise of the pair. The absolute bounds (and baselines,\n"
+        "when given) apply too. trainstab check --against REF does the same.",
+        "trainstab compare --model mypkg.models:build --against main",
+        "a check failed: its absolute bound, or the head is worse than the base beyond the pair's noise",
+    ),
     "fuzz": (
         "Search learning rate x width x warm-up for unstable regions (Hypothesis) and map them.",
         "trainstab fuzz --model mypkg.models:build --budget 40 --json fuzz.json --plot fuzz.png",

@@ -44,7 +44,7 @@ from trainstab.checks.registry import (
     sweep_check_names,
 )
 from trainstab.checks.scaling import Evidence
-from trainstab.cli import baselines, init
+from trainstab.cli import baselines, compare, init
 from trainstab.cli.help import description, epilog, exit_status
 from trainstab.cli.progress import Reporter
 from trainstab.cli.terminal import data_output, standard_output_for_data_alone, use_ascii_where_needed
@@ -77,7 +77,9 @@ from trainstab.core.ladder import run_ladder, width_configs
 from trainstab.core.process_state import ProcessState, warning_text
 from trainstab.core.ray_address import check_cluster_reachable, keep_local_ray_on_loopback
 from trainstab.core.results import ATTENTION_DIVERGENCE_LEVEL, SweepResult, sweep_to_dict
+from trainstab.core.revisions import MERGE_BASE
 from trainstab.core.values import expected, positive, positive_int, seed
+from trainstab.gate.against import Pair
 from trainstab.gate.baseline import header_lines
 from trainstab.gate.report import model_curves, write_report
 from trainstab.gate.verdict import Verdict, judge
@@ -89,6 +91,7 @@ from trainstab.run.options import (
     ModelUnderTest,
     RunOptions,
     options_from,
+    paired_rule,
     policy_from,
     run_seed,
     scaling_plan,
@@ -131,8 +134,9 @@ def _add_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> Non
     for name in names:
         option = OPTION_BY_NAME[name]
         metavar = option.name.upper().replace("-", "_")  # --max-lr MAX_LR
+        bare: dict[str, Any] = {"nargs": "?", "const": option.bare} if option.bare is not None else {}  # --against
         parser.add_argument(
-            f"--{option.name}", dest=option.field, default=None, metavar=metavar, help=option.described()
+            f"--{option.name}", dest=option.field, default=None, metavar=metavar, help=option.described(), **bare
         )
 
 
@@ -204,6 +208,25 @@ FORECAST_OPTIONS = (
 FUZZ_SETS = ("width", "warmup_fraction", "weight_decay", "steps", "probe_every")
 
 
+def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``check`` and ``compare``: the plugin's options without the --trainstab- prefix, ``--set``,
+    ``--checks`` and the baseline rewrite flags."""
+    _add_options(parser, CHECK_OPTIONS)
+    _add_overrides(parser, "override a model or training option, e.g. --set qk_layernorm=false")
+    parser.add_argument(
+        "--checks",
+        metavar="NAMES",
+        help=f"comma-separated checks (default: the battery, {', '.join(BATTERY)}, and the checks a team "
+        "registered to run with it: docs/extending.md); also the stability "
+        f"forecasts {', '.join(STABILITY_FORECAST_NAMES)}, the muP checks {', '.join(MUP_CHECK_NAMES)} (standard "
+        f"parameterisation fails them by design) and the paired {', '.join(PAIRED_CHECK_NAMES)}",
+    )
+    rewrite = parser.add_mutually_exclusive_group()
+    rewrite.add_argument("--update-baseline", action="store_true", help="rewrite missing or failing baselines")
+    rewrite.add_argument("--regen-all", action="store_true", help="rewrite every baseline")
+    _add_output_flags(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _Parser(
@@ -226,20 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_flags(sweep)
 
     check = _command(commands, "check", "judge one model with pytest's checks, held to its baselines")
-    _add_options(check, CHECK_OPTIONS)  # the plugin's options, without the --trainstab- prefix
-    _add_overrides(check, "override a model or training option, e.g. --set qk_layernorm=false")
-    check.add_argument(
-        "--checks",
-        metavar="NAMES",
-        help=f"comma-separated checks (default: the battery, {', '.join(BATTERY)}, and the checks a team "
-        "registered to run with it: docs/extending.md); also the stability "
-        f"forecasts {', '.join(STABILITY_FORECAST_NAMES)}, the muP checks {', '.join(MUP_CHECK_NAMES)} (standard "
-        f"parameterisation fails them by design) and the paired {', '.join(PAIRED_CHECK_NAMES)}",
-    )
-    rewrite = check.add_mutually_exclusive_group()
-    rewrite.add_argument("--update-baseline", action="store_true", help="rewrite missing or failing baselines")
-    rewrite.add_argument("--regen-all", action="store_true", help="rewrite every baseline")
-    _add_output_flags(check)
+    _add_check_arguments(check)
+    compared = _command(commands, "compare", "gate the change against its base revision, trained in the same run")
+    _add_check_arguments(compared)
 
     fuzz = _command(commands, "fuzz", "search hyperparameters for unstable regions and map them")
     _add_options(fuzz, FUZZ_OPTIONS)
@@ -523,7 +535,12 @@ class _Sweeps:
 
 
 def _judged(
-    label: str, evidence: Evidence, checks: list[str], options: RunOptions, say: Callable[[str], None]
+    label: str,
+    evidence: Evidence,
+    checks: list[str],
+    options: RunOptions,
+    say: Callable[[str], None],
+    pair: Pair | None = None,
 ) -> tuple[list[Verdict], list[tuple[str, str]]]:
     """Each check's verdict (the pipeline pytest runs), and the checks that could not answer, with why."""
     verdicts, inconclusive = [], []
@@ -531,7 +548,7 @@ def _judged(
         if name == "coordinates":  # trains its own short runs now, one width after the other
             say(f"  coordinate check: training widths {','.join(map(str, evidence.scaling.coordinates.widths))}")
         try:
-            verdicts.extend(judge(label, evidence, [name], options))
+            verdicts.extend(judge(label, evidence, [name], options, pair))
         except Inconclusive as error:
             inconclusive.append((name, str(error)))
     return verdicts, inconclusive
@@ -540,6 +557,8 @@ def _judged(
 def run_check_command(args: argparse.Namespace, console: Console) -> int:
     """``trainstab check``: train what the checks read, judge them, compare with baselines, print the table."""
     options = run_options(args)
+    if args.command == "compare" and options.against is None:  # compare's base: the merge base by default
+        options = dataclasses.replace(options, against=MERGE_BASE)
     checks = chosen_checks(args.checks)
     refuse_idle_flags(args, checks)
     policy_from(options)  # a rewrite flag without a usable baseline folder: refused before training
@@ -549,6 +568,27 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     _preflight(config)
     sweeps = _Sweeps(console, args.no_progress, options.cache, time_limits(options))
     evidence = Evidence(config, scaling_plan(options), sweeps)
+    trainer = compare.open_base(options, config.model_name)  # a revision that does not exist: refused now
+    try:
+        pair = Pair(config, paired_rule(options), sweeps, trainer) if trainer is not None else None
+        return _checked(args, console, options, checks, label, evidence, sweeps, pair)
+    finally:
+        if trainer is not None:
+            trainer.close()  # the base's checkout, also on Ctrl-C
+
+
+def _checked(
+    args: argparse.Namespace,
+    console: Console,
+    options: RunOptions,
+    checks: list[str],
+    label: str,
+    evidence: Evidence,
+    sweeps: _Sweeps,
+    pair: Pair | None,
+) -> int:
+    """The rest of ``trainstab check`` once its inputs are settled: train, judge, print, write; the exit status."""
+    config = evidence.base
     wanted = list(dict.fromkeys(evidence.sweeps_read_by(checks)))  # a ladder the options refuse fails here
     for rung in wanted:
         _preflight(rung)  # every rung too (the largest one's memory): refused before anything trains
@@ -559,7 +599,7 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         check_folder_writable(Path(options.cache), "--cache")
     seed = config.train.seed
     console.print(
-        f"trainstab check: model={label}{options.overrides_shown()} seed={seed} steps={config.train.steps} "
+        f"trainstab {args.command}: model={label}{options.overrides_shown()} seed={seed} steps={config.train.steps} "
         f"lrs={','.join(f'{x:g}' for x in config.lrs)}{placement(config, options)}",
         soft_wrap=True,
     )
@@ -568,13 +608,19 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         console.print(f"configuration: {ini.name} (flags on the command line win)", markup=False, soft_wrap=True)
     for line in header_lines(options):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    sweeps(wanted)  # everything the checks read, as one batch
+    if pair is not None:
+        console.print(compare.header(pair), markup=False, highlight=False, soft_wrap=True)
+    sweeps([*wanted, *(pair.configs if pair is not None else [])])  # everything the checks read, as one batch
     for line in sweeps.cache_lines() if sweeps.uses else []:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if pair is not None:
+        compare.train_base(pair, console)
     progress = Reporter(console, not args.no_progress, "judging")  # its lines only: what it reads is trained
-    verdicts, inconclusive = _judged(label, evidence, checks, options, progress.line)
+    verdicts, inconclusive = _judged(label, evidence, checks, options, progress.line, pair)
     written = [line for verdict in verdicts for line in write_files(verdict.writes, CLI_FLAGS)]
-    console.print(check_table(verdicts, sweeps.seconds))
+    console.print(check_table(verdicts, sweeps.seconds, f"trainstab {args.command}"))
+    if pair is not None:
+        console.print(compare.compare_table(verdicts))
     for verdict in verdicts:
         if not verdict.passed:
             console.print(f"FAIL {verdict.check}: {verdict.failure}", markup=False, highlight=False, soft_wrap=True)
@@ -586,6 +632,8 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
         try:
             header = {"seed": seed, "environment": light_environment(seed)}
             curves = {label: model_curves(label, sweeps.known[config])} if config in sweeps.known else {}
+            if pair is not None and pair.base_sweeps.sweeps:  # the base's curves beside the head's
+                curves[f"{label} @ base"] = model_curves(f"{label} @ base", pair.base_sweeps.sweeps[0])
             files = write_report(report, verdicts, curves, header)
         except OSError as error:
             written.append(f"{WRITE_FAILED} the report in {report} ({error.strerror or error}); check that folder")
@@ -608,9 +656,9 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     return EXIT_INCONCLUSIVE if inconclusive else 0
 
 
-def check_table(verdicts: list[Verdict], seconds: float) -> Table:
+def check_table(verdicts: list[Verdict], seconds: float, title: str = "trainstab check") -> Table:
     """The checks' verdicts: one row per check with value, bound, baseline status and verdict."""
-    table = Table(title="trainstab check", caption=f"training {seconds:.1f} s")
+    table = Table(title=title, caption=f"training {seconds:.1f} s")
     for column, justify in (
         ("check", "left"),
         ("value", "right"),
@@ -874,7 +922,7 @@ def _run_command(args: argparse.Namespace, console: Console, errors: Console) ->
     try:
         if args.command == "sweep":
             return run_sweep_command(args, console)
-        if args.command == "check":
+        if args.command in ("check", "compare"):
             return run_check_command(args, console)
         if args.command == "fuzz":
             return run_fuzz_command(args, console)

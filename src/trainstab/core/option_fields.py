@@ -34,6 +34,7 @@ class OptionSpec:
     name: str  # "max-lr": --trainstab-max-lr, --max-lr, trainstab_max_lr
     parse: Callable[[Any], Any]  # text, or a TOML value (int, float, bool, list) -> typed value; ValueError if bad
     help: str  # "" where another record's field declares the same option with its help
+    bare: str | None = None  # what the flag given without a value means (None: it needs one)
 
 
 def option(
@@ -43,12 +44,13 @@ def option(
     help: str = "",
     *,
     default_factory: Callable[[], Any] | None = None,
+    bare: str | None = None,
 ) -> Any:
     """A dataclass field that an option sets: ``default`` (or ``default_factory``) as a field's, plus the option's
-    ``name``, ``parse`` and ``help`` (module docstring)."""
+    ``name``, ``parse`` and ``help`` (module docstring); ``bare``: the value its flag means when given alone."""
     if not name or parse is None:
         raise TypeError("option() needs the option's name and parser")
-    metadata = {_KEY: OptionSpec(name, parse, help)}
+    metadata = {_KEY: OptionSpec(name, parse, help, bare)}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

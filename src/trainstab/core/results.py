@@ -317,3 +317,5 @@ class Metric:
     per_lr: bool = True
     tolerance: Tolerance | None = None  # None: recorded for people and plots, never gated
     rounded: bool = True  # a "number" to the baselines' significant digits (False: as measured, e.g. an LR)
+    # Compared as log10 against a base revision (trainstab.checks.head_vs_base): a number that spans decades.
+    log_scale: bool = False

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from trainstab.core.errors import TrainstabError
 
+#: The word that names the default base in the ini key and the flag: the merge base with the default branch.
+MERGE_BASE = "merge-base"
 #: The branches tried, in order, when ``origin/HEAD`` does not name the default branch.
 DEFAULT_BRANCHES = ("main", "master", "origin/main", "origin/master")
 
@@ -68,14 +70,17 @@ def default_branch(root: Path) -> str:
 
 
 def resolve(root: Path, named: str | None) -> Revision:
-    """The revision ``named`` (a branch, tag, hash or expression such as ``HEAD~1``), or by default the merge base
-    of ``HEAD`` with the default branch; a one-line error naming it when it does not exist."""
-    if named:
+    """The revision ``named`` (a branch, tag, hash or expression such as ``HEAD~1``), or by default (None, "" or
+    :data:`MERGE_BASE`) the merge base of ``HEAD`` with the default branch; a one-line error naming it when it does
+    not exist."""
+    if named and named != MERGE_BASE:
         found = _git(root, "rev-parse", "--verify", "--quiet", f"{named}^{{commit}}")
         if found.returncode != 0:
+            path = Path(named).exists() or (root / named).exists()
+            hint = f" ({named} is a path: write the flag as --trainstab-against=REF, or put it last)" if path else ""
             raise TrainstabError(
                 f"--trainstab-against {named!r} is not a revision of the repository at {root}: give a branch, tag "
-                "or commit that git rev-parse knows (git fetch it first if it is only on a remote)"
+                f"or commit that git rev-parse knows (git fetch it first if it is only on a remote){hint}"
             )
         return Revision(named, found.stdout.strip(), f"{named} as given")
     branch = default_branch(root)

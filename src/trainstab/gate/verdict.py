@@ -25,18 +25,22 @@ writes, and rebuilds it there with :meth:`Verdict.from_json`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from trainstab.checks.battery import CheckResult, Thresholds, run_check
+from trainstab.checks.battery import Check, CheckResult, Thresholds, run_check
+from trainstab.checks.head_vs_base import Difference, HeadVsBase
+from trainstab.checks.head_vs_base import compare as compare_with_base
 from trainstab.checks.registry import check as registered_check
 from trainstab.checks.registry import report_order, sweep_check_names
 from trainstab.checks.scaling import Evidence
 from trainstab.core.environment import light_environment
 from trainstab.core.files import FileWrite, finite_or_none, shown
 from trainstab.core.results import SweepResult, Tolerance
+from trainstab.gate.against import Pair
 from trainstab.gate.baseline import (
     BaselineError,
     Comparison,
@@ -50,7 +54,14 @@ from trainstab.gate.baseline import (
     recipe_changes,
     to_text,
 )
-from trainstab.run.options import BaselinePolicy, RunOptions, policy_from, scaling_thresholds, thresholds
+from trainstab.run.options import (
+    BaselinePolicy,
+    RunOptions,
+    paired_rule,
+    policy_from,
+    scaling_thresholds,
+    thresholds,
+)
 
 #: ``off``: no baseline folder; ``new``: recorded now; ``passed``: within tolerance; ``worse``: beyond it;
 #: ``incomparable``: measured under another protocol; ``updated``/``regenerated``: rewritten by a flag;
@@ -76,6 +87,12 @@ class Verdict:
     baseline_fails: bool = False  # the baseline part fails the test
     expected_to_fail: bool = False  # an xfail test: a known-unstable model failing as declared
     environment_drift: tuple[str, ...] = ()  # how the baseline's environment differs from this run's (not a row)
+    paired: HeadVsBase | None = None  # the comparison with the base revision (--against); None when off
+
+    @property
+    def paired_fails(self) -> bool:
+        """The head is worse than the base beyond the pair's noise on an asserted check."""
+        return self.paired is not None and self.paired.status == "worse" and self.result.asserted
 
     @property
     def check(self) -> str:
@@ -85,25 +102,29 @@ class Verdict:
     @property
     def passed(self) -> bool:
         """The check passed its bound (or is report-only) and its baseline."""
-        return (self.result.passed or not self.result.asserted) and not self.baseline_fails
+        return (self.result.passed or not self.result.asserted) and not self.baseline_fails and not self.paired_fails
 
     @property
     def verdict(self) -> str:
         """``pass``, ``FAIL``, ``xfail`` (failed as declared), or ``warn``: report-only over its bound or worse."""
         if not self.passed:
             return "xfail" if self.expected_to_fail else "FAIL"
-        return "warn" if self.status == "worse" else self.result.verdict
+        worse_than_base = self.paired is not None and self.paired.status == "worse"
+        return "warn" if self.status == "worse" or worse_than_base else self.result.verdict
 
     @property
     def failure(self) -> str:
         """Why it failed ("" when it passed): the check's own message, then the baseline's."""
         parts = [self.result.message] if not self.result.passed and self.result.asserted else []
-        return "\n".join([*parts, self.message] if self.baseline_fails else parts)
+        parts += [self.message] if self.baseline_fails else []
+        parts += [self.paired.message()] if self.paired_fails and self.paired is not None else []
+        return "\n".join(parts)
 
     @property
     def why(self) -> str:
         """Everything said about it: the check's message, then the baseline's."""
-        return "\n".join(filter(None, (self.result.message, self.message)))
+        paired = self.paired.message() if self.paired is not None else ""
+        return "\n".join(filter(None, (self.result.message, self.message, paired)))
 
     def to_json(self) -> dict[str, Any]:
         """The row as JSON-ready data: the report's ``checks`` entries, and what xdist workers send."""
@@ -141,6 +162,7 @@ class Verdict:
                     for c in self.comparisons
                 ],
             },
+            "against": _paired_json(self.paired),
         }
 
     @classmethod
@@ -183,6 +205,7 @@ class Verdict:
             recorded=baseline["recorded"],
             baseline_fails=baseline["fails"],
             expected_to_fail=row["verdict"] == "xfail",
+            paired=_paired_from_json(row.get("against"), row["check"]),
         )
 
     def junit_properties(self) -> list[tuple[str, object]]:
@@ -202,7 +225,61 @@ class Verdict:
             c = max(worse, key=_overshoot)
             where = f"@lr={c.lr}" if c.lr is not None else ""
             props.append(("trainstab_worst_regression", f"{c.metric}{where}: {c.baseline} -> {c.measured}"))
+        if self.paired is not None:
+            props.append(("trainstab_against", self.paired.against))
+            props.append(("trainstab_against_status", self.paired.status))
+            worst = self.paired.worst
+            if worst is not None:
+                props.append(("trainstab_against_worst", worst.describe()))
         return props
+
+
+def _paired_json(paired: HeadVsBase | None) -> dict[str, Any] | None:
+    """The comparison with the base as report JSON: both sides per seed, the difference and its band."""
+    if paired is None:
+        return None
+    return {
+        "base": paired.against,
+        "status": paired.status,
+        "seeds": list(paired.seeds),
+        "why": paired.why,
+        "differences": [
+            {
+                "statistic": d.statistic,
+                "lr": d.lr,
+                "base": [finite_or_none(v) for v in d.base],
+                "head": [finite_or_none(v) for v in d.head],
+                "difference": finite_or_none(d.difference),
+                "band": finite_or_none(d.band),
+                "scale": d.scale,
+                "worse": d.worse,
+            }
+            for d in paired.differences
+        ],
+    }
+
+
+def _paired_from_json(data: dict[str, Any] | None, check: str) -> HeadVsBase | None:
+    """The comparison a :func:`_paired_json` value describes (non-finite numbers read as NaN)."""
+    if data is None:
+        return None
+
+    def number(value: float | None) -> float:
+        return math.nan if value is None else float(value)
+
+    differences = tuple(
+        Difference(
+            statistic=d["statistic"],
+            lr=d["lr"],
+            base=tuple(number(v) for v in d["base"]),
+            head=tuple(number(v) for v in d["head"]),
+            difference=number(d["difference"]),
+            band=number(d["band"]),
+            scale=d["scale"],
+        )
+        for d in data["differences"]
+    )
+    return HeadVsBase(check, data["status"], data["base"], tuple(data["seeds"]), differences, data["why"])
 
 
 def _overshoot(comparison: Comparison) -> float:
@@ -345,11 +422,19 @@ def _failure_message(
     return "\n".join(lines)
 
 
-def judge(label: str, evidence: Evidence, names: list[str] | tuple[str, ...], options: RunOptions) -> list[Verdict]:
+def judge(
+    label: str,
+    evidence: Evidence,
+    names: list[str] | tuple[str, ...],
+    options: RunOptions,
+    pair: Pair | None = None,
+) -> list[Verdict]:
     """The verdicts of the checks ``names`` on one model, in the order given: the one pipeline of both front ends.
 
     A battery check reads the model's sweep (``evidence.sweep``) and is held to its baseline; a scaling check
-    reads the ladders and has no baseline. Training happens when a check first asks for what it reads.
+    reads the ladders and has no baseline. With ``pair`` (``--against``), a battery check is also compared with
+    the model at the base revision (:mod:`trainstab.checks.head_vs_base`). Training happens when a check first
+    asks for what it reads.
     """
     bounds, scaling_bounds, policy = thresholds(options), scaling_thresholds(options), policy_from(options)
     seed = evidence.base.train.seed
@@ -357,9 +442,22 @@ def judge(label: str, evidence: Evidence, names: list[str] | tuple[str, ...], op
     for name in names:
         check = registered_check(name)
         if check.kind == "scaling":
-            verdicts.append(Verdict(label=label, result=check.run(evidence, scaling_bounds), seed=seed))
+            result = check.run(evidence, scaling_bounds)
+            paired = pair.not_compared(name, "a scaling check is judged by its own bounds") if pair else None
+            verdicts.append(Verdict(label=label, result=result, seed=seed, paired=paired))
             continue
         sweep = evidence.sweep
         result = run_check(check, sweep, bounds)
-        verdicts.append(gate(label=label, result=result, sweep=sweep, bounds=bounds, policy=policy, seed=seed))
+        verdict = gate(label=label, result=result, sweep=sweep, bounds=bounds, policy=policy, seed=seed)
+        if pair is not None:
+            verdict = dataclasses.replace(verdict, paired=_compared(check, pair, bounds, options))
+        verdicts.append(verdict)
     return verdicts
+
+
+def _compared(check: Check, pair: Pair, bounds: Thresholds, options: RunOptions) -> HeadVsBase:
+    """The check on the pair: not compared when the base has no such model, else the paired comparison."""
+    base = pair.base_sweeps
+    if base.absent:
+        return pair.not_compared(check.name, base.absent)
+    return compare_with_base(check, base.sweeps, pair.head_sweeps, bounds, paired_rule(options), pair.against)

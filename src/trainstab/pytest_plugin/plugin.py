@@ -30,6 +30,7 @@ from trainstab.core.ladder import width_configs
 from trainstab.core.option_fields import INI_PREFIX
 from trainstab.core.process_state import ProcessState, warning_text
 from trainstab.core.ray_address import keep_local_ray_on_loopback
+from trainstab.gate.against import BaseTrainer
 from trainstab.gate.baseline import header_lines
 from trainstab.gate.report import write_report
 from trainstab.gate.verdict import Verdict
@@ -49,6 +50,7 @@ from trainstab.run.options import (
     ModelUnderTest,
     RunOptions,
     options_from,
+    paired_rule,
     policy_from,
     run_seed,
     sweep_config,
@@ -67,8 +69,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("trainstab", "training-stability checks (trainstab)")
     for option in OPTIONS:
         help_text = option.described()
+        bare = {"nargs": "?", "const": option.bare} if option.bare is not None else {}  # --trainstab-against
         group.addoption(
-            PYTEST_FLAGS + option.name, dest=option.key, default=None, help=f"{help_text} [ini: {option.key}]"
+            PYTEST_FLAGS + option.name, dest=option.key, default=None, help=f"{help_text} [ini: {option.key}]", **bare
         )
         # No ini type: pytest checks one only in getini, which trainstab does not call. Both front ends read the
         # keys from pytest's own load of the file (trainstab.run.inifile), as the file types them, and the option
@@ -145,6 +148,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     session = Session(options, folder, os.environ.get(SESSION_ENV), made_here, is_worker)
     config.stash[SESSION_KEY] = session
+    if options.against is not None:  # resolved now: a revision that does not exist stops the run before training
+        try:
+            session.base = BaseTrainer(config.rootpath, options.against, options.cache)
+        except TrainstabError as error:
+            raise pytest.UsageError(str(error)) from None
     if not is_worker:  # workers started later inherit the folder's path through the environment too
         os.environ[SESSION_ENV] = str(folder)
         config.pluginmanager.register(VerdictCollector(session), COLLECTOR_NAME)
@@ -172,6 +180,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if SESSION_KEY not in config.stash:
         return
     session = config.stash[SESSION_KEY]
+    if session.base is not None:  # the base's checkout, if this process made one (also after Ctrl-C)
+        session.base.close()
     collector = config.pluginmanager.get_plugin(COLLECTOR_NAME)
     if collector is not None:
         config.pluginmanager.unregister(collector)
@@ -201,6 +211,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
                 f"trainstab: width ladder {','.join(map(str, options.widths))}: about "
                 f"{estimated_bytes(rung) / 2**30:.2g} GiB for width {rung.model.width} (the largest rung)"
             )
+    base = session_of(config).base
+    if base is not None:
+        seeds = paired_rule(options).seeds
+        lines.append(f"trainstab: against {base.name}: {seeds} seeds on each side, from seed {run_seed(options)}")
     return lines + [f"trainstab: {line}" for line in header_lines(options)]
 
 
@@ -386,6 +400,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(
             f"{verdict.label:<36} {verdict.check:<18} {value} {bound} {status:<12} {verdict.verdict}"
         )
+    _paired_rows(terminalreporter, state.verdicts)
     for verdict in state.verdicts:
         if verdict.verdict == "warn":  # report-only checks pass their test; say why they are over
             terminalreporter.write_line(f"trainstab: warn {verdict.label} {verdict.check}: {verdict.why}")
@@ -395,3 +410,30 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(cache_line)
     for note in cache_notes(str(state.options.cache), state.cache_uses):  # what the counts do not say
         terminalreporter.write_line(f"trainstab: {note}")
+
+
+def _paired_rows(terminalreporter: Any, verdicts: list[Verdict]) -> None:
+    """With ``--trainstab-against``: per model and check, the base and the head side by side (the statistic where
+    it is closest to its band), the paired difference, its band and the call."""
+    paired = [v for v in sorted(verdicts, key=lambda v: (v.label, report_order(v.check))) if v.paired is not None]
+    if not paired:
+        return
+    first = paired[0].paired
+    assert first is not None
+    seeds = ",".join(map(str, first.seeds))
+    terminalreporter.write_line(f"trainstab: against {first.against}, seeds {seeds} on each side (means):")
+    header = f"{'model':<36} {'check':<18} {'lr':>6} {'base':>9} {'head':>9} {'difference':>12} {'band':>10} vs base"
+    terminalreporter.write_line(header)
+    for verdict in paired:
+        comparison = verdict.paired
+        assert comparison is not None
+        worst = comparison.worst
+        lr, base, head, moved, band = worst.cells() if worst is not None else ("-",) * 5
+        terminalreporter.write_line(
+            f"{verdict.label:<36} {verdict.check:<18} {lr:>6} {base:>9} {head:>9} {moved:>12} {band:>10} "
+            f"{comparison.status}"
+        )
+    for verdict in paired:
+        comparison = verdict.paired
+        if comparison is not None and comparison.status == "not compared":
+            terminalreporter.write_line(f"trainstab: {verdict.label} {verdict.check}: {comparison.message()}")

@@ -20,6 +20,7 @@ import pytest
 from trainstab.cache.session_cache import CacheUse, check_private
 from trainstab.checks.scaling import Evidence
 from trainstab.core.results import SweepResult
+from trainstab.gate.against import BaseTrainer, Pair
 from trainstab.gate.verdict import Verdict
 from trainstab.run.options import RunOptions
 
@@ -41,6 +42,8 @@ class Session:
     evidence: dict[str, Evidence] = field(default_factory=dict)  # this process's ladders, by sweep and plan
     cache_events: list[CacheUse] = field(default_factory=list)  # this process's cache use, not yet reported
     cache_uses: list[CacheUse] = field(default_factory=list)  # the same, from every process (controller)
+    base: BaseTrainer | None = None  # --trainstab-against: the base revision (each process checks out its own)
+    pairs: dict[str, Pair] = field(default_factory=dict)  # this process's head/base pairs, by sweep
 
     def private_folder(self) -> Path:
         """The sweep cache folder, checked to be private to this user (an error otherwise)."""

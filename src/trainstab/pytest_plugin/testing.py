@@ -49,10 +49,11 @@ from trainstab.core.config import SweepConfig, bundled_corpus_path
 from trainstab.core.environment import trainstab_version
 from trainstab.core.errors import Crash, Inconclusive, ModelCrashed, TrainstabError, TrainstabWarning
 from trainstab.core.results import SweepResult
+from trainstab.gate.against import Pair
 from trainstab.gate.report import model_curves
 from trainstab.gate.verdict import Verdict, judge
 from trainstab.pytest_plugin.session import Session, add_payload, current_item, session_of
-from trainstab.run.options import ModelUnderTest, scaling_plan, sweep_config, time_limits
+from trainstab.run.options import ModelUnderTest, paired_rule, scaling_plan, sweep_config, time_limits
 
 __all__ = [  # ModelUnderTest lives in trainstab.run.options (shared with the CLI) and is re-exported here
     "CHECK_NAMES",  # noqa: F822 (module __getattr__: a team's checks are in it)
@@ -127,7 +128,7 @@ class StabilityCheck:
         crashed: Crash | None = None
         try:
             found = evidence(item.config, sweep_config(options, target))
-            (verdict,) = judge(label, found, [self.name], options)
+            (verdict,) = judge(label, found, [self.name], options, pair_of(item.config, found.base))
         except TrainstabError as error:
             problem = str(error)  # failed outside the except block: no "during handling" chain in the report
         except ModelCrashed as error:
@@ -226,6 +227,19 @@ def evidence(config: pytest.Config, sweep: SweepConfig) -> Evidence:
     return session.evidence[key]
 
 
+def pair_of(config: pytest.Config, sweep: SweepConfig) -> Pair | None:
+    """The model's head and base for ``--trainstab-against`` (None when it is off), shared by its checks in this
+    process: the head's seeds through the session cache, the base's from a checkout (trainstab.gate.against)."""
+    session = session_of(config)
+    if session.base is None:
+        return None
+    key = cache_key(sweep)
+    if key not in session.pairs:
+        rule = paired_rule(session.options)
+        session.pairs[key] = Pair(sweep, rule, lambda seeds: cached_sweeps(config, seeds), session.base)
+    return session.pairs[key]
+
+
 def train_ahead(config: pytest.Config, items: list[pytest.Item]) -> int:
     """Train every sweep the collected checks will read as one batch; the number of sweeps it asked for.
 
@@ -281,7 +295,11 @@ def train_before_the_check(item: pytest.Item) -> None:
         return
     try:
         found = evidence(item.config, sweep_config(session_of(item.config).options, target))
-        cached_sweeps(item.config, found.sweeps_read_by([check.name]))  # what the check's evidence then reads
+        pair = pair_of(item.config, found.base) if registered_check(check.name).kind == "sweep" else None
+        seeds = pair.configs if pair is not None else []
+        cached_sweeps(item.config, [*found.sweeps_read_by([check.name]), *seeds])  # what the check then reads
+        if pair is not None:
+            pair.base_sweeps  # noqa: B018 (the base's sweeps: a base that crashes errors the test here)
         if check.name == "coordinates":  # trains its own short runs, not sweeps
             found.coordinates  # noqa: B018 (computed and kept on the evidence)
     except TrainstabError:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainstab.checks.battery import Thresholds
+from trainstab.checks.head_vs_base import PairedRule
 from trainstab.checks.scaling import ScalingConfig, ScalingThresholds
 from trainstab.core import values
 from trainstab.core.config import PROFILES, SweepConfig, TimeLimits, TrainConfig, validate
@@ -40,6 +41,7 @@ from trainstab.core.model_names import canonical_model_name
 from trainstab.core.option_fields import CLI_FLAGS as CLI_FLAGS
 from trainstab.core.option_fields import INI_PREFIX, OptionSpec, declared_options, option
 from trainstab.core.option_fields import PYTEST_FLAGS as PYTEST_FLAGS
+from trainstab.core.revisions import MERGE_BASE
 from trainstab.core.values import Executor, Precision, number
 from trainstab.run.overrides import apply_overrides
 
@@ -115,6 +117,16 @@ class RunOptions:
     depths: tuple[int, ...] | None = None
     slow_step_seconds: float | None = None
     time_limit_seconds: float | None = None  # None: no limit
+    # Gate the change against a git revision trained in the same run (trainstab.gate.against); None: off.
+    against: str | None = option(
+        None,
+        "against",
+        values.text,
+        f"also compare every check with the model at this git revision, trained in the same run; alone or "
+        f"'{MERGE_BASE}': the merge base of HEAD with the default branch",
+        bare=MERGE_BASE,
+    )
+    against_seeds: int | None = None
     # Not options of the table: each front end has its own flags for them.
     overrides: tuple[str, ...] = ()  # --set / trainstab_set: key=value, in order
     update_baseline: bool = False  # rewrite missing, worse or incomparable baselines, and pass
@@ -144,6 +156,7 @@ RECORDS: dict[type[Any], str] = {
     ScalingThresholds: "the scaling checks",
     ScalingConfig: "the ladders",
     TimeLimits: "the time limits",
+    PairedRule: "the comparison with a base revision",
 }
 
 
@@ -155,6 +168,7 @@ class Option:
     parse: Callable[[Any], Any]  # text, or a TOML value (int, float, bool, list) -> typed value; ValueError if bad
     help: str
     sets: tuple[tuple[type[Any], str], ...] = ()  # (record, field) it sets besides RunOptions.<field>
+    bare: str | None = None  # what the flag given without a value means (None: it needs one)
 
     @property
     def field(self) -> str:
@@ -227,7 +241,7 @@ def _table() -> tuple[Option, ...]:
         if len(helped) != 1 or len(parsers) != 1:
             raise TypeError(f"option {name!r}: declared with help {len(helped)} times and {len(parsers)} parsers")
         sets = tuple((record, field_name) for record, field_name, _ in where if record is not RunOptions)
-        rows.append(Option(name, parsers.pop(), helped[0].help, sets))
+        rows.append(Option(name, parsers.pop(), helped[0].help, sets, helped[0].bare))
     if declared:
         raise TypeError(f"options declared with no RunOptions field to hold them: {', '.join(declared)}")
     return tuple(rows)
@@ -358,6 +372,11 @@ def scaling_thresholds(options: RunOptions) -> ScalingThresholds:
 def time_limits(options: RunOptions) -> TimeLimits:
     """How long the run's training may go without a step before it says so, and how long it may train."""
     return TimeLimits(**_settings(options, TimeLimits), flags=options.flags)
+
+
+def paired_rule(options: RunOptions) -> PairedRule:
+    """How ``--against`` compares the change with its base: the seeds each side trains."""
+    return PairedRule(**_settings(options, PairedRule))
 
 
 def scaling_plan(options: RunOptions) -> ScalingConfig:

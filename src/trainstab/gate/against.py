@@ -1,0 +1,262 @@
+"""The base of a change, trained in the same run: ``--trainstab-against REF`` and ``trainstab compare``.
+
+The head (the working tree) is trained by the front end as always. The base's model comes from the base
+revision's code, which cannot share a process with the head's (both are the same package, ``mypkg``):
+
+1. the revision is resolved once (:func:`trainstab.core.revisions.resolve`: a branch, tag or commit, by default the
+   merge base of ``HEAD`` with the default branch) and checked out on first use into a private temporary git
+   worktree, removed when the run ends, also on Ctrl-C;
+2. the folder the head imports the model's package from (``src/`` or the repository's top) is found, and the
+   same folder of the checkout goes first on a child process's ``PYTHONPATH``: the child imports the base's
+   ``mypkg`` and checks that it did (:mod:`trainstab.gate.base_worker`);
+3. the child trains the base with exactly the head's sweep configs (seeds, batches, LR grid; the CPU kernels and
+   environment are inherited), through the persistent cache when the run has one, so an unchanged base is read
+   and not retrained, and writes each sweep as JSON into a private folder;
+4. each sweep is read back as untrusted input and must be exactly the config asked for.
+
+A model built into trainstab (``reference``, ``hf:``) or imported from outside the repository is the same code at
+both revisions: it is not compared, and says so. A model whose module or factory the base does not have is new
+in the head: judged by its absolute bounds alone. A base that does not build is an error naming the revision.
+Imports no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainstab.cache.session_cache import CacheUse, load_sweep
+from trainstab.checks.head_vs_base import HeadVsBase, PairedRule, seed_configs
+from trainstab.core.config import SweepConfig
+from trainstab.core.errors import TrainstabError
+from trainstab.core.model_names import split_model_name
+from trainstab.core.revisions import MERGE_BASE, Revision, checked_out, repository_root, resolve
+from trainstab.core.untrusted import UntrustedFileError, read_json_file
+from trainstab.core.values import written
+
+#: The child's report is small: its status, a line and the cache's use of each sweep.
+MAX_REPORT_BYTES = 1 << 20
+#: A base sweep's file: as large as a cache entry may be.
+MAX_SWEEP_BYTES = 64 << 20
+#: The lines of the child's output kept for an error message when it fails without a report.
+TAIL_LINES = 5
+
+
+@dataclass(frozen=True)
+class BaseSweeps:
+    """What training a model at the base revision gave: its sweeps, or why there are none."""
+
+    sweeps: tuple[Any, ...] = ()  # SweepResult per config asked for, in that order
+    absent: str = ""  # why the base has no such model ("" when it has): judged by the head's bounds alone
+    uses: tuple[CacheUse, ...] = ()  # what the persistent cache did for each sweep (none without a cache)
+
+
+def not_in_the_repository(model_name: str, root: Path) -> str:
+    """Why ``model_name`` is the same code at every revision of the repository at ``root`` ("" when it is not):
+    a model built into trainstab, or a factory imported from outside the repository."""
+    module = _module_of(model_name)
+    if module is None:
+        return f"{model_name} is built into trainstab, the same code at both revisions"
+    folder = import_folder(module)
+    if folder is None or not _inside(folder, root):
+        where = f"from {folder}" if folder is not None else "from no folder"
+        return f"{module} is imported {where}, outside the repository {root}: the same code at both revisions"
+    return ""
+
+
+def _module_of(model_name: str) -> str | None:
+    """The module a model name imports (``mypkg.models``), None for a built-in model."""
+    base, _ = split_model_name(model_name)
+    return base.partition(":")[0] if ":" in base and not base.startswith("hf:") else None
+
+
+def import_folder(module: str) -> Path | None:
+    """The folder this process imports ``module``'s top-level package from (the ``sys.path`` entry that holds it);
+    None when it cannot be found."""
+    top = module.partition(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:  # a package: the folder above its own
+        locations = list(spec.submodule_search_locations)
+        return Path(locations[0]).resolve().parent if locations else None
+    return Path(spec.origin).resolve().parent if spec.origin and spec.origin not in ("built-in", "frozen") else None
+
+
+def _inside(folder: Path, root: Path) -> bool:
+    return folder == root.resolve() or root.resolve() in folder.parents
+
+
+class Pair:
+    """One model's two sides for ``--against``: the head's sweeps at the rule's seeds and the base's, each computed
+    once, when a check first asks. ``head`` trains (or reads) sweeps as the front end does for the head."""
+
+    def __init__(
+        self,
+        config: SweepConfig,
+        rule: PairedRule,
+        head: Callable[[list[SweepConfig]], list[Any]],
+        base: BaseTrainer,
+    ) -> None:
+        self.configs = seed_configs(config, rule)
+        self._head, self._base = head, base
+        self.against = base.name  # "main (3f2a9c1d0e4b)"
+        self.how = base.revision.how  # "the merge base of HEAD with main"
+
+    @functools.cached_property
+    def head_sweeps(self) -> list[Any]:
+        """The head's sweeps, one per seed."""
+        return self._head(self.configs)
+
+    @functools.cached_property
+    def _base_outcome(self) -> BaseSweeps | TrainstabError:
+        try:
+            return self._base.sweeps(self.configs)
+        except TrainstabError as error:  # kept: every check of the model says it, none trains the base again
+            return error
+
+    @property
+    def base_sweeps(self) -> BaseSweeps:
+        """The base's sweeps, one per seed, or why there are none; :class:`TrainstabError` naming the revision when
+        the base cannot be trained (raised again to every check that asks, never retrained)."""
+        outcome = self._base_outcome
+        if isinstance(outcome, TrainstabError):
+            raise outcome
+        return outcome
+
+    def not_compared(self, check: str, why: str) -> HeadVsBase:
+        """A check the pair does not compare, and why."""
+        seeds = tuple(config.train.seed for config in self.configs)
+        return HeadVsBase(check, "not compared", self.against, seeds, why=why)
+
+
+class BaseTrainer:
+    """One run's base revision: resolved when made, checked out on first use, removed by :meth:`close`.
+
+    ``folder``: where the run started (the repository is the one it is in); ``named``: the revision as the user
+    wrote it (``None``, ``""`` or ``merge-base`` for the default); ``cache``: the persistent sweep cache, or None.
+    """
+
+    def __init__(self, folder: Path, named: str | None, cache: str | None) -> None:
+        self.root = repository_root(folder)
+        self.revision: Revision = resolve(self.root, None if named in (None, "", MERGE_BASE) else named)
+        self.cache = cache
+        self._stack = contextlib.ExitStack()
+        self._tree: Path | None = None
+        self._known: dict[tuple[str, SweepConfig], Any] = {}
+
+    @property
+    def name(self) -> str:
+        """The base as every line names it: ``main (3f2a9c1d0e4b)``, ``the merge base of HEAD with main (…)``."""
+        named = self.revision.named or self.revision.how
+        return f"{named} ({self.revision.short})"
+
+    def tree(self) -> Path:
+        """The base's checkout (made on first use)."""
+        if self._tree is None:
+            self._tree = self._stack.enter_context(checked_out(self.root, self.revision))
+        return self._tree
+
+    def close(self) -> None:
+        """Remove the checkout (nothing when none was made); safe to call twice."""
+        self._tree = None
+        self._stack.close()
+
+    def why_not_compared(self, model_name: str) -> str:
+        """Why the model cannot be compared with the base ("" when it can): :func:`not_in_the_repository`."""
+        return not_in_the_repository(model_name, self.root)
+
+    def sweeps(self, configs: list[SweepConfig]) -> BaseSweeps:
+        """The base's sweeps of ``configs`` (one model's, e.g. its seeds), trained once per run in a child process.
+
+        Raises :class:`TrainstabError` naming the revision when the base's model cannot be built or crashes.
+        """
+        model = configs[0].model_name
+        if any(config.model_name != model for config in configs):
+            raise ValueError("BaseTrainer.sweeps takes one model's configs")
+        why = self.why_not_compared(model)
+        if why:
+            return BaseSweeps(absent=why)
+        missing = [config for config in configs if (model, config) not in self._known]
+        uses: tuple[CacheUse, ...] = ()
+        if missing:
+            found = self._train(missing)
+            if found.absent:
+                return found
+            self._known.update(((model, c), s) for c, s in zip(missing, found.sweeps, strict=True))
+            uses = found.uses
+        return BaseSweeps(tuple(self._known[(model, config)] for config in configs), uses=uses)
+
+    def _train(self, configs: list[SweepConfig]) -> BaseSweeps:
+        """Train ``configs`` at the base in a child process (module docstring, steps 2-4)."""
+        module = _module_of(configs[0].model_name)
+        assert module is not None  # sweeps() compares repository models only
+        head_folder = import_folder(module)
+        assert head_folder is not None
+        tree = self.tree()
+        base_folder = tree / head_folder.relative_to(self.root.resolve())
+        with tempfile.TemporaryDirectory(prefix="trainstab-base-sweeps-") as private:  # 0700, this user's
+            out = Path(private)
+            request = {
+                "configs": [dataclasses.asdict(config) for config in configs],
+                "module": module,
+                "tree": str(tree),
+                "cache": self.cache,
+                "out": str(out),
+            }
+            (out / "request.json").write_text(json.dumps(request))
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(base_folder), env.get("PYTHONPATH", ""))))
+            log = out / "output.log"
+            with log.open("w") as output:
+                done = subprocess.run(
+                    [sys.executable, "-m", "trainstab.gate.base_worker", str(out / "request.json")],
+                    cwd=tree,
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            if done.returncode < 0 and done.returncode in (-2,):  # the child was interrupted with the run
+                raise KeyboardInterrupt
+            return self._read_back(out, configs, done.returncode, log)
+
+    def _read_back(self, out: Path, configs: list[SweepConfig], code: int, log: Path) -> BaseSweeps:
+        """The child's report and sweeps, validated (module docstring, step 4)."""
+        try:
+            report = read_json_file(out / "report.json", MAX_REPORT_BYTES, owner_only=True)
+        except (FileNotFoundError, UntrustedFileError):
+            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-TAIL_LINES:])
+            raise TrainstabError(
+                f"training the base {self.name} failed (exit status {code}) without saying why: {tail or 'no output'}"
+            ) from None
+        status = report.get("status") if isinstance(report, dict) else None
+        line = str(report.get("line", "")) if isinstance(report, dict) else ""
+        if status == "absent":
+            return BaseSweeps(absent=f"{line} at {self.name}: new in this change")
+        if status != "ok":
+            raise TrainstabError(f"the base {self.name} could not be trained: {line or written(report)}")
+        sweeps, uses = [], []
+        for index, config in enumerate(configs):
+            try:
+                sweeps.append(load_sweep(out / f"sweep-{index}.json", config))
+            except (FileNotFoundError, UntrustedFileError) as error:
+                raise TrainstabError(f"the base {self.name}'s sweep {index} could not be read back: {error}") from None
+        for entry in report.get("uses", []) if self.cache is not None else []:
+            if isinstance(entry, dict) and isinstance(entry.get("entry"), str):
+                uses.append(CacheUse(entry["entry"], bool(entry.get("read")), str(entry.get("stale", ""))))
+        return BaseSweeps(tuple(sweeps), uses=tuple(uses))
