@@ -110,7 +110,9 @@ def main() -> None:
     for profile in profiles:
         for model in ZOO:
             base = sweeps(model, profile, BASE_SEEDS, args.cache)
-            head = [loaded(avx2[f"{model.label}|{profile}|{s}"], sweep) for s, sweep in zip(BASE_SEEDS, base)]
+            head = [
+                loaded(avx2[f"{model.label}|{profile}|{s}"], sweep) for s, sweep in zip(BASE_SEEDS, base, strict=True)
+            ]
             cases.append(("unchanged, avx2 kernels", model.label, profile, base, head))
             if profile == "default" and not args.no_seed_shift:
                 shifted = sweeps(model, profile, SHIFTED_SEEDS, args.cache)

@@ -18,7 +18,8 @@ The seeds measure the noise of this model under this protocol, not a constant: a
 the initialisation moves the numbers by about the seed spread, and stays inside the band; removing qk-norm moves
 attention logits by decades. The rule and its factor were chosen on the zoo (``benchmarks/calibrate_paired.py``):
 unchanged models compared across seeds and across CPU kernel sets, and real regressions (qk-norm removed, a 10x
-init). Runs that diverged are left out of a per-LR comparison (``no_divergence`` compares them). Imports no torch.
+init). An LR where a run on either side has no number (it diverged before the first probe) is not compared;
+``no_divergence`` compares divergence itself. Imports no torch.
 """
 
 from __future__ import annotations

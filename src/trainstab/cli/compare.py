@@ -47,7 +47,7 @@ def train_base(pair: Pair, console: Console) -> None:
     console.print(f"training the base {pair.against} from a checkout of it: {len(pair.configs)} sweeps", soft_wrap=True)
     found = pair.base_sweeps
     if found.absent:
-        console.print(f"base: {found.absent}; judged by the absolute bounds alone", soft_wrap=True)
+        console.print(f"not compared with {pair.against}: {found.absent}; judged by the absolute bounds alone")
         return
     if found.uses:
         read = sum(use.read for use in found.uses)

@@ -247,7 +247,7 @@ class BaseTrainer:
         status = report.get("status") if isinstance(report, dict) else None
         line = str(report.get("line", "")) if isinstance(report, dict) else ""
         if status == "absent":
-            return BaseSweeps(absent=f"{line} at {self.name}: new in this change")
+            return BaseSweeps(absent=f"{line} there, so it is new in this change")
         if status != "ok":
             raise TrainstabError(f"the base {self.name} could not be trained: {line or written(report)}")
         sweeps, uses = [], []

@@ -433,7 +433,10 @@ def _paired_rows(terminalreporter: Any, verdicts: list[Verdict]) -> None:
             f"{verdict.label:<36} {verdict.check:<18} {lr:>6} {base:>9} {head:>9} {moved:>12} {band:>10} "
             f"{comparison.status}"
         )
-    for verdict in paired:
-        comparison = verdict.paired
-        if comparison is not None and comparison.status == "not compared":
-            terminalreporter.write_line(f"trainstab: {verdict.label} {verdict.check}: {comparison.message()}")
+    said = {  # once per model and reason, not once per check
+        f"trainstab: {verdict.label}: {verdict.paired.message()}": None
+        for verdict in paired
+        if verdict.paired is not None and verdict.paired.status == "not compared"
+    }
+    for line in said:
+        terminalreporter.write_line(line)

@@ -1,0 +1,149 @@
+"""The base revision's side of ``--against``: which models it can compare, and what it says when it cannot.
+
+Each test makes a git repository with a user's model file; nothing here trains (the training demonstrations are
+``tests/end_to_end/test_gating_against_the_base.py``)."""
+
+import subprocess
+
+import pytest
+
+from trainstab.core.config import SweepConfig
+from trainstab.core.errors import TrainstabError
+from trainstab.gate import base_worker
+from trainstab.gate.against import BaseTrainer, import_folder, not_in_the_repository
+
+MODEL = """
+from torch import nn
+
+
+def build(size):
+    return nn.Sequential(nn.Embedding(size.vocab_size, size.width), nn.Linear(size.width, size.vocab_size))
+"""
+
+
+def _git(folder, *args):
+    subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True)
+
+
+def _repository(tmp_path, files):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    _git(tmp_path, "init", "-q", "-b", "main")
+    _git(tmp_path, "config", "user.email", "dev@example.com")
+    _git(tmp_path, "config", "user.name", "dev")
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "base")
+    return tmp_path
+
+
+@pytest.fixture
+def module_name(request):
+    """A model module name no other test imports (find_spec answers from sys.modules once one is imported)."""
+    return f"againstmodels_{request.node.name.replace('-', '_')[:40]}"
+
+
+def _worktrees(folder):
+    done = subprocess.run(["git", "-C", str(folder), "worktree", "list"], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()
+
+
+def test_a_model_built_into_trainstab_or_installed_outside_the_repository_is_not_compared(tmp_path):
+    assert "built into trainstab" in not_in_the_repository("reference", tmp_path)
+    assert "built into trainstab" in not_in_the_repository("hf:llama", tmp_path)
+    outside = not_in_the_repository("json.decoder:JSONDecoder", tmp_path)
+    assert "outside the repository" in outside and "same code at both revisions" in outside
+
+
+def test_a_repository_model_is_found_in_the_folder_the_head_imports_it_from(tmp_path, monkeypatch, module_name):
+    repo = _repository(tmp_path, {f"src/{module_name}/__init__.py": "", f"src/{module_name}/models.py": MODEL})
+    monkeypatch.syspath_prepend(str(repo / "src"))
+    assert import_folder(f"{module_name}.models") == (repo / "src").resolve()
+    assert not_in_the_repository(f"{module_name}.models:build", repo) == ""
+
+
+def test_outside_a_git_repository_the_error_says_so(tmp_path):
+    with pytest.raises(TrainstabError, match="is not in a git repository"):
+        BaseTrainer(tmp_path, "main", None)
+
+
+def test_a_revision_that_does_not_exist_is_named_in_the_error(tmp_path, module_name):
+    repo = _repository(tmp_path, {f"{module_name}.py": MODEL})
+    with pytest.raises(TrainstabError, match="'no-such-branch' is not a revision of the repository"):
+        BaseTrainer(repo, "no-such-branch", None)
+
+
+def test_the_default_base_is_the_merge_base_with_the_default_branch(tmp_path, module_name):
+    repo = _repository(tmp_path, {f"{module_name}.py": MODEL})
+    _git(repo, "checkout", "-q", "-b", "change")
+    (repo / f"{module_name}.py").write_text(MODEL + "\n# changed\n")
+    _git(repo, "commit", "-q", "-am", "change")
+    base = BaseTrainer(repo, "merge-base", None)
+    main = subprocess.run(["git", "-C", str(repo), "rev-parse", "main"], capture_output=True, text=True, check=True)
+    assert base.revision.commit == main.stdout.strip()
+    assert base.name.startswith("the merge base of HEAD with main (")
+
+
+def _config(model):
+    return SweepConfig(model_name=model)
+
+
+def test_a_model_the_base_does_not_have_is_new_and_judged_by_its_bounds_alone(tmp_path, monkeypatch, module_name):
+    repo = _repository(tmp_path, {"README.md": "a repository\n"})
+    _git(repo, "checkout", "-q", "-b", "change")
+    (repo / f"{module_name}.py").write_text(MODEL)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "a new model")
+    monkeypatch.syspath_prepend(str(repo))
+    base = BaseTrainer(repo, "main", None)
+    try:
+        found = base.sweeps([_config(f"{module_name}:build")])
+    finally:
+        base.close()
+    assert found.sweeps == ()
+    assert found.absent == f"{module_name} does not exist there, so it is new in this change"
+
+
+def test_a_factory_the_base_does_not_have_is_new_too(tmp_path, monkeypatch, module_name):
+    repo = _repository(tmp_path, {f"{module_name}.py": MODEL})
+    (repo / f"{module_name}.py").write_text(MODEL + "\n\ndef wider(size):\n    return build(size)\n")
+    monkeypatch.syspath_prepend(str(repo))
+    base = BaseTrainer(repo, "main", None)
+    try:
+        found = base.sweeps([_config(f"{module_name}:wider")])
+    finally:
+        base.close()
+    assert found.absent == f"{module_name} has no wider there, so it is new in this change"
+
+
+def test_a_base_that_does_not_build_is_an_error_naming_the_revision_and_the_checkout_is_removed(
+    tmp_path, monkeypatch, module_name
+):
+    repo = _repository(tmp_path, {f"{module_name}.py": MODEL.replace("def build(size):", "def build(size) oops:")})
+    (repo / f"{module_name}.py").write_text(MODEL)  # the head is fixed; main's file does not parse
+    monkeypatch.syspath_prepend(str(repo))
+    base = BaseTrainer(repo, "main", None)
+    try:
+        with pytest.raises(TrainstabError) as error:
+            base.sweeps([_config(f"{module_name}:build")])
+        checkout = base.tree()
+        assert checkout.exists() and len(_worktrees(repo)) == 2
+    finally:
+        base.close()
+    assert str(error.value).startswith(f"the base main ({base.revision.short}) could not be trained: SyntaxError")
+    assert f"{module_name}.py" in str(error.value)
+    assert not checkout.exists() and not checkout.parent.exists()
+    assert len(_worktrees(repo)) == 1  # unregistered from the repository too
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True)
+    assert status.stdout == f" M {module_name}.py\n"  # the user's working tree is as it was
+
+
+def test_an_installed_copy_that_shadows_the_checkout_is_refused_by_the_child(tmp_path, monkeypatch, module_name):
+    installed = tmp_path / "site"
+    installed.mkdir()
+    (installed / f"{module_name}.py").write_text(MODEL)
+    monkeypatch.syspath_prepend(str(installed))
+    status, line = base_worker._located(module_name, tmp_path / "checkout", "build")
+    assert status == "error"
+    assert f"{module_name} was imported from {installed / module_name}.py, not from the checkout" in line
