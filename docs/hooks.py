@@ -28,7 +28,13 @@ def _options() -> str:
     from trainstab.cli.main import CHECK_OPTIONS, FORECAST_OPTIONS, FUZZ_OPTIONS, SWEEP_OPTIONS
     from trainstab.run.options import OPTIONS, PYTEST_FLAGS
 
-    commands = {"sweep": SWEEP_OPTIONS, "check": CHECK_OPTIONS, "fuzz": FUZZ_OPTIONS, "forecast": FORECAST_OPTIONS}
+    commands = {
+        "sweep": SWEEP_OPTIONS,
+        "check": CHECK_OPTIONS,
+        "compare": CHECK_OPTIONS,
+        "fuzz": FUZZ_OPTIONS,
+        "forecast": FORECAST_OPTIONS,
+    }
     rows = ["| pytest flag | ini key | `trainstab` commands | what it sets |", "| --- | --- | --- | --- |"]
     for option in OPTIONS:
         taking = ", ".join(name for name, names in commands.items() if option.name in names)

@@ -25,7 +25,7 @@ def open_base(options: RunOptions, model_name: str) -> BaseTrainer | None:
     """
     if options.against is None:
         return None
-    trainer = BaseTrainer(invocation_folder(), options.against, options.cache)
+    trainer = BaseTrainer(invocation_folder(), options.against, options.cache, options.flag("against"))
     why = trainer.why_not_compared(model_name)
     if why:
         raise TrainstabError(

@@ -565,11 +565,11 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     target = ModelUnderTest(options.model)
     label = target.label(options)
     config = sweep_config(options, target)
-    _preflight(config)
-    sweeps = _Sweeps(console, args.no_progress, options.cache, time_limits(options))
-    evidence = Evidence(config, scaling_plan(options), sweeps)
-    trainer = compare.open_base(options, config.model_name)  # a revision that does not exist: refused now
+    trainer = compare.open_base(options, config.model_name)  # a revision that does not exist: refused first
     try:
+        _preflight(config)
+        sweeps = _Sweeps(console, args.no_progress, options.cache, time_limits(options))
+        evidence = Evidence(config, scaling_plan(options), sweeps)
         pair = Pair(config, paired_rule(options), sweeps, trainer) if trainer is not None else None
         return _checked(args, console, options, checks, label, evidence, sweeps, pair)
     finally:
@@ -631,9 +631,8 @@ def _checked(
     if report is not None:
         try:
             header = {"seed": seed, "environment": light_environment(seed)}
-            curves = {label: model_curves(label, sweeps.known[config])} if config in sweeps.known else {}
-            if pair is not None and pair.base_sweeps.sweeps:  # the base's curves beside the head's
-                curves[f"{label} @ base"] = model_curves(f"{label} @ base", pair.base_sweeps.sweeps[0])
+            base = (pair.against, pair.base_sweeps.sweeps[0]) if pair and pair.base_sweeps.sweeps else None
+            curves = {label: model_curves(label, sweeps.known[config], base)} if config in sweeps.known else {}
             files = write_report(report, verdicts, curves, header)
         except OSError as error:
             written.append(f"{WRITE_FAILED} the report in {report} ({error.strerror or error}); check that folder")

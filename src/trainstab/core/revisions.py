@@ -41,7 +41,7 @@ class Revision:
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``git`` in ``root``; never raises for git's own failures (callers say what they meant)."""
     if shutil.which("git") is None:
-        raise TrainstabError("--trainstab-against needs git, which is not installed here")
+        raise TrainstabError("comparing with a base revision needs git, which is not installed here")
     return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
 
 
@@ -50,7 +50,8 @@ def repository_root(folder: Path) -> Path:
     found = _git(folder, "rev-parse", "--show-toplevel")
     if found.returncode != 0:
         raise TrainstabError(
-            f"{folder} is not in a git repository: --trainstab-against compares the change with a revision of one"
+            f"{folder} is not in a git repository: comparing with a base revision (--against, --trainstab-against) "
+            "needs one"
         )
     return Path(found.stdout.strip())
 
@@ -65,21 +66,21 @@ def default_branch(root: Path) -> str:
             return branch
     raise TrainstabError(
         f"no default branch to compare with (origin/HEAD is not set and none of {', '.join(DEFAULT_BRANCHES)} "
-        "exists): name the base, e.g. --trainstab-against main"
+        "exists): name the base, e.g. --against main (pytest: --trainstab-against=main)"
     )
 
 
-def resolve(root: Path, named: str | None) -> Revision:
+def resolve(root: Path, named: str | None, flag: str = "--trainstab-against") -> Revision:
     """The revision ``named`` (a branch, tag, hash or expression such as ``HEAD~1``), or by default (None, "" or
     :data:`MERGE_BASE`) the merge base of ``HEAD`` with the default branch; a one-line error naming it when it does
-    not exist."""
+    not exist (``flag``: how the front end spells the option)."""
     if named and named != MERGE_BASE:
         found = _git(root, "rev-parse", "--verify", "--quiet", f"{named}^{{commit}}")
         if found.returncode != 0:
             path = Path(named).exists() or (root / named).exists()
-            hint = f" ({named} is a path: write the flag as --trainstab-against=REF, or put it last)" if path else ""
+            hint = f" ({named} is a path: write the flag as {flag}=REF, or put it last)" if path else ""
             raise TrainstabError(
-                f"--trainstab-against {named!r} is not a revision of the repository at {root}: give a branch, tag "
+                f"{flag} {named!r} is not a revision of the repository at {root}: give a branch, tag "
                 f"or commit that git rev-parse knows (git fetch it first if it is only on a remote){hint}"
             )
         return Revision(named, found.stdout.strip(), f"{named} as given")
@@ -88,7 +89,7 @@ def resolve(root: Path, named: str | None) -> Revision:
     if base.returncode != 0:
         raise TrainstabError(
             f"HEAD and {branch} share no commit, so there is no merge base to compare with: name the base, e.g. "
-            f"--trainstab-against {branch}"
+            f"{flag} {branch}"
         )
     return Revision("", base.stdout.strip(), f"the merge base of HEAD with {branch}")
 

@@ -151,9 +151,9 @@ class BaseTrainer:
     wrote it (``None``, ``""`` or ``merge-base`` for the default); ``cache``: the persistent sweep cache, or None.
     """
 
-    def __init__(self, folder: Path, named: str | None, cache: str | None) -> None:
+    def __init__(self, folder: Path, named: str | None, cache: str | None, flag: str = "--trainstab-against") -> None:
         self.root = repository_root(folder)
-        self.revision: Revision = resolve(self.root, None if named in (None, "", MERGE_BASE) else named)
+        self.revision: Revision = resolve(self.root, None if named in (None, "", MERGE_BASE) else named, flag)
         self.cache = cache
         self._stack = contextlib.ExitStack()
         self._tree: Path | None = None

@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from trainstab.cache import session_cache, sweep_cache
 from trainstab.core.config import ModelConfig, SweepConfig, TrainConfig
 from trainstab.core.errors import ModelCrashed, TrainstabError
 from trainstab.core.model_names import split_model_name
@@ -69,7 +70,6 @@ def run(request_path: Path) -> dict[str, Any]:
     status, line = _located(request["module"], tree, base.partition(":")[2])
     if status != "ok":
         return {"status": status, "line": line}
-    from trainstab.cache import session_cache, sweep_cache  # training: torch
     from trainstab.train.sweep import run_sweeps
 
     uses: list[dict[str, Any]] = []

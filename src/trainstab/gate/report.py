@@ -30,13 +30,23 @@ JSON_NAME = "trainstab-report.json"
 HTML_NAME = "trainstab-report.html"
 
 
-def model_curves(label: str, sweep: SweepResult) -> dict[str, Any]:
+def model_curves(label: str, sweep: SweepResult, base: tuple[str, SweepResult] | None = None) -> dict[str, Any]:
     """What the model's figure draws: loss and max attention logit per LR, log Z over steps per LR.
 
     Each LR's log Z series holds the mean and the max |log Z| per probe: the check reads the max at the first
-    and the last probe (where training starts and leaves the output logits).
+    and the last probe (where training starts and leaves the output logits). ``base``: the base revision's name
+    and its sweep at the same seed (``--against``), drawn beside this run's.
     """
     runs = sweep.runs
+    against = None
+    if base is not None:
+        name, base_sweep = base
+        against = {
+            "name": name,
+            "final_loss": [finite_or_none(run.final_loss) for run in base_sweep.runs],
+            "max_attention_logit": [finite_or_none(run.max_attention_logit) for run in base_sweep.runs],
+            "diverged": [run.diverged for run in base_sweep.runs],
+        }
     return {
         "model": label,
         "lrs": [run.lr for run in runs],
@@ -55,6 +65,7 @@ def model_curves(label: str, sweep: SweepResult) -> dict[str, Any]:
         "lr_sensitivity": finite_or_none(sweep.lr_sensitivity),
         "best_lr": sweep.best_lr,
         "baseline": {},
+        "against": against,
     }
 
 
@@ -90,6 +101,10 @@ def _loss_panel(ax: Axes, curve: dict[str, Any]) -> None:
         base = [recorded.get(lr_key(lr), math.nan) for lr in lrs]
         capped = _gaps(_capped(base, [v is None for v in base], l0))
         ax.plot(lrs, capped, marker="s", linestyle="--", color="grey", label="baseline (main)")
+    against = curve.get("against")
+    if against:
+        base_losses = _capped(against["final_loss"], against["diverged"], l0)
+        ax.plot(lrs, base_losses, marker="^", linestyle="-.", color="tab:orange", label=f"base: {against['name']}")
     diverged = [lr for lr, d in zip(lrs, curve["diverged"], strict=True) if d]
     if diverged and l0 is not None:
         ax.plot(diverged, [l0] * len(diverged), "rx", markersize=10, label="diverged (counted at l0)")
@@ -104,6 +119,10 @@ def _attention_panel(ax: Axes, curve: dict[str, Any]) -> None:
     if recorded:
         baseline = _gaps([recorded.get(lr_key(lr)) for lr in lrs])
         ax.plot(lrs, baseline, marker="s", linestyle="--", color="grey", label="baseline (main)")
+    against = curve.get("against")
+    if against:
+        base_logits = _gaps(against["max_attention_logit"])
+        ax.plot(lrs, base_logits, marker="^", linestyle="-.", color="tab:orange", label=f"base: {against['name']}")
     ax.axhline(ATTENTION_DIVERGENCE_LEVEL, color="k", linestyle=":", linewidth=1, label="1e4 (paper: runs diverged)")
     label_axes(ax, "learning rate (peak)", "max attention logit", "Max attention logit vs LR", logy=True)
 

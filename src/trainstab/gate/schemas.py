@@ -147,6 +147,32 @@ def report_schema() -> dict[str, Any]:
             "worse": {"type": "boolean"},
         },
     }
+    difference = {
+        "type": "object",
+        "required": ["statistic", "lr", "base", "head", "difference", "band", "scale", "worse"],
+        "properties": {
+            "statistic": {"type": "string", "description": "what the check asserts on, e.g. max_attention_logit"},
+            "lr": {**_NUMBER_OR_NULL, "description": "null: once per sweep"},
+            "base": {**number_list, "description": "per seed, at the base revision (null: no number, diverged)"},
+            "head": {**number_list, "description": "per seed, in the working tree"},
+            "difference": {**_NUMBER_OR_NULL, "description": "mean(head) - mean(base) in the scale, positive = worse"},
+            "band": {**_NUMBER_OR_NULL, "description": "how far the difference may go: the pair's noise"},
+            "scale": {"enum": ["linear", "log10"]},
+            "worse": {"type": "boolean"},
+        },
+    }
+    against = {
+        "type": ["object", "null"],
+        "description": "the comparison with the base revision (--against); null when off",
+        "required": ["base", "status", "seeds", "why", "differences"],
+        "properties": {
+            "base": {"type": "string", "description": "the base revision, e.g. main (3f2a9c1d0e4b)"},
+            "status": {"enum": ["worse", "within", "not compared"]},
+            "seeds": {"type": "array", "items": {"type": "integer"}},
+            "why": {"type": "string", "description": "why it was not compared"},
+            "differences": {"type": "array", "items": difference},
+        },
+    }
     row = {
         "type": "object",
         "description": "one verdict: a check on a model",
@@ -189,6 +215,7 @@ def report_schema() -> dict[str, Any]:
                     "comparisons": {"type": "array", "items": comparison},
                 },
             },
+            "against": against,
         },
     }
     curves = {
@@ -217,6 +244,16 @@ def report_schema() -> dict[str, Any]:
             "lr_sensitivity": _NUMBER_OR_NULL,
             "best_lr": _NUMBER_OR_NULL,
             "baseline": {"type": "object"},
+            "against": {
+                "type": ["object", "null"],
+                "description": "the base revision's losses and attention logits per LR at the run's seed (--against)",
+                "properties": {
+                    "name": {"type": "string"},
+                    "final_loss": number_list,
+                    "max_attention_logit": number_list,
+                    "diverged": {"type": "array", "items": {"type": "boolean"}},
+                },
+            },
         },
     }
     return {

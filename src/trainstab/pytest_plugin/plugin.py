@@ -150,7 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     if options.against is not None:  # resolved now: a revision that does not exist stops the run before training
         try:
-            session.base = BaseTrainer(config.rootpath, options.against, options.cache)
+            session.base = BaseTrainer(config.rootpath, options.against, options.cache, options.flag("against"))
         except TrainstabError as error:
             raise pytest.UsageError(str(error)) from None
     if not is_worker:  # workers started later inherit the folder's path through the environment too

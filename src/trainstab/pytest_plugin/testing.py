@@ -140,7 +140,9 @@ class StabilityCheck:
         if problem:
             pytest.fail(f"trainstab: {label}: {problem}", pytrace=False)
         sweep = found.sweep if registered_check(self.name).kind == "sweep" else None
-        _record(item, verdict, sweep)
+        pair = pair_of(item.config, found.base) if verdict.paired is not None else None
+        base = (pair.against, pair.base_sweeps.sweeps[0]) if pair is not None and pair.base_sweeps.sweeps else None
+        _record(item, verdict, sweep, base)
         if not verdict.passed:
             verb = "failed for" if not verdict.result.passed else "for"  # only the baseline part failed: "for"
             raise CheckFailed(f"{self.name} {verb} {label} (seed {verdict.seed}): {verdict.failure}", pytrace=False)
@@ -165,13 +167,16 @@ def _warn(verdict: Verdict, sweep: SweepResult | None) -> None:
         warnings.warn(TrainstabWarning(f"{where}: the sweep is {reproducibility}"), stacklevel=3)
 
 
-def _record(item: pytest.Item, verdict: Verdict, sweep: SweepResult | None) -> None:
-    """Attach the verdict: flat JUnit properties, and the full row (plus files to write) for the controller."""
+def _record(
+    item: pytest.Item, verdict: Verdict, sweep: SweepResult | None, base: tuple[str, SweepResult] | None = None
+) -> None:
+    """Attach the verdict: flat JUnit properties, and the full row (plus files to write) for the controller;
+    ``base``: the base revision's name and sweep, drawn beside the model's curves (``--trainstab-against``)."""
     item.user_properties.extend(verdict.junit_properties())
     payload: dict[str, Any] = {"row": verdict.to_json(), "writes": [dataclasses.asdict(w) for w in verdict.writes]}
     session = session_of(item.config)
     if session.options.report is not None and sweep is not None and session.first_curves_of(verdict.label):
-        payload["curves"] = model_curves(verdict.label, sweep)
+        payload["curves"] = model_curves(verdict.label, sweep, base)
     if session.cache_events:  # what this process's sweeps did with the caches since the last report
         payload["cache"] = [dataclasses.asdict(use) for use in session.cache_events]
         session.cache_events.clear()
