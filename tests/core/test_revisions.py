@@ -57,7 +57,10 @@ def test_what_does_not_exist_is_one_line_naming_it(repo, tmp_path):
     with pytest.raises(TrainstabError, match="is not in a git repository"):
         repository_root(outside)
     git(repo, "branch", "-m", "main", "trunk")
-    with pytest.raises(TrainstabError, match=r"no default branch to compare with .* --against main \(pytest: --trainstab-against=main\)"):
+    with pytest.raises(
+        TrainstabError,
+        match=r"no default branch to compare with .* --against main \(pytest: --trainstab-against=main\)",
+    ):
         resolve(repo, None)
 
 

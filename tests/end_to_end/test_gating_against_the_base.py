@@ -13,6 +13,7 @@ import pytest
 from user_project import USER_MODELS
 
 pytestmark = pytest.mark.long
+pytest_plugins = ["pytester"]
 
 BASE_MODELS = USER_MODELS.replace(
     """def stable(size):
@@ -80,7 +81,9 @@ def _run(pytester, *args, env=None):
 def _summary_row(result, check):
     """The row of ``check`` in the summary's side-by-side table (lr, base, head, difference, band, call)."""
     lines = result.stdout.lines
-    start = next(i for i, line in enumerate(lines) if line.startswith("trainstab: against main ("))
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith("trainstab: against main (") and "(means)" in line
+    )
     return next(line for line in lines[start:] if line.startswith("mymodels:build") and f" {check} " in line)
 
 

@@ -116,6 +116,7 @@ class Pair:
         self._head, self._base = head, base
         self.against = base.name  # "main (3f2a9c1d0e4b)"
         self.how = base.revision.how  # "the merge base of HEAD with main"
+        self.base_trained = False  # a front end's mark: the base's cache use was counted
 
     @functools.cached_property
     def head_sweeps(self) -> list[Any]:
@@ -215,12 +216,13 @@ class BaseTrainer:
                 "configs": [dataclasses.asdict(config) for config in configs],
                 "module": module,
                 "tree": str(tree),
+                "head": str(self.root),
                 "cache": self.cache,
                 "out": str(out),
             }
             (out / "request.json").write_text(json.dumps(request))
             env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(base_folder), env.get("PYTHONPATH", ""))))
+            env["PYTHONPATH"] = os.pathsep.join([str(base_folder), *self._in_the_checkout(env.get("PYTHONPATH", ""))])
             log = out / "output.log"
             with log.open("w") as output:
                 done = subprocess.run(
@@ -234,6 +236,16 @@ class BaseTrainer:
             if done.returncode < 0 and done.returncode in (-2,):  # the child was interrupted with the run
                 raise KeyboardInterrupt
             return self._read_back(out, configs, done.returncode, log)
+
+    def _in_the_checkout(self, python_path: str) -> list[str]:
+        """``PYTHONPATH``'s folders with those in the working tree moved to the checkout: the head's copy of a module
+        must not stand in for one the base does not have."""
+        root, tree = self.root.resolve(), self.tree()
+        moved = []
+        for entry in filter(None, python_path.split(os.pathsep)):
+            folder = Path(entry).resolve()
+            moved.append(str(tree / folder.relative_to(root)) if _inside(folder, root) else entry)
+        return moved
 
     def _read_back(self, out: Path, configs: list[SweepConfig], code: int, log: Path) -> BaseSweeps:
         """The child's report and sweeps, validated (module docstring, step 4)."""

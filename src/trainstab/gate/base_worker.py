@@ -41,8 +41,12 @@ def config_from(data: dict[str, Any]) -> SweepConfig:
     )
 
 
-def _located(module: str, tree: Path, factory: str) -> tuple[str, str]:
-    """(status, line): ``ok`` when the checkout's module has the factory; ``absent`` or ``error`` with why."""
+def _located(module: str, tree: Path, factory: str, head: Path | None = None) -> tuple[str, str]:
+    """(status, line): ``ok`` when the checkout's module has the factory; ``absent`` or ``error`` with why.
+
+    A module found in the head's working tree (``head``; reached through a ``.pth`` file of an editable install)
+    is one the checkout does not have.
+    """
     try:
         spec = importlib.util.find_spec(module)
     except ImportError:  # its parent package is missing
@@ -50,6 +54,13 @@ def _located(module: str, tree: Path, factory: str) -> tuple[str, str]:
     if spec is None:
         return "absent", f"{module} does not exist"
     origin = Path(spec.origin).resolve() if spec.origin else None
+    if (
+        origin is not None
+        and head is not None
+        and head.resolve() in origin.parents
+        and tree.resolve() not in (origin.parents)
+    ):
+        return "absent", f"{module} does not exist"
     if origin is None or tree.resolve() not in origin.parents:
         return "error", (
             f"{module} was imported from {origin}, not from the checkout: an installed copy shadows it; "
@@ -67,7 +78,7 @@ def run(request_path: Path) -> dict[str, Any]:
     out, tree = Path(request["out"]), Path(request["tree"])
     configs = [config_from(data) for data in request["configs"]]
     base, _ = split_model_name(configs[0].model_name)
-    status, line = _located(request["module"], tree, base.partition(":")[2])
+    status, line = _located(request["module"], tree, base.partition(":")[2], Path(request["head"]))
     if status != "ok":
         return {"status": status, "line": line}
     from trainstab.train.sweep import run_sweeps

@@ -303,8 +303,9 @@ def train_before_the_check(item: pytest.Item) -> None:
         pair = pair_of(item.config, found.base) if registered_check(check.name).kind == "sweep" else None
         seeds = pair.configs if pair is not None else []
         cached_sweeps(item.config, [*found.sweeps_read_by([check.name]), *seeds])  # what the check then reads
-        if pair is not None:
-            pair.base_sweeps  # noqa: B018 (the base's sweeps: a base that crashes errors the test here)
+        if pair is not None and not pair.base_trained:  # a base that cannot be trained fails the check, below
+            pair.base_trained = True
+            session_of(item.config).cache_events.extend(pair.base_sweeps.uses)  # its part of the cache line
         if check.name == "coordinates":  # trains its own short runs, not sweeps
             found.coordinates  # noqa: B018 (computed and kept on the evidence)
     except TrainstabError:
