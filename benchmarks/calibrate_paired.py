@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -92,6 +93,13 @@ def loaded(path: Path, like: SweepResult) -> SweepResult:
     return calibrate._from_dict(json.loads(path.read_text()), replace(like, runs=()))
 
 
+def _ratio(result) -> float:  # type: ignore[no-untyped-def]
+    """The largest difference over its band in a comparison (above 1: worse); 0 when nothing was compared."""
+    ratios = [d.difference / d.band for d in result.differences if d.band > 0 and d.difference == d.difference]
+    ratios += [math.inf for d in result.differences if d.band == 0 and d.difference > 0]
+    return max(ratios, default=0.0)
+
+
 def main() -> None:
     """Print the tables of the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,6 +149,17 @@ def main() -> None:
                 worst = compare(check, base, head, bounds, rule, "base").worst
                 print(f"    {kind}: {label} [{profile}]: {worst.describe() if worst else '-'}")
     rule = PairedRule()
+    print(f"\n=== margins at the default factor ({rule.spread_factor:g}): difference / band, each case's largest ===")
+    print(f"{'check':<18} {'worst unchanged':>16} {'mildest regression it must catch':>34}")
+    for name, check in BATTERY.items():
+        unchanged = [_ratio(compare(check, c[3], c[4], bounds, rule, "base")) for c in cases if c[0] != "regression"]
+        must = [
+            _ratio(compare(check, c[3], c[4], bounds, rule, "base"))
+            for c in cases
+            if c[0] == "regression" and name in CAUGHT_BY[by_label(c[1].split(" -> ")[1]).problem or ""]
+        ]
+        mildest = f"{min(must):.3g}" if must else "-"
+        print(f"{name:<18} {max(unchanged, default=0.0):>16.3g} {mildest:>34}")
     print(f"\n=== regressions at the default factor ({rule.spread_factor:g}): the worst difference per check ===")
     for kind, label, profile, base, head in cases:
         if kind != "regression":

@@ -1,6 +1,7 @@
 """The revision ``--trainstab-against`` compares with (trainstab.core.revisions): found as documented, refused in one
 line when there is none, and checked out beside the work without touching it, then removed, also on Ctrl-C."""
 
+import shutil
 import subprocess
 
 import pytest
@@ -81,3 +82,14 @@ def test_an_error_or_ctrl_c_inside_still_removes_the_checkout(repo, stop):
         assert tree.exists()
         raise stop()
     assert not tree.exists() and str(tree) not in git(repo, "worktree", "list")
+
+
+def test_only_its_own_worktree_entry_is_removed_not_a_users_stale_one(repo, tmp_path):
+    # The user's worktree on a drive that is not mounted now: its folder is gone, its entry must stay.
+    theirs = tmp_path / "elsewhere"
+    git(repo, "worktree", "add", "--detach", "--quiet", str(theirs), "main")
+    shutil.rmtree(theirs)
+    with checked_out(repo, resolve(repo, "main")) as tree:
+        assert tree.exists()
+    listed = git(repo, "worktree", "list")
+    assert str(theirs) in listed and str(tree) not in listed

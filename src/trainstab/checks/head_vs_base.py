@@ -75,9 +75,10 @@ class Difference:
         """The head is worse than the base beyond the band here."""
         return math.isfinite(self.difference) and self.difference > self.band
 
-    def cells(self) -> tuple[str, str, str, str, str]:
-        """The LR, both sides' means, the difference and the band, as a summary table shows them."""
-        unit = " dex" if self.scale == "log10" else ""
+    def cells(self, units: bool = True) -> tuple[str, str, str, str, str]:
+        """The LR, both sides' means, the difference and the band, as a summary table shows them (``units``: " dex"
+        after a log10 difference and band)."""
+        unit = " dex" if self.scale == "log10" and units else ""
         moved = f"{self.difference:+.2g}{unit}" if math.isfinite(self.difference) else "-"
         band = f"{self.band:.2g}{unit}" if math.isfinite(self.band) else "-"
         lr = f"{self.lr:g}" if self.lr is not None else "-"

@@ -44,7 +44,7 @@ def header(pair: Pair) -> str:
 
 def train_base(pair: Pair, console: Console) -> None:
     """Train (or read) the base's sweeps, with a line before and the cache's part after."""
-    console.print(f"training the base {pair.against} from a checkout of it: {len(pair.configs)} sweeps", soft_wrap=True)
+    console.print(f"training the base, {pair.against}, from a checkout: {len(pair.configs)} sweeps", soft_wrap=True)
     found = pair.base_sweeps
     if found.absent:
         console.print(f"not compared with {pair.against}: {found.absent}; judged by the absolute bounds alone")
@@ -57,15 +57,16 @@ def train_base(pair: Pair, console: Console) -> None:
 def compare_table(verdicts: list[Verdict]) -> Table:
     """Base and head side by side per check: the check's statistic at the LR where it is closest to (or beyond)
     its band, the mean of each side over the seeds, the paired difference and its band, and the call."""
-    table = Table(title="head against base", caption="means over the seeds (* some runs diverged); dex: log10")
+    caption = "means over the seeds (* some runs diverged); attention logits and gradient RMS: Δ and band in log10"
+    table = Table(title="head against base", caption=caption)
     for column, justify in (
         ("check", "left"),
         ("lr", "right"),
         ("base", "right"),
         ("head", "right"),
-        ("difference", "right"),
+        ("Δ", "right"),
         ("band", "right"),
-        ("vs base", "left"),
+        ("call", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for verdict in verdicts:
@@ -73,7 +74,7 @@ def compare_table(verdicts: list[Verdict]) -> Table:
         if paired is None:
             continue
         worst = paired.worst
-        cells = worst.cells() if worst is not None else ("-",) * 5
+        cells = worst.cells(units=False) if worst is not None else ("-",) * 5
         style = "red" if paired.status == "worse" and verdict.result.asserted else None
         table.add_row(verdict.check, *cells, paired.status, style=style)
     return table

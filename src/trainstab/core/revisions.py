@@ -99,10 +99,12 @@ def checked_out(root: Path, revision: Revision) -> Iterator[Path]:
     """The revision's files, checked out as a detached git worktree in a private temporary folder.
 
     Yields the worktree's top folder (the repository's layout below it); removed afterwards, whatever happens
-    (an error, Ctrl-C), and unregistered from the repository (``git worktree prune``).
+    (an error, Ctrl-C), and unregistered from the repository: its own entry only (``git worktree prune`` would
+    also drop the user's entries of worktrees on a drive that is not mounted).
     """
     holder = Path(tempfile.mkdtemp(prefix="trainstab-base-"))  # 0700: only this user reads the checkout
     tree = holder / "base"
+    entry: Path | None = None  # the repository's record of the worktree (.git/worktrees/<name>)
     try:
         added = _git(root, "worktree", "add", "--detach", "--quiet", str(tree), revision.commit)
         if added.returncode != 0:
@@ -110,8 +112,11 @@ def checked_out(root: Path, revision: Revision) -> Iterator[Path]:
                 f"could not check out {revision.named or revision.how} ({revision.short}) for the comparison: "
                 f"{added.stderr.strip().splitlines()[-1] if added.stderr.strip() else 'git worktree add failed'}"
             )
+        pointer = (tree / ".git").read_text().strip()  # "gitdir: <repository>/.git/worktrees/<name>"
+        entry = Path(pointer.removeprefix("gitdir:").strip()) if pointer.startswith("gitdir:") else None
         yield tree
     finally:
         _git(root, "worktree", "remove", "--force", str(tree))
         shutil.rmtree(holder, ignore_errors=True)
-        _git(root, "worktree", "prune")
+        if entry is not None and entry.name and entry.parent.name == "worktrees":  # left behind: ours alone
+            shutil.rmtree(entry, ignore_errors=True)
