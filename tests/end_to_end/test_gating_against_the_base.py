@@ -5,6 +5,7 @@ conftest): the demonstrations of issue 32. Each run trains the model on 3 seeds 
 Long tier: each test trains two to four runs of six sweeps.
 """
 
+import json
 import re
 import subprocess
 
@@ -96,7 +97,7 @@ def _difference_and_call(row):
 
 def test_a_change_that_removes_qk_norm_fails_its_attention_logits_against_main(repository):
     _change(repository, "return Tiny(size, qk_norm=True)", "return Tiny(size, qk_norm=False)")
-    result = _run(repository)
+    result = _run(repository, "-n", "2", "--dist", "loadgroup", "--junitxml=junit.xml", "--trainstab-report=report")
     result.assert_outcomes(failed=1, passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -107,6 +108,15 @@ def test_a_change_that_removes_qk_norm_fails_its_attention_logits_against_main(r
     )
     assert _summary_row(result, "attention_logits").endswith(" worse")
     assert "trainstab: against main (" in result.stdout.str() and "3 seeds on each side" in result.stdout.str()
+    # Both sides in the JUnit properties and the report's JSON (per seed) and figure data.
+    junit = (repository.path / "junit.xml").read_text()
+    assert 'name="trainstab_against_status" value="worse"' in junit
+    report = json.loads((repository.path / "report" / "trainstab-report.json").read_text())
+    (row,) = [r for r in report["checks"] if r["check"] == "attention_logits"]
+    assert row["against"]["status"] == "worse" and row["against"]["seeds"] == [0, 1, 2]
+    at_top = next(d for d in row["against"]["differences"] if d["lr"] == 0.3)
+    assert len(at_top["base"]) == len(at_top["head"]) == 3 and at_top["worse"]
+    assert report["models"]["mymodels:build"]["against"]["name"].startswith("main (")
 
 
 def test_a_rename_passes_with_a_paired_difference_of_zero_and_with_the_cache_the_base_trains_nothing(repository):
