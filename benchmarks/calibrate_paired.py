@@ -53,6 +53,8 @@ REGRESSIONS = (
     ("hf:olmo2", "hf:llama"),
     ("hf:gemma3_text", "hf:gemma2"),
 )
+#: How large a regression the rule catches: the reference against itself with its weights' init scaled up.
+INIT_DOSES = (1.5, 2.0, 3.0, 5.0)
 #: The checks a regression of each kind must fail against its base (as the battery's CAUSE_CHECKS).
 CAUGHT_BY = {"attention growth": ("attention_logits",), "output logits": ("log_z",)}
 BASE_SEEDS, SHIFTED_SEEDS = (0, 1, 2), (3, 4, 5)
@@ -160,6 +162,18 @@ def main() -> None:
         ]
         mildest = f"{min(must):.3g}" if must else "-"
         print(f"{name:<18} {max(unchanged, default=0.0):>16.3g} {mildest:>34}")
+    print(f"\n=== how large a regression it catches: reference against init_scale=k, seeds 0-2, {profiles[0]} ===")
+    reference = by_label("reference")
+    base = sweeps(reference, profiles[0], BASE_SEEDS, args.cache)
+    for dose in INIT_DOSES:
+        head_model = ZooModel("reference", (f"init_scale={dose:g}",), "reference", "output logits")
+        head = sweeps(head_model, profiles[0], BASE_SEEDS, args.cache)
+        failing = []
+        for name, check in BATTERY.items():
+            result = compare(check, base, head, bounds, rule, "base")
+            if result.status == "worse":
+                failing.append(f"{name} ({_ratio(result):.2g}x its band)")
+        print(f"init_scale={dose:g}: {', '.join(failing) or 'no check worse than the base'}")
     print(f"\n=== regressions at the default factor ({rule.spread_factor:g}): the worst difference per check ===")
     for kind, label, profile, base, head in cases:
         if kind != "regression":

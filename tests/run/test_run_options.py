@@ -22,6 +22,7 @@ from trainstab.run.options import (
     RunOptions,
     _default_of,
     _table,
+    paired_rule,
     parse_options,
     run_seed,
     scaling_plan,
@@ -154,3 +155,14 @@ def test_a_run_option_field_that_no_one_declares_is_named_with_the_fix(monkeypat
     monkeypatch.setattr("trainstab.run.options.RunOptions", Widened)
     with pytest.raises(TypeError, match=r"RunOptions.undeclared is no option: declare it with option\(\)"):
         _table()
+
+
+def test_against_comes_from_a_flag_or_the_ini_key_and_its_seeds_are_at_least_three():
+    options = parse_options({"against": ("trainstab_against", "main"), "against-seeds": ("--against-seeds", "4")})
+    assert options.against == "main" and paired_rule(options).seeds == 4
+    assert parse_options({}).against is None and paired_rule(parse_options({})).seeds == 3
+    with pytest.raises(
+        TrainstabError, match=r"--trainstab-against-seeds='2': expected a whole number of seeds, at least 3"
+    ):
+        parse_options({"against-seeds": ("--trainstab-against-seeds", "2")})
+    assert OPTION_BY_NAME["against"].bare == "merge-base"  # the flag alone: the merge base
