@@ -54,3 +54,8 @@ def test_compare_defaults_to_the_merge_base_and_check_takes_against_alone_to_mea
     assert parser.parse_args(["check", "--against"]).against == "merge-base"
     assert parser.parse_args(["check", "--against", "v1.2"]).against == "v1.2"
     assert parser.parse_args(["check", "--against-seeds", "5"]).against_seeds == "5"
+
+
+def test_against_seeds_without_against_is_refused_rather_than_ignored(repository, capsys):
+    assert main(["check", "--model", "comparemodels:build", "--against-seeds", "5"]) == EXIT_BAD_INPUT
+    assert "--against-seeds sets how many seeds --against trains, and --against is not given" in capsys.readouterr().err

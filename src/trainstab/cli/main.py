@@ -559,6 +559,8 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     options = run_options(args)
     if args.command == "compare" and options.against is None:  # compare's base: the merge base by default
         options = dataclasses.replace(options, against=MERGE_BASE)
+    if options.against is None and args.against_seeds is not None:
+        raise TrainstabError("--against-seeds sets how many seeds --against trains, and --against is not given")
     checks = chosen_checks(args.checks)
     refuse_idle_flags(args, checks)
     policy_from(options)  # a rewrite flag without a usable baseline folder: refused before training

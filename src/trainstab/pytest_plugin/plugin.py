@@ -148,6 +148,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     session = Session(options, folder, os.environ.get(SESSION_ENV), made_here, is_worker)
     config.stash[SESSION_KEY] = session
+    if options.against is None and config.getoption(INI_PREFIX + "against_seeds") is not None:
+        raise pytest.UsageError(
+            "--trainstab-against-seeds sets how many seeds --trainstab-against trains, and --trainstab-against is "
+            "not given"
+        )
     if options.against is not None:  # resolved now: a revision that does not exist stops the run before training
         try:
             session.base = BaseTrainer(config.rootpath, options.against, options.cache, options.flag("against"))
