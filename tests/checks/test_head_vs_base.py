@@ -6,7 +6,14 @@ import math
 import pytest
 
 from trainstab.checks.battery import BATTERY, Thresholds
-from trainstab.checks.head_vs_base import PairedRule, compare, paired_statistic, seed_configs, seed_count
+from trainstab.checks.head_vs_base import (
+    PairedRule,
+    compare,
+    difference,
+    paired_statistic,
+    seed_configs,
+    seed_count,
+)
 from trainstab.core.config import SweepConfig, TrainConfig
 from trainstab.core.results import RunResult, SweepResult
 
@@ -131,3 +138,10 @@ def test_fewer_than_three_seeds_are_refused(value):
     with pytest.raises(ValueError):
         seed_count(value)
     assert seed_count("3") == 3
+
+
+def test_a_gradient_that_vanishes_is_the_worst_case_not_a_missing_number():
+    check = BATTERY["grad_rms_vs_eps"]  # lower is worse, compared in log10
+    metric = paired_statistic(check)
+    found = difference(metric, 0.1, (500.0, 800.0, 650.0), (0.0, 0.0, 0.0), RULE)
+    assert found.worse and found.difference > 10

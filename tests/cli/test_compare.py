@@ -38,7 +38,10 @@ def test_a_revision_that_does_not_exist_exits_2_naming_it(repository, capsys):
 def test_a_built_in_model_has_nothing_to_compare_and_exits_2(repository, capsys):
     assert main(["compare", "--model", "reference", "--against", "main", "--no-progress"]) == EXIT_BAD_INPUT
     error = capsys.readouterr().err
-    assert "--against main: reference is built into trainstab, the same code at both revisions" in error
+    assert (
+        "reference is built into trainstab, the same code at both revisions, so there is nothing to compare with"
+        in (error)
+    )
     assert "name your own factory" in error
 
 

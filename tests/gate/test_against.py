@@ -147,3 +147,27 @@ def test_an_installed_copy_that_shadows_the_checkout_is_refused_by_the_child(tmp
     status, line = base_worker._located(module_name, tmp_path / "checkout", "build")
     assert status == "error"
     assert f"{module_name} was imported from {installed / module_name}.py, not from the checkout" in line
+
+
+def test_a_base_package_that_fails_to_import_is_an_error_not_a_new_model(tmp_path, monkeypatch, module_name):
+    broken = "import a_dependency_that_is_not_installed\n"
+    repo = _repository(tmp_path, {f"{module_name}/__init__.py": broken, f"{module_name}/models.py": MODEL})
+    (repo / module_name / "__init__.py").write_text("")  # the head dropped the dependency
+    monkeypatch.syspath_prepend(str(repo))
+    base = BaseTrainer(repo, "main", None)
+    try:
+        with pytest.raises(TrainstabError, match="could not be trained: ModuleNotFoundError: No module named 'a_dep"):
+            base.sweeps([_config(f"{module_name}.models:build")])
+    finally:
+        base.close()
+
+
+def test_an_installed_copy_in_a_virtual_environment_inside_the_repository_is_not_compared(
+    tmp_path, monkeypatch, module_name
+):
+    site = tmp_path / ".venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (site / f"{module_name}.py").write_text(MODEL)
+    monkeypatch.syspath_prepend(str(site))
+    why = not_in_the_repository(f"{module_name}:build", tmp_path)
+    assert why.startswith(f"{module_name} is imported from an installed copy") and "pip install -e ." in why

@@ -214,9 +214,14 @@ def difference(
     return Difference(metric.name, lr, base, head, move, rule.spread_factor * spread + floor, scale)
 
 
+#: Where a log10 statistic of 0 (a gradient RMS that vanished) sits: far below any measured value, so that it
+#: reads as the worst case of a statistic whose lower values are worse, not as a missing number.
+LOG10_OF_ZERO = -12.0
+
+
 def _scaled(measured: tuple[float, ...], scale: str) -> list[float]:
-    """The finite values, in the compared scale (a non-positive value has no log: left out)."""
+    """The finite values, in the compared scale (0 or below in log10: :data:`LOG10_OF_ZERO`)."""
     finite = [v for v in measured if math.isfinite(v)]
     if scale == "log10":
-        return [math.log10(v) for v in finite if v > 0]
+        return [math.log10(v) if v > 0 else LOG10_OF_ZERO for v in finite]
     return finite

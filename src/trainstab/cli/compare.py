@@ -17,19 +17,21 @@ from trainstab.gate.verdict import Verdict
 from trainstab.run.options import RunOptions
 
 
-def open_base(options: RunOptions, model_name: str) -> BaseTrainer | None:
+def open_base(options: RunOptions, model_name: str, asked: bool) -> BaseTrainer | None:
     """The run's base (None without ``--against``): resolved now, checked out when it first trains.
 
-    A model that is the same code at both revisions (built into trainstab, or imported from outside the
-    repository) is refused: comparing it would show a difference of zero and say nothing.
+    ``asked``: the command line asked for the comparison (``trainstab compare``, ``--against``). Then a model
+    that is the same code at both revisions (built into trainstab, or imported from outside the repository) is
+    refused: comparing it would show a difference of zero and say nothing. A ``trainstab_against`` key of the
+    configuration (shared with pytest) judges such a model by its bounds alone, as pytest does, and says so.
     """
     if options.against is None:
         return None
     trainer = BaseTrainer(invocation_folder(), options.against, options.cache, options.flag("against"))
     why = trainer.why_not_compared(model_name)
-    if why:
+    if why and asked:
         raise TrainstabError(
-            f"--against {options.against}: {why}, so there is nothing to compare; name your own factory "
+            f"{why}, so there is nothing to compare with {trainer.name}; name your own factory "
             "(--model package.module:factory) from the repository"
         )
     return trainer

@@ -567,7 +567,8 @@ def run_check_command(args: argparse.Namespace, console: Console) -> int:
     target = ModelUnderTest(options.model)
     label = target.label(options)
     config = sweep_config(options, target)
-    trainer = compare.open_base(options, config.model_name)  # a revision that does not exist: refused first
+    asked = args.command == "compare" or args.against is not None  # not just the configuration's key
+    trainer = compare.open_base(options, config.model_name, asked)  # a revision that does not exist: refused first
     try:
         _preflight(config)
         sweeps = _Sweeps(console, args.no_progress, options.cache, time_limits(options))

@@ -116,7 +116,16 @@ def checked_out(root: Path, revision: Revision) -> Iterator[Path]:
         entry = Path(pointer.removeprefix("gitdir:").strip()) if pointer.startswith("gitdir:") else None
         yield tree
     finally:
-        _git(root, "worktree", "remove", "--force", str(tree))
+        removed = _git(root, "worktree", "remove", "--force", str(tree)).returncode == 0
         shutil.rmtree(holder, ignore_errors=True)
-        if entry is not None and entry.name and entry.parent.name == "worktrees":  # left behind: ours alone
+        if not removed and entry is not None and _records(entry, tree):  # left behind, and still ours
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _records(entry: Path, tree: Path) -> bool:
+    """Whether the repository's worktree record ``entry`` is the record of ``tree`` (its ``gitdir`` names it): git
+    reuses a freed record's name, and another process's record must stay."""
+    try:
+        return entry.parent.name == "worktrees" and (entry / "gitdir").read_text().strip() == str(tree / ".git")
+    except OSError:
+        return False

@@ -72,7 +72,16 @@ def not_in_the_repository(model_name: str, root: Path) -> str:
     if folder is None or not _inside(folder, root):
         where = f"from {folder}" if folder is not None else "from no folder"
         return f"{module} is imported {where}, outside the repository {root}: the same code at both revisions"
+    if INSTALLED.intersection(folder.parts):  # a virtual environment inside the repository: an installed copy
+        return (
+            f"{module} is imported from an installed copy ({folder}), the same code at both revisions: install it "
+            "in editable mode (pip install -e .) to compare it"
+        )
     return ""
+
+
+#: Folders that hold installed packages, not a repository's own code.
+INSTALLED = frozenset({"site-packages", "dist-packages"})
 
 
 def _module_of(model_name: str) -> str | None:

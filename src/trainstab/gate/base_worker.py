@@ -48,8 +48,11 @@ def _located(module: str, tree: Path, factory: str, head: Path | None = None) ->
     is one the checkout does not have.
     """
     try:
-        spec = importlib.util.find_spec(module)
-    except ImportError:  # its parent package is missing
+        spec = importlib.util.find_spec(module)  # imports its parent packages
+    except ModuleNotFoundError as error:  # a parent package the checkout does not have; else the base is broken
+        parents = {".".join(module.split(".")[: i + 1]) for i in range(module.count(".") + 1)}
+        if error.name not in parents:
+            raise
         spec = None
     if spec is None:
         return "absent", f"{module} does not exist"

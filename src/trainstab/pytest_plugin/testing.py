@@ -140,7 +140,8 @@ class StabilityCheck:
         if problem:
             pytest.fail(f"trainstab: {label}: {problem}", pytrace=False)
         sweep = found.sweep if registered_check(self.name).kind == "sweep" else None
-        pair = pair_of(item.config, found.base) if verdict.paired is not None else None
+        compared = verdict.paired is not None and verdict.paired.status != "not compared"
+        pair = pair_of(item.config, found.base) if compared else None  # its base was trained (judge compared it)
         base = (pair.against, pair.base_sweeps.sweeps[0]) if pair is not None and pair.base_sweeps.sweeps else None
         _record(item, verdict, sweep, base)
         if not verdict.passed:
@@ -153,7 +154,8 @@ def _warn(verdict: Verdict, sweep: SweepResult | None) -> None:
     """Say what passed with a caveat as :class:`TrainstabWarning` s, which ``-W error::...`` turns into failures."""
     where = f"{verdict.label} / {verdict.check}"
     if verdict.verdict == "warn":
-        warnings.warn(TrainstabWarning(f"{where} is report-only and over its bound: {verdict.why}"), stacklevel=3)
+        over = "over its bound" if not verdict.result.passed else "worse than its baseline or base"
+        warnings.warn(TrainstabWarning(f"{where} is report-only and {over}: {verdict.why}"), stacklevel=3)
     if verdict.environment_drift:
         warnings.warn(
             TrainstabWarning(
