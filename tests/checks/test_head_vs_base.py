@@ -103,14 +103,15 @@ def test_a_head_that_diverges_where_the_base_did_not_is_worse_on_no_divergence()
     assert math.isnan(next(d for d in logits.differences if d.lr == 0.3).difference)
 
 
-def test_one_seed_in_three_diverging_is_within_the_noise_of_divergence():
-    # Divergence at LR 0.3 on one seed of three is what the seeds say the noise is (the spread of 0/1 is 1); a
-    # head that diverges on every seed where the base never does is worse (the test above).
+def test_one_head_seed_in_three_diverging_where_no_base_seed_did_is_worse_and_equal_counts_are_not():
+    # The absolute no_divergence check reads the run's seed only; the pair reads all three.
     stable = [_sweep(seed, (10.0, 30.0, 40.0)) for seed in range(3)]
     once = [*stable[:2], _sweep(2, (10.0, 30.0, 40.0), diverged_at=0.3)]
     result = compare(BATTERY["no_divergence"], stable, once, Thresholds(), RULE, "main")
-    assert result.status == "within"
+    assert result.status == "worse"
     assert next(d for d in result.differences if d.lr == 0.3).difference == pytest.approx(1 / 3)
+    also_once = [_sweep(0, (10.0, 30.0, 40.0), diverged_at=0.3), *stable[1:]]
+    assert compare(BATTERY["no_divergence"], also_once, once, Thresholds(), RULE, "main").status == "within"
 
 
 def test_only_the_lrs_the_checks_look_at_are_compared():

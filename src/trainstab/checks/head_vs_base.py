@@ -11,7 +11,8 @@ LR sensitivity), side by side:
    worse (the statistic's ``Tolerance.worse``);
 3. the **band**: ``spread_factor`` times the larger seed-to-seed spread (max minus min) of the two sides, plus
    the statistic's baseline tolerance at the base's value (what a change of CPU kernels moves it by: the same
-   tolerance a committed baseline allows);
+   tolerance a committed baseline allows); a yes/no or a count (divergence, frozen tensors) gets the tolerance
+   alone, so a head run that diverges where no base run did is worse;
 4. the head is **worse** when the difference exceeds the band at any LR the check looks at.
 
 The seeds measure the noise of this model under this protocol, not a constant: a harmless change that re-draws
@@ -211,7 +212,11 @@ def difference(
         floor = abs(math.log10(limit / level)) if limit > 0 else math.inf
     else:
         floor = tolerance.allowed(base_mean)
-    return Difference(metric.name, lr, base, head, move, rule.spread_factor * spread + floor, scale)
+    # A yes/no or a count (divergence, frozen tensors) has no seed noise to speak of on the zoo (0 of 84 unchanged
+    # cases moved it, benchmarks/calibrate_paired.py): one run more than the base's is worse. A number's band
+    # widens with its seeds' spread.
+    noise = rule.spread_factor * spread if metric.kind == "number" else 0.0
+    return Difference(metric.name, lr, base, head, move, noise + floor, scale)
 
 
 #: Where a log10 statistic of 0 (a gradient RMS that vanished) sits: far below any measured value, so that it
