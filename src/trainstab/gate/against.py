@@ -28,6 +28,7 @@ import functools
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -242,7 +243,7 @@ class BaseTrainer:
                     stderr=subprocess.STDOUT,
                     check=False,
                 )
-            if done.returncode < 0 and done.returncode in (-2,):  # the child was interrupted with the run
+            if done.returncode == -signal.SIGINT:  # Ctrl-C reached the child first: the run stops, as it would
                 raise KeyboardInterrupt
             return self._read_back(out, configs, done.returncode, log)
 
