@@ -55,6 +55,12 @@ def model_name(value: Any) -> str:
     return canonical_model_name(values.text(value))
 
 
+@values.accepts(f"a git revision (a branch, tag or commit) or {MERGE_BASE}")
+def revision(value: Any) -> str:
+    """A git revision as the user named it (checked against the repository when the run starts)."""
+    return values.text(value)
+
+
 @values.accepts(f"one of {', '.join(PROFILES)}")
 def profile(value: Any) -> str:
     """A profile name from :data:`trainstab.core.config.PROFILES` (TrainstabError otherwise, listing them)."""
@@ -121,7 +127,7 @@ class RunOptions:
     against: str | None = option(
         None,
         "against",
-        values.text,
+        revision,
         f"also compare every check with the model at this git revision, trained in the same run; alone or "
         f"'{MERGE_BASE}': the merge base of HEAD with the default branch",
         bare=MERGE_BASE,
