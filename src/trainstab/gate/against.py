@@ -48,8 +48,6 @@ from trainstab.core.values import written
 
 #: The child's report is small: its status, a line and the cache's use of each sweep.
 MAX_REPORT_BYTES = 1 << 20
-#: A base sweep's file: as large as a cache entry may be.
-MAX_SWEEP_BYTES = 64 << 20
 #: The lines of the child's output kept for an error message when it fails without a report.
 TAIL_LINES = 5
 
