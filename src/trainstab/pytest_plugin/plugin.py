@@ -9,6 +9,7 @@ projects that install trainstab but run no stability test.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 import shutil
 import warnings
@@ -223,6 +224,43 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines + [f"trainstab: {line}" for line in header_lines(options)]
 
 
+#: Said once at the end of a run whose checks --dist loadgroup did not group (see :func:`groups_ignored`).
+GROUPS_IGNORED = (
+    "--dist loadgroup had no effect: pytest-xdist {xdist} did not group pytest {pytest}'s tests (pytest-xdist "
+    "issue #1386), so a model's checks ran on several workers, and each waited for the one training its sweep;"
+    " the verdicts are right, the run is slower. Until pytest-xdist releases its fix, install 'pytest<9.2'"
+)
+
+
+def groups_ignored(items: list[pytest.Item]) -> bool:
+    """True when a trainstab case carries its model's ``xdist_group`` mark and pytest-xdist did not append the
+    group to its node id, which is how ``--dist loadgroup`` sends a group to one worker. Asked on a worker, after
+    pytest-xdist's own collection hook. Under pytest 9.2 and pytest-xdist 3.8 the suffix is silently lost (node ids
+    became structured): every check still passes or fails as it should, but checks of one model spread over the
+    workers, and all but one wait on the session cache's lock while the first trains the sweep."""
+    for item in items:
+        marks = list(item.iter_markers("xdist_group")) if item.get_closest_marker("trainstab") else []
+        if any(not item.nodeid.endswith("@" + str(m.args[0] if m.args else m.kwargs.get("name"))) for m in marks):
+            return True
+    return False
+
+
+@pytest.hookimpl(wrapper=True)  # after every plugin's hook, pytest-xdist's (which appends the groups) included
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Generator[None, None, None]:
+    """(On a pytest-xdist worker under ``--dist loadgroup``.) Tell the controller when the groups were ignored."""
+    yield
+    output = getattr(config, "workeroutput", None)
+    if output is not None and getattr(config.option, "loadgroup", False) and groups_ignored(items):
+        output["trainstab_groups_ignored"] = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """(pytest-xdist, controller) Note a worker whose trainstab checks ``--dist loadgroup`` did not group."""
+    if getattr(node, "workeroutput", {}).get("trainstab_groups_ignored"):
+        session_of(node.config).groups_ignored = True
+
+
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """The models the collected checks will train, each once however many checks name it."""
     options = session_of(config).options
@@ -389,6 +427,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """One row per model and check (value, bound, baseline, verdict), then every file the run wrote."""
     state = session_of(terminalreporter.config)
     if not state.verdicts and not state.written:
+        _say_groups_ignored(terminalreporter, state)
         return
     if state.options.cache is not None:
         uses = [use for use in state.cache_uses if not use.session]
@@ -415,6 +454,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(cache_line)
     for note in cache_notes(str(state.options.cache), state.cache_uses):  # what the counts do not say
         terminalreporter.write_line(f"trainstab: {note}")
+    _say_groups_ignored(terminalreporter, state)
+
+
+def _say_groups_ignored(terminalreporter: Any, state: Session) -> None:
+    """One line when ``--dist loadgroup`` did not group this run's checks (:func:`groups_ignored`)."""
+    if state.groups_ignored:
+        versions = {name: importlib.metadata.version(name) for name in ("pytest", "pytest-xdist")}
+        line = GROUPS_IGNORED.format(pytest=versions["pytest"], xdist=versions["pytest-xdist"])
+        terminalreporter.write_line(f"trainstab: WARNING: {line}")
 
 
 def _paired_rows(terminalreporter: Any, verdicts: list[Verdict]) -> None:
