@@ -224,6 +224,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines + [f"trainstab: {line}" for line in header_lines(options)]
 
 
+GROUPS_IGNORED_KEY = "trainstab_groups_ignored"  # a worker's output to the controller: its groups were lost
 #: Said once at the end of a run whose checks --dist loadgroup did not group (see :func:`groups_ignored`).
 GROUPS_IGNORED = (
     "--dist loadgroup had no effect: pytest-xdist {xdist} did not group pytest {pytest}'s tests (pytest-xdist "
@@ -251,13 +252,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     yield
     output = getattr(config, "workeroutput", None)
     if output is not None and getattr(config.option, "loadgroup", False) and groups_ignored(items):
-        output["trainstab_groups_ignored"] = True
+        output[GROUPS_IGNORED_KEY] = True
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """(pytest-xdist, controller) Note a worker whose trainstab checks ``--dist loadgroup`` did not group."""
-    if getattr(node, "workeroutput", {}).get("trainstab_groups_ignored"):
+    if getattr(node, "workeroutput", {}).get(GROUPS_IGNORED_KEY):
         session_of(node.config).groups_ignored = True
 
 
