@@ -1,13 +1,14 @@
 """The base revision's side of ``--against``: which models it can compare, and what it says when it cannot.
 
-Each test makes a git repository with a user's model file; nothing here trains (the training demonstrations are
-``tests/end_to_end/test_gating_against_the_base.py``)."""
+Each test makes a git repository with a user's model file; nothing here trains but one 5-step sweep, in the long
+tier (the training demonstrations are ``tests/end_to_end/test_gating_against_the_base.py``)."""
 
+import dataclasses
 import subprocess
 
 import pytest
 
-from trainstab.core.config import SweepConfig
+from trainstab.core.config import SweepConfig, TrainConfig
 from trainstab.core.errors import TrainstabError
 from trainstab.gate import base_worker
 from trainstab.gate.against import BaseTrainer, import_folder, not_in_the_repository
@@ -18,6 +19,27 @@ from torch import nn
 
 def build(size):
     return nn.Sequential(nn.Embedding(size.vocab_size, size.width), nn.Linear(size.width, size.vocab_size))
+"""
+
+# The smallest model the battery can train: one head of attention (its logits are captured) and an output layer.
+ATTENTION_MODEL = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.emb = nn.Embedding(size.vocab_size, size.width)
+        self.head = nn.Linear(size.width, size.vocab_size)
+
+    def forward(self, idx):
+        x = self.emb(idx).unsqueeze(1)  # (B, 1, T, d): one head
+        return self.head(F.scaled_dot_product_attention(x, x, x, is_causal=True).squeeze(1))  # (B, T, V)
+
+
+def build(size):
+    return Tiny(size)
 """
 
 
@@ -171,3 +193,56 @@ def test_an_installed_copy_in_a_virtual_environment_inside_the_repository_is_not
     monkeypatch.syspath_prepend(str(site))
     why = not_in_the_repository(f"{module_name}:build", tmp_path)
     assert why.startswith(f"{module_name} is imported from an installed copy") and "pip install -e ." in why
+
+
+def _shared_folder(tmp_path):
+    """A private folder two processes of one run share (pytest's session folder stands for it)."""
+    folder = tmp_path / "session"
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def test_a_second_worker_reads_the_first_ones_error_and_never_checks_the_base_out(tmp_path, monkeypatch, module_name):
+    # Two xdist workers whose checks of one model were not grouped (pytest 9.2 ignores --dist loadgroup): the base
+    # is tried once; the second reads how it ended, with the same line, and makes no checkout of its own.
+    broken = MODEL.replace("def build(size):", "def build(size) x:")
+    repo = _repository(tmp_path / "repo", {f"{module_name}.py": broken})
+    (repo / f"{module_name}.py").write_text(MODEL)
+    monkeypatch.syspath_prepend(str(repo))
+    shared = _shared_folder(tmp_path)
+    first, second = (BaseTrainer(repo, "main", None, shared=shared) for _ in range(2))
+    try:
+        with pytest.raises(TrainstabError) as error_of_first:
+            first.sweeps([_config(f"{module_name}:build")])
+        with pytest.raises(TrainstabError) as error_of_second:
+            second.sweeps([_config(f"{module_name}:build")])
+        assert second._tree is None  # never checked out: nothing was trained again
+    finally:
+        first.close()
+        second.close()
+    assert "could not be trained: SyntaxError" in str(error_of_first.value)
+    assert str(error_of_second.value) == str(error_of_first.value)
+
+
+@pytest.mark.long  # one 5-step sweep, in a child process
+def test_a_second_worker_reads_the_base_sweeps_the_first_one_trained(tmp_path, monkeypatch, module_name):
+    repo = _repository(tmp_path / "repo", {f"{module_name}.py": ATTENTION_MODEL})
+    monkeypatch.syspath_prepend(str(repo))
+    shared = _shared_folder(tmp_path)
+    config = dataclasses.replace(_config(f"{module_name}:build"), train=TrainConfig(steps=5), lrs=(1e-2,))
+    first, second = (BaseTrainer(repo, "main", None, shared=shared) for _ in range(2))
+    try:
+        trained = first.sweeps([config])
+        read = second.sweeps([config])
+        assert first._tree is not None and second._tree is None
+    finally:
+        first.close()
+        second.close()
+    assert read.sweeps == trained.sweeps and len(read.sweeps) == 1 and read.absent == ""
+    other = dataclasses.replace(config, lrs=(3e-2,))  # another config is another base: not read for this one
+    third = BaseTrainer(repo, "main", None, shared=shared)
+    try:
+        assert third.sweeps([other]).sweeps[0].config == other
+        assert third._tree is not None
+    finally:
+        third.close()

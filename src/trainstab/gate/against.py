@@ -11,7 +11,9 @@ revision's code, which cannot share a process with the head's (both are the same
    ``mypkg`` and checks that it did (:mod:`trainstab.gate.base_worker`);
 3. the child trains the base with exactly the head's sweep configs (seeds, batches, LR grid; the CPU kernels and
    environment are inherited), through the persistent cache when the run has one, so an unchanged base is read
-   and not retrained, and writes each sweep as JSON into a private folder;
+   and not retrained, and writes each sweep as JSON into a private folder: under pytest, one in the session's
+   folder that its xdist workers share, so a model's base trains once however its checks were spread over the
+   workers (the others wait on a lock and read it, or the error it ended with);
 4. each sweep is read back as untrusted input and must be exactly the config asked for.
 
 A model built into trainstab (``reference``, ``hf:``) or imported from outside the repository is the same code at
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import importlib.util
 import json
 import os
@@ -36,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from trainstab.cache.session_cache import CacheUse, load_sweep
 from trainstab.checks.head_vs_base import HeadVsBase, PairedRule, seed_configs
@@ -160,10 +165,21 @@ class BaseTrainer:
     wrote it (``None``, ``""`` or ``merge-base`` for the default); ``cache``: the persistent sweep cache, or None.
     """
 
-    def __init__(self, folder: Path, named: str | None, cache: str | None, flag: str = "--trainstab-against") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        named: str | None,
+        cache: str | None,
+        flag: str = "--trainstab-against",
+        shared: Path | None = None,
+    ) -> None:
         self.root = repository_root(folder)
         self.revision: Revision = resolve(self.root, None if named in (None, "", MERGE_BASE) else named, flag)
         self.cache = cache
+        # A private folder the run's processes share (pytest's session folder, xdist workers included): a model's
+        # base is trained there once, and a worker whose checks of that model were not grouped with the first's
+        # reads it, as the head's sweeps are shared through the session cache. None: this process's alone.
+        self.shared = shared
         self._stack = contextlib.ExitStack()
         self._tree: Path | None = None
         self._known: dict[tuple[str, SweepConfig], Any] = {}
@@ -211,39 +227,52 @@ class BaseTrainer:
         return BaseSweeps(tuple(self._known[(model, config)] for config in configs), uses=uses)
 
     def _train(self, configs: list[SweepConfig]) -> BaseSweeps:
-        """Train ``configs`` at the base in a child process (module docstring, steps 2-4)."""
+        """Train ``configs`` at the base in a child process (module docstring, steps 2-4), or read what another
+        process of the run trained for exactly these configs in the shared folder."""
+        if self.shared is None:
+            with tempfile.TemporaryDirectory(prefix="trainstab-base-sweeps-") as private:  # 0700, this user's
+                return self._train_into(Path(private), configs)
+        identity = json.dumps([self.revision.commit, [dataclasses.asdict(c) for c in configs]], default=str)
+        out = self.shared / f"base-{hashlib.sha256(identity.encode()).hexdigest()[:24]}"
+        with FileLock(f"{out}.lock"):  # another worker training the same base: wait, then read its sweeps
+            if (out / "report.json").is_file():  # written last, by a child that finished
+                found = self._read_back(out, configs, 0, out / "output.log")  # or the error it ended with
+                return dataclasses.replace(found, uses=())  # the persistent cache's use: counted where it trained
+            out.mkdir(mode=0o700, exist_ok=True)
+            return self._train_into(out, configs)
+
+    def _train_into(self, out: Path, configs: list[SweepConfig]) -> BaseSweeps:
+        """Train ``configs`` at the base in a child process writing into ``out`` (a private folder)."""
         module = _module_of(configs[0].model_name)
         assert module is not None  # sweeps() compares repository models only
         head_folder = import_folder(module)
         assert head_folder is not None
         tree = self.tree()
         base_folder = tree / head_folder.relative_to(self.root.resolve())
-        with tempfile.TemporaryDirectory(prefix="trainstab-base-sweeps-") as private:  # 0700, this user's
-            out = Path(private)
-            request = {
-                "configs": [dataclasses.asdict(config) for config in configs],
-                "module": module,
-                "tree": str(tree),
-                "head": str(self.root),
-                "cache": self.cache,
-                "out": str(out),
-            }
-            (out / "request.json").write_text(json.dumps(request))
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join([str(base_folder), *self._in_the_checkout(env.get("PYTHONPATH", ""))])
-            log = out / "output.log"
-            with log.open("w") as output:
-                done = subprocess.run(
-                    [sys.executable, "-m", "trainstab.gate.base_worker", str(out / "request.json")],
-                    cwd=tree,
-                    env=env,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    check=False,
-                )
-            if done.returncode == -signal.SIGINT:  # Ctrl-C reached the child first: the run stops, as it would
-                raise KeyboardInterrupt
-            return self._read_back(out, configs, done.returncode, log)
+        request = {
+            "configs": [dataclasses.asdict(config) for config in configs],
+            "module": module,
+            "tree": str(tree),
+            "head": str(self.root),
+            "cache": self.cache,
+            "out": str(out),
+        }
+        (out / "request.json").write_text(json.dumps(request))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(base_folder), *self._in_the_checkout(env.get("PYTHONPATH", ""))])
+        log = out / "output.log"
+        with log.open("w") as output:
+            done = subprocess.run(
+                [sys.executable, "-m", "trainstab.gate.base_worker", str(out / "request.json")],
+                cwd=tree,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if done.returncode == -signal.SIGINT:  # Ctrl-C reached the child first: the run stops, as it would
+            raise KeyboardInterrupt
+        return self._read_back(out, configs, done.returncode, log)
 
     def _in_the_checkout(self, python_path: str) -> list[str]:
         """``PYTHONPATH``'s folders with those in the working tree moved to the checkout: the head's copy of a module

@@ -156,7 +156,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if options.against is not None:  # resolved now: a revision that does not exist stops the run before training
         try:
-            session.base = BaseTrainer(config.rootpath, options.against, options.cache, options.flag("against"))
+            flag = options.flag("against")
+            session.base = BaseTrainer(config.rootpath, options.against, options.cache, flag, shared=folder)
         except TrainstabError as error:
             raise pytest.UsageError(str(error)) from None
     if not is_worker:  # workers started later inherit the folder's path through the environment too
