@@ -6,6 +6,7 @@ from importlib.metadata import version
 
 import pytest
 
+from trainstab.pytest_plugin.plugin import groups_ignored
 from user_project import USER_MODELS, USER_TEST
 
 pytest_plugins = ["pytester"]
@@ -117,6 +118,31 @@ def test_a_run_whose_checks_loadgroup_did_not_group_says_so_in_one_line(project,
         ]
     if groups_lost:
         assert not grouped
+
+
+class _Collected:
+    """An item as groups_ignored reads it: its node id, its xdist_group marks, whether it is a trainstab case."""
+
+    def __init__(self, nodeid, groups, trainstab=True):
+        self.nodeid, self._trainstab = nodeid, trainstab
+        self._groups = [pytest.mark.xdist_group(group).mark for group in groups]
+
+    def iter_markers(self, name):
+        return iter(self._groups if name == "xdist_group" else [])
+
+    def get_closest_marker(self, name):
+        return pytest.mark.trainstab.mark if name == "trainstab" and self._trainstab else None
+
+
+def test_groups_are_ignored_when_a_cases_node_id_lacks_the_suffix_pytest_xdist_gives_its_groups():
+    grouped = _Collected("t.py::test[m-log_z]@m", ["m"])
+    assert not groups_ignored([grouped])
+    assert groups_ignored([grouped, _Collected("t.py::test[m-no_divergence]", ["m"])])
+    # A module's own group beside the model's: pytest-xdist joins the sorted names with "_".
+    assert not groups_ignored([_Collected("t.py::test[m-log_z]@gpu_m", ["m", "gpu"])])
+    assert groups_ignored([_Collected("t.py::test[m-log_z]@m", ["m", "gpu"])])
+    # Not a trainstab case, or a case with no group: not ours to judge.
+    assert not groups_ignored([_Collected("t.py::test_other", ["m"], trainstab=False), _Collected("t.py::c", [])])
 
 
 def test_without_loadgroup_nothing_is_said_about_groups(project):
