@@ -1,9 +1,11 @@
 """The base revision's side of ``--against``: which models it can compare, and what it says when it cannot.
 
-Each test makes a git repository with a user's model file; nothing here trains but one 5-step sweep, in the long
+Each test makes a git repository with a user's model file; nothing here trains but two 5-step sweeps, in the long
 tier (the training demonstrations are ``tests/end_to_end/test_gating_against_the_base.py``)."""
 
 import dataclasses
+import json
+import stat
 import subprocess
 
 import pytest
@@ -222,6 +224,37 @@ def test_a_second_worker_reads_the_first_ones_error_and_never_checks_the_base_ou
         second.close()
     assert "could not be trained: SyntaxError" in str(error_of_first.value)
     assert str(error_of_second.value) == str(error_of_first.value)
+    (published,) = [path for path in shared.iterdir() if path.is_dir()]  # nothing else: no half-written folder
+    assert stat.S_IMODE(published.stat().st_mode) == 0o700
+
+
+def test_a_report_in_the_shared_folder_that_is_a_link_is_not_read_and_the_base_is_trained_again(
+    tmp_path, monkeypatch, module_name
+):
+    # The session folder is private; still, what is read from it is untrusted input: a report that is a link (here
+    # to one claiming the model is new in the change, which would skip the comparison) is never read.
+    broken = MODEL.replace("def build(size):", "def build(size) x:")
+    repo = _repository(tmp_path / "repo", {f"{module_name}.py": broken})
+    (repo / f"{module_name}.py").write_text(MODEL)
+    monkeypatch.syspath_prepend(str(repo))
+    shared = _shared_folder(tmp_path)
+    first, second = (BaseTrainer(repo, "main", None, shared=shared) for _ in range(2))
+    planted = tmp_path / "planted.json"
+    planted.write_text(json.dumps({"status": "absent", "line": "planted"}))
+    try:
+        with pytest.raises(TrainstabError):
+            first.sweeps([_config(f"{module_name}:build")])
+        (published,) = [path for path in shared.iterdir() if path.is_dir()]
+        (published / "report.json").unlink()
+        (published / "report.json").symlink_to(planted)
+        with pytest.raises(TrainstabError, match="could not be trained: SyntaxError"):  # tried again, not "absent"
+            second.sweeps([_config(f"{module_name}:build")])
+        assert second._tree is not None
+    finally:
+        first.close()
+        second.close()
+    (republished,) = [path for path in shared.iterdir() if path.is_dir()]
+    assert not (republished / "report.json").is_symlink()
 
 
 @pytest.mark.long  # one 5-step sweep, in a child process

@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 import pytest
 
-from trainstab.pytest_plugin.plugin import groups_ignored
+from trainstab.pytest_plugin.plugin import spread_groups
 from user_project import USER_MODELS, USER_TEST
 
 pytest_plugins = ["pytester"]
@@ -86,68 +86,50 @@ def pytest_collection_modifyitems(items):
 
 
 def _workers_per_model(outlines):
-    """{model: the workers its checks ran on} and whether every node id carried its group, from ``-v`` output."""
-    workers, suffixed = {}, []
+    """{model: the workers its checks ran on}, from ``-v`` output."""
+    workers = {}
     for line in outlines:
-        found = re.match(r"\[(gw\d)\] .*test_training_stability\[(mymodels:\w+)-\w+\](@\S+)?", line)
+        found = re.match(r"\[(gw\d)\] .*test_training_stability\[(mymodels:\w+)-\w+\]", line)
         if found:
             workers.setdefault(found[2], set()).add(found[1])
-            suffixed.append(found[3] == f"@{found[2]}")
-    return workers, all(suffixed) and len(suffixed) == 4
+    return workers
 
 
 @pytest.mark.parametrize("groups_lost", [False, True], ids=["as-installed", "groups-lost"])
-def test_a_run_whose_checks_loadgroup_did_not_group_says_so_in_one_line(project, groups_lost):
+def test_a_loadgroup_run_whose_models_checks_ran_on_several_workers_says_so_in_one_line(project, groups_lost):
     if groups_lost:
         project.makeconftest(LOSE_THE_GROUPS)
     result = project.runpytest_subprocess(
         "--trainstab-steps=20", "--trainstab-lrs=1e-2", "-n", "2", "--dist", "loadgroup", "-v"
     )
-    workers, grouped = _workers_per_model(result.outlines)
+    workers = _workers_per_model(result.outlines)
     assert sorted(workers) == ["mymodels:stable", "mymodels:unstable"]
-    said = [line for line in result.outlines if "--dist loadgroup had no effect" in line]
-    if grouped:  # the pytest the test extra installs (pytest<9.2, for this): one worker per model, nothing said
-        assert all(len(ran_on) == 1 for ran_on in workers.values())
-        assert said == []
-    else:
-        assert said == [
-            f"trainstab: WARNING: --dist loadgroup had no effect: pytest-xdist {version('pytest-xdist')} did not "
-            f"group pytest {version('pytest')}'s tests (pytest-xdist issue #1386), so a model's checks ran on several "
-            "workers, and each waited for the one training its sweep; the verdicts are right, the run is slower. "
-            "Until pytest-xdist releases its fix, install 'pytest<9.2'"
-        ]
-    if groups_lost:
-        assert not grouped
+    spread = sorted(model for model, ran_on in workers.items() if len(ran_on) > 1)
+    said = [line for line in result.outlines if "did not keep each model's checks on one worker" in line]
+    if not spread:  # the pytest the test extra installs (pytest<9.2, for this): nothing to say
+        assert said == [] and not groups_lost
+        return
+    expected = (
+        f"trainstab: WARNING: --dist loadgroup did not keep each model's checks on one worker (pytest "
+        f"{version('pytest')}, pytest-xdist {version('pytest-xdist')}): {', '.join(spread)} ran on several, and each "
+        "waited for the one training its sweep; the verdicts are right, the run is slower."
+    )
+    if tuple(int(part) for part in version("pytest").split(".")[:2]) >= (9, 2):
+        expected += (
+            " pytest 9.2 drops the group pytest-xdist gives each test (pytest-xdist issue #1386): install "
+            "'pytest<9.2' until pytest-xdist releases its fix."
+        )
+    assert said == [expected]
 
 
-class _Collected:
-    """An item as groups_ignored reads it: its node id, its xdist_group marks, whether it is a trainstab case."""
-
-    def __init__(self, nodeid, groups, trainstab=True):
-        self.nodeid, self._trainstab = nodeid, trainstab
-        self._groups = [pytest.mark.xdist_group(group).mark for group in groups]
-
-    def iter_markers(self, name):
-        return iter(self._groups if name == "xdist_group" else [])
-
-    def get_closest_marker(self, name):
-        return pytest.mark.trainstab.mark if name == "trainstab" and self._trainstab else None
-
-
-def test_groups_are_ignored_when_a_cases_node_id_lacks_the_suffix_pytest_xdist_gives_its_groups():
-    grouped = _Collected("t.py::test[m-log_z]@m", ["m"])
-    assert not groups_ignored([grouped])
-    assert groups_ignored([grouped, _Collected("t.py::test[m-no_divergence]", ["m"])])
-    # A module's own group beside the model's: pytest-xdist joins the sorted names with "_".
-    assert not groups_ignored([_Collected("t.py::test[m-log_z]@gpu_m", ["m", "gpu"])])
-    assert groups_ignored([_Collected("t.py::test[m-log_z]@m", ["m", "gpu"])])
-    # Not a trainstab case, or a case with no group: not ours to judge.
-    assert not groups_ignored([_Collected("t.py::test_other", ["m"], trainstab=False), _Collected("t.py::c", [])])
+def test_spread_groups_are_those_whose_checks_ran_on_more_than_one_worker():
+    assert spread_groups({"m": {"gw0"}, "n": {"gw0", "gw1"}, "a": {"gw1", "gw2"}}) == ["a", "n"]
+    assert spread_groups({"m": {"gw0"}}) == []
 
 
 def test_without_loadgroup_nothing_is_said_about_groups(project):
     result = project.runpytest_subprocess("--trainstab-steps=20", "--trainstab-lrs=1e-2", "-n", "2")
-    assert "had no effect" not in result.stdout.str()
+    assert "did not keep each model's checks" not in result.stdout.str()
 
 
 def test_a_built_in_model_key_in_the_ini_fails_a_user_models_checks_with_one_line(project):

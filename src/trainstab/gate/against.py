@@ -31,6 +31,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,13 +49,28 @@ from trainstab.core.config import SweepConfig
 from trainstab.core.errors import TrainstabError
 from trainstab.core.model_names import split_model_name
 from trainstab.core.revisions import MERGE_BASE, Revision, checked_out, repository_root, resolve
-from trainstab.core.untrusted import UntrustedFileError, read_json_file
+from trainstab.core.untrusted import UntrustedFileError, read_json_file, read_text_file
 from trainstab.core.values import written
 
 #: The child's report is small: its status, a line and the cache's use of each sweep.
 MAX_REPORT_BYTES = 1 << 20
 #: The lines of the child's output kept for an error message when it fails without a report.
 TAIL_LINES = 5
+#: The child's output file, and how much of it is read back (its last lines are all an error message needs).
+LOG_NAME = "output.log"
+MAX_LOG_BYTES = 1 << 20
+
+
+def _finished(out: Path) -> bool:
+    """Whether ``out`` holds a child's readable report: written last, so its sweeps are there too. A report that
+    is a link, too big, or not this user's is not read: the base is trained again and the folder replaced."""
+    if out.is_symlink() or not out.is_dir():
+        return False
+    try:
+        read_json_file(out / "report.json", MAX_REPORT_BYTES, owner_only=True)
+    except (FileNotFoundError, UntrustedFileError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -231,18 +247,27 @@ class BaseTrainer:
         process of the run trained for exactly these configs in the shared folder."""
         if self.shared is None:
             with tempfile.TemporaryDirectory(prefix="trainstab-base-sweeps-") as private:  # 0700, this user's
-                return self._train_into(Path(private), configs)
+                out = Path(private)
+                return self._read_back(out, configs, self._run_child(out, configs))
         identity = json.dumps([self.revision.commit, [dataclasses.asdict(c) for c in configs]], default=str)
         out = self.shared / f"base-{hashlib.sha256(identity.encode()).hexdigest()[:24]}"
-        with FileLock(f"{out}.lock"):  # another worker training the same base: wait, then read its sweeps
-            if (out / "report.json").is_file():  # written last, by a child that finished
-                found = self._read_back(out, configs, 0, out / "output.log")  # or the error it ended with
+        with FileLock(f"{out}.lock"):  # another worker training the same base: wait, then read what it left
+            if _finished(out):
+                found = self._read_back(out, configs, 0)  # its sweeps, or the error the base ended with
                 return dataclasses.replace(found, uses=())  # the persistent cache's use: counted where it trained
-            out.mkdir(mode=0o700, exist_ok=True)
-            return self._train_into(out, configs)
+            # A folder of its own (0700): a child orphaned by a killed worker writes into its own, never this one.
+            training = Path(tempfile.mkdtemp(prefix=f"{out.name}-", dir=self.shared))
+            code = self._run_child(training, configs)
+            if out.is_symlink() or out.is_file():  # what no process of this run leaves: not read, replaced
+                out.unlink()
+            elif out.exists():  # a child that ended without a report: tried again, and replaced
+                shutil.rmtree(out)
+            training.replace(out)  # the other workers find the report, the sweeps and the log together
+            return self._read_back(out, configs, code)
 
-    def _train_into(self, out: Path, configs: list[SweepConfig]) -> BaseSweeps:
-        """Train ``configs`` at the base in a child process writing into ``out`` (a private folder)."""
+    def _run_child(self, out: Path, configs: list[SweepConfig]) -> int:
+        """Train ``configs`` at the base in a child process writing into ``out`` (a private folder); its exit
+        status."""
         module = _module_of(configs[0].model_name)
         assert module is not None  # sweeps() compares repository models only
         head_folder = import_folder(module)
@@ -260,8 +285,7 @@ class BaseTrainer:
         (out / "request.json").write_text(json.dumps(request))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(base_folder), *self._in_the_checkout(env.get("PYTHONPATH", ""))])
-        log = out / "output.log"
-        with log.open("w") as output:
+        with (out / LOG_NAME).open("w") as output:
             done = subprocess.run(
                 [sys.executable, "-m", "trainstab.gate.base_worker", str(out / "request.json")],
                 cwd=tree,
@@ -272,7 +296,7 @@ class BaseTrainer:
             )
         if done.returncode == -signal.SIGINT:  # Ctrl-C reached the child first: the run stops, as it would
             raise KeyboardInterrupt
-        return self._read_back(out, configs, done.returncode, log)
+        return done.returncode
 
     def _in_the_checkout(self, python_path: str) -> list[str]:
         """``PYTHONPATH``'s folders with those in the working tree moved to the checkout: the head's copy of a module
@@ -284,12 +308,16 @@ class BaseTrainer:
             moved.append(str(tree / folder.relative_to(root)) if _inside(folder, root) else entry)
         return moved
 
-    def _read_back(self, out: Path, configs: list[SweepConfig], code: int, log: Path) -> BaseSweeps:
+    def _read_back(self, out: Path, configs: list[SweepConfig], code: int) -> BaseSweeps:
         """The child's report and sweeps, validated (module docstring, step 4)."""
         try:
             report = read_json_file(out / "report.json", MAX_REPORT_BYTES, owner_only=True)
         except (FileNotFoundError, UntrustedFileError):
-            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-TAIL_LINES:])
+            try:
+                output = read_text_file(out / LOG_NAME, MAX_LOG_BYTES, owner_only=True)
+            except (FileNotFoundError, UntrustedFileError) as error:
+                output = f"its output could not be read ({error})"
+            tail = " | ".join(output.strip().splitlines()[-TAIL_LINES:])
             raise TrainstabError(
                 f"training the base {self.name} failed (exit status {code}) without saying why: {tail or 'no output'}"
             ) from None

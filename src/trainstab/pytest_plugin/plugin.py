@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Callable, Generator
@@ -225,47 +226,29 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines + [f"trainstab: {line}" for line in header_lines(options)]
 
 
-GROUPS_IGNORED_KEY = "trainstab_groups_ignored"  # a worker's output to the controller: its groups were lost
-#: Said once at the end of a run whose checks --dist loadgroup did not group (see :func:`groups_ignored`).
-GROUPS_IGNORED = (
-    "--dist loadgroup had no effect: pytest-xdist {xdist} did not group pytest {pytest}'s tests (pytest-xdist "
-    "issue #1386), so a model's checks ran on several workers, and each waited for the one training its sweep;"
-    " the verdicts are right, the run is slower. Until pytest-xdist releases its fix, install 'pytest<9.2'"
+#: Said once at the end of a ``--dist loadgroup`` run in which one group's checks ran on several workers (see
+#: :func:`spread_groups`); under pytest 9.2 with pytest-xdist 3.8 every group does (pytest-xdist issue #1386).
+GROUPS_SPREAD = (
+    "--dist loadgroup did not keep each model's checks on one worker (pytest {pytest}, pytest-xdist {xdist}): "
+    "{groups} ran on several, and each waited for the one training its sweep; the verdicts are right, the run is "
+    "slower."
+)
+GROUPS_SPREAD_FIX = (
+    " pytest 9.2 drops the group pytest-xdist gives each test (pytest-xdist issue #1386): install 'pytest<9.2' "
+    "until pytest-xdist releases its fix."
 )
 
 
-def groups_ignored(items: list[pytest.Item]) -> bool:
-    """True when a trainstab case carries its model's ``xdist_group`` mark and pytest-xdist did not append the
-    group to its node id, which is how ``--dist loadgroup`` sends a group to one worker. Asked on a worker, after
-    pytest-xdist's own collection hook. Under pytest 9.2 and pytest-xdist 3.8 the suffix is silently lost (node ids
-    became structured): every check still passes or fails as it should, but checks of one model spread over the
-    workers, and all but one wait on the session cache's lock while the first trains the sweep."""
-    for item in items:
-        if item.get_closest_marker("trainstab") is None:
-            continue
-        # As pytest-xdist names an item's group: every xdist_group mark on it, sorted, joined by "_".
-        names = {
-            str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")
-        }
-        if names and not item.nodeid.endswith("@" + "_".join(sorted(names))):
-            return True
-    return False
+def xdist_group_of(item: pytest.Item) -> str:
+    """The group pytest-xdist's ``--dist loadgroup`` sends to one worker: the names of the item's ``xdist_group``
+    marks, sorted and joined by ``_`` ("" for none)."""
+    names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    return "_".join(sorted(names))
 
 
-@pytest.hookimpl(wrapper=True)  # after every plugin's hook, pytest-xdist's (which appends the groups) included
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Generator[None, None, None]:
-    """(On a pytest-xdist worker under ``--dist loadgroup``.) Tell the controller when the groups were ignored."""
-    yield
-    output = getattr(config, "workeroutput", None)
-    if output is not None and getattr(config.option, "loadgroup", False) and groups_ignored(items):
-        output[GROUPS_IGNORED_KEY] = True
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """(pytest-xdist, controller) Note a worker whose trainstab checks ``--dist loadgroup`` did not group."""
-    if getattr(node, "workeroutput", {}).get(GROUPS_IGNORED_KEY):
-        session_of(node.config).groups_ignored = True
+def spread_groups(workers_of: dict[str, set[str]]) -> list[str]:
+    """The groups whose checks ran on more than one worker (``workers_of``: group -> the workers that ran them)."""
+    return sorted(group for group, workers in workers_of.items() if len(workers) > 1)
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
@@ -343,6 +326,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     payloads = item.stash.get(PAYLOAD_KEY, [])
     if call.when == "call" and payloads:
         report.trainstab = payloads
+        report.trainstab_group = xdist_group_of(item)  # the controller sees where each group ran
     if call.when == "call" and report.failed and call.excinfo is not None:
         # An error (pytest_report_teststatus): also a crash met under @given, where assert_stable trains.
         report.trainstab_crashed = call.excinfo.errisinstance((TrainingCrashed, ModelCrashed))
@@ -374,6 +358,10 @@ class VerdictCollector:
         payloads = getattr(report, "trainstab", None)
         if report.when != "call" or not payloads:
             return
+        worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)  # set by pytest-xdist
+        group = getattr(report, "trainstab_group", "")
+        if worker is not None and group:
+            self.session.workers_of.setdefault(group, set()).add(worker)
         for payload in payloads:
             verdict = Verdict.from_json(payload["row"])
             # A known-unstable model failing as declared: not a failure of the run.
@@ -434,7 +422,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """One row per model and check (value, bound, baseline, verdict), then every file the run wrote."""
     state = session_of(terminalreporter.config)
     if not state.verdicts and not state.written:
-        _say_groups_ignored(terminalreporter, state)
+        _say_groups_spread(terminalreporter, state)
         return
     if state.options.cache is not None:
         uses = [use for use in state.cache_uses if not use.session]
@@ -461,15 +449,33 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(cache_line)
     for note in cache_notes(str(state.options.cache), state.cache_uses):  # what the counts do not say
         terminalreporter.write_line(f"trainstab: {note}")
-    _say_groups_ignored(terminalreporter, state)
+    _say_groups_spread(terminalreporter, state)
 
 
-def _say_groups_ignored(terminalreporter: Any, state: Session) -> None:
-    """One line when ``--dist loadgroup`` did not group this run's checks (:func:`groups_ignored`)."""
-    if state.groups_ignored:
-        versions = {name: importlib.metadata.version(name) for name in ("pytest", "pytest-xdist")}
-        line = GROUPS_IGNORED.format(pytest=versions["pytest"], xdist=versions["pytest-xdist"])
-        terminalreporter.write_line(f"trainstab: WARNING: {line}")
+def _say_groups_spread(terminalreporter: Any, state: Session) -> None:
+    """One line when ``--dist loadgroup`` was asked for and a group's checks ran on several workers."""
+    spread = spread_groups(state.workers_of)
+    if not spread or terminalreporter.config.getoption("dist", None) != "loadgroup":
+        return
+    shown = ", ".join(spread[:3]) + (f" and {len(spread) - 3} more" if len(spread) > 3 else "")
+    line = GROUPS_SPREAD.format(pytest=pytest.__version__, xdist=_version("pytest-xdist"), groups=shown)
+    if _major_minor(pytest.__version__) >= (9, 2):  # the known cause; another cause has no fix to name
+        line += GROUPS_SPREAD_FIX
+    terminalreporter.write_line(f"trainstab: WARNING: {line}")
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    """``(9, 2)`` for "9.2.0" or "9.2.0.dev340+g6a0de9be5"; ``(0, 0)`` for a version that does not start so."""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+def _version(distribution: str) -> str:
+    """An installed distribution's version ("?" when its metadata cannot be read)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 def _paired_rows(terminalreporter: Any, verdicts: list[Verdict]) -> None:

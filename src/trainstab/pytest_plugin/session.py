@@ -44,7 +44,7 @@ class Session:
     cache_uses: list[CacheUse] = field(default_factory=list)  # the same, from every process (controller)
     base: BaseTrainer | None = None  # --trainstab-against: the base revision (each process checks out its own)
     pairs: dict[str, Pair] = field(default_factory=dict)  # this process's head/base pairs, by sweep
-    groups_ignored: bool = False  # --dist loadgroup asked for, and a worker's checks were not grouped (plugin.py)
+    workers_of: dict[str, set[str]] = field(default_factory=dict)  # xdist group -> workers its checks ran on
 
     def private_folder(self) -> Path:
         """The sweep cache folder, checked to be private to this user (an error otherwise)."""
