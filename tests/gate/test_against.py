@@ -204,15 +204,21 @@ def _shared_folder(tmp_path):
     return folder
 
 
-def test_a_second_worker_reads_the_first_ones_error_and_never_checks_the_base_out(tmp_path, monkeypatch, module_name):
-    # Two xdist workers whose checks of one model were not grouped (pytest 9.2 ignores --dist loadgroup): the base
-    # is tried once; the second reads how it ended, with the same line, and makes no checkout of its own.
+def _two_workers_on_a_base_that_does_not_parse(tmp_path, monkeypatch, module_name):
+    """The shared folder and two processes' trainers of a repository whose main has a model file that does not
+    parse (the head's is fixed): trying the base fails fast, in the child, without training."""
     broken = MODEL.replace("def build(size):", "def build(size) x:")
     repo = _repository(tmp_path / "repo", {f"{module_name}.py": broken})
     (repo / f"{module_name}.py").write_text(MODEL)
     monkeypatch.syspath_prepend(str(repo))
     shared = _shared_folder(tmp_path)
-    first, second = (BaseTrainer(repo, "main", None, shared=shared) for _ in range(2))
+    return shared, *(BaseTrainer(repo, "main", None, shared=shared) for _ in range(2))
+
+
+def test_a_second_worker_reads_the_first_ones_error_and_never_checks_the_base_out(tmp_path, monkeypatch, module_name):
+    # Two xdist workers whose checks of one model were not grouped (pytest 9.2 ignores --dist loadgroup): the base
+    # is tried once; the second reads how it ended, with the same line, and makes no checkout of its own.
+    shared, first, second = _two_workers_on_a_base_that_does_not_parse(tmp_path, monkeypatch, module_name)
     try:
         with pytest.raises(TrainstabError) as error_of_first:
             first.sweeps([_config(f"{module_name}:build")])
@@ -233,12 +239,7 @@ def test_a_report_in_the_shared_folder_that_is_a_link_is_not_read_and_the_base_i
 ):
     # The session folder is private; still, what is read from it is untrusted input: a report that is a link (here
     # to one claiming the model is new in the change, which would skip the comparison) is never read.
-    broken = MODEL.replace("def build(size):", "def build(size) x:")
-    repo = _repository(tmp_path / "repo", {f"{module_name}.py": broken})
-    (repo / f"{module_name}.py").write_text(MODEL)
-    monkeypatch.syspath_prepend(str(repo))
-    shared = _shared_folder(tmp_path)
-    first, second = (BaseTrainer(repo, "main", None, shared=shared) for _ in range(2))
+    shared, first, second = _two_workers_on_a_base_that_does_not_parse(tmp_path, monkeypatch, module_name)
     planted = tmp_path / "planted.json"
     planted.write_text(json.dumps({"status": "absent", "line": "planted"}))
     try:
