@@ -422,7 +422,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """One row per model and check (value, bound, baseline, verdict), then every file the run wrote."""
     state = session_of(terminalreporter.config)
     if not state.verdicts and not state.written:
-        _say_groups_spread(terminalreporter, state)
         return
     if state.options.cache is not None:
         uses = [use for use in state.cache_uses if not use.session]
